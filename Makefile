@@ -1,0 +1,44 @@
+# The targets CI calls; a person runs exactly what CI runs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUT ?= out/demo
+
+.PHONY: setup demo test test-slow lint typecheck format bench clean
+
+# Idempotent set-up: Debian packages (none needed yet), a virtual environment, the project.
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job: simulate the reference site on the default scenario, KPI report + plots.
+demo: $(STAMP)
+	$(BIN)/twinloop simulate --scenario tropical-typical-week --out $(OUT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# The test command of the README: lint, types, then the default (non-slow) test suite.
+# pytest exits 5 when it collects nothing; that is not a failure of the suite.
+test: lint typecheck
+	$(BIN)/pytest -m "not slow" -q; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -m slow -q; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/plant_speed.py
+
+clean:
+	rm -rf $(VENV) out build dist *.egg-info

@@ -1,0 +1,1 @@
+"""TwinLoop connectors package (filled in by later issues)."""

@@ -1,0 +1,1 @@
+"""TwinLoop control package (filled in by later issues)."""

@@ -1,0 +1,1 @@
+"""TwinLoop dashboards package (filled in by later issues)."""

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh machine: Debian packages, virtual environment, project + dev tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=()  # Debian packages the project needs (none yet; Mosquitto/Chromium come with later issues)
+if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+  fi
+fi
+
+PY=${PY:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+# torch is pinned wherever it is installed: torch==2.13.0 (CPU wheel on disk). Not needed yet.
+.venv/bin/python -m pip install --quiet -e '.[dev]'

@@ -1,0 +1,1 @@
+"""TwinLoop twin package (filled in by later issues)."""

@@ -1,0 +1,1 @@
+"""TwinLoop command-line interface."""
