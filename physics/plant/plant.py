@@ -1,0 +1,449 @@
+"""The plant: the reference data center as a simulator that stands in for a real site.
+
+``Plant.step`` advances every site by one internal step (60 s by default). Order within a
+step: setpoints (command or site control) → servers → CRAH fans, supply-air loop and coils →
+room air → chilled-water loop, economiser and chillers (with staging timers) → condenser
+water and tower → pumps → power chain → sensors. Water and room nodes are integrated
+exactly over the step; the plenum and condenser-water temperatures lag one step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from physics import chilled_water as chw
+from physics import cooling_tower as ct
+from physics import crah
+from physics.chiller import (
+    ChillerStagingState,
+    StagingParams,
+    capft,
+    eirfplr,
+    eirft,
+    stage_chillers,
+    update_staging,
+)
+from physics.constants import CP_AIR_KJ_KG_K, CP_WATER_KJ_KG_K
+from physics.economiser import economiser_heat_kw
+from physics.plant.faults import FaultEffects, FaultEvent, FaultSchedule
+from physics.plant.sensors import SensorFrame, SensorModel, SensorNoise, point_catalog
+from physics.plant.site import SiteConfig, draw_hidden_params
+from physics.plant.site_control import (
+    SETPOINT_FIELDS,
+    SetpointCommand,
+    Setpoints,
+    resolve_setpoints,
+    site_setpoints,
+)
+from physics.power_chain import power_chain
+from physics.pumps import pump_power_kw
+from physics.room_air import RoomState, room_air_step
+from physics.servers import server_operating_point
+from physics.weather import WeatherSeries
+
+logger = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+
+ENERGY_COLUMNS: tuple[str, ...] = (
+    "time_h",
+    "it_power_kw",
+    "chiller_power_kw",
+    "economiser_power_kw",
+    "ups_loss_kw",
+    "pdu_loss_kw",
+    "transformer_loss_kw",
+    "lighting_kw",
+    "aux_kw",
+    "water_use_kg_s",
+    "coil_heat_kw",
+    "crah_fan_heat_kw",
+    "room_gain_kw",
+    "room_stored_kw",
+    "chiller_load_kw",
+    "economiser_heat_kw",
+    "chw_stored_kw",
+    "chw_pump_heat_kw",
+    "tower_heat_kw",
+    "command_active",
+)
+"""Ground-truth columns logged beside the sensor points (never visible to the twin)."""
+
+_TOWER_STEPS = 12
+
+
+@dataclass
+class _State:
+    room: RoomState
+    rack_inlet_c: FloatArray
+    chw_supply_c: FloatArray
+    chw_return_c: FloatArray
+    cw_supply_c: FloatArray
+    staging: ChillerStagingState
+    setpoints: Setpoints | None
+    plenum_heat_kw: FloatArray
+    tower_range_k: FloatArray
+
+
+def _tower_airflow_for_setpoint(
+    params: ct.CoolingTowerParams,
+    wet_bulb_c: FloatArray,
+    range_k: FloatArray,
+    water_flow_ratio: FloatArray,
+    target_approach_k: FloatArray,
+    max_ratio: float,
+) -> FloatArray:
+    """Fan airflow ratio whose YorkCalc approach meets a target at a known range.
+
+    The range is the previous step's (the basin lags), so one correlation call per
+    bisection step suffices; the fan cannot exceed ``max_ratio`` (failed fans).
+    """
+    lo = np.full_like(wet_bulb_c, params.min_airflow_ratio)
+    hi = np.full_like(wet_bulb_c, 1.0)
+    for _ in range(_TOWER_STEPS):
+        mid = 0.5 * (lo + hi)
+        too_warm = ct.approach_k(wet_bulb_c, range_k, water_flow_ratio, mid) > target_approach_k
+        lo = np.where(too_warm, mid, lo)
+        hi = np.where(too_warm, hi, mid)
+    ratio = np.minimum(hi, max_ratio)
+    return np.asarray(ratio, dtype=np.float64)
+
+
+class Plant:
+    """One or more simulated sites of the same design stepping in lock-step.
+
+    ``utilisation`` is the IT utilisation per pod with shape (n_steps, pods), one row per
+    internal step from the start; ``seeds`` gives one site per seed (hidden parameters and
+    sensor noise). The weather must cover ``start_h`` to the end of the run.
+    """
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        *,
+        weather: WeatherSeries,
+        utilisation: FloatArray,
+        start_h: float,
+        faults: Sequence[FaultEvent] = (),
+        seeds: Sequence[int] = (0,),
+        step_s: float = 60.0,
+        noise: SensorNoise | None = None,
+        warmup_steps: int = 180,
+    ) -> None:
+        if step_s <= 0 or step_s > 300:
+            raise ValueError("step_s must lie in (0, 300] s for the plant's integration")
+        util = np.asarray(utilisation, dtype=np.float64)
+        if util.ndim != 2 or util.shape[1] != config.n_pods:
+            raise ValueError(f"utilisation must have shape (n_steps, {config.n_pods})")
+        self.config = config
+        self.step_s = float(step_s)
+        self.n_steps = util.shape[0]
+        self.start_h = float(start_h)
+        self.hidden = draw_hidden_params(config, seeds)
+        self.faults = FaultSchedule(
+            faults, n_crah=config.n_crah, n_chillers=config.n_chillers, n_pods=config.n_pods
+        )
+        self.sensors = SensorModel(point_catalog(config), noise or SensorNoise(), self.hidden.seeds)
+        self.point_names = self.sensors.names
+        self.log_names: tuple[str, ...] = (
+            *ENERGY_COLUMNS,
+            *(f"sp.{name}" for name in SETPOINT_FIELDS),
+            *self.point_names,
+        )
+        times_h = self.start_h + np.arange(self.n_steps + 1) * self.step_s / 3600.0
+        self._weather = weather.at(times_h)
+        self._util = np.clip(util, 0.0, 1.0)
+        self._staging_params = StagingParams(
+            min_on_time_s=config.chiller_min_on_s,
+            min_off_time_s=config.chiller_min_off_s,
+            restart_delay_s=config.chiller_restart_delay_s,
+        )
+        self.n_sites = self.hidden.n_sites
+        self.command: SetpointCommand | None = None
+        self.step_index = 0
+        self._state = self._initial_state()
+        self.last_log: FloatArray = np.zeros((self.n_sites, len(self.log_names)))
+        self.last_frame: SensorFrame | None = None
+        for _ in range(warmup_steps):
+            self._advance(0, self.faults.effects_at(0.0), record=False)
+        logger.info(
+            "plant ready: %d site(s) of %s, %d steps of %.0f s from hour %.1f",
+            self.n_sites,
+            config.name,
+            self.n_steps,
+            self.step_s,
+            self.start_h,
+        )
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def time_s(self) -> float:
+        """Plant time since the start of the run."""
+        return self.step_index * self.step_s
+
+    @property
+    def time_h(self) -> float:
+        """Hour of the weather year now."""
+        return self.start_h + self.time_s / 3600.0
+
+    @property
+    def done(self) -> bool:
+        return bool(self.step_index >= self.n_steps)
+
+    def apply_command(self, command: SetpointCommand | None) -> None:
+        """Hold ``command`` until it expires (``None`` hands control back to the site)."""
+        self.command = command
+
+    def step(self) -> SensorFrame:
+        """Advance one internal step and return the new sensor readings."""
+        if self.done:
+            raise RuntimeError("the plant has reached the end of its run")
+        effects = self.faults.effects_at(self.time_s / 3600.0)
+        self._advance(self.step_index, effects, record=True)
+        self.step_index += 1
+        truth = self.last_log[:, -len(self.point_names) :]
+        self.last_frame = self.sensors.read(truth, self.time_s, effects)
+        return self.last_frame
+
+    # ------------------------------------------------------------------ internals
+    def _initial_state(self) -> _State:
+        cfg, b = self.config, self.n_sites
+        shape = (b, cfg.n_pods, cfg.racks_per_pod)
+        supply = np.full(b, cfg.defaults.supply_air_c)
+        return _State(
+            room=RoomState(
+                server_c=np.full(shape, cfg.defaults.supply_air_c + 11.0),
+                structure_c=supply + 8.0,
+                return_air_c=supply + 9.0,
+            ),
+            rack_inlet_c=np.full(shape, cfg.defaults.supply_air_c + 0.5),
+            chw_supply_c=np.full(b, cfg.defaults.chw_supply_c),
+            chw_return_c=np.full(b, cfg.defaults.chw_supply_c + 5.0),
+            cw_supply_c=np.full(b, cfg.defaults.cw_supply_c),
+            staging=ChillerStagingState.all_off(cfg.n_chillers, (b,)),
+            setpoints=None,
+            plenum_heat_kw=np.full(b, 60.0),
+            tower_range_k=np.full(b, 5.0),
+        )
+
+    def _advance(self, k: int, fx: FaultEffects, *, record: bool) -> None:
+        cfg, hid, st, dt = self.config, self.hidden, self._state, self.step_s
+        b = self.n_sites
+        dry_bulb = np.full(b, self._weather.dry_bulb_c[k])
+        wet_bulb = np.full(b, self._weather.wet_bulb_c[k])
+
+        site = site_setpoints(cfg.defaults, wet_bulb)
+        sp, command_active = resolve_setpoints(
+            self.command, self.time_s, site, st.setpoints, cfg.limits
+        )
+
+        # Servers (fans and leakage respond to last step's inlet temperature).
+        util = np.clip(self._util[k] + fx.util_delta, 0.0, 1.0)
+        servers = server_operating_point(
+            cfg.server, util[None, :, None], st.rack_inlet_c, hid.rack_power_scale
+        )
+        it_kw = servers.power_kw.sum(axis=(1, 2))
+
+        # CRAH units: fans, supply-air loop on the valves, coils.
+        running = np.broadcast_to(fx.crah_running, (b, cfg.n_crah))
+        speed = np.broadcast_to(sp.fan_speed_frac[:, None], (b, cfg.n_crah))
+        airflow = np.where(running, crah.fan_airflow_kg_s(cfg.crah, speed), 0.0)
+        fan_kw = np.where(running, crah.fan_power_kw(cfg.crah, speed), 0.0)
+        fan_rise = fan_kw / np.maximum(airflow * CP_AIR_KJ_KG_K, 1e-9)
+        ua_mult = hid.crah_ua_mult * fx.crah_ua_mult
+        air_in = np.broadcast_to(st.room.return_air_c[:, None], (b, cfg.n_crah))
+        water_in = np.broadcast_to(st.chw_supply_c[:, None], (b, cfg.n_crah))
+        water = crah.valve_water_flow_for_setpoint(
+            cfg.crah, air_in, water_in, airflow, sp.supply_air_c[:, None] - fan_rise, ua_mult
+        )
+        stuck = np.isfinite(fx.crah_stuck_valve)
+        water = np.where(
+            stuck, np.nan_to_num(fx.crah_stuck_valve) * cfg.crah.max_water_flow_kg_s, water
+        )
+        water = np.where(running, water, 0.0)
+        coil_leave = crah.coil_leaving_air_c(cfg.crah, air_in, water_in, airflow, water, ua_mult)
+        coil_heat = airflow * CP_AIR_KJ_KG_K * (air_in - coil_leave)
+        total_air = airflow.sum(axis=1)
+        supply_air = np.where(
+            total_air > 0,
+            ((coil_leave + fan_rise) * airflow).sum(axis=1) / np.maximum(total_air, 1e-9),
+            st.room.return_air_c,
+        )
+        coil_water = water.sum(axis=1)
+        coil_return = st.chw_supply_c + coil_heat.sum(axis=1) / np.maximum(
+            coil_water * CP_WATER_KJ_KG_K, 1e-9
+        )
+
+        # Room air.
+        room = room_air_step(
+            cfg.room,
+            st.room,
+            supply_air_c=supply_air,
+            pod_supply_airflow_kg_s=total_air[:, None] * hid.pod_airflow_share,
+            rack_power_kw=servers.power_kw,
+            rack_airflow_kg_s=servers.airflow_kg_s,
+            rack_recirc_frac=hid.rack_recirc_frac + fx.pod_extra_recirc[None, :, None],
+            cross_recirc_frac=hid.cross_recirc_frac,
+            server_capacity_kj_k=hid.server_capacity_kj_k,
+            plenum_heat_kw=st.plenum_heat_kw,
+            outdoor_c=dry_bulb,
+            dt_s=dt,
+        )
+
+        # Chilled-water loop: staging, mixing, economiser, chillers, supply volume.
+        curves = cfg.chiller.curves
+        lift = fx.condenser_lift_k
+        cw_enter = st.cw_supply_c[:, None] + lift
+        cap_each = (
+            cfg.chiller.ref_capacity_kw
+            * hid.chiller_cap_mult
+            * capft(curves, sp.chw_supply_c[:, None], cw_enter)
+        )
+        available = ~np.broadcast_to(fx.chiller_tripped, (b, cfg.n_chillers))
+        demand = coil_heat.sum(axis=1) + np.maximum(st.chw_supply_c - sp.chw_supply_c, 0.0) * 40.0
+        request = stage_chillers(
+            demand, cap_each.mean(axis=1), available.sum(axis=1), cfg.chiller_stage_up_frac
+        )
+        staging = update_staging(st.staging, request, available, dt, self._staging_params)
+        on = staging.on
+        n_on = on.sum(axis=1)
+        primary = chw.primary_flow_kg_s(coil_water, n_on, cfg.chw_loop)
+        mixed = chw.mixed_return_c(coil_return, coil_water, st.chw_supply_c, primary)
+        ret = chw.mixed_tank_step(st.chw_return_c, mixed, primary, cfg.chw_loop.return_mass_kg, dt)
+        eco_on = (sp.economiser_enable > 0.5) & (st.cw_supply_c < ret.temp_c)
+        cw_flow_eco = np.where(eco_on, cfg.cw_flow_per_chiller_kg_s, 0.0)
+        eco = economiser_heat_kw(
+            cfg.economiser_effectiveness, eco_on, ret.temp_c, primary, st.cw_supply_c, cw_flow_eco
+        )
+        capacity = (cap_each * on).sum(axis=1)
+        leave = chw.chiller_leaving_c(eco.chw_leave_c, primary, sp.chw_supply_c, capacity)
+        load = primary * CP_WATER_KJ_KG_K * (eco.chw_leave_c - leave)
+        share = np.where(on, cap_each, 0.0) / np.maximum(capacity, 1e-9)[:, None]
+        load_each = load[:, None] * share
+        plr = load_each / np.maximum(cap_each, 1e-9)
+        chiller_kw_each = np.where(
+            on & (load_each > 0),
+            cap_each
+            / cfg.chiller.ref_cop
+            * eirft(curves, leave[:, None], cw_enter)
+            * eirfplr(curves, np.maximum(plr, cfg.chiller.min_plr))
+            * hid.chiller_eir_mult,
+            0.0,
+        )
+        sup = chw.mixed_tank_step(st.chw_supply_c, leave, primary, cfg.chw_loop.supply_mass_kg, dt)
+        chw_pump_kw = pump_power_kw(
+            cfg.chw_pump_design_kw,
+            primary / cfg.chw_loop.design_flow_kg_s,
+            efficiency_multiplier=fx.pump_efficiency_mult,
+        )
+
+        # Condenser water and tower (cells staged with chillers or the economiser).
+        cells = np.maximum(n_on, eco_on.astype(int))
+        cw_flow = cells * cfg.cw_flow_per_chiller_kg_s
+        chiller_kw = chiller_kw_each.sum(axis=1)
+        tower_heat = load + chiller_kw + eco.heat_kw
+        cw_return = st.cw_supply_c + tower_heat / np.maximum(cw_flow * CP_WATER_KJ_KG_K, 1e-9)
+        flow_ratio = np.where(cells > 0, 1.0, 0.0)
+        bias = hid.tower_approach_bias_k
+        target_approach = sp.cw_supply_c - wet_bulb - bias
+        ratio = _tower_airflow_for_setpoint(
+            cfg.tower,
+            wet_bulb,
+            st.tower_range_k,
+            flow_ratio,
+            target_approach,
+            fx.tower_fan_max_frac,
+        )
+        fan_ok = fx.tower_fan_max_frac > 0
+        approach = ct.approach_k(wet_bulb, st.tower_range_k, flow_ratio, np.maximum(ratio, 1e-3))
+        free = cw_return - cfg.tower.free_convection_frac * (
+            cw_return - (wet_bulb + approach + bias)
+        )
+        leaving = wet_bulb + np.maximum(approach + bias, target_approach) if fan_ok else free
+        leaving = np.where(cells > 0, np.minimum(leaving, cw_return), st.cw_supply_c)
+        tower_fan_kw = np.where(cells > 0, cells * ct.tower_fan_power_kw(cfg.tower, ratio), 0.0)
+        if not fan_ok:
+            tower_fan_kw = np.zeros(b)
+        cw_pump_kw = cells * cfg.cw_pump_kw_per_chiller
+        water_use = ct.tower_water_use_kg_s(cfg.tower, tower_heat, cw_flow).total_kg_s
+
+        # Power chain and totals.
+        crah_fan_kw = fan_kw.sum(axis=1)
+        mechanical = chiller_kw + crah_fan_kw + chw_pump_kw + cw_pump_kw + tower_fan_kw
+        flows = power_chain(cfg.power_chain, it_kw, mechanical)
+        room_stored = (
+            hid.server_capacity_kj_k * (room.state.server_c - st.room.server_c) / dt
+        ).sum(axis=(1, 2)) + (room.structure_gain_kw + room.envelope_gain_kw)
+
+        if record:
+            energy = (
+                np.full(b, self.time_h),
+                it_kw,
+                chiller_kw,
+                np.zeros(b),
+                flows.ups_loss_kw,
+                flows.pdu_loss_kw,
+                flows.transformer_loss_kw,
+                flows.lighting_kw,
+                flows.aux_kw,
+                water_use,
+                coil_heat.sum(axis=1),
+                crah_fan_kw,
+                it_kw + st.plenum_heat_kw + room.envelope_gain_kw,
+                room_stored,
+                load,
+                eco.heat_kw,
+                ret.stored_kw + sup.stored_kw,
+                chw_pump_kw,
+                tower_heat,
+                np.full(b, float(command_active)),
+            )
+            valve = water / cfg.crah.max_water_flow_kg_s
+            points = (
+                room.rack_inlet_c.reshape(b, -1),
+                room.hot_aisle_c,
+                servers.power_kw.sum(axis=2),
+                supply_air[:, None],
+                st.room.return_air_c[:, None],
+                np.where(total_air > 0, sp.fan_speed_frac, 0.0)[:, None],
+                crah_fan_kw[:, None],
+                total_air[:, None],
+                valve,
+                sup.temp_c[:, None],
+                ret.temp_c[:, None],
+                primary[:, None],
+                chw_pump_kw[:, None],
+                chiller_kw_each,
+                n_on[:, None].astype(float),
+                leaving[:, None],
+                cw_return[:, None],
+                cw_pump_kw[:, None],
+                tower_fan_kw[:, None],
+                ratio[:, None] * (cells > 0),
+                eco_on[:, None].astype(float),
+                (it_kw + flows.pdu_loss_kw)[:, None],
+                flows.facility_kw[:, None],
+                dry_bulb[:, None],
+                wet_bulb[:, None],
+                np.full((b, 1), self._weather.rel_hum_frac[k]),
+            )
+            self.last_log = np.concatenate(
+                [np.stack(energy, axis=1), sp.as_matrix(), *points], axis=1
+            )
+
+        self._state = _State(
+            room=room.state,
+            rack_inlet_c=room.rack_inlet_c,
+            chw_supply_c=sup.temp_c,
+            chw_return_c=ret.temp_c,
+            cw_supply_c=leaving,
+            staging=staging,
+            setpoints=sp,
+            plenum_heat_kw=flows.pdu_loss_kw + flows.ups_loss_kw + flows.lighting_kw,
+            tower_range_k=np.where(cells > 0, np.maximum(cw_return - leaving, 0.5), 5.0),
+        )
