@@ -246,3 +246,46 @@ def tower_water_use_kg_s(
         blowdown_kg_s=np.asarray(blowdown, dtype=np.float64),
         total_kg_s=np.asarray(total, dtype=np.float64),
     )
+
+
+def airflow_ratio_for_approach(
+    params: CoolingTowerParams,
+    wet_bulb_c: ArrayLike,
+    range_k: ArrayLike,
+    water_flow_ratio: ArrayLike,
+    target_approach_k: ArrayLike,
+) -> FloatArray:
+    """Fan airflow ratio in [min, 1] whose YorkCalc approach equals a target at a known range.
+
+    For fixed wet bulb and range the correlation is a quadratic in LG, so the solve is in
+    closed form (no iteration): the root between LG at full fan and LG at minimum fan. An
+    unreachable target gives 1 (full fan); one met at minimum fan gives the minimum.
+    """
+    twb = np.clip(np.asarray(wet_bulb_c, dtype=np.float64), *YORKCALC_WET_BULB_RANGE_C)
+    tr = np.clip(np.asarray(range_k, dtype=np.float64), 0.0, YORKCALC_RANGE_K[1])
+    fr_water = np.clip(
+        np.asarray(water_flow_ratio, dtype=np.float64), *YORKCALC_WATER_FLOW_RATIO_RANGE
+    )
+    target = np.asarray(target_approach_k, dtype=np.float64)
+    tr, twb, fr_water, target = np.broadcast_arrays(tr, twb, fr_water, target)
+    a0, a1, a2 = (np.polynomial.polynomial.polyval2d(tr, twb, _YORKCALC_GRID[k]) for k in range(3))
+    lg_lo = np.minimum(fr_water, YORKCALC_MAX_LG_RATIO)
+    lg_hi = np.minimum(fr_water / params.min_airflow_ratio, YORKCALC_MAX_LG_RATIO)
+
+    def approach_at(lg: FloatArray) -> FloatArray:
+        return np.asarray(a0 + lg * (a1 + lg * a2), dtype=np.float64)
+
+    c = a0 - target
+    disc = np.maximum(a1 * a1 - 4.0 * a2 * c, 0.0)
+    sq = np.sqrt(disc)
+    safe_a2 = np.where(np.abs(a2) > 1e-12, a2, 1e-12)
+    root_a = (-a1 + sq) / (2.0 * safe_a2)
+    root_b = (-a1 - sq) / (2.0 * safe_a2)
+    linear = np.where(np.abs(a1) > 1e-12, -c / np.where(np.abs(a1) > 1e-12, a1, 1.0), lg_lo)
+    in_a = (root_a >= lg_lo) & (root_a <= lg_hi)
+    root = np.where(np.abs(a2) > 1e-12, np.where(in_a, root_a, root_b), linear)
+    root = np.clip(root, lg_lo, lg_hi)
+    ratio = fr_water / np.maximum(root, 1e-9)
+    ratio = np.where(approach_at(lg_lo) > target, 1.0, ratio)
+    ratio = np.where(approach_at(lg_hi) <= target, params.min_airflow_ratio, ratio)
+    return np.asarray(np.clip(ratio, params.min_airflow_ratio, 1.0), dtype=np.float64)

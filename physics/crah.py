@@ -21,7 +21,7 @@ from physics.constants import CP_AIR_KJ_KG_K, CP_WATER_KJ_KG_K
 logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
-_BISECTION_STEPS = 9
+_BISECTION_STEPS = 7
 
 
 @dataclass(frozen=True)
@@ -139,15 +139,34 @@ def valve_water_flow_for_setpoint(
     Leaving air falls monotonically with water flow, so a fixed-count vectorised bisection
     brackets the answer; a final secant between the bracket ends refines it. A setpoint the
     coil cannot reach opens the valve fully; one already met by the entering air closes it.
+    The loop inlines :func:`coil_leaving_air_c` with the flow-independent terms hoisted (it is
+    the plant's hot path); ``tests/physics/test_crah.py`` checks the two agree.
     """
+    c_air = np.maximum(airflow_kg_s * CP_AIR_KJ_KG_K, 1e-9)
+    r_a = params.air_side_resistance_frac
+    r_air = r_a * (params.design_airflow_kg_s / np.maximum(airflow_kg_s, 1e-6)) ** 0.8
+    ua_scale = params.design_ua_kw_k * ua_multiplier
+    delta_max = np.maximum(air_in_c - water_in_c, 0.0)
+    ln_w0 = np.log(params.design_water_flow_kg_s)
+
+    def leaving(flow: FloatArray) -> FloatArray:
+        m_w = np.maximum(flow, 1e-6)
+        ua = ua_scale / (r_air + (1.0 - r_a) * np.exp(0.85 * (ln_w0 - np.log(m_w))))
+        c_w = m_w * CP_WATER_KJ_KG_K
+        c_min = np.minimum(c_air, c_w)
+        cr = np.minimum(c_min / np.maximum(c_air, c_w), 1.0 - 1e-9)
+        e = np.exp(-(ua / c_min) * (1.0 - cr))
+        eps = (1.0 - e) / (1.0 - cr * e)
+        return np.asarray(air_in_c - eps * c_min * delta_max / c_air, dtype=np.float64)
+
     lo = np.zeros_like(air_in_c)
     hi = np.full_like(air_in_c, params.max_water_flow_kg_s)
     t_lo = np.asarray(air_in_c, dtype=np.float64).copy()
-    t_hi = coil_leaving_air_c(params, air_in_c, water_in_c, airflow_kg_s, hi, ua_multiplier)
+    t_hi = leaving(hi)
     unreachable = t_hi > coil_leaving_setpoint_c
     for _ in range(_BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
-        t_mid = coil_leaving_air_c(params, air_in_c, water_in_c, airflow_kg_s, mid, ua_multiplier)
+        t_mid = leaving(mid)
         too_warm = t_mid > coil_leaving_setpoint_c
         lo = np.where(too_warm, mid, lo)
         t_lo = np.where(too_warm, t_mid, t_lo)

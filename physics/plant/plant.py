@@ -74,8 +74,6 @@ ENERGY_COLUMNS: tuple[str, ...] = (
 )
 """Ground-truth columns logged beside the sensor points (never visible to the twin)."""
 
-_TOWER_STEPS = 12
-
 
 @dataclass
 class _State:
@@ -88,30 +86,6 @@ class _State:
     setpoints: Setpoints | None
     plenum_heat_kw: FloatArray
     tower_range_k: FloatArray
-
-
-def _tower_airflow_for_setpoint(
-    params: ct.CoolingTowerParams,
-    wet_bulb_c: FloatArray,
-    range_k: FloatArray,
-    water_flow_ratio: FloatArray,
-    target_approach_k: FloatArray,
-    max_ratio: float,
-) -> FloatArray:
-    """Fan airflow ratio whose YorkCalc approach meets a target at a known range.
-
-    The range is the previous step's (the basin lags), so one correlation call per
-    bisection step suffices; the fan cannot exceed ``max_ratio`` (failed fans).
-    """
-    lo = np.full_like(wet_bulb_c, params.min_airflow_ratio)
-    hi = np.full_like(wet_bulb_c, 1.0)
-    for _ in range(_TOWER_STEPS):
-        mid = 0.5 * (lo + hi)
-        too_warm = ct.approach_k(wet_bulb_c, range_k, water_flow_ratio, mid) > target_approach_k
-        lo = np.where(too_warm, mid, lo)
-        hi = np.where(too_warm, hi, mid)
-    ratio = np.minimum(hi, max_ratio)
-    return np.asarray(ratio, dtype=np.float64)
 
 
 class Plant:
@@ -351,12 +325,10 @@ class Plant:
         flow_ratio = np.where(cells > 0, 1.0, 0.0)
         bias = hid.tower_approach_bias_k
         target_approach = sp.cw_supply_c - wet_bulb - bias
-        ratio = _tower_airflow_for_setpoint(
-            cfg.tower,
-            wet_bulb,
-            st.tower_range_k,
-            flow_ratio,
-            target_approach,
+        ratio = np.minimum(
+            ct.airflow_ratio_for_approach(
+                cfg.tower, wet_bulb, st.tower_range_k, flow_ratio, target_approach
+            ),
             fx.tower_fan_max_frac,
         )
         fan_ok = fx.tower_fan_max_frac > 0

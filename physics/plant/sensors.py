@@ -149,7 +149,9 @@ class SensorModel:
     def read(self, truth: FloatArray, time_s: float, effects: FaultEffects) -> SensorFrame:
         """Readings for a truth matrix of shape (sites, points)."""
         shape = truth.shape
-        noise = self._rng.standard_normal(shape) * (self._abs_std + self._rel_std * np.abs(truth))
+        noise = self._rng.standard_normal(shape, dtype=np.float32) * (
+            self._abs_std + self._rel_std * np.abs(truth)
+        )
         values = truth + self._bias + self._drift_per_s * time_s + noise
         for name, bias in effects.sensor_bias.items():
             values[:, self.index(name)] += bias
