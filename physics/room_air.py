@@ -141,13 +141,20 @@ def room_air_step(
     plenum_flow = pod_supply_airflow_kg_s.sum(axis=1) + (cross_recirc_frac * m_pod).sum(axis=1)
     plenum_flow = np.maximum(plenum_flow, 1e-6)
     hot_aisle_new = (m_rack * server_new).sum(axis=2) / m_pod
-    mix = ((hot_out * hot_aisle_new).sum(axis=1) + bypass.sum(axis=1) * supply_air_c) / (
-        hot_out.sum(axis=1) + bypass.sum(axis=1)
+    inflow = hot_out.sum(axis=1) + bypass.sum(axis=1)
+    mix = np.where(
+        inflow > 1e-9,
+        ((hot_out * hot_aisle_new).sum(axis=1) + bypass.sum(axis=1) * supply_air_c)
+        / np.maximum(inflow, 1e-9),
+        hot_aisle_new.mean(axis=1),
     )
-    mix = mix + plenum_heat_kw / (plenum_flow * CP_AIR_KJ_KG_K)
+    capacity_rate = plenum_flow * CP_AIR_KJ_KG_K
+    mix = mix + plenum_heat_kw / capacity_rate
 
-    # Structure: lumped node between plenum air and outdoors, exact update.
-    ua_st = params.structure_ua_kw_k
+    # Structure: lumped node between plenum air and outdoors, exact update. The air can
+    # give up at most what its stream carries: the surface acts with effectiveness
+    # 1 − exp(−UA/(m·cp)), so the return air stays between the mix and the structure.
+    ua_st = capacity_rate * -np.expm1(-params.structure_ua_kw_k / capacity_rate)
     ua_env = params.envelope_ua_kw_k
     ua_sum = ua_st + ua_env
     struct_steady = (ua_st * mix + ua_env * outdoor_c) / ua_sum
@@ -156,7 +163,7 @@ def room_air_step(
     stored_kw = params.structure_capacity_kj_k * (structure_new - state.structure_c) / dt_s
     envelope_gain = ua_env * (outdoor_c - 0.5 * (structure_new + state.structure_c))
     structure_gain = stored_kw - envelope_gain
-    return_air = mix - structure_gain / (plenum_flow * CP_AIR_KJ_KG_K)
+    return_air = mix - structure_gain / capacity_rate
 
     return RoomStep(
         state=RoomState(server_c=server_new, structure_c=structure_new, return_air_c=return_air),

@@ -48,8 +48,8 @@ class ServerParams:
             raise ValueError("max_power_kw must be positive")
         if not 0.0 < self.idle_frac < 1.0:
             raise ValueError("idle_frac must lie in (0, 1)")
-        if not 0.0 <= self.fan_power_frac < 0.5:
-            raise ValueError("fan_power_frac must lie in [0, 0.5)")
+        if not 0.0 <= self.fan_power_frac < self.idle_frac:
+            raise ValueError("fan_power_frac must lie in [0, idle_frac)")
         if self.max_fan_speed < 1.0:
             raise ValueError("max_fan_speed must be at least 1")
         if self.design_delta_t_k <= 0:
@@ -95,10 +95,10 @@ def server_operating_point(
     inlet = np.asarray(inlet_c, dtype=np.float64)
     p_max_kw = params.max_power_kw * np.asarray(power_scale, dtype=np.float64)
     excess_k = np.maximum(inlet - params.leakage_onset_c, 0.0)
+    # At nominal inlet the total is P_max·curve(u); the fans' nominal share is part of it.
     board_kw = (
         p_max_kw
-        * (1.0 - params.fan_power_frac)
-        * utilisation_power_frac(params.idle_frac, util_frac)
+        * (utilisation_power_frac(params.idle_frac, util_frac) - params.fan_power_frac)
         * (1.0 + params.leakage_frac_per_k * excess_k)
     )
     speed = server_fan_speed(params, inlet)

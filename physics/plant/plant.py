@@ -68,7 +68,6 @@ ENERGY_COLUMNS: tuple[str, ...] = (
     "chiller_load_kw",
     "economiser_heat_kw",
     "chw_stored_kw",
-    "chw_pump_heat_kw",
     "tower_heat_kw",
     "command_active",
 )
@@ -93,7 +92,9 @@ class Plant:
 
     ``utilisation`` is the IT utilisation per pod with shape (n_steps, pods), one row per
     internal step from the start; ``seeds`` gives one site per seed (hidden parameters and
-    sensor noise). The weather must cover ``start_h`` to the end of the run.
+    sensor noise). The weather must cover ``start_h`` to the end of the run; ``start_h`` may
+    be one hour of the year for all sites or one per site (e.g. twelve months of one site
+    side by side).
     """
 
     def __init__(
@@ -102,7 +103,7 @@ class Plant:
         *,
         weather: WeatherSeries,
         utilisation: FloatArray,
-        start_h: float,
+        start_h: float | Sequence[float],
         faults: Sequence[FaultEvent] = (),
         seeds: Sequence[int] = (0,),
         step_s: float = 60.0,
@@ -117,7 +118,8 @@ class Plant:
         self.config = config
         self.step_s = float(step_s)
         self.n_steps = util.shape[0]
-        self.start_h = float(start_h)
+        starts = np.atleast_1d(np.asarray(start_h, dtype=np.float64))
+        self.start_h = float(starts[0])
         self.hidden = draw_hidden_params(config, seeds)
         self.faults = FaultSchedule(
             faults, n_crah=config.n_crah, n_chillers=config.n_chillers, n_pods=config.n_pods
@@ -129,8 +131,11 @@ class Plant:
             *(f"sp.{name}" for name in SETPOINT_FIELDS),
             *self.point_names,
         )
-        times_h = self.start_h + np.arange(self.n_steps + 1) * self.step_s / 3600.0
-        self._weather = weather.at(times_h)
+        if starts.shape[0] not in (1, self.hidden.n_sites):
+            raise ValueError("start_h needs one value or one per site")
+        self.site_start_h = np.broadcast_to(starts, (self.hidden.n_sites,)).copy()
+        elapsed_h = np.arange(self.n_steps) * self.step_s / 3600.0
+        self._weather = weather.at(elapsed_h[:, None] + self.site_start_h[None, :])
         self._util = np.clip(util, 0.0, 1.0)
         self._staging_params = StagingParams(
             min_on_time_s=config.chiller_min_on_s,
@@ -180,6 +185,8 @@ class Plant:
         effects = self.faults.effects_at(self.time_s / 3600.0)
         self._advance(self.step_index, effects, record=True)
         self.step_index += 1
+        if self.last_log.shape[1] != len(self.log_names):
+            raise RuntimeError("plant log width does not match its column names")
         truth = self.last_log[:, -len(self.point_names) :]
         self.last_frame = self.sensors.read(truth, self.time_s, effects)
         return self.last_frame
@@ -208,8 +215,8 @@ class Plant:
     def _advance(self, k: int, fx: FaultEffects, *, record: bool) -> None:
         cfg, hid, st, dt = self.config, self.hidden, self._state, self.step_s
         b = self.n_sites
-        dry_bulb = np.full(b, self._weather.dry_bulb_c[k])
-        wet_bulb = np.full(b, self._weather.wet_bulb_c[k])
+        dry_bulb = self._weather.dry_bulb_c[k]
+        wet_bulb = self._weather.wet_bulb_c[k]
 
         site = site_setpoints(cfg.defaults, wet_bulb)
         sp, command_active = resolve_setpoints(
@@ -354,7 +361,7 @@ class Plant:
 
         if record:
             energy = (
-                np.full(b, self.time_h),
+                self.site_start_h + self.time_s / 3600.0,
                 it_kw,
                 chiller_kw,
                 np.zeros(b),
@@ -371,7 +378,6 @@ class Plant:
                 load,
                 eco.heat_kw,
                 ret.stored_kw + sup.stored_kw,
-                chw_pump_kw,
                 tower_heat,
                 np.full(b, float(command_active)),
             )
@@ -396,13 +402,13 @@ class Plant:
                 cw_return[:, None],
                 cw_pump_kw[:, None],
                 tower_fan_kw[:, None],
-                ratio[:, None] * (cells > 0),
+                (ratio * (cells > 0))[:, None],
                 eco_on[:, None].astype(float),
                 (it_kw + flows.pdu_loss_kw)[:, None],
                 flows.facility_kw[:, None],
                 dry_bulb[:, None],
                 wet_bulb[:, None],
-                np.full((b, 1), self._weather.rel_hum_frac[k]),
+                self._weather.rel_hum_frac[k][:, None],
             )
             self.last_log = np.concatenate(
                 [np.stack(energy, axis=1), sp.as_matrix(), *points], axis=1

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from physics.plant.faults import FAULT_KINDS, FaultEvent, FaultSchedule
-from physics.plant.sensors import SensorNoise
+from physics.plant.sensors import SensorNoise, point_catalog
 from physics.plant.site import SITE_VARIANTS, SiteConfig, site_variant
 from physics.weather import WeatherError, WeatherSeries, hour_of_year, load_weather
 from physics.workload import TRACE_DATASETS, WorkloadSpec
@@ -77,17 +77,24 @@ class HeatWaveSpec(_Strict):
     duration: str
     peak_offset: str
 
-    @field_validator("start", "duration")
+    @field_validator("start", "duration", mode="before")
     @classmethod
-    def _time(cls, v: str) -> str:
+    def _time(cls, v: Any) -> str:
         parse_duration_s(v)
+        return str(v)
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, v: str) -> str:
+        if parse_duration_s(v) <= 0:
+            raise ValueError(f"must be positive (got {v!r})")
         return v
 
-    @field_validator("peak_offset")
+    @field_validator("peak_offset", mode="before")
     @classmethod
-    def _delta(cls, v: str) -> str:
+    def _delta(cls, v: Any) -> str:
         parse_delta_k(v)
-        return v
+        return str(v)
 
 
 class WeatherSpec(_Strict):
@@ -131,11 +138,11 @@ class WorkloadModel(_Strict):
             raise ValueError(f"unknown trace dataset {v!r} (known: {', '.join(TRACE_DATASETS)})")
         return v
 
-    @field_validator("burst_duration")
+    @field_validator("burst_duration", mode="before")
     @classmethod
-    def _time(cls, v: str) -> str:
+    def _time(cls, v: Any) -> str:
         parse_duration_s(v)
-        return v
+        return str(v)
 
 
 class FaultModel(_Strict):
@@ -152,12 +159,13 @@ class FaultModel(_Strict):
             raise ValueError(f"unknown fault kind {v!r} (known: {', '.join(FAULT_KINDS)})")
         return v
 
-    @field_validator("at", "duration")
+    @field_validator("at", "duration", mode="before")
     @classmethod
-    def _time(cls, v: str | None) -> str | None:
+    def _time(cls, v: Any) -> str | None:
         if v is not None:
             parse_duration_s(v)
-        return v
+            return str(v)
+        return None
 
 
 class ScenarioModel(_Strict):
@@ -173,22 +181,25 @@ class ScenarioModel(_Strict):
     faults: list[FaultModel] = []
     seed: int = 0
 
-    @field_validator("duration", "step", "control_period")
+    @field_validator("duration", "step", "control_period", mode="before")
     @classmethod
-    def _time(cls, v: str) -> str:
+    def _time(cls, v: Any) -> str:
         if parse_duration_s(v) <= 0:
             raise ValueError(f"must be positive (got {v!r})")
-        return v
+        return str(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> ScenarioModel:
         step_s = parse_duration_s(self.step)
         period_s = parse_duration_s(self.control_period)
         if step_s > 300:
-            raise ValueError("step: the plant integrates at most 300 s per step")
+            raise ValueError(f"step: at most 300 s per plant step (got {self.step!r})")
         ratio = period_s / step_s
         if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
-            raise ValueError("control_period must be a whole number of steps")
+            raise ValueError(
+                f"control_period: must be a whole number of steps "
+                f"({self.control_period!r} / {self.step!r})"
+            )
         return self
 
 
@@ -245,7 +256,9 @@ def _format_error(source: str, error: ValidationError) -> str:
         message = "required field is missing"
     elif first["type"] == "extra_forbidden":
         message = "unknown field"
-    return f"scenario {source}: {where or '(top level)'}: {message}"
+    if not where:
+        return f"scenario {source}: {message}"
+    return f"scenario {source}: {where}: {message}"
 
 
 def shipped_scenarios() -> dict[str, Path]:
@@ -345,18 +358,24 @@ def _build(model: ScenarioModel, source: str) -> Scenario:
         heat_wave=heat_wave,
     )
     # Fault targets must exist on this site; the weather must cover the run.
+    points = {p.name for p in point_catalog(config)}
+    for i, event in enumerate(scenario.faults):
+        if isinstance(event.target, str) and event.target not in points:
+            raise ScenarioError(
+                f"scenario {source}: faults[{i}].target: unknown sensor point {event.target!r}"
+            )
+        try:
+            FaultSchedule(
+                [event], n_crah=config.n_crah, n_chillers=config.n_chillers, n_pods=config.n_pods
+            )
+        except ValueError as exc:
+            raise ScenarioError(f"scenario {source}: faults[{i}].target: {exc}") from None
     try:
-        FaultSchedule(
-            scenario.faults,
-            n_crah=config.n_crah,
-            n_chillers=config.n_chillers,
-            n_pods=config.n_pods,
-        )
         scenario.weather()
     except WeatherError as exc:
         raise ScenarioError(f"scenario {source}: weather.file: {exc}") from None
     except ScenarioError:
         raise
     except ValueError as exc:
-        raise ScenarioError(f"scenario {source}: faults: {exc}") from None
+        raise ScenarioError(f"scenario {source}: weather.heat_wave: {exc}") from None
     return scenario

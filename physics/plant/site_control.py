@@ -94,6 +94,7 @@ def resolve_setpoints(
     NaN values in a command mean "no value" for that site and fall back to the site control.
     """
     active = command is not None and command.valid_at(time_s)
+    supplied = False
     resolved: dict[str, FloatArray] = {}
     for name in SETPOINT_FIELDS:
         value = getattr(site, name)
@@ -102,7 +103,9 @@ def resolve_setpoints(
             given = getattr(command, name)
             if given is not None:
                 arr = np.broadcast_to(np.asarray(given, dtype=np.float64), value.shape)
-                value = np.where(np.isfinite(arr), arr, value)
+                finite = np.isfinite(arr)
+                supplied = supplied or bool(finite.any())
+                value = np.where(finite, arr, value)
         resolved[name] = value
     bounds = {
         "supply_air_c": limits.supply_air_c,
@@ -121,4 +124,4 @@ def resolve_setpoints(
         resolved["fan_speed_frac"] = _apply_deadband(
             resolved["fan_speed_frac"], previous.fan_speed_frac, limits.deadband_frac
         )
-    return Setpoints(**resolved), active
+    return Setpoints(**resolved), supplied
