@@ -13,10 +13,18 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from physics.plant.faults import FAULT_KINDS, FaultEvent, FaultSchedule
 from physics.plant.sensors import SensorNoise, point_catalog
@@ -56,6 +64,30 @@ def parse_delta_k(value: Any) -> float:
     return _quantity(value, {"K": 1.0}, "temperature difference")
 
 
+def _duration_text(value: Any) -> str:
+    parse_duration_s(value)
+    return str(value)
+
+
+def _positive_duration_text(value: Any) -> str:
+    if parse_duration_s(value) <= 0:
+        raise ValueError(f"must be positive (got {value!r})")
+    return str(value)
+
+
+def _delta_text(value: Any) -> str:
+    parse_delta_k(value)
+    return str(value)
+
+
+Duration = Annotated[str, BeforeValidator(_duration_text)]
+"""A time with its unit, e.g. ``"36 h"`` (zero allowed)."""
+PositiveDuration = Annotated[str, BeforeValidator(_positive_duration_text)]
+"""A strictly positive time with its unit, e.g. ``"7 d"``."""
+TemperatureDelta = Annotated[str, BeforeValidator(_delta_text)]
+"""A temperature difference with its unit, e.g. ``"5 K"``."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -73,28 +105,9 @@ class SiteSpec(_Strict):
 
 
 class HeatWaveSpec(_Strict):
-    start: str
-    duration: str
-    peak_offset: str
-
-    @field_validator("start", "duration", mode="before")
-    @classmethod
-    def _time(cls, v: Any) -> str:
-        parse_duration_s(v)
-        return str(v)
-
-    @field_validator("duration")
-    @classmethod
-    def _positive(cls, v: str) -> str:
-        if parse_duration_s(v) <= 0:
-            raise ValueError(f"must be positive (got {v!r})")
-        return v
-
-    @field_validator("peak_offset", mode="before")
-    @classmethod
-    def _delta(cls, v: Any) -> str:
-        parse_delta_k(v)
-        return str(v)
+    start: Duration
+    duration: PositiveDuration
+    peak_offset: TemperatureDelta
 
 
 class WeatherSpec(_Strict):
@@ -129,7 +142,7 @@ class WorkloadModel(_Strict):
     dataset: str = "alibaba2018"
     burst_rate_per_h: float = Field(0.2, ge=0.0)
     burst_height_frac: float = Field(0.2, ge=0.0, le=1.0)
-    burst_duration: str = "30 min"
+    burst_duration: PositiveDuration = "30 min"
 
     @field_validator("dataset")
     @classmethod
@@ -138,17 +151,11 @@ class WorkloadModel(_Strict):
             raise ValueError(f"unknown trace dataset {v!r} (known: {', '.join(TRACE_DATASETS)})")
         return v
 
-    @field_validator("burst_duration", mode="before")
-    @classmethod
-    def _time(cls, v: Any) -> str:
-        parse_duration_s(v)
-        return str(v)
-
 
 class FaultModel(_Strict):
     kind: str
-    at: str
-    duration: str | None = None
+    at: Duration
+    duration: PositiveDuration | None = None
     magnitude: float | None = None
     target: int | str | None = None
 
@@ -159,14 +166,6 @@ class FaultModel(_Strict):
             raise ValueError(f"unknown fault kind {v!r} (known: {', '.join(FAULT_KINDS)})")
         return v
 
-    @field_validator("at", "duration", mode="before")
-    @classmethod
-    def _time(cls, v: Any) -> str | None:
-        if v is not None:
-            parse_duration_s(v)
-            return str(v)
-        return None
-
 
 class ScenarioModel(_Strict):
     name: str
@@ -174,19 +173,12 @@ class ScenarioModel(_Strict):
     site: SiteSpec = SiteSpec()
     weather: WeatherSpec = WeatherSpec()
     workload: WorkloadModel = WorkloadModel()
-    duration: str
-    step: str = "60 s"
-    control_period: str = "5 min"
+    duration: PositiveDuration
+    step: PositiveDuration = "60 s"
+    control_period: PositiveDuration = "5 min"
     sensor_noise: float = Field(1.0, ge=0.0, le=10.0)
     faults: list[FaultModel] = []
     seed: int = 0
-
-    @field_validator("duration", "step", "control_period", mode="before")
-    @classmethod
-    def _time(cls, v: Any) -> str:
-        if parse_duration_s(v) <= 0:
-            raise ValueError(f"must be positive (got {v!r})")
-        return str(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> ScenarioModel:
