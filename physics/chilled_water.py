@@ -1,4 +1,5 @@
-"""Chilled-water loop: well-mixed supply and return volumes with transport lag, variable
+"""Chilled-water loop: well-mixed supply and return volumes, a supply main with transport
+delay (mixed segments in series, so the delay shortens as flow rises), variable
 primary flow with a minimum-flow bypass, and the chillers' leaving temperature.
 
 Each volume is a mixed tank, ``M c_p dT/dt = m c_p (T_in − T)``, integrated exactly over a
@@ -29,6 +30,10 @@ class ChilledWaterLoopParams:
     min_flow_per_chiller_kg_s: float = 12.0
     design_flow_kg_s: float = 60.0
     """Pump design flow (pump power is referenced to it)."""
+    supply_main_volume_m3: float = 4.0
+    """Supply main between the chillers and the supply volume (transport delay)."""
+    supply_main_segments: int = 3
+    """The main is modelled as this many mixed segments in series (plug flow with dispersion)."""
 
     def __post_init__(self) -> None:
         for name in ("supply_volume_m3", "return_volume_m3", "design_flow_kg_s"):
@@ -36,10 +41,16 @@ class ChilledWaterLoopParams:
                 raise ValueError(f"{name} must be positive")
         if self.min_flow_per_chiller_kg_s < 0:
             raise ValueError("min_flow_per_chiller_kg_s must not be negative")
+        if self.supply_main_volume_m3 < 0 or self.supply_main_segments < 1:
+            raise ValueError("the supply main needs a non-negative volume and >= 1 segment")
 
     @property
     def supply_mass_kg(self) -> float:
         return self.supply_volume_m3 * RHO_WATER_KG_M3
+
+    @property
+    def supply_main_mass_kg(self) -> float:
+        return self.supply_main_volume_m3 * RHO_WATER_KG_M3
 
     @property
     def return_mass_kg(self) -> float:
@@ -96,3 +107,22 @@ def chiller_leaving_c(
     c_w = np.maximum(np.asarray(flow_kg_s, dtype=np.float64), 1e-9) * CP_WATER_KJ_KG_K
     reachable = t_in - np.asarray(capacity_kw, dtype=np.float64) / c_w
     return np.asarray(np.minimum(t_in, np.maximum(np.asarray(setpoint_c), reachable)))
+
+
+def segmented_main_step(
+    segment_c: FloatArray, inflow_c: FloatArray, flow_kg_s: FloatArray, mass_kg: float, dt_s: float
+) -> TankStep:
+    """Advance a pipe of ``len(segment_c)`` equal mixed segments (axis 0) fed at ``inflow_c``.
+
+    Returns the segments' new temperatures and the heat the whole pipe stored.
+    """
+    n = segment_c.shape[0]
+    new = np.empty_like(segment_c)
+    stored = np.zeros_like(inflow_c)
+    upstream = inflow_c
+    for i in range(n):
+        step = mixed_tank_step(segment_c[i], upstream, flow_kg_s, mass_kg / n, dt_s)
+        new[i] = step.temp_c
+        stored = stored + step.stored_kw
+        upstream = step.temp_c
+    return TankStep(temp_c=new, stored_kw=np.asarray(stored, dtype=np.float64))

@@ -85,6 +85,8 @@ class _State:
     setpoints: Setpoints | None
     plenum_heat_kw: FloatArray
     tower_range_k: FloatArray
+    supply_main_c: FloatArray
+    """Supply-main segment temperatures, (segments, sites)."""
 
 
 class Plant:
@@ -210,6 +212,9 @@ class Plant:
             setpoints=None,
             plenum_heat_kw=np.full(b, 60.0),
             tower_range_k=np.full(b, 5.0),
+            supply_main_c=np.full(
+                (cfg.chw_loop.supply_main_segments, b), cfg.defaults.chw_supply_c
+            ),
         )
 
     def _advance(self, k: int, fx: FaultEffects, *, record: bool) -> None:
@@ -316,7 +321,12 @@ class Plant:
             * hid.chiller_eir_mult,
             0.0,
         )
-        sup = chw.mixed_tank_step(st.chw_supply_c, leave, primary, cfg.chw_loop.supply_mass_kg, dt)
+        main = chw.segmented_main_step(
+            st.supply_main_c, leave, primary, cfg.chw_loop.supply_main_mass_kg, dt
+        )
+        sup = chw.mixed_tank_step(
+            st.chw_supply_c, main.temp_c[-1], primary, cfg.chw_loop.supply_mass_kg, dt
+        )
         chw_pump_kw = pump_power_kw(
             cfg.chw_pump_design_kw,
             primary / cfg.chw_loop.design_flow_kg_s,
@@ -377,7 +387,7 @@ class Plant:
                 room_stored,
                 load,
                 eco.heat_kw,
-                ret.stored_kw + sup.stored_kw,
+                ret.stored_kw + sup.stored_kw + main.stored_kw,
                 tower_heat,
                 np.full(b, float(command_active)),
             )
@@ -424,4 +434,5 @@ class Plant:
             setpoints=sp,
             plenum_heat_kw=flows.pdu_loss_kw + flows.ups_loss_kw + flows.lighting_kw,
             tower_range_k=np.where(cells > 0, np.maximum(cw_return - leaving, 0.5), 5.0),
+            supply_main_c=main.temp_c,
         )

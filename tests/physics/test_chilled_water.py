@@ -167,3 +167,26 @@ def test_chiller_load_never_exceeds_capacity(
 def test_invalid_params_raise(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         ChilledWaterLoopParams(**kwargs)
+
+
+def test_supply_main_conserves_energy_and_delays_a_step_change() -> None:
+    from physics.chilled_water import mixed_tank_step, segmented_main_step
+
+    mass_kg, flow, dt = 4_000.0, np.array([40.0]), 10.0
+    segments = np.full((3, 1), 7.0)
+    single = np.array([7.0])
+    stored_kj = 0.0
+    outlet, outlet_single = [], []
+    for _ in range(30):  # the chillers' water steps from 7 to 12 °C
+        step = segmented_main_step(segments, np.array([12.0]), flow, mass_kg, dt)
+        stored_kj += float(step.stored_kw[0]) * dt
+        segments = step.temp_c
+        single = mixed_tank_step(single, np.array([12.0]), flow, mass_kg, dt).temp_c
+        outlet.append(float(segments[-1, 0]))
+        outlet_single.append(float(single[0]))
+    # Stored heat equals the pipe's enthalpy change.
+    expected_kj = mass_kg / 3 * CP_WATER_KJ_KG_K * float((segments[:, 0] - 7.0).sum())
+    assert stored_kj == pytest.approx(expected_kj, rel=1e-9)
+    # Segments in series respond later than one mixed volume of the same size.
+    assert outlet[1] < outlet_single[1]
+    assert outlet[-1] == pytest.approx(12.0, abs=0.2)

@@ -107,7 +107,11 @@ def test_chiller_trip_without_redundancy_heats_at_the_rate_thermal_mass_allows()
     measured_k_per_min = np.polyfit(t_h[window] * 60.0, inlet[window].mean(axis=1), 1)[0]
     cfg = scenario.site
     water_kj_k = (
-        (cfg.chw_loop.supply_volume_m3 + cfg.chw_loop.return_volume_m3)
+        (
+            cfg.chw_loop.supply_volume_m3
+            + cfg.chw_loop.return_volume_m3
+            + cfg.chw_loop.supply_main_volume_m3
+        )
         * RHO_WATER_KG_M3
         * CP_WATER_KJ_KG_K
     )
