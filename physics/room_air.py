@@ -6,9 +6,9 @@ Air paths (per pod ``i``, rack ``r``), all mass-conserving:
 * the CRAH units blow supply air at ``T_sup`` into a shared underfloor plenum; pod ``i``
   receives ``s_i`` (its share, set by floor tiles);
 * a rack draws ``m_r``; a fraction ``rho_r`` of it leaks back from its own hot aisle
-  (local recirculation), a fraction ``x_i`` comes from the shared return plenum
-  (cross-pod recirculation over the containment, Tang/Gupta/Varsamopoulos 2008 in a lumped
-  form), the rest is cold-aisle air;
+  (local recirculation), a fraction ``X_ij`` comes over the containment from the hot aisle
+  of another pod ``j`` (the cross-pod recirculation matrix, the pod-level form of Tang,
+  Gupta & Varsamopoulos 2008), the rest is cold-aisle air;
 * if the pod's cold air ``s_i`` is short of what its racks need, the deficit is pulled
   through the containment from the hot aisle (extra recirculation ``e_i``); a surplus
   bypasses to the return plenum at ``T_sup``;
@@ -18,8 +18,9 @@ Air paths (per pod ``i``, rack ``r``), all mass-conserving:
 Each rack is one lumped server node (thermal mass ``C_r``) whose temperature is the rack
 exhaust temperature: ``C_r dT_s/dt = P_r − m_r c_p (T_s − T_in)``, integrated exactly over a
 step (exponential update), so stored heat is accounted for exactly. Air itself is
-algebraic (its capacity is lumped into the structure), and the plenum temperature from the
-previous step feeds the cross-pod term and the CRAH coils (a one-step transport delay).
+algebraic (its capacity is lumped into the structure); recirculated air carries the hot-aisle
+temperature at the start of the step, and the return-plenum temperature reaches the CRAH
+coils one step later (a one-step transport delay).
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ def room_air_step(
     """Advance the hall by ``dt_s`` seconds with the supply air held over the step.
 
     Shapes: sites ``B``, pods ``P``, racks ``R``. ``supply_air_c`` (B,),
-    ``pod_supply_airflow_kg_s`` (B, P), rack arrays (B, P, R), ``cross_recirc_frac`` (B, P),
+    ``pod_supply_airflow_kg_s`` (B, P), rack arrays (B, P, R), ``cross_recirc_frac`` (B, P, P)
+    with ``[b, i, j]`` the share of pod i's rack intake drawn from pod j's hot aisle (zero
+    diagonal: a pod's own leakage is ``rack_recirc_frac``),
     ``plenum_heat_kw`` (B,) heat released into the return plenum (lighting, PDU losses),
     ``outdoor_c`` (B,).
     """
@@ -116,17 +119,18 @@ def room_air_step(
     m_rack = rack_airflow_kg_s
     m_pod = m_rack.sum(axis=2)
     rho_pod = (m_rack * rack_recirc_frac).sum(axis=2) / m_pod
-    need = (1.0 - rho_pod - cross_recirc_frac) * m_pod
+    cross_pod = cross_recirc_frac.sum(axis=2)
+    need = (1.0 - rho_pod - cross_pod) * m_pod
     deficit = np.maximum(need - pod_supply_airflow_kg_s, 0.0)
     bypass = np.maximum(pod_supply_airflow_kg_s - need, 0.0)
     extra = deficit / m_pod
 
     hot_aisle = (m_rack * state.server_c).sum(axis=2) / m_pod
-    t_ret_prev = state.return_air_c[:, None]
+    cross_rise = np.einsum("bij,bj->bi", cross_recirc_frac, hot_aisle) - cross_pod * t_sup
     inlet = (
         t_sup[..., None]
         + (rack_recirc_frac + extra[..., None]) * (hot_aisle - t_sup)[..., None]
-        + (cross_recirc_frac * (t_ret_prev - t_sup))[..., None]
+        + cross_rise[..., None]
     )
 
     # Server nodes: exact exponential update towards the steady exhaust temperature.
@@ -137,18 +141,18 @@ def room_air_step(
     heat_to_air = rack_power_kw - server_capacity_kj_k * (server_new - state.server_c) / dt_s
 
     # Return plenum: mix hot-aisle outflows and bypass, then exchange with the structure.
-    hot_out = (1.0 - rho_pod - extra) * m_pod
-    plenum_flow = pod_supply_airflow_kg_s.sum(axis=1) + (cross_recirc_frac * m_pod).sum(axis=1)
-    plenum_flow = np.maximum(plenum_flow, 1e-6)
+    # Each hot aisle sends to the plenum what its own and other pods' racks did not draw.
+    drawn_by_others = np.einsum("bij,bi->bj", cross_recirc_frac, m_pod)
+    hot_out = np.maximum((1.0 - rho_pod - extra) * m_pod - drawn_by_others, 0.0)
     hot_aisle_new = (m_rack * server_new).sum(axis=2) / m_pod
-    inflow = hot_out.sum(axis=1) + bypass.sum(axis=1)
+    plenum_flow = hot_out.sum(axis=1) + bypass.sum(axis=1)  # = supply airflow (mass balance)
     mix = np.where(
-        inflow > 1e-9,
+        plenum_flow > 1e-9,
         ((hot_out * hot_aisle_new).sum(axis=1) + bypass.sum(axis=1) * supply_air_c)
-        / np.maximum(inflow, 1e-9),
+        / np.maximum(plenum_flow, 1e-9),
         hot_aisle_new.mean(axis=1),
     )
-    capacity_rate = plenum_flow * CP_AIR_KJ_KG_K
+    capacity_rate = np.maximum(plenum_flow, 1e-6) * CP_AIR_KJ_KG_K
     mix = mix + plenum_heat_kw / capacity_rate
 
     # Structure: lumped node between plenum air and outdoors, exact update. The air can

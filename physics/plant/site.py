@@ -120,7 +120,7 @@ class HiddenParams:
 
     rack_power_scale: FloatArray  # (B, P, R) installed IT relative to nameplate
     rack_recirc_frac: FloatArray  # (B, P, R) local hot-aisle recirculation
-    cross_recirc_frac: FloatArray  # (B, P) from the shared return plenum
+    cross_recirc_frac: FloatArray  # (B, P, P) pod i's intake from pod j's hot aisle
     pod_airflow_share: FloatArray  # (B, P) floor-tile share of supply air, sums to 1
     crah_ua_mult: FloatArray  # (B, n_crah)
     chiller_eir_mult: FloatArray  # (B, n_chillers)
@@ -151,7 +151,10 @@ def draw_hidden_params(config: SiteConfig, seeds: Sequence[int]) -> HiddenParams
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5173]))
         put("rack_power_scale", rng.uniform(0.85, 1.15, (p, r)))
         put("rack_recirc_frac", (0.03 + 0.04 * end_racks) * rng.uniform(0.6, 1.4, (p, r)))
-        put("cross_recirc_frac", rng.uniform(0.01, 0.03, p))
+        # Neighbouring pods leak more into each other than distant ones.
+        distance = np.abs(np.subtract.outer(np.arange(p), np.arange(p)))
+        cross = np.where(distance == 0, 0.0, 0.02 / np.maximum(distance, 1))
+        put("cross_recirc_frac", cross * rng.uniform(0.5, 1.5, (p, p)))
         share = rng.uniform(0.9, 1.1, p)
         put("pod_airflow_share", share / share.sum())
         put("crah_ua_mult", rng.uniform(0.85, 1.15, config.n_crah))

@@ -33,7 +33,8 @@ class Inputs:
         """Cold-aisle air the pods draw: (1 − ρ̄ − x) · Σ m_r."""
         m_pod = self.rack_airflow_kg_s.sum(axis=2)
         rho_pod = (self.rack_airflow_kg_s * self.rack_recirc_frac).sum(axis=2) / m_pod
-        return np.asarray((1.0 - rho_pod - self.cross_recirc_frac) * m_pod)
+        cross_pod = self.cross_recirc_frac.sum(axis=2)
+        return np.asarray((1.0 - rho_pod - cross_pod) * m_pod)
 
 
 def _inputs(seed: int = 0, supply_ratio: float = 1.15) -> Inputs:
@@ -41,7 +42,7 @@ def _inputs(seed: int = 0, supply_ratio: float = 1.15) -> Inputs:
     power = rng.uniform(5.0, 15.0, (B, P, R))
     airflow = power / (CP_AIR_KJ_KG_K * 12.0) * rng.uniform(0.85, 1.15, (B, P, R))
     rho = rng.uniform(0.02, 0.08, (B, P, R))
-    cross = rng.uniform(0.01, 0.03, (B, P))
+    cross = rng.uniform(0.01, 0.03, (B, P, P)) * (1.0 - np.eye(P))
     inp = Inputs(
         supply_air_c=np.array([18.0, 21.0]),
         pod_supply_airflow_kg_s=np.zeros((B, P)),
@@ -125,7 +126,7 @@ def test_no_recirculation_and_surplus_air_gives_supply_temperature_at_inlets() -
     inp = replace(
         _inputs(seed=1, supply_ratio=1.2),
         rack_recirc_frac=np.zeros((B, P, R)),
-        cross_recirc_frac=np.zeros((B, P)),
+        cross_recirc_frac=np.zeros((B, P, P)),
     )
     # From a hot, non-uniform start, not just at steady state.
     state = replace(_state(), server_c=np.linspace(25.0, 45.0, B * P * R).reshape(B, P, R))
@@ -167,7 +168,7 @@ def test_deficit_inlet_matches_analytic_recirculation(deficit_frac: float) -> No
         rack_power_kw=np.full((B, P, R), power_kw),
         rack_airflow_kg_s=np.full((B, P, R), airflow),
         rack_recirc_frac=np.zeros((B, P, R)),
-        cross_recirc_frac=np.zeros((B, P)),
+        cross_recirc_frac=np.zeros((B, P, P)),
         server_capacity_kj_k=np.full((B, P, R), 250.0),
         plenum_heat_kw=np.zeros(B),
         outdoor_c=np.array([25.0, 25.0]),
@@ -214,7 +215,7 @@ def test_server_node_update_is_the_exact_exponential() -> None:
     inp = replace(
         _inputs(seed=4, supply_ratio=1.5),
         rack_recirc_frac=np.zeros((B, P, R)),
-        cross_recirc_frac=np.zeros((B, P)),
+        cross_recirc_frac=np.zeros((B, P, P)),
     )
     state0 = _state(server_c=40.0)
     one = _step(state0, inp, 600.0).state.server_c
@@ -281,3 +282,35 @@ def test_loss_of_all_airflow_heats_the_hall_at_the_rate_its_thermal_mass_allows(
     # Every server warms: nothing in the hall is cooled when the air stops.
     assert (state.server_c > start.server_c).all()
     assert np.isfinite(state.return_air_c).all()
+
+
+def test_cross_pod_matrix_carries_one_pods_exhaust_into_anothers_inlets() -> None:
+    """Pod 0 draws 10 % of its air from pod 1's hot aisle; nothing flows the other way.
+
+    Steady state with surplus supply and no local leakage: pod 1's inlets sit at the supply
+    temperature and its hot aisle at T_sup + P/(m·cp); pod 0's inlets sit at
+    T_sup + 0.1·(T_ha1 − T_sup).
+    """
+    base = _inputs(seed=5)
+    power = np.full((B, P, R), 10.0)
+    airflow = np.full((B, P, R), 10.0 / (CP_AIR_KJ_KG_K * 12.0))
+    cross = np.zeros((B, P, P))
+    cross[:, 0, 1] = 0.1
+    inp = replace(
+        base,
+        rack_power_kw=power,
+        rack_airflow_kg_s=airflow,
+        rack_recirc_frac=np.zeros((B, P, R)),
+        cross_recirc_frac=cross,
+    )
+    inp = replace(inp, pod_supply_airflow_kg_s=1.3 * inp.need_kg_s)
+    state = _state()
+    for _ in range(400):
+        result = _step(state, inp, 60.0)
+        state = result.state
+    t_sup = inp.supply_air_c[:, None]
+    hot_1 = t_sup[:, 0] + 12.0
+    np.testing.assert_allclose(result.rack_inlet_c[:, 1, :], np.repeat(t_sup, R, axis=1))
+    np.testing.assert_allclose(result.hot_aisle_c[:, 1], hot_1, rtol=1e-9)
+    expected_0 = t_sup[:, 0] + 0.1 * (hot_1 - t_sup[:, 0])
+    np.testing.assert_allclose(result.rack_inlet_c[:, 0, :], np.repeat(expected_0[:, None], R, 1))
