@@ -144,25 +144,36 @@ def eirfplr(curves: ChillerCurves, plr: ArrayLike) -> FloatArray:
 
 
 def chiller_power_kw(
-    params: ChillerParams, load_kw: ArrayLike, chw_leave_c: ArrayLike, cw_enter_c: ArrayLike
+    params: ChillerParams,
+    load_kw: ArrayLike,
+    chw_leave_c: ArrayLike,
+    cw_enter_c: ArrayLike,
+    *,
+    cap_scale: ArrayLike = 1.0,
+    eir_scale: ArrayLike = 1.0,
 ) -> ChillerOperatingPoint:
     """Operating point of one chiller for an evaporator load at given water temperatures.
 
     Zero (or negative) load means the chiller is off: zero power and zero condenser heat.
+    ``cap_scale`` and ``eir_scale`` multiply the params' multipliers element-wise (per-site,
+    per-chiller hidden deviations in the plant).
     """
     curves = params.curves
     load = np.maximum(np.asarray(load_kw, dtype=np.float64), 0.0)
     capacity = (
-        params.ref_capacity_kw * params.cap_multiplier * capft(curves, chw_leave_c, cw_enter_c)
+        params.ref_capacity_kw
+        * params.cap_multiplier
+        * np.asarray(cap_scale, dtype=np.float64)
+        * capft(curves, chw_leave_c, cw_enter_c)
     )
     capacity = np.maximum(capacity, 1e-9)
     load, capacity = np.broadcast_arrays(load, capacity)
     plr = np.clip(load / capacity, 0.0, curves.plr_range[1])
     running = load > 0.0
     eir_plr = eirfplr(curves, np.maximum(plr, params.min_plr))
-    power_on = (
-        capacity / params.ref_cop * eirft(curves, chw_leave_c, cw_enter_c) * eir_plr
-    ) * params.eir_multiplier
+    power_on = (capacity / params.ref_cop * eirft(curves, chw_leave_c, cw_enter_c) * eir_plr) * (
+        params.eir_multiplier * np.asarray(eir_scale, dtype=np.float64)
+    )
     power = np.where(running, power_on, 0.0)
     met = np.minimum(load, capacity * curves.plr_range[1])
     cop = np.divide(met, power, out=np.zeros_like(met), where=power > 0.0)

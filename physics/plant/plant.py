@@ -23,8 +23,7 @@ from physics.chiller import (
     ChillerStagingState,
     StagingParams,
     capft,
-    eirfplr,
-    eirft,
+    chiller_power_kw,
     stage_chillers,
     update_staging,
 )
@@ -92,6 +91,11 @@ class _State:
 class Plant:
     """One or more simulated sites of the same design stepping in lock-step.
 
+    What a controller may see is :meth:`step`'s :class:`SensorFrame`. ``last_log`` is the
+    ground truth of the last step (true temperatures, energy flows, applied setpoints;
+    columns ``log_names``) for the evaluator and KPIs only; the hidden site parameters are
+    private.
+
     ``utilisation`` is the IT utilisation per pod with shape (n_steps, pods), one row per
     internal step from the start; ``seeds`` gives one site per seed (hidden parameters and
     sensor noise). The weather must cover ``start_h`` to the end of the run; ``start_h`` may
@@ -122,20 +126,22 @@ class Plant:
         self.n_steps = util.shape[0]
         starts = np.atleast_1d(np.asarray(start_h, dtype=np.float64))
         self.start_h = float(starts[0])
-        self.hidden = draw_hidden_params(config, seeds)
+        self._hidden = draw_hidden_params(config, seeds)
         self.faults = FaultSchedule(
             faults, n_crah=config.n_crah, n_chillers=config.n_chillers, n_pods=config.n_pods
         )
-        self.sensors = SensorModel(point_catalog(config), noise or SensorNoise(), self.hidden.seeds)
+        self.sensors = SensorModel(
+            point_catalog(config), noise or SensorNoise(), self._hidden.seeds
+        )
         self.point_names = self.sensors.names
         self.log_names: tuple[str, ...] = (
             *ENERGY_COLUMNS,
             *(f"sp.{name}" for name in SETPOINT_FIELDS),
             *self.point_names,
         )
-        if starts.shape[0] not in (1, self.hidden.n_sites):
+        if starts.shape[0] not in (1, self._hidden.n_sites):
             raise ValueError("start_h needs one value or one per site")
-        self.site_start_h = np.broadcast_to(starts, (self.hidden.n_sites,)).copy()
+        self.site_start_h = np.broadcast_to(starts, (self._hidden.n_sites,)).copy()
         elapsed_h = np.arange(self.n_steps) * self.step_s / 3600.0
         self._weather = weather.at(elapsed_h[:, None] + self.site_start_h[None, :])
         self._util = np.clip(util, 0.0, 1.0)
@@ -144,7 +150,7 @@ class Plant:
             min_off_time_s=config.chiller_min_off_s,
             restart_delay_s=config.chiller_restart_delay_s,
         )
-        self.n_sites = self.hidden.n_sites
+        self.n_sites = self._hidden.n_sites
         self.command: SetpointCommand | None = None
         self.step_index = 0
         self._state = self._initial_state()
@@ -218,7 +224,7 @@ class Plant:
         )
 
     def _advance(self, k: int, fx: FaultEffects, *, record: bool) -> None:
-        cfg, hid, st, dt = self.config, self.hidden, self._state, self.step_s
+        cfg, hid, st, dt = self.config, self._hidden, self._state, self.step_s
         b = self.n_sites
         dry_bulb = self._weather.dry_bulb_c[k]
         wet_bulb = self._weather.wet_bulb_c[k]
@@ -291,7 +297,8 @@ class Plant:
             * capft(curves, sp.chw_supply_c[:, None], cw_enter)
         )
         available = ~np.broadcast_to(fx.chiller_tripped, (b, cfg.n_chillers))
-        demand = coil_heat.sum(axis=1) + np.maximum(st.chw_supply_c - sp.chw_supply_c, 0.0) * 40.0
+        warm_k = np.maximum(st.chw_supply_c - sp.chw_supply_c, 0.0)
+        demand = coil_heat.sum(axis=1) + warm_k * cfg.chiller_stage_recovery_kw_per_k
         request = stage_chillers(
             demand, cap_each.mean(axis=1), available.sum(axis=1), cfg.chiller_stage_up_frac
         )
@@ -310,17 +317,14 @@ class Plant:
         leave = chw.chiller_leaving_c(eco.chw_leave_c, primary, sp.chw_supply_c, capacity)
         load = primary * CP_WATER_KJ_KG_K * (eco.chw_leave_c - leave)
         share = np.where(on, cap_each, 0.0) / np.maximum(capacity, 1e-9)[:, None]
-        load_each = load[:, None] * share
-        plr = load_each / np.maximum(cap_each, 1e-9)
-        chiller_kw_each = np.where(
-            on & (load_each > 0),
-            cap_each
-            / cfg.chiller.ref_cop
-            * eirft(curves, leave[:, None], cw_enter)
-            * eirfplr(curves, np.maximum(plr, cfg.chiller.min_plr))
-            * hid.chiller_eir_mult,
-            0.0,
-        )
+        chiller_kw_each = chiller_power_kw(
+            cfg.chiller,
+            load[:, None] * share,
+            leave[:, None],
+            cw_enter,
+            cap_scale=hid.chiller_cap_mult,
+            eir_scale=hid.chiller_eir_mult,
+        ).power_kw
         main = chw.segmented_main_step(
             st.supply_main_c, leave, primary, cfg.chw_loop.supply_main_mass_kg, dt
         )

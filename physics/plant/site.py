@@ -70,6 +70,9 @@ class SiteConfig:
     chiller_min_off_s: float = 600.0
     chiller_restart_delay_s: float = 1_200.0
     chiller_stage_up_frac: float = 0.9
+    chiller_stage_recovery_kw_per_k: float = 40.0
+    """Staging adds this much demand per K the supply water runs above its setpoint, so the
+    plant brings on another chiller when water runs warm (as a BMS's stage-up timer does)."""
     chw_pump_design_kw: float = 22.0
     cw_flow_per_chiller_kg_s: float = 36.0
     cw_pump_kw_per_chiller: float = 11.0
