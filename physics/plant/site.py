@@ -42,10 +42,14 @@ class SetpointLimits:
 
 @dataclass(frozen=True)
 class SiteDefaults:
-    """The site's own (conventional, fixed) setpoints, applied when no valid command exists."""
+    """The site's own (conventional, fixed) setpoints, applied when no valid command exists.
 
-    supply_air_c: float = 20.0
-    fan_speed_frac: float = 0.85
+    As most legacy halls run: a cool, fixed supply-air setpoint, CRAH fans at full speed,
+    44 °F-class chilled water and the design condenser-water temperature.
+    """
+
+    supply_air_c: float = 19.0
+    fan_speed_frac: float = 1.0
     chw_supply_c: float = 7.0
     cw_supply_c: float = 29.4
     economiser_approach_k: float = 4.0

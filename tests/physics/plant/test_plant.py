@@ -152,7 +152,7 @@ def test_valid_command_wins_until_it_expires() -> None:
     np.testing.assert_allclose(during["supply_air_c"], 24.0, atol=0.15)
     np.testing.assert_allclose(during["crah_fan_speed_frac"], 0.6)
     assert (log["command_active"].iloc[:29] == 1.0).all()
-    np.testing.assert_allclose(after["sp.supply_air_c"], 20.0)
+    np.testing.assert_allclose(after["sp.supply_air_c"], plant.config.defaults.supply_air_c)
     assert (after["command_active"] == 0.0).all()
 
 

@@ -14,7 +14,8 @@ from physics.plant.site_control import (
     site_setpoints,
 )
 
-DEFAULTS = SiteDefaults()
+# Explicit values, so these tests pin behaviour rather than the shipped defaults.
+DEFAULTS = SiteDefaults(supply_air_c=20.0, fan_speed_frac=0.85, chw_supply_c=7.0, cw_supply_c=29.4)
 LIMITS = SetpointLimits()
 WET_BULB = np.array([20.0, 1.0])  # site 0: humid (economiser off), site 1: cold (on)
 SITE = site_setpoints(DEFAULTS, WET_BULB)
