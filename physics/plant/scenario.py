@@ -167,6 +167,18 @@ class FaultModel(_Strict):
         return v
 
 
+class NoiseModel(_Strict):
+    """Sensor quality in detail (a bare number in the file sets only ``level``)."""
+
+    level: float = Field(1.0, ge=0.0, le=10.0)
+    temperature_std_c: float = Field(0.1, ge=0.0)
+    temperature_bias_std_c: float = Field(0.1, ge=0.0)
+    temperature_drift_std_c_per_day: float = Field(0.01, ge=0.0)
+    relative_std: float = Field(0.01, ge=0.0, le=0.5)
+    fraction_std: float = Field(0.005, ge=0.0, le=0.5)
+    dropout_prob: float = Field(0.0, ge=0.0, lt=1.0)
+
+
 class ScenarioModel(_Strict):
     name: str
     description: str = ""
@@ -176,9 +188,21 @@ class ScenarioModel(_Strict):
     duration: PositiveDuration
     step: PositiveDuration = "60 s"
     control_period: PositiveDuration = "5 min"
-    sensor_noise: float = Field(1.0, ge=0.0, le=10.0)
+    sensor_noise: NoiseModel = NoiseModel()
     faults: list[FaultModel] = []
     seed: int = 0
+
+    @field_validator("sensor_noise", mode="before")
+    @classmethod
+    def _level_alone(cls, v: Any) -> Any:
+        """``sensor_noise: 2`` is short for ``sensor_noise: {level: 2}``."""
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return {"level": v}
+        if not isinstance(v, dict):
+            raise ValueError(
+                f"must be a number (the noise level) or a mapping of noise settings, got {v!r}"
+            )
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> ScenarioModel:
@@ -345,7 +369,7 @@ def _build(model: ScenarioModel, source: str) -> Scenario:
             burst_duration_h=parse_duration_s(w.burst_duration) / 3600.0,
         ),
         faults=tuple(faults),
-        noise=SensorNoise(level=model.sensor_noise),
+        noise=SensorNoise(**model.sensor_noise.model_dump()),
         seed=model.seed,
         heat_wave=heat_wave,
     )

@@ -285,3 +285,13 @@ def test_scenario_without_heat_wave_uses_the_plain_file(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         scenario.weather().dry_bulb_c, load_weather("pvlib:miami").dry_bulb_c
     )
+
+
+def test_sensor_noise_as_a_mapping_sets_dropouts_and_bad_values_are_named(
+    tmp_path: Path,
+) -> None:
+    good = _write(tmp_path, SHORT + "sensor_noise: {level: 2.0, dropout_prob: 0.01}\n")
+    noise = load_scenario(good).noise
+    assert (noise.level, noise.dropout_prob) == (2.0, 0.01)
+    bad = _write(tmp_path, SHORT + "sensor_noise: {level: 1.0, dropout_prob: 2}\n")
+    assert _error(bad).startswith("scenario bad.yaml: sensor_noise.dropout_prob: ")
