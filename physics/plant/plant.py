@@ -39,9 +39,9 @@ from physics.plant.site_control import (
     resolve_setpoints,
     site_setpoints,
 )
-from physics.power_chain import power_chain
+from physics.power_chain import PowerChainFlows, power_chain
 from physics.pumps import pump_power_kw
-from physics.room_air import RoomState, room_air_step
+from physics.room_air import RoomState, RoomStep, room_air_step
 from physics.servers import server_operating_point
 from physics.weather import WeatherSeries
 
@@ -86,6 +86,49 @@ class _State:
     tower_range_k: FloatArray
     supply_main_c: FloatArray
     """Supply-main segment temperatures, (segments, sites)."""
+
+
+@dataclass(frozen=True)
+class _Weather:
+    dry_bulb_c: FloatArray
+    wet_bulb_c: FloatArray
+    rel_hum_frac: FloatArray
+
+
+@dataclass(frozen=True)
+class _AirSide:
+    airflow_kg_s: FloatArray  # (sites, units)
+    fan_kw: FloatArray  # (sites, units)
+    water_kg_s: FloatArray  # (sites, units)
+    coil_heat_kw: FloatArray  # (sites,)
+    supply_air_c: FloatArray
+    coil_return_c: FloatArray
+
+
+@dataclass(frozen=True)
+class _WaterSide:
+    staging: ChillerStagingState
+    primary_kg_s: FloatArray
+    ret: chw.TankStep
+    main: chw.TankStep
+    supply: chw.TankStep
+    economiser_on: NDArray[np.bool_]
+    economiser_heat_kw: FloatArray
+    chiller_load_kw: FloatArray
+    chiller_kw_each: FloatArray  # (sites, chillers)
+    pump_kw: FloatArray
+
+
+@dataclass(frozen=True)
+class _CondenserSide:
+    cells: NDArray[np.int64]
+    return_c: FloatArray
+    leaving_c: FloatArray
+    fan_ratio: FloatArray
+    fan_kw: FloatArray
+    pump_kw: FloatArray
+    heat_kw: FloatArray
+    water_use_kg_s: FloatArray
 
 
 class Plant:
@@ -225,11 +268,12 @@ class Plant:
 
     def _advance(self, k: int, fx: FaultEffects, *, record: bool) -> None:
         cfg, hid, st, dt = self.config, self._hidden, self._state, self.step_s
-        b = self.n_sites
-        dry_bulb = self._weather.dry_bulb_c[k]
-        wet_bulb = self._weather.wet_bulb_c[k]
-
-        site = site_setpoints(cfg.defaults, wet_bulb)
+        weather = _Weather(
+            dry_bulb_c=self._weather.dry_bulb_c[k],
+            wet_bulb_c=self._weather.wet_bulb_c[k],
+            rel_hum_frac=self._weather.rel_hum_frac[k],
+        )
+        site = site_setpoints(cfg.defaults, weather.wet_bulb_c)
         sp, command_active = resolve_setpoints(
             self.command, self.time_s, site, st.setpoints, cfg.limits
         )
@@ -239,15 +283,61 @@ class Plant:
         servers = server_operating_point(
             cfg.server, util[None, :, None], st.rack_inlet_c, hid.rack_power_scale
         )
-        it_kw = servers.power_kw.sum(axis=(1, 2))
+        air = self._air_handlers(sp, fx)
+        room = room_air_step(
+            cfg.room,
+            st.room,
+            supply_air_c=air.supply_air_c,
+            pod_supply_airflow_kg_s=air.airflow_kg_s.sum(axis=1)[:, None] * hid.pod_airflow_share,
+            rack_power_kw=servers.power_kw,
+            rack_airflow_kg_s=servers.airflow_kg_s,
+            rack_recirc_frac=hid.rack_recirc_frac + fx.pod_extra_recirc[None, :, None],
+            cross_recirc_frac=hid.cross_recirc_frac,
+            server_capacity_kj_k=hid.server_capacity_kj_k,
+            plenum_heat_kw=st.plenum_heat_kw,
+            outdoor_c=weather.dry_bulb_c,
+            dt_s=dt,
+        )
+        water = self._chilled_water(sp, fx, air)
+        cond = self._condenser(sp, fx, water, weather.wet_bulb_c)
 
-        # CRAH units: fans, supply-air loop on the valves, coils.
+        it_kw = servers.power_kw.sum(axis=(1, 2))
+        mechanical = (
+            water.chiller_kw_each.sum(axis=1)
+            + air.fan_kw.sum(axis=1)
+            + water.pump_kw
+            + cond.pump_kw
+            + cond.fan_kw
+        )
+        flows = power_chain(cfg.power_chain, it_kw, mechanical)
+        if record:
+            self.last_log = self._truth_row(
+                sp, command_active, weather, servers.power_kw, air, room, water, cond, flows
+            )
+        self._state = _State(
+            room=room.state,
+            rack_inlet_c=room.rack_inlet_c,
+            chw_supply_c=water.supply.temp_c,
+            chw_return_c=water.ret.temp_c,
+            cw_supply_c=cond.leaving_c,
+            staging=water.staging,
+            setpoints=sp,
+            plenum_heat_kw=flows.pdu_loss_kw + flows.ups_loss_kw + flows.lighting_kw,
+            tower_range_k=np.where(
+                cond.cells > 0, np.maximum(cond.return_c - cond.leaving_c, 0.5), 5.0
+            ),
+            supply_main_c=water.main.temp_c,
+        )
+
+    def _air_handlers(self, sp: Setpoints, fx: FaultEffects) -> _AirSide:
+        """CRAH fans, the supply-air loop on each valve, and the coils."""
+        cfg, st, b = self.config, self._state, self.n_sites
         running = np.broadcast_to(fx.crah_running, (b, cfg.n_crah))
         speed = np.broadcast_to(sp.fan_speed_frac[:, None], (b, cfg.n_crah))
         airflow = np.where(running, crah.fan_airflow_kg_s(cfg.crah, speed), 0.0)
         fan_kw = np.where(running, crah.fan_power_kw(cfg.crah, speed), 0.0)
         fan_rise = fan_kw / np.maximum(airflow * CP_AIR_KJ_KG_K, 1e-9)
-        ua_mult = hid.crah_ua_mult * fx.crah_ua_mult
+        ua_mult = self._hidden.crah_ua_mult * fx.crah_ua_mult
         air_in = np.broadcast_to(st.room.return_air_c[:, None], (b, cfg.n_crah))
         water_in = np.broadcast_to(st.chw_supply_c[:, None], (b, cfg.n_crah))
         water = crah.valve_water_flow_for_setpoint(
@@ -270,44 +360,37 @@ class Plant:
         coil_return = st.chw_supply_c + coil_heat.sum(axis=1) / np.maximum(
             coil_water * CP_WATER_KJ_KG_K, 1e-9
         )
-
-        # Room air.
-        room = room_air_step(
-            cfg.room,
-            st.room,
+        return _AirSide(
+            airflow_kg_s=airflow,
+            fan_kw=fan_kw,
+            water_kg_s=water,
+            coil_heat_kw=coil_heat.sum(axis=1),
             supply_air_c=supply_air,
-            pod_supply_airflow_kg_s=total_air[:, None] * hid.pod_airflow_share,
-            rack_power_kw=servers.power_kw,
-            rack_airflow_kg_s=servers.airflow_kg_s,
-            rack_recirc_frac=hid.rack_recirc_frac + fx.pod_extra_recirc[None, :, None],
-            cross_recirc_frac=hid.cross_recirc_frac,
-            server_capacity_kj_k=hid.server_capacity_kj_k,
-            plenum_heat_kw=st.plenum_heat_kw,
-            outdoor_c=dry_bulb,
-            dt_s=dt,
+            coil_return_c=coil_return,
         )
 
-        # Chilled-water loop: staging, mixing, economiser, chillers, supply volume.
-        curves = cfg.chiller.curves
-        lift = fx.condenser_lift_k
-        cw_enter = st.cw_supply_c[:, None] + lift
+    def _chilled_water(self, sp: Setpoints, fx: FaultEffects, air: _AirSide) -> _WaterSide:
+        """Staging, return mixing, economiser, chillers, supply main and volume, pump."""
+        cfg, hid, st, dt, b = self.config, self._hidden, self._state, self.step_s, self.n_sites
+        loop = cfg.chw_loop
+        cw_enter = st.cw_supply_c[:, None] + fx.condenser_lift_k
         cap_each = (
             cfg.chiller.ref_capacity_kw
             * hid.chiller_cap_mult
-            * capft(curves, sp.chw_supply_c[:, None], cw_enter)
+            * capft(cfg.chiller.curves, sp.chw_supply_c[:, None], cw_enter)
         )
         available = ~np.broadcast_to(fx.chiller_tripped, (b, cfg.n_chillers))
         warm_k = np.maximum(st.chw_supply_c - sp.chw_supply_c, 0.0)
-        demand = coil_heat.sum(axis=1) + warm_k * cfg.chiller_stage_recovery_kw_per_k
+        demand = air.coil_heat_kw + warm_k * cfg.chiller_stage_recovery_kw_per_k
         request = stage_chillers(
             demand, cap_each.mean(axis=1), available.sum(axis=1), cfg.chiller_stage_up_frac
         )
         staging = update_staging(st.staging, request, available, dt, self._staging_params)
         on = staging.on
-        n_on = on.sum(axis=1)
-        primary = chw.primary_flow_kg_s(coil_water, n_on, cfg.chw_loop)
-        mixed = chw.mixed_return_c(coil_return, coil_water, st.chw_supply_c, primary)
-        ret = chw.mixed_tank_step(st.chw_return_c, mixed, primary, cfg.chw_loop.return_mass_kg, dt)
+        coil_water = air.water_kg_s.sum(axis=1)
+        primary = chw.primary_flow_kg_s(coil_water, on.sum(axis=1), loop)
+        mixed = chw.mixed_return_c(air.coil_return_c, coil_water, st.chw_supply_c, primary)
+        ret = chw.mixed_tank_step(st.chw_return_c, mixed, primary, loop.return_mass_kg, dt)
         eco_on = (sp.economiser_enable > 0.5) & (st.cw_supply_c < ret.temp_c)
         cw_flow_eco = np.where(eco_on, cfg.cw_flow_per_chiller_kg_s, 0.0)
         eco = economiser_heat_kw(
@@ -326,117 +409,140 @@ class Plant:
             eir_scale=hid.chiller_eir_mult,
         ).power_kw
         main = chw.segmented_main_step(
-            st.supply_main_c, leave, primary, cfg.chw_loop.supply_main_mass_kg, dt
+            st.supply_main_c, leave, primary, loop.supply_main_mass_kg, dt
         )
-        sup = chw.mixed_tank_step(
-            st.chw_supply_c, main.temp_c[-1], primary, cfg.chw_loop.supply_mass_kg, dt
+        supply = chw.mixed_tank_step(
+            st.chw_supply_c, main.temp_c[-1], primary, loop.supply_mass_kg, dt
         )
-        chw_pump_kw = pump_power_kw(
+        pump_kw = pump_power_kw(
             cfg.chw_pump_design_kw,
-            primary / cfg.chw_loop.design_flow_kg_s,
+            primary / loop.design_flow_kg_s,
             efficiency_multiplier=fx.pump_efficiency_mult,
         )
+        return _WaterSide(
+            staging=staging,
+            primary_kg_s=primary,
+            ret=ret,
+            main=main,
+            supply=supply,
+            economiser_on=eco_on,
+            economiser_heat_kw=eco.heat_kw,
+            chiller_load_kw=load,
+            chiller_kw_each=chiller_kw_each,
+            pump_kw=pump_kw,
+        )
 
-        # Condenser water and tower (cells staged with chillers or the economiser).
-        cells = np.maximum(n_on, eco_on.astype(int))
+    def _condenser(
+        self, sp: Setpoints, fx: FaultEffects, water: _WaterSide, wet_bulb_c: FloatArray
+    ) -> _CondenserSide:
+        """Condenser water and the tower (cells staged with the chillers or the economiser)."""
+        cfg, st = self.config, self._state
+        cells = np.maximum(water.staging.on.sum(axis=1), water.economiser_on.astype(int))
         cw_flow = cells * cfg.cw_flow_per_chiller_kg_s
-        chiller_kw = chiller_kw_each.sum(axis=1)
-        tower_heat = load + chiller_kw + eco.heat_kw
+        tower_heat = (
+            water.chiller_load_kw + water.chiller_kw_each.sum(axis=1) + water.economiser_heat_kw
+        )
         cw_return = st.cw_supply_c + tower_heat / np.maximum(cw_flow * CP_WATER_KJ_KG_K, 1e-9)
         flow_ratio = np.where(cells > 0, 1.0, 0.0)
-        bias = hid.tower_approach_bias_k
-        target_approach = sp.cw_supply_c - wet_bulb - bias
+        bias = self._hidden.tower_approach_bias_k
+        target_approach = sp.cw_supply_c - wet_bulb_c - bias
         ratio = np.minimum(
             ct.airflow_ratio_for_approach(
-                cfg.tower, wet_bulb, st.tower_range_k, flow_ratio, target_approach
+                cfg.tower, wet_bulb_c, st.tower_range_k, flow_ratio, target_approach
             ),
             fx.tower_fan_max_frac,
         )
-        fan_ok = fx.tower_fan_max_frac > 0
-        approach = ct.approach_k(wet_bulb, st.tower_range_k, flow_ratio, np.maximum(ratio, 1e-3))
-        free = cw_return - cfg.tower.free_convection_frac * (
-            cw_return - (wet_bulb + approach + bias)
-        )
-        leaving = wet_bulb + np.maximum(approach + bias, target_approach) if fan_ok else free
+        approach = ct.approach_k(wet_bulb_c, st.tower_range_k, flow_ratio, np.maximum(ratio, 1e-3))
+        if fx.tower_fan_max_frac > 0:
+            leaving = wet_bulb_c + np.maximum(approach + bias, target_approach)
+            fan_kw = np.where(cells > 0, cells * ct.tower_fan_power_kw(cfg.tower, ratio), 0.0)
+        else:  # fans failed: free convection only
+            leaving = cw_return - cfg.tower.free_convection_frac * (
+                cw_return - (wet_bulb_c + approach + bias)
+            )
+            fan_kw = np.zeros_like(cw_return)
         leaving = np.where(cells > 0, np.minimum(leaving, cw_return), st.cw_supply_c)
-        tower_fan_kw = np.where(cells > 0, cells * ct.tower_fan_power_kw(cfg.tower, ratio), 0.0)
-        if not fan_ok:
-            tower_fan_kw = np.zeros(b)
-        cw_pump_kw = cells * cfg.cw_pump_kw_per_chiller
-        water_use = ct.tower_water_use_kg_s(cfg.tower, tower_heat, cw_flow).total_kg_s
-
-        # Power chain and totals.
-        crah_fan_kw = fan_kw.sum(axis=1)
-        mechanical = chiller_kw + crah_fan_kw + chw_pump_kw + cw_pump_kw + tower_fan_kw
-        flows = power_chain(cfg.power_chain, it_kw, mechanical)
-        room_stored = (
-            hid.server_capacity_kj_k * (room.state.server_c - st.room.server_c) / dt
-        ).sum(axis=(1, 2)) + (room.structure_gain_kw + room.envelope_gain_kw)
-
-        if record:
-            energy = (
-                self.site_start_h + self.time_s / 3600.0,
-                it_kw,
-                chiller_kw,
-                np.zeros(b),
-                flows.ups_loss_kw,
-                flows.pdu_loss_kw,
-                flows.transformer_loss_kw,
-                flows.lighting_kw,
-                flows.aux_kw,
-                water_use,
-                coil_heat.sum(axis=1),
-                crah_fan_kw,
-                it_kw + st.plenum_heat_kw + room.envelope_gain_kw,
-                room_stored,
-                load,
-                eco.heat_kw,
-                ret.stored_kw + sup.stored_kw + main.stored_kw,
-                tower_heat,
-                np.full(b, float(command_active)),
-            )
-            valve = water / cfg.crah.max_water_flow_kg_s
-            points = (
-                room.rack_inlet_c.reshape(b, -1),
-                room.hot_aisle_c,
-                servers.power_kw.sum(axis=2),
-                supply_air[:, None],
-                st.room.return_air_c[:, None],
-                np.where(total_air > 0, sp.fan_speed_frac, 0.0)[:, None],
-                crah_fan_kw[:, None],
-                total_air[:, None],
-                valve,
-                sup.temp_c[:, None],
-                ret.temp_c[:, None],
-                primary[:, None],
-                chw_pump_kw[:, None],
-                chiller_kw_each,
-                n_on[:, None].astype(float),
-                leaving[:, None],
-                cw_return[:, None],
-                cw_pump_kw[:, None],
-                tower_fan_kw[:, None],
-                (ratio * (cells > 0))[:, None],
-                eco_on[:, None].astype(float),
-                (it_kw + flows.pdu_loss_kw)[:, None],
-                flows.facility_kw[:, None],
-                dry_bulb[:, None],
-                wet_bulb[:, None],
-                self._weather.rel_hum_frac[k][:, None],
-            )
-            self.last_log = np.concatenate(
-                [np.stack(energy, axis=1), sp.as_matrix(), *points], axis=1
-            )
-
-        self._state = _State(
-            room=room.state,
-            rack_inlet_c=room.rack_inlet_c,
-            chw_supply_c=sup.temp_c,
-            chw_return_c=ret.temp_c,
-            cw_supply_c=leaving,
-            staging=staging,
-            setpoints=sp,
-            plenum_heat_kw=flows.pdu_loss_kw + flows.ups_loss_kw + flows.lighting_kw,
-            tower_range_k=np.where(cells > 0, np.maximum(cw_return - leaving, 0.5), 5.0),
-            supply_main_c=main.temp_c,
+        return _CondenserSide(
+            cells=cells,
+            return_c=cw_return,
+            leaving_c=leaving,
+            fan_ratio=ratio * (cells > 0),
+            fan_kw=fan_kw,
+            pump_kw=cells * cfg.cw_pump_kw_per_chiller,
+            heat_kw=tower_heat,
+            water_use_kg_s=ct.tower_water_use_kg_s(cfg.tower, tower_heat, cw_flow).total_kg_s,
         )
+
+    def _truth_row(
+        self,
+        sp: Setpoints,
+        command_active: bool,
+        weather: _Weather,
+        rack_power_kw: FloatArray,
+        air: _AirSide,
+        room: RoomStep,
+        water: _WaterSide,
+        cond: _CondenserSide,
+        flows: PowerChainFlows,
+    ) -> FloatArray:
+        """Ground truth in ``log_names`` order: energy columns, setpoints, sensor points."""
+        cfg, st, b = self.config, self._state, self.n_sites
+        it_kw = rack_power_kw.sum(axis=(1, 2))
+        chiller_kw = water.chiller_kw_each.sum(axis=1)
+        crah_fan_kw = air.fan_kw.sum(axis=1)
+        total_air = air.airflow_kg_s.sum(axis=1)
+        room_stored = (
+            self._hidden.server_capacity_kj_k
+            * (room.state.server_c - st.room.server_c)
+            / self.step_s
+        ).sum(axis=(1, 2)) + (room.structure_gain_kw + room.envelope_gain_kw)
+        energy = (
+            self.site_start_h + self.time_s / 3600.0,
+            it_kw,
+            chiller_kw,
+            np.zeros(b),
+            flows.ups_loss_kw,
+            flows.pdu_loss_kw,
+            flows.transformer_loss_kw,
+            flows.lighting_kw,
+            flows.aux_kw,
+            cond.water_use_kg_s,
+            air.coil_heat_kw,
+            crah_fan_kw,
+            it_kw + st.plenum_heat_kw + room.envelope_gain_kw,
+            room_stored,
+            water.chiller_load_kw,
+            water.economiser_heat_kw,
+            water.ret.stored_kw + water.supply.stored_kw + water.main.stored_kw,
+            cond.heat_kw,
+            np.full(b, float(command_active)),
+        )
+        points = (
+            room.rack_inlet_c.reshape(b, -1),
+            room.hot_aisle_c,
+            rack_power_kw.sum(axis=2),
+            air.supply_air_c[:, None],
+            st.room.return_air_c[:, None],
+            np.where(total_air > 0, sp.fan_speed_frac, 0.0)[:, None],
+            crah_fan_kw[:, None],
+            total_air[:, None],
+            air.water_kg_s / cfg.crah.max_water_flow_kg_s,
+            water.supply.temp_c[:, None],
+            water.ret.temp_c[:, None],
+            water.primary_kg_s[:, None],
+            water.pump_kw[:, None],
+            water.chiller_kw_each,
+            water.staging.on.sum(axis=1)[:, None].astype(float),
+            cond.leaving_c[:, None],
+            cond.return_c[:, None],
+            cond.pump_kw[:, None],
+            cond.fan_kw[:, None],
+            cond.fan_ratio[:, None],
+            water.economiser_on[:, None].astype(float),
+            (it_kw + flows.pdu_loss_kw)[:, None],
+            flows.facility_kw[:, None],
+            weather.dry_bulb_c[:, None],
+            weather.wet_bulb_c[:, None],
+            weather.rel_hum_frac[:, None],
+        )
+        return np.concatenate([np.stack(energy, axis=1), sp.as_matrix(), *points], axis=1)
