@@ -105,6 +105,7 @@ def room_air_step(
     plenum_heat_kw: FloatArray,
     outdoor_c: FloatArray,
     dt_s: float,
+    structure_capacity_kj_k: FloatArray | None = None,
 ) -> RoomStep:
     """Advance the hall by ``dt_s`` seconds with the supply air held over the step.
 
@@ -113,7 +114,8 @@ def room_air_step(
     with ``[b, i, j]`` the share of pod i's rack intake drawn from pod j's hot aisle (zero
     diagonal: a pod's own leakage is ``rack_recirc_frac``),
     ``plenum_heat_kw`` (B,) heat released into the return plenum (lighting, PDU losses),
-    ``outdoor_c`` (B,).
+    ``outdoor_c`` (B,), ``structure_capacity_kj_k`` (B,) per-site structure capacity (defaults
+    to ``params.structure_capacity_kj_k``).
     """
     t_sup = supply_air_c[:, None]
     m_rack = rack_airflow_kg_s
@@ -162,9 +164,14 @@ def room_air_step(
     ua_env = params.envelope_ua_kw_k
     ua_sum = ua_st + ua_env
     struct_steady = (ua_st * mix + ua_env * outdoor_c) / ua_sum
-    struct_decay = np.exp(-ua_sum * dt_s / params.structure_capacity_kj_k)
+    c_struct = (
+        params.structure_capacity_kj_k
+        if structure_capacity_kj_k is None
+        else np.asarray(structure_capacity_kj_k, dtype=np.float64)
+    )
+    struct_decay = np.exp(-ua_sum * dt_s / c_struct)
     structure_new = _relax(state.structure_c, struct_steady, struct_decay)
-    stored_kw = params.structure_capacity_kj_k * (structure_new - state.structure_c) / dt_s
+    stored_kw = c_struct * (structure_new - state.structure_c) / dt_s
     envelope_gain = ua_env * (outdoor_c - 0.5 * (structure_new + state.structure_c))
     structure_gain = stored_kw - envelope_gain
     return_air = mix - structure_gain / capacity_rate

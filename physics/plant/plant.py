@@ -297,6 +297,7 @@ class Plant:
             plenum_heat_kw=st.plenum_heat_kw,
             outdoor_c=weather.dry_bulb_c,
             dt_s=dt,
+            structure_capacity_kj_k=cfg.room.structure_capacity_kj_k * hid.structure_capacity_mult,
         )
         water = self._chilled_water(sp, fx, air)
         cond = self._condenser(sp, fx, water, weather.wet_bulb_c)

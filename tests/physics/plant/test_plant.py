@@ -226,3 +226,33 @@ def test_annualised_pue_of_the_reference_site_in_tropical_weather() -> None:
         lo, hi = min(lo, inlets.min()), max(hi, inlets.max())
     assert 1.3 <= facility / it <= 1.7
     assert lo >= 18.0 and hi <= 27.0
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "rack_power_scale",
+        "rack_recirc_frac",
+        "cross_recirc_frac",
+        "pod_airflow_share",
+        "crah_ua_mult",
+        "chiller_eir_mult",
+        "chiller_cap_mult",
+        "tower_approach_bias_k",
+        "server_capacity_kj_k",
+        "structure_capacity_mult",
+    ],
+)
+def test_every_hidden_parameter_changes_what_the_plant_does(field: str) -> None:
+    from dataclasses import replace
+
+    def run(scale: float) -> np.ndarray:
+        plant = _plant(20, warmup_steps=0)
+        hidden = plant._hidden
+        value = getattr(hidden, field)
+        changed = value * scale if field != "tower_approach_bias_k" else value + (scale - 1.0)
+        plant._hidden = replace(hidden, **{field: changed})
+        _run(plant)
+        return plant.last_log[0]
+
+    assert not np.allclose(run(1.0), run(1.3), rtol=1e-9, atol=1e-9)
