@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -80,6 +82,18 @@ def _delta_text(value: Any) -> str:
     return str(value)
 
 
+def _one_of(known: Iterable[str], what: str) -> AfterValidator:
+    """A validator that accepts only the names in ``known`` and says which ones exist."""
+    names = tuple(known)
+
+    def check(value: str) -> str:
+        if value not in names:
+            raise ValueError(f"unknown {what} {value!r} (known: {', '.join(names)})")
+        return value
+
+    return AfterValidator(check)
+
+
 Duration = Annotated[str, BeforeValidator(_duration_text)]
 """A time with its unit, e.g. ``"36 h"`` (zero allowed)."""
 PositiveDuration = Annotated[str, BeforeValidator(_positive_duration_text)]
@@ -93,15 +107,8 @@ class _Strict(BaseModel):
 
 
 class SiteSpec(_Strict):
-    variant: str = "reference"
+    variant: Annotated[str, _one_of(SITE_VARIANTS, "site variant")] = "reference"
     seed: int = 0
-
-    @field_validator("variant")
-    @classmethod
-    def _known_variant(cls, v: str) -> str:
-        if v not in SITE_VARIANTS:
-            raise ValueError(f"unknown site variant {v!r} (known: {', '.join(SITE_VARIANTS)})")
-        return v
 
 
 class HeatWaveSpec(_Strict):
@@ -139,32 +146,18 @@ class WorkloadModel(_Strict):
     kind: Literal["constant", "diurnal", "bursty", "trace"] = "diurnal"
     mean_frac: float = Field(0.6, ge=0.0, le=1.0)
     amplitude_frac: float = Field(0.15, ge=0.0, le=1.0)
-    dataset: str = "alibaba2018"
+    dataset: Annotated[str, _one_of(TRACE_DATASETS, "trace dataset")] = "alibaba2018"
     burst_rate_per_h: float = Field(0.2, ge=0.0)
     burst_height_frac: float = Field(0.2, ge=0.0, le=1.0)
     burst_duration: PositiveDuration = "30 min"
 
-    @field_validator("dataset")
-    @classmethod
-    def _dataset(cls, v: str) -> str:
-        if v not in TRACE_DATASETS:
-            raise ValueError(f"unknown trace dataset {v!r} (known: {', '.join(TRACE_DATASETS)})")
-        return v
-
 
 class FaultModel(_Strict):
-    kind: str
+    kind: Annotated[str, _one_of(FAULT_KINDS, "fault kind")]
     at: Duration
     duration: PositiveDuration | None = None
     magnitude: float | None = None
     target: int | str | None = None
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        if v not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {v!r} (known: {', '.join(FAULT_KINDS)})")
-        return v
 
 
 class NoiseModel(_Strict):
