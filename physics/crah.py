@@ -21,7 +21,8 @@ from physics.constants import CP_AIR_KJ_KG_K, CP_WATER_KJ_KG_K
 logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
-_BISECTION_STEPS = 7
+BISECTION_STEPS = 7
+"""Halvings of [0, max water flow] in the supply-air valve solve (the plant kernel's too)."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def valve_water_flow_for_setpoint(
     t_lo = np.asarray(air_in_c, dtype=np.float64).copy()
     t_hi = leaving(hi)
     unreachable = t_hi > coil_leaving_setpoint_c
-    for _ in range(_BISECTION_STEPS):
+    for _ in range(BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
         t_mid = leaving(mid)
         too_warm = t_mid > coil_leaving_setpoint_c

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +31,7 @@ from physics.chiller import (
 from physics.constants import CP_AIR_KJ_KG_K, CP_WATER_KJ_KG_K
 from physics.economiser import economiser_heat_kw
 from physics.plant.faults import FaultEffects, FaultEvent, FaultSchedule
+from physics.plant.kernel import CompiledStepper
 from physics.plant.sensors import SensorFrame, SensorModel, SensorNoise, point_catalog
 from physics.plant.site import SiteConfig, draw_hidden_params
 from physics.plant.site_control import (
@@ -158,6 +160,7 @@ class Plant:
         step_s: float = 60.0,
         noise: SensorNoise | None = None,
         warmup_steps: int = 180,
+        engine: Literal["numpy", "numba"] = "numpy",
     ) -> None:
         if step_s <= 0 or step_s > 300:
             raise ValueError("step_s must lie in (0, 300] s for the plant's integration")
@@ -199,8 +202,31 @@ class Plant:
         self._state = self._initial_state()
         self.last_log: FloatArray = np.zeros((self.n_sites, len(self.log_names)))
         self.last_frame: SensorFrame | None = None
-        for _ in range(warmup_steps):
-            self._advance(0, self.faults.effects_at(0.0), record=False)
+        self._fault_changes = self._fault_change_steps()
+        self._compiled: CompiledStepper | None = None
+        if engine == "numba":
+            self._compiled = CompiledStepper(
+                config,
+                self._hidden,
+                self._state,
+                step_s=self.step_s,
+                site_start_h=self.site_start_h,
+                dry_bulb_c=self._weather.dry_bulb_c,
+                wet_bulb_c=self._weather.wet_bulb_c,
+                rel_hum_frac=self._weather.rel_hum_frac,
+                utilisation=self._util,
+                n_log=len(self.log_names),
+            )
+            if warmup_steps > 0:
+                raw, _ = self._raw_setpoints(np.zeros(warmup_steps, dtype=np.int64))
+                self._compiled.run(
+                    0, raw, False, self.faults.effects_at(0.0), record=False, repeat_first=True
+                )
+        elif engine != "numpy":
+            raise ValueError(f"unknown plant engine {engine!r} (numpy or numba)")
+        else:
+            for _ in range(warmup_steps):
+                self._advance(0, self.faults.effects_at(0.0), record=False)
         logger.info(
             "plant ready: %d site(s) of %s, %d steps of %.0f s from hour %.1f",
             self.n_sites,
@@ -231,18 +257,77 @@ class Plant:
 
     def step(self) -> SensorFrame:
         """Advance one internal step and return the new sensor readings."""
-        if self.done:
-            raise RuntimeError("the plant has reached the end of its run")
-        effects = self.faults.effects_at(self.time_s / 3600.0)
-        self._advance(self.step_index, effects, record=True)
-        self.step_index += 1
-        if self.last_log.shape[1] != len(self.log_names):
-            raise RuntimeError("plant log width does not match its column names")
-        truth = self.last_log[:, -len(self.point_names) :]
-        self.last_frame = self.sensors.read(truth, self.time_s, effects)
+        self.advance(1)
+        assert self.last_frame is not None
         return self.last_frame
 
+    def advance(self, n_steps: int) -> tuple[FloatArray, FloatArray]:
+        """Advance ``n_steps`` under the held command; ground truth (steps, sites, log columns)
+        and readings (steps, sites, points). ``last_log`` and ``last_frame`` hold the last step.
+        """
+        if n_steps < 1 or self.step_index + n_steps > self.n_steps:
+            raise RuntimeError(
+                f"cannot advance {n_steps} step(s): {self.n_steps - self.step_index} remain"
+            )
+        logs = np.empty((n_steps, self.n_sites, len(self.log_names)))
+        readings = np.empty((n_steps, self.n_sites, len(self.point_names)))
+        quality = np.empty(readings.shape, dtype=bool)
+        done = 0
+        while done < n_steps:
+            first = self.step_index
+            chunk = self._chunk_length(first, n_steps - done)
+            effects = self.faults.effects_at(self.time_s / 3600.0)
+            part = slice(done, done + chunk)
+            if self._compiled is not None:
+                raw, active = self._raw_setpoints(np.arange(first, first + chunk))
+                logs[part] = self._compiled.run(first, raw, active, effects)
+                self.step_index += chunk
+            else:
+                for i in range(chunk):
+                    self._advance(self.step_index, effects, record=True)
+                    logs[done + i] = self.last_log
+                    self.step_index += 1
+            times_s = (np.arange(chunk, dtype=np.float64) + first + 1) * self.step_s
+            truth = np.ascontiguousarray(logs[part, :, -len(self.point_names) :])
+            readings[part], quality[part] = self.sensors.read_many(truth, times_s, effects)
+            done += chunk
+        self.last_log = logs[-1]
+        self.last_frame = SensorFrame(
+            time_s=self.time_s, names=self.point_names, values=readings[-1], quality=quality[-1]
+        )
+        return logs, readings
+
     # ------------------------------------------------------------------ internals
+    def _fault_change_steps(self) -> NDArray[np.int64]:
+        """Steps at which the set of active faults changes (chunks never straddle one)."""
+        if not self.faults.events:
+            return np.zeros(0, dtype=np.int64)
+        hours = np.arange(self.n_steps) * self.step_s / 3600.0
+        active = np.array([[e.active(float(h)) for h in hours] for e in self.faults.events])
+        changed = np.any(active[:, 1:] != active[:, :-1], axis=0)
+        return np.flatnonzero(changed).astype(np.int64) + 1
+
+    def _chunk_length(self, first: int, most: int) -> int:
+        """Steps from ``first`` that share fault effects and the command's validity."""
+        end = first + most
+        later = self._fault_changes[self._fault_changes > first]
+        if later.size:
+            end = min(end, int(later[0]))
+        if self.command is not None and self.command.valid_at(first * self.step_s):
+            expiry = first + 1
+            while expiry < end and self.command.valid_at(expiry * self.step_s):
+                expiry += 1
+            end = min(end, expiry)
+        return max(end - first, 1)
+
+    def _raw_setpoints(self, steps: NDArray[np.int64]) -> tuple[FloatArray, bool]:
+        """Setpoints before dead-bands for ``steps`` (one command validity), (steps, sites, 5)."""
+        site = site_setpoints(self.config.defaults, self._weather.wet_bulb_c[steps])
+        time_s = float(steps[0]) * self.step_s
+        resolved, active = resolve_setpoints(self.command, time_s, site, None, self.config.limits)
+        raw = np.stack([getattr(resolved, name) for name in SETPOINT_FIELDS], axis=-1)
+        return raw, active
+
     def _initial_state(self) -> _State:
         cfg, b = self.config, self.n_sites
         shape = (b, cfg.n_pods, cfg.racks_per_pod)

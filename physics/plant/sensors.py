@@ -118,6 +118,9 @@ class SensorModel:
         self._is_relative = np.isin(units, ["kW", "kg/s"])
         self._is_fraction = units == "frac"
         self._rng = np.random.default_rng(np.random.SeedSequence([*seeds, 0x5E45]))
+        # Dropouts draw from their own stream, so reading n steps at once or one at a
+        # time gives the same readings.
+        self._dropout_rng = np.random.default_rng(np.random.SeedSequence([*seeds, 0xD809]))
         level = noise.level
         self._bias = (
             np.where(
@@ -148,22 +151,34 @@ class SensorModel:
 
     def read(self, truth: FloatArray, time_s: float, effects: FaultEffects) -> SensorFrame:
         """Readings for a truth matrix of shape (sites, points)."""
+        values, quality = self.read_many(truth[None], np.array([time_s]), effects)
+        return SensorFrame(time_s=time_s, names=self.names, values=values[0], quality=quality[0])
+
+    def read_many(
+        self, truth: FloatArray, times_s: FloatArray, effects: FaultEffects
+    ) -> tuple[FloatArray, BoolArray]:
+        """Readings and quality for truth of shape (steps, sites, points) under one set of
+        fault effects; the same numbers as reading the steps one by one."""
         shape = truth.shape
-        noise = self._rng.standard_normal(shape, dtype=np.float32) * (
-            self._abs_std + self._rel_std * np.abs(truth)
-        )
-        values = truth + self._bias + self._drift_per_s * time_s + noise
+        # values = truth + bias + drift·t + N(0, 1)·(abs_std + rel_std·|truth|), in place.
+        values = np.abs(truth)
+        values *= self._rel_std
+        values += self._abs_std
+        values *= self._rng.standard_normal(shape, dtype=np.float32)
+        values += truth
+        values += self._bias
+        values += self._drift_per_s * times_s[:, None, None]
         for name, bias in effects.sensor_bias.items():
-            values[:, self.index(name)] += bias
+            values[..., self.index(name)] += bias
         for name in effects.sensor_stuck:
             i = self.index(name)
-            frozen = self._stuck_values.setdefault(name, values[:, i].copy())
-            values[:, i] = frozen
+            frozen = self._stuck_values.setdefault(name, values[0, :, i].copy())
+            values[..., i] = frozen
         for name in list(self._stuck_values):
             if name not in effects.sensor_stuck:
                 del self._stuck_values[name]
         quality = np.ones(shape, dtype=bool)
         if self._noise.dropout_prob > 0:
-            quality = self._rng.random(shape) >= self._noise.dropout_prob
+            quality = self._dropout_rng.random(shape) >= self._noise.dropout_prob
             values = np.where(quality, values, np.nan)
-        return SensorFrame(time_s=time_s, names=self.names, values=values, quality=quality)
+        return values, quality

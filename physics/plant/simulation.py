@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,8 @@ from physics.plant.site_control import SetpointCommand
 from physics.workload import make_workload
 
 logger = logging.getLogger(__name__)
+
+Engine = Literal["numpy", "numba"]
 
 Policy = Callable[[SensorFrame, float], SetpointCommand | None]
 """(readings, plant time in s) → command for the next control period, or None."""
@@ -43,7 +46,9 @@ class SimulationResult:
     wall_s: float
 
 
-def build_plant(scenario: Scenario, seeds: Sequence[int] | None = None) -> Plant:
+def build_plant(
+    scenario: Scenario, seeds: Sequence[int] | None = None, *, engine: Engine = "numba"
+) -> Plant:
     """The plant of a scenario: its site, weather, workload and faults."""
     time_h = scenario.start_h + np.arange(scenario.n_steps) * scenario.step_s / 3600.0
     utilisation = make_workload(scenario.workload, time_h, scenario.site.n_pods, seed=scenario.seed)
@@ -56,29 +61,42 @@ def build_plant(scenario: Scenario, seeds: Sequence[int] | None = None) -> Plant
         seeds=tuple(seeds) if seeds is not None else (scenario.site_seed,),
         step_s=scenario.step_s,
         noise=scenario.noise,
+        engine=engine,
     )
 
 
 def run_scenario(
-    scenario: Scenario, policy: Policy | None = None, *, progress: bool = False
+    scenario: Scenario,
+    policy: Policy | None = None,
+    *,
+    progress: bool = False,
+    engine: Engine = "numba",
 ) -> SimulationResult:
-    """Run ``scenario`` on the plant (one site) under ``policy`` or the site's control."""
-    plant = build_plant(scenario)
+    """Run ``scenario`` on the plant (one site) under ``policy`` or the site's control.
+
+    ``engine`` picks the compiled step (default) or the numpy reference; both give the same
+    run (``tests/physics/plant/test_kernel.py``).
+    """
+    plant = build_plant(scenario, engine=engine)
     n, per = plant.n_steps, scenario.steps_per_period
+    chunk = per if policy is not None else max(per, 1440)
     log = np.empty((n, len(plant.log_names)))
     readings = np.empty((n, len(plant.point_names)))
     frame: SensorFrame | None = None
     started = time.perf_counter()
     bar = tqdm(total=n, disable=not progress, unit="step", desc=scenario.name, leave=False)
     with bar:
-        for k in range(n):
-            if policy is not None and k % per == 0 and frame is not None:
+        k = 0
+        while k < n:
+            if policy is not None and frame is not None:
                 plant.apply_command(policy(frame, plant.time_s))
-            frame = plant.step()
-            log[k] = plant.last_log[0]
-            readings[k] = frame.values[0]
-            if k % 60 == 0:
-                bar.update(min(60, n - k))
+            m = min(chunk, n - k)
+            logs, reads = plant.advance(m)
+            log[k : k + m] = logs[:, 0]
+            readings[k : k + m] = reads[:, 0]
+            frame = plant.last_frame
+            k += m
+            bar.update(m)
     wall_s = time.perf_counter() - started
     log_frame = pd.DataFrame(log, columns=list(plant.log_names))
     readings_frame = pd.DataFrame(readings, columns=list(plant.point_names))
