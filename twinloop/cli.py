@@ -36,7 +36,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         f"{scenario.site.name} (seed {scenario.site_seed}) under {args.policy} control",
         file=sys.stderr,
     )
-    result = run_scenario(scenario, progress=not args.quiet)
+    result = run_scenario(scenario, progress=not args.quiet, engine=args.engine)
     paths = write_outputs(result, Path(args.out))
     k = result.kpis
     summary = {
@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--policy", default="baseline", help="control policy (default: baseline)")
     sim.add_argument("--out", required=True, help="output folder")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    sim.add_argument(
+        "--engine",
+        choices=("numba", "numpy"),
+        default="numba",
+        help="compiled plant step (default) or the numpy reference",
+    )
     sim.set_defaults(func=_cmd_simulate)
 
     sc = sub.add_parser("scenarios", help="list the shipped scenarios")

@@ -86,6 +86,7 @@ class KernelParams(NamedTuple):
     ch_restart: float
     ch_stage_frac: float
     ch_recovery: float
+    ch_max_condenser: float
     # tower and economiser
     tw_min_ratio: float
     tw_fan_curve: FloatArray
@@ -169,6 +170,7 @@ def pack_params(cfg: SiteConfig) -> KernelParams:
         ch_restart=cfg.chiller_restart_delay_s,
         ch_stage_frac=cfg.chiller_stage_up_frac,
         ch_recovery=cfg.chiller_stage_recovery_kw_per_k,
+        ch_max_condenser=cfg.chiller_max_condenser_c,
         tw_min_ratio=cfg.tower.min_airflow_ratio,
         tw_fan_curve=np.array(cfg.tower.fan_power_curve, dtype=np.float64),
         tw_fan_kw=cfg.tower.design_fan_power_kw,
@@ -656,7 +658,7 @@ def run_steps(
                 y = _clip(cw_enter[k], cv[17], cv[18])
                 cap_each[k] = p.ch_ref_cap * h_cap[b, k] * _biquad(cv, 0, x, y)
                 cap_sum += cap_each[k]
-                available[k] = not fx_tripped[k]
+                available[k] = (not fx_tripped[k]) and cw_enter[k] <= p.ch_max_condenser
                 if available[k]:
                     n_avail += 1
             demand = coil_heat + max(chw_supply[b] - sp_chw, 0.0) * p.ch_recovery
@@ -718,7 +720,7 @@ def run_steps(
             if flow_frac <= 0.0:
                 chw_pump = 0.0
             # ---- condenser water and tower
-            cells = max(n_on, 1 if eco_on else 0)
+            cells = max(n_on, 1 if (eco_on or demand > 0.0) else 0)
             cw_flow = cells * p.cw_flow_per_chiller
             tower_heat = load + chiller_sum + eco_heat
             cw_ret = cw_supply[b] + tower_heat / max(cw_flow * CP_W, 1e-9)
@@ -726,12 +728,13 @@ def run_steps(
             bias = h_bias[b]
             target = sp_cw - wb - bias
             ratio = min(_airflow_for_approach(p, wb, tower_range[b], fr, target), fx_tower_max)
-            appr = _approach(p, wb, tower_range[b], fr, max(ratio, 1e-3))
             if fx_tower_max > 0:
+                appr = _approach(p, wb, tower_range[b], fr, max(ratio, 1e-3))
                 leaving = wb + max(appr + bias, target)
                 tower_fan = cells * _tower_fan_kw(p, ratio) if cells > 0 else 0.0
             else:
-                leaving = cw_ret - p.tw_free_frac * (cw_ret - (wb + appr + bias))
+                full_fan = _approach(p, wb, tower_range[b], fr, 1.0)
+                leaving = cw_ret - p.tw_free_frac * (cw_ret - (wb + full_fan + bias))
                 tower_fan = 0.0
             leaving = min(leaving, cw_ret) if cells > 0 else cw_supply[b]
             cw_pump = cells * p.cw_pump_kw

@@ -110,6 +110,7 @@ class _AirSide:
 @dataclass(frozen=True)
 class _WaterSide:
     staging: ChillerStagingState
+    demand_kw: FloatArray
     primary_kg_s: FloatArray
     ret: chw.TankStep
     main: chw.TankStep
@@ -465,7 +466,11 @@ class Plant:
             * hid.chiller_cap_mult
             * capft(cfg.chiller.curves, sp.chw_supply_c[:, None], cw_enter)
         )
-        available = ~np.broadcast_to(fx.chiller_tripped, (b, cfg.n_chillers))
+        # A chiller is out when tripped by a fault or when its condenser water is above the
+        # high-pressure cut-out; staging then holds it off for the restart delay.
+        available = ~np.broadcast_to(fx.chiller_tripped, (b, cfg.n_chillers)) & (
+            cw_enter <= cfg.chiller_max_condenser_c
+        )
         warm_k = np.maximum(st.chw_supply_c - sp.chw_supply_c, 0.0)
         demand = air.coil_heat_kw + warm_k * cfg.chiller_stage_recovery_kw_per_k
         request = stage_chillers(
@@ -507,6 +512,7 @@ class Plant:
         )
         return _WaterSide(
             staging=staging,
+            demand_kw=demand,
             primary_kg_s=primary,
             ret=ret,
             main=main,
@@ -523,7 +529,10 @@ class Plant:
     ) -> _CondenserSide:
         """Condenser water and the tower (cells staged with the chillers or the economiser)."""
         cfg, st = self.config, self._state
-        cells = np.maximum(water.staging.on.sum(axis=1), water.economiser_on.astype(int))
+        # Condenser pumps and tower cells follow the chillers; one keeps circulating while
+        # chillers are wanted but held off (e.g. after a high-pressure cut-out).
+        wanted = np.maximum(water.economiser_on.astype(int), (water.demand_kw > 0).astype(int))
+        cells = np.maximum(water.staging.on.sum(axis=1), wanted)
         cw_flow = cells * cfg.cw_flow_per_chiller_kg_s
         tower_heat = (
             water.chiller_load_kw + water.chiller_kw_each.sum(axis=1) + water.economiser_heat_kw
@@ -538,13 +547,16 @@ class Plant:
             ),
             fx.tower_fan_max_frac,
         )
-        approach = ct.approach_k(wet_bulb_c, st.tower_range_k, flow_ratio, np.maximum(ratio, 1e-3))
         if fx.tower_fan_max_frac > 0:
+            approach = ct.approach_k(
+                wet_bulb_c, st.tower_range_k, flow_ratio, np.maximum(ratio, 1e-3)
+            )
             leaving = wet_bulb_c + np.maximum(approach + bias, target_approach)
             fan_kw = np.where(cells > 0, cells * ct.tower_fan_power_kw(cfg.tower, ratio), 0.0)
-        else:  # fans failed: free convection only
+        else:  # fans failed: free convection does a fraction of the full-fan temperature drop
+            full_fan = ct.approach_k(wet_bulb_c, st.tower_range_k, flow_ratio, 1.0)
             leaving = cw_return - cfg.tower.free_convection_frac * (
-                cw_return - (wet_bulb_c + approach + bias)
+                cw_return - (wet_bulb_c + full_fan + bias)
             )
             fan_kw = np.zeros_like(cw_return)
         leaving = np.where(cells > 0, np.minimum(leaving, cw_return), st.cw_supply_c)

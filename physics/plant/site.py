@@ -35,7 +35,7 @@ class SetpointLimits:
     supply_air_c: tuple[float, float] = (16.0, 27.0)
     fan_speed_frac: tuple[float, float] = (0.3, 1.0)
     chw_supply_c: tuple[float, float] = (5.5, 16.0)
-    cw_supply_c: tuple[float, float] = (20.0, 35.0)
+    cw_supply_c: tuple[float, float] = (10.0, 35.0)
     deadband_c: float = 0.05
     deadband_frac: float = 0.005
 
@@ -54,6 +54,8 @@ class SiteDefaults:
     cw_supply_c: float = 29.4
     economiser_approach_k: float = 4.0
     """Economiser is enabled when the wet bulb is this far below the chilled-water setpoint."""
+    economiser_cw_supply_c: float = 12.0
+    """Condenser-water setpoint while the economiser runs (the tower makes cold water)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class SiteConfig:
     chiller_min_off_s: float = 600.0
     chiller_restart_delay_s: float = 1_200.0
     chiller_stage_up_frac: float = 0.9
+    chiller_max_condenser_c: float = 40.0
+    """High-pressure cut-out: entering condenser water above this trips a chiller."""
     chiller_stage_recovery_kw_per_k: float = 40.0
     """Staging adds this much demand per K the supply water runs above its setpoint, so the
     plant brings on another chiller when water runs warm (as a BMS's stage-up timer does)."""

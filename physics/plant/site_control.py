@@ -66,14 +66,15 @@ class Setpoints:
 
 
 def site_setpoints(defaults: SiteDefaults, wet_bulb_c: FloatArray) -> Setpoints:
-    """The site's built-in control: fixed setpoints, economiser on in cool, dry weather."""
+    """The site's built-in control: fixed setpoints; in cool, dry weather the economiser is
+    enabled and the tower is asked for cold water."""
     ones = np.ones_like(wet_bulb_c)
     eco = (wet_bulb_c <= defaults.chw_supply_c - defaults.economiser_approach_k).astype(float)
     return Setpoints(
         supply_air_c=defaults.supply_air_c * ones,
         fan_speed_frac=defaults.fan_speed_frac * ones,
         chw_supply_c=defaults.chw_supply_c * ones,
-        cw_supply_c=defaults.cw_supply_c * ones,
+        cw_supply_c=np.where(eco > 0, defaults.economiser_cw_supply_c, defaults.cw_supply_c) * ones,
         economiser_enable=eco,
     )
 

@@ -15,8 +15,14 @@ from physics.plant.site_control import (
 )
 
 # Explicit values, so these tests pin behaviour rather than the shipped defaults.
-DEFAULTS = SiteDefaults(supply_air_c=20.0, fan_speed_frac=0.85, chw_supply_c=7.0, cw_supply_c=29.4)
-LIMITS = SetpointLimits()
+DEFAULTS = SiteDefaults(
+    supply_air_c=20.0,
+    fan_speed_frac=0.85,
+    chw_supply_c=7.0,
+    cw_supply_c=29.4,
+    economiser_cw_supply_c=22.0,
+)
+LIMITS = SetpointLimits(cw_supply_c=(20.0, 35.0))  # explicit, as DEFAULTS
 WET_BULB = np.array([20.0, 1.0])  # site 0: humid (economiser off), site 1: cold (on)
 SITE = site_setpoints(DEFAULTS, WET_BULB)
 
@@ -31,7 +37,8 @@ def test_site_control_is_fixed_setpoints() -> None:
     np.testing.assert_array_equal(SITE.supply_air_c, [20.0, 20.0])
     np.testing.assert_array_equal(SITE.fan_speed_frac, [0.85, 0.85])
     np.testing.assert_array_equal(SITE.chw_supply_c, [7.0, 7.0])
-    np.testing.assert_array_equal(SITE.cw_supply_c, [29.4, 29.4])
+    # With the economiser on, the tower is asked for cold water.
+    np.testing.assert_array_equal(SITE.cw_supply_c, [29.4, DEFAULTS.economiser_cw_supply_c])
     np.testing.assert_array_equal(SITE.economiser_enable, [0.0, 1.0])
 
 
@@ -140,7 +147,7 @@ def test_deadband_ignores_tiny_changes() -> None:
         600.0,
         supply_air_c=20.0 + 0.5 * LIMITS.deadband_c,
         chw_supply_c=7.0 - 0.5 * LIMITS.deadband_c,
-        cw_supply_c=29.4 + 0.9 * LIMITS.deadband_c,
+        cw_supply_c=previous.cw_supply_c + 0.9 * LIMITS.deadband_c,  # per site
         fan_speed_frac=0.85 + 0.5 * LIMITS.deadband_frac,
     )
     sp, active = _resolve(tiny, previous=previous)
