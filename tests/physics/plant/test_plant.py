@@ -256,3 +256,20 @@ def test_every_hidden_parameter_changes_what_the_plant_does(field: str) -> None:
         return plant.last_log[0]
 
     assert not np.allclose(run(1.0), run(1.3), rtol=1e-9, atol=1e-9)
+
+
+def test_tower_fan_failure_trips_chillers_on_head_pressure_and_stays_bounded() -> None:
+    plant = _plant(
+        360,
+        faults=[FaultEvent("tower_fan_failure", 1.0, 2.0, magnitude=1.0)],
+        engine="numba",
+    )
+    logs, _ = plant.advance(plant.n_steps)
+    names = plant.log_names
+    cw = logs[:, 0, names.index("cw_supply_c")]
+    on = logs[:, 0, names.index("chillers_on")]
+    during = slice(70, 180)
+    assert on[:60].min() >= 1 and on[during].min() == 0  # the cut-out trips them
+    cut_out = plant.config.chiller_max_condenser_c
+    assert cw.max() < cut_out + 5.0  # condenser water does not run away
+    assert on[-30:].min() >= 1 and cw[-1] == pytest.approx(29.4, abs=0.2)  # recovery
