@@ -38,7 +38,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/plant_speed.py
+	$(BIN)/python benchmarks/plant_figures.py
+	$(BIN)/python benchmarks/annual_pue.py
+	taskset -c 0 $(BIN)/python benchmarks/plant_speed.py --days 7 --batches 1 --engines numba
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info
