@@ -146,7 +146,8 @@ class Plant:
     internal step from the start; ``seeds`` gives one site per seed (hidden parameters and
     sensor noise). The weather must cover ``start_h`` to the end of the run; ``start_h`` may
     be one hour of the year for all sites or one per site (e.g. twelve months of one site
-    side by side).
+    side by side). ``engine`` chooses this module's numpy step (the reference) or the
+    compiled step of :mod:`physics.plant.kernel`, which is held to it by tests.
     """
 
     def __init__(
