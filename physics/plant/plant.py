@@ -302,12 +302,13 @@ class Plant:
     # ------------------------------------------------------------------ internals
     def _fault_change_steps(self) -> NDArray[np.int64]:
         """Steps at which the set of active faults changes (chunks never straddle one)."""
-        if not self.faults.events:
-            return np.zeros(0, dtype=np.int64)
         hours = np.arange(self.n_steps) * self.step_s / 3600.0
-        active = np.array([[e.active(float(h)) for h in hours] for e in self.faults.events])
-        changed = np.any(active[:, 1:] != active[:, :-1], axis=0)
-        return np.flatnonzero(changed).astype(np.int64) + 1
+        # FaultEvent.active is start <= t < end: the first step at or after each edge.
+        edges = [e.start_h for e in self.faults.events] + [
+            e.start_h + e.duration_h for e in self.faults.events if e.duration_h is not None
+        ]
+        steps = np.searchsorted(hours, np.asarray(edges, dtype=np.float64), side="left")
+        return np.unique(steps[(steps > 0) & (steps < self.n_steps)]).astype(np.int64)
 
     def _chunk_length(self, first: int, most: int) -> int:
         """Steps from ``first`` that share fault effects and the command's validity."""
