@@ -16,5 +16,5 @@ fi
 PY=${PY:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-# torch is pinned wherever it is installed: torch==2.13.0 (CPU wheel on disk). Not needed yet.
+# torch is pinned to 2.13.0 in pyproject.toml (the CPU wheel on disk); an unpinned torch pulls a CUDA build.
 .venv/bin/python -m pip install --quiet -e '.[dev]'

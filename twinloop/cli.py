@@ -52,6 +52,76 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_twin_record(args: argparse.Namespace) -> int:
+    from twin.recording import RecordingError, record_run, recording_path
+
+    out_dir = Path(args.out)
+    try:
+        # Check every scenario and target first: nothing runs if any of them is bad.
+        scenarios = [load_scenario(spec) for spec in args.scenario]
+        targets: set[Path] = set()
+        for scenario in scenarios:
+            path = recording_path(
+                scenario,
+                policy=args.policy,
+                seed=args.seed,
+                out_dir=out_dir,
+                overwrite=args.overwrite,
+            )
+            if path in targets:
+                raise RecordingError(f"recording {path}: scenario {scenario.name} given twice")
+            targets.add(path)
+        for scenario in scenarios:
+            print(
+                f"recording {scenario.name}: {scenario.duration_h / 24:g} days of site "
+                f"{scenario.site.name} (seed {scenario.site_seed}) under {args.policy} control "
+                f"(seed {args.seed})",
+                file=sys.stderr,
+            )
+            path = record_run(
+                scenario,
+                policy=args.policy,
+                seed=args.seed,
+                out_dir=out_dir,
+                progress=not args.quiet,
+                overwrite=args.overwrite,
+            )
+            print(path)
+    except RecordingError as exc:
+        print(f"twinloop: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_twin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    twin = sub.add_parser("twin", help="the digital twin: record training data")
+    twin_sub = twin.add_subparsers(dest="twin_command", required=True)
+
+    rec = twin_sub.add_parser(
+        "record",
+        help="run scenarios under exploration; write sensor readings and commands (no truth)",
+    )
+    rec.add_argument(
+        "--scenario",
+        action="append",
+        required=True,
+        help="scenario YAML file or shipped name (repeat for several)",
+    )
+    rec.add_argument("--out", required=True, help="folder of recordings")
+    rec.add_argument(
+        "--policy",
+        choices=("explore", "site"),
+        default="explore",
+        help="random setpoint holds (default) or the site's built-in control",
+    )
+    rec.add_argument("--seed", type=int, default=0, help="exploration seed (default: 0)")
+    rec.add_argument(
+        "--overwrite", action="store_true", help="replace existing recordings of the same name"
+    )
+    rec.add_argument("--quiet", action="store_true", help="no progress bar")
+    rec.set_defaults(func=_cmd_twin_record)
+
+
 def _cmd_scenarios(args: argparse.Namespace) -> int:
     for name, path in sorted(shipped_scenarios().items()):
         scenario = load_scenario(path)
@@ -81,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("scenarios", help="list the shipped scenarios")
     sc.set_defaults(func=_cmd_scenarios)
+
+    _add_twin_commands(sub)
     return parser
 
 

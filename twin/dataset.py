@@ -1,0 +1,236 @@
+"""Recorded plant runs (sensor readings + commands) as control-period tensors for the twin.
+
+A recording holds readings at the plant step (60 s) and the command in force at each step.
+Period ``j`` covers rows ``[j·n, (j+1)·n)`` for ``n`` steps per control period: its starting
+state is the reading at the end of period ``j−1``, its inputs are the setpoints applied
+during it (the command, or where none was in force the site's own control, which the owner
+knows), the mean IT power per pod and the mean outdoor air; its targets are the readings at
+its end and the mean meter readings over it. Periods with a missing reading are dropped
+and split the run into separate sequences.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+import torch
+from numpy.typing import NDArray
+from torch import Tensor
+
+from physics.plant.site import SiteDefaults
+from physics.plant.site_control import SETPOINT_FIELDS, site_setpoints
+from twin.design import TwinDesign
+from twin.recording import Recording
+from twin.spaces import COOLING_POWER_POINTS
+
+logger = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+
+STATE_POINTS: tuple[str, ...] = (
+    "supply_air_c",
+    "return_air_c",
+    "chw_supply_c",
+    "chw_return_c",
+    "cw_supply_c",
+)
+METER_NAMES: tuple[str, ...] = (
+    "crah_fan_kw",
+    "chiller_kw",
+    "chw_pump_kw",
+    "cw_pump_kw",
+    "tower_fan_kw",
+    "cooling_kw",
+    "facility_kw",
+    "chw_flow_kg_s",
+    "valve_frac",
+)
+"""Mean meter readings over a period, in the order of :attr:`PeriodData.meters`."""
+
+
+class DatasetError(ValueError):
+    """Recorded data that cannot be turned into training periods."""
+
+
+@dataclass(frozen=True)
+class PeriodData:
+    """Control periods of one or more runs, as float32 tensors with leading axis = periods.
+
+    ``sequence`` numbers the unbroken runs; period ``j+1`` continues period ``j`` only when
+    both have the same sequence number.
+    """
+
+    rack_inlet_c: Tensor  # (T, P, R) at the period's start
+    hot_aisle_c: Tensor  # (T, P)
+    hall: Tensor  # (T, 5) STATE_POINTS at the start
+    setpoints: Tensor  # (T, 5) applied during the period
+    it_power_kw: Tensor  # (T, P) mean over the period
+    outdoor_dry_bulb_c: Tensor  # (T,)
+    outdoor_wet_bulb_c: Tensor  # (T,)
+    meters: Tensor  # (T, len(METER_NAMES)) means over the period
+    time_h: Tensor  # (T,) hour of the year at the period's start
+    sequence: Tensor  # (T,) int64
+
+    def __len__(self) -> int:
+        return int(self.hall.shape[0])
+
+    def index(self, idx: Tensor) -> PeriodData:
+        return PeriodData(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def to(self, device: torch.device | str) -> PeriodData:
+        return PeriodData(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    @staticmethod
+    def concat(parts: Sequence[PeriodData]) -> PeriodData:
+        if not parts:
+            raise DatasetError("no periods to concatenate")
+        offset = 0
+        seqs = []
+        for part in parts:
+            seqs.append(part.sequence + offset)
+            offset = int(seqs[-1].max()) + 1 if len(part) else offset
+        merged = {
+            f.name: torch.cat([getattr(p, f.name) for p in parts])
+            for f in fields(PeriodData)
+            if f.name != "sequence"
+        }
+        return PeriodData(sequence=torch.cat(seqs), **merged)
+
+    def windows(self, horizon: int) -> Tensor:
+        """Start indices of every run of ``horizon + 1`` consecutive periods in one sequence
+        (a start state and ``horizon`` targets)."""
+        seq = self.sequence
+        n = len(self)
+        if n <= horizon:
+            return torch.zeros(0, dtype=torch.int64)
+        same = seq[horizon:] == seq[: n - horizon]
+        return torch.nonzero(same).flatten()
+
+
+def applied_setpoints(
+    frame: pd.DataFrame, defaults: SiteDefaults, wet_bulb_c: FloatArray
+) -> FloatArray:
+    """Setpoints in force per row (rows, 5): the command where one was, else the site's
+    built-in control for the measured wet bulb."""
+    site = site_setpoints(defaults, wet_bulb_c).as_matrix()
+    out = site.copy()
+    for i, name in enumerate(SETPOINT_FIELDS):
+        col = f"cmd.{name}"
+        if col in frame:
+            given = frame[col].to_numpy(dtype=np.float64)
+            out[:, i] = np.where(np.isfinite(given), given, site[:, i])
+    return out
+
+
+def periods_from_frame(
+    frame: pd.DataFrame, design: TwinDesign, *, step_s: float, control_period_s: float
+) -> PeriodData:
+    """Cut one recording (rows at the plant step) into control periods."""
+    per = round(control_period_s / step_s)
+    if per < 1 or abs(per * step_s - control_period_s) > 1e-6:
+        raise DatasetError(
+            f"control period {control_period_s} s is not a whole number of steps of {step_s} s"
+        )
+    p, r = design.n_pods, design.racks_per_pod
+    inlet_cols = [f"rack_inlet_c.{i}.{j:02d}" for i in range(p) for j in range(r)]
+    hot_cols = [f"hot_aisle_c.{i}" for i in range(p)]
+    it_cols = [f"it_power_kw.{i}" for i in range(p)]
+    chiller_cols = sorted(c for c in frame.columns if c.startswith("chiller_power_kw."))
+    valve_cols = [f"crah_valve_frac.{i:02d}" for i in range(design.n_crah)]
+    needed = [
+        *inlet_cols,
+        *hot_cols,
+        *valve_cols,
+        *it_cols,
+        *STATE_POINTS,
+        *COOLING_POWER_POINTS,
+        "facility_power_kw",
+        "chw_flow_kg_s",
+        "outdoor_dry_bulb_c",
+        "outdoor_wet_bulb_c",
+        "time_h",
+    ]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing or not chiller_cols:
+        shown = ", ".join((missing or ["chiller_power_kw.<k>"])[:5])
+        raise DatasetError(f"recording lacks column(s) {shown}")
+
+    def col(names: Sequence[str]) -> FloatArray:
+        return frame[list(names)].to_numpy(dtype=np.float64)
+
+    wet = frame["outdoor_wet_bulb_c"].to_numpy(dtype=np.float64)
+    sp = applied_setpoints(frame, design.defaults, np.nan_to_num(wet, nan=20.0))
+    n_periods = len(frame) // per - 1
+    if n_periods < 1:
+        raise DatasetError(f"recording too short: {len(frame)} rows, {per} per period")
+    start_rows = np.arange(1, n_periods + 1) * per - 1  # end of the previous period
+    body = slice(per, (n_periods + 1) * per)
+
+    def period_mean(values: FloatArray) -> FloatArray:
+        v = values[body]
+        return np.asarray(v.reshape(n_periods, per, *v.shape[1:]).mean(axis=1))
+
+    chillers = col(chiller_cols).sum(axis=1)
+    cooling = col(COOLING_POWER_POINTS).sum(axis=1) + chillers
+    meters = np.stack(
+        [
+            col(["crah_fan_power_kw"])[:, 0],
+            chillers,
+            col(["chw_pump_power_kw"])[:, 0],
+            col(["cw_pump_power_kw"])[:, 0],
+            col(["tower_fan_power_kw"])[:, 0],
+            cooling,
+            col(["facility_power_kw"])[:, 0],
+            col(["chw_flow_kg_s"])[:, 0],
+            col(valve_cols).mean(axis=1),
+        ],
+        axis=1,
+    )
+    first_rows = start_rows + 1  # the command of a period is in force from its first step
+    arrays: dict[str, FloatArray] = {
+        "rack_inlet_c": col(inlet_cols)[start_rows].reshape(n_periods, p, r),
+        "hot_aisle_c": col(hot_cols)[start_rows],
+        "hall": col(STATE_POINTS)[start_rows],
+        "setpoints": sp[first_rows],
+        "it_power_kw": period_mean(col(it_cols)),
+        "outdoor_dry_bulb_c": period_mean(col(["outdoor_dry_bulb_c"]))[:, 0],
+        "outdoor_wet_bulb_c": period_mean(col(["outdoor_wet_bulb_c"]))[:, 0],
+        "meters": period_mean(meters),
+        "time_h": frame["time_h"].to_numpy(dtype=np.float64)[start_rows],
+    }
+    ok = np.ones(n_periods, dtype=bool)
+    for value in arrays.values():
+        ok &= np.isfinite(value.reshape(n_periods, -1)).all(axis=1)
+    # A dropped period breaks the chain: later periods start a new sequence.
+    sequence = np.cumsum(~ok)
+    keep = np.nonzero(ok)[0]
+    if keep.size == 0:
+        raise DatasetError("no complete control period in the recording")
+    tensors = {k: torch.as_tensor(v[keep], dtype=torch.float32) for k, v in arrays.items()}
+    return PeriodData(sequence=torch.as_tensor(sequence[keep], dtype=torch.int64), **tensors)
+
+
+def periods_from_recordings(recordings: Sequence[Recording], design: TwinDesign) -> PeriodData:
+    """All recordings as control periods (each recording its own sequences)."""
+    return PeriodData.concat(
+        [
+            periods_from_frame(
+                r.frame,
+                design,
+                step_s=r.meta.step_s,
+                control_period_s=r.meta.control_period_s,
+            )
+            for r in recordings
+        ]
+    )
+
+
+def design_of(recordings: Sequence[Recording]) -> TwinDesign:
+    """The design of the site the recordings come from (they share one site)."""
+    if not recordings:
+        raise DatasetError("no recordings")
+    return TwinDesign.for_variant(recordings[0].meta.site_variant)

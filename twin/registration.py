@@ -1,0 +1,34 @@
+"""Registers TwinLoop's environments with Gymnasium under versioned ids.
+
+Entry points are ``"module:Class"`` strings, so registering imports nothing heavy: the
+environment's module is imported by :func:`gymnasium.make`. ``import twin`` registers them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gymnasium
+
+logger = logging.getLogger(__name__)
+
+ENV_SPECS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("TwinLoop/DataCenterPlant-v0", "twin.plant_env:PlantEnv", {}),
+)
+"""(id, entry point, default constructor kwargs) of every environment TwinLoop provides."""
+
+
+def register_envs() -> None:
+    """Register every environment of :data:`ENV_SPECS` not yet in Gymnasium's registry.
+
+    The environments end their episodes themselves (truncation), so no ``TimeLimit`` wrapper
+    is added.
+    """
+    for env_id, entry_point, kwargs in ENV_SPECS:
+        if env_id in gymnasium.registry:
+            continue
+        gymnasium.register(
+            id=env_id, entry_point=entry_point, max_episode_steps=None, kwargs=dict(kwargs)
+        )
+        logger.debug("registered %s -> %s", env_id, entry_point)

@@ -1,0 +1,543 @@
+"""The physics-informed surrogate: a reduced model of the hall and plant in torch, with
+physically meaningful parameters and small learned residuals.
+
+One call of :meth:`PhysicsTwin.forward` advances a batch of twins by one control period
+(300 s by default). The structure follows DESIGN.md at pod level:
+
+* **CRAH units**: airflow and fan power by the affinity laws; the supply air follows its
+  setpoint unless the coil cannot reach it (ε-NTU counterflow coil at full valve, UA scaled
+  with flow); the valve's water flow is the least flow that reaches the setpoint (bisection).
+* **Room air**: per pod one server node (hot aisle) fed by inlet air that is supply air plus
+  local/cross recirculation and the deficit pulled through the containment when the CRAH
+  airflow is short of what the racks draw; the node ODE is linear once the supply air is held,
+  so it is integrated exactly over the period. Each rack's inlet is the supply air plus its
+  own recirculation share of the pod's hot-aisle rise (plus a per-rack offset). The return
+  plenum mixes hot-aisle outflow and bypass air and exchanges heat with a lumped structure node.
+* **Chilled water**: coil returns mixed with the minimum-flow bypass into a return volume, the
+  waterside economiser, chillers that hold the supply setpoint within capacity (DOE-2 EIR
+  curves of the data sheet), supply volume, pump affinity law.
+* **Condenser water and tower**: the tower makes the setpoint or its full-fan approach,
+  whichever is warmer; fan power ∝ airflow ratio³.
+* **Power chain**: the site's loss curves; facility = IT + cooling + losses + lighting + aux.
+
+The site's deviations from its drawings live in learned structural parameters (per-rack
+recirculation and offsets, pod airflow shares, thermal capacities, tower approach) and in a
+vector ``theta`` of five physical multipliers, one row per twin, that data assimilation
+tracks online: coil UA, chiller EIR, recirculation, thermal capacity, tower approach bias.
+Residual networks add bounded corrections to what the reduced physics misses; the training
+loss keeps them small and the energy balance closed (``twin/training.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, fields, replace
+
+import torch
+from torch import Tensor, nn
+
+from physics.constants import CP_AIR_KJ_KG_K, CP_WATER_KJ_KG_K
+from physics.power_chain import LossCurve
+from twin.design import TwinDesign
+
+logger = logging.getLogger(__name__)
+
+THETA_NAMES: tuple[str, ...] = (
+    "coil_ua_mult",
+    "chiller_eir_mult",
+    "recirc_mult",
+    "capacity_mult",
+    "tower_approach_bias_k",
+)
+"""The physical parameters assimilation tracks, in the column order of ``theta``."""
+
+THETA_NOMINAL: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 0.0)
+
+_BISECTION_STEPS = 12
+
+
+@dataclass(frozen=True)
+class TwinState:
+    """The twin's state; leading axis = twins. Everything but ``structure_c`` is a reading."""
+
+    rack_inlet_c: Tensor  # (N, P, R)
+    hot_aisle_c: Tensor  # (N, P)
+    supply_air_c: Tensor  # (N,)
+    return_air_c: Tensor
+    structure_c: Tensor
+    chw_supply_c: Tensor
+    chw_return_c: Tensor
+    cw_supply_c: Tensor
+
+    def detach(self) -> TwinState:
+        return TwinState(**{f.name: getattr(self, f.name).detach() for f in fields(self)})
+
+    def index(self, idx: Tensor | slice) -> TwinState:
+        return TwinState(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def where(self, mask: Tensor, other: TwinState) -> TwinState:
+        """Per twin: this state where ``mask`` (N,) holds, else ``other``."""
+
+        def pick(a: Tensor, b: Tensor) -> Tensor:
+            m = mask.reshape(mask.shape + (1,) * (a.dim() - 1))
+            return torch.where(m, a, b)
+
+        return TwinState(
+            **{f.name: pick(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)}
+        )
+
+
+@dataclass(frozen=True)
+class TwinInputs:
+    """What drives one period: applied setpoints (N, 5) in physical units, in
+    :data:`twin.spaces.ACTION_NAMES` order; mean IT power per pod (N, P); outdoor air (N,)."""
+
+    setpoints: Tensor
+    it_power_kw: Tensor
+    outdoor_dry_bulb_c: Tensor
+    outdoor_wet_bulb_c: Tensor
+
+
+@dataclass(frozen=True)
+class TwinStep:
+    """One period's prediction: the state at its end and the mean powers over it (kW)."""
+
+    state: TwinState
+    crah_fan_kw: Tensor
+    chiller_kw: Tensor
+    chw_pump_kw: Tensor
+    cw_pump_kw: Tensor
+    tower_fan_kw: Tensor
+    cooling_kw: Tensor
+    facility_kw: Tensor
+    chw_flow_kg_s: Tensor
+    valve_frac: Tensor
+    """Mean CRAH chilled-water valve position (water flow / the valve's maximum)."""
+    coil_heat_kw: Tensor
+    chillers_on: Tensor
+    heat_in_kw: Tensor
+    """Heat into the room air (IT + CRAH fans + plenum gains) minus what the room stored."""
+    residual_sq: Tensor
+    """Mean squared (scaled) residual correction, per twin: the physics left unexplained."""
+
+
+def _softplus_inv(x: float) -> float:
+    return x + math.log(-math.expm1(-x))
+
+
+def _smooth_max(a: Tensor, b: Tensor, sharpness: float = 8.0) -> Tensor:
+    """max(a, b) smoothed over about 1/sharpness (keeps gradients on both sides)."""
+    return b + nn.functional.softplus(a - b, beta=sharpness)
+
+
+def _loss_kw(curve: LossCurve, load_kw: Tensor) -> Tensor:
+    x = torch.clamp(load_kw, min=0.0) / curve.rated_kw
+    return curve.rated_kw * (curve.a0 + x * (curve.a1 + x * curve.a2))
+
+
+def _biquadratic(c: tuple[float, ...], x: Tensor, y: Tensor) -> Tensor:
+    return c[0] + c[1] * x + c[2] * x * x + c[3] * y + c[4] * y * y + c[5] * x * y
+
+
+class PhysicsTwin(nn.Module):
+    """Reduced physics of one site plus learned residuals (see the module docstring).
+
+    ``residual_hidden=0`` switches the residual networks off (physics only).
+    """
+
+    def __init__(self, design: TwinDesign, *, step_s: float = 300.0, residual_hidden: int = 64):
+        super().__init__()
+        if step_s <= 0:
+            raise ValueError("step_s must be positive")
+        self.design = design
+        self.step_s = float(step_s)
+        p, r = design.n_pods, design.racks_per_pod
+        racks = torch.full((p,), float(r))
+        # Learned structure (raw, unconstrained; transformed in the properties below).
+        self.raw_rack_recirc = nn.Parameter(torch.full((p, r), math.log(0.05 / 0.95)))
+        self.rack_offset_c = nn.Parameter(torch.zeros(p, r))
+        self.raw_cross_recirc = nn.Parameter(torch.tensor(math.log(0.03 / 0.97)))
+        self.raw_pod_airflow_kg_s = nn.Parameter(torch.log(racks * design.rack_design_airflow_kg_s))
+        self.raw_pod_share = nn.Parameter(torch.zeros(p))
+        self.raw_pod_capacity = nn.Parameter(torch.log(racks * design.server_capacity_kj_k))
+        self.raw_structure_capacity = nn.Parameter(
+            torch.tensor(math.log(design.structure_capacity_kj_k))
+        )
+        self.raw_structure_ua = nn.Parameter(torch.tensor(math.log(design.structure_ua_kw_k)))
+        self.raw_envelope_ua = nn.Parameter(
+            torch.tensor(_softplus_inv(max(design.envelope_ua_kw_k, 0.1)))
+        )
+        self.raw_crah_airflow_mult = nn.Parameter(torch.zeros(()))
+        self.raw_coil_ua_mult = nn.Parameter(torch.zeros(()))
+        self.raw_chiller_eir_mult = nn.Parameter(torch.zeros(()))
+        self.raw_chw_tau_s = nn.Parameter(torch.tensor(math.log(300.0)))
+        self.tower_approach_k = nn.Parameter(torch.tensor(3.0))
+        self.tower_approach_per_range = nn.Parameter(torch.tensor(0.3))
+        self.raw_tower_fan_exponent = nn.Parameter(torch.tensor(_softplus_inv(1.5)))
+        self.hot_aisle_offset_c = nn.Parameter(torch.zeros(p))
+        self.n_residuals = 6 + p + 3
+        self.residual_hidden = residual_hidden
+        self.residual: nn.Module | None = None
+        if residual_hidden > 0:
+            self.residual = nn.Sequential(
+                nn.Linear(self.n_features, residual_hidden),
+                nn.Tanh(),
+                nn.Linear(residual_hidden, residual_hidden),
+                nn.Tanh(),
+                nn.Linear(residual_hidden, self.n_residuals),
+            )
+            last = self.residual[-1]
+            assert isinstance(last, nn.Linear)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        # Bounds of the residual corrections: K for temperatures, log-multipliers for power.
+        self.residual_bound: Tensor
+        self.register_buffer(
+            "residual_bound",
+            torch.tensor([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, *([0.5] * p), 0.15, 0.15, 0.15]),
+        )
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def n_features(self) -> int:
+        return 16 + 2 * self.design.n_pods
+
+    @property
+    def rack_recirc(self) -> Tensor:
+        return torch.sigmoid(self.raw_rack_recirc)
+
+    @property
+    def cross_recirc(self) -> Tensor:
+        return torch.sigmoid(self.raw_cross_recirc)
+
+    @property
+    def pod_airflow_kg_s(self) -> Tensor:
+        return torch.exp(self.raw_pod_airflow_kg_s)
+
+    @property
+    def pod_share(self) -> Tensor:
+        return torch.softmax(self.raw_pod_share, dim=0)
+
+    def physical_parameters(self) -> dict[str, float | list[float]]:
+        """The learned physical parameters with their units, for reports."""
+        d = self.design
+        with torch.no_grad():
+            return {
+                "rack_recirc_frac_mean": float(self.rack_recirc.mean()),
+                "cross_recirc_frac": float(self.cross_recirc),
+                "pod_airflow_kg_s": self.pod_airflow_kg_s.tolist(),
+                "pod_share": self.pod_share.tolist(),
+                "pod_capacity_kj_k": torch.exp(self.raw_pod_capacity).tolist(),
+                "structure_capacity_kj_k": float(torch.exp(self.raw_structure_capacity)),
+                "structure_ua_kw_k": float(torch.exp(self.raw_structure_ua)),
+                "envelope_ua_kw_k": float(nn.functional.softplus(self.raw_envelope_ua)),
+                "crah_airflow_kg_s": float(
+                    d.n_crah * d.crah_design_airflow_kg_s * torch.exp(self.raw_crah_airflow_mult)
+                ),
+                "coil_ua_kw_k": float(d.crah_design_ua_kw_k * torch.exp(self.raw_coil_ua_mult)),
+                "chiller_eir_mult": float(torch.exp(self.raw_chiller_eir_mult)),
+                "chw_time_constant_s": float(torch.exp(self.raw_chw_tau_s)),
+                "tower_approach_k": float(self.tower_approach_k),
+                "tower_approach_per_range": float(self.tower_approach_per_range),
+            }
+
+    # ------------------------------------------------------------------ state
+    def initial_structure_c(
+        self, hot_aisle_c: Tensor, supply_air_c: Tensor, return_air_c: Tensor
+    ) -> Tensor:
+        """Structure temperature consistent with a measured return air (hidden-state
+        observer): inverts the plenum model at the current hot aisles, assuming nominal
+        airflow (good to a fraction of a K, and forgotten within a few time constants)."""
+        d = self.design
+        m_air = torch.full_like(supply_air_c, d.n_crah * d.crah_design_airflow_kg_s)
+        m_air = m_air * torch.exp(self.raw_crah_airflow_mult)
+        mix = 0.5 * (hot_aisle_c.mean(dim=-1) + return_air_c)
+        c_rate = m_air * CP_AIR_KJ_KG_K
+        ua = c_rate * -torch.expm1(-torch.exp(self.raw_structure_ua) / c_rate)
+        return mix - (mix - return_air_c) * c_rate / torch.clamp(ua, min=1e-3)
+
+    def state_from_readings(
+        self,
+        rack_inlet_c: Tensor,
+        hot_aisle_c: Tensor,
+        supply_air_c: Tensor,
+        return_air_c: Tensor,
+        chw_supply_c: Tensor,
+        chw_return_c: Tensor,
+        cw_supply_c: Tensor,
+    ) -> TwinState:
+        structure = self.initial_structure_c(hot_aisle_c, supply_air_c, return_air_c)
+        return TwinState(
+            rack_inlet_c=rack_inlet_c,
+            hot_aisle_c=hot_aisle_c,
+            supply_air_c=supply_air_c,
+            return_air_c=return_air_c,
+            structure_c=torch.clamp(structure, 10.0, 45.0),
+            chw_supply_c=chw_supply_c,
+            chw_return_c=chw_return_c,
+            cw_supply_c=cw_supply_c,
+        )
+
+    def nominal_theta(self, n: int, device: torch.device | None = None) -> Tensor:
+        return torch.tensor(THETA_NOMINAL, device=device).expand(n, -1).clone()
+
+    # ------------------------------------------------------------------ the step
+    def forward(self, state: TwinState, inputs: TwinInputs, theta: Tensor) -> TwinStep:
+        d, dt = self.design, self.step_s
+        sp = inputs.setpoints
+        sp_sat, fan, sp_chw, sp_cw, eco_enable = sp.unbind(-1)
+        ua_mult, eir_mult, recirc_mult, cap_mult, approach_bias = theta.unbind(-1)
+        it_kw = torch.clamp(inputs.it_power_kw, min=1.0)
+        wet_bulb, dry_bulb = inputs.outdoor_wet_bulb_c, inputs.outdoor_dry_bulb_c
+
+        # --- CRAH fans and the coil limit (entering air = last return, water = last supply)
+        fan = torch.clamp(fan, d.crah_min_speed_frac, 1.0)
+        unit_air = d.crah_design_airflow_kg_s * fan * torch.exp(self.raw_crah_airflow_mult)
+        m_air = d.n_crah * unit_air
+        c_air_total = m_air * CP_AIR_KJ_KG_K
+        fan_kw = d.n_crah * d.crah_design_fan_kw * fan**3
+        fan_rise = fan_kw / c_air_total
+        coil_ua = (
+            d.crah_design_ua_kw_k
+            * torch.exp(self.raw_coil_ua_mult)
+            * torch.clamp(ua_mult, min=0.05)
+        )
+        t_in_coil = state.return_air_c
+        t_water = state.chw_supply_c
+        delta = torch.clamp(t_in_coil - t_water, min=0.0)
+
+        def coil_leaving(water_kg_s: Tensor) -> Tensor:
+            m_w = torch.clamp(water_kg_s, min=1e-4)
+            r_a = d.crah_air_resistance_frac
+            resistance = (
+                r_a * (d.crah_design_airflow_kg_s / unit_air) ** 0.8
+                + (1.0 - r_a) * (d.crah_design_water_kg_s / m_w) ** 0.85
+            )
+            ua = coil_ua / resistance
+            c_a = unit_air * CP_AIR_KJ_KG_K
+            c_w = m_w * CP_WATER_KJ_KG_K
+            c_min = torch.minimum(c_a, c_w)
+            cr = torch.clamp(c_min / torch.maximum(c_a, c_w), max=1.0 - 1e-4)
+            e = torch.exp(-(ua / c_min) * (1.0 - cr))
+            eps = (1.0 - e) / (1.0 - cr * e)
+            return t_in_coil - eps * c_min * delta / c_a
+
+        coil_min_c = coil_leaving(torch.full_like(fan, d.crah_max_water_kg_s))
+        coil_target = torch.minimum(sp_sat - fan_rise, t_in_coil)
+        coil_leave = _smooth_max(coil_target, coil_min_c)
+        # Valve: least water flow reaching the coil's leaving temperature (bisection).
+        with torch.no_grad():
+            lo = torch.zeros_like(fan)
+            hi = torch.full_like(fan, d.crah_max_water_kg_s)
+            for _ in range(_BISECTION_STEPS):
+                mid = 0.5 * (lo + hi)
+                warm = coil_leaving(mid) > coil_leave
+                lo = torch.where(warm, mid, lo)
+                hi = torch.where(warm, hi, mid)
+            unit_water = 0.5 * (lo + hi)
+        coil_heat = c_air_total * (t_in_coil - coil_leave)
+        coil_flow = d.n_crah * unit_water
+
+        features = self._features(state, inputs, coil_leave, coil_heat)
+        res = self._residuals(features)
+        supply_air = coil_leave + fan_rise + res[:, 0]
+
+        # --- room air: pods (exact over the period with the supply held)
+        share = self.pod_share
+        recirc = self.rack_recirc * recirc_mult[:, None, None]  # (N, P, R)
+        cross = self.cross_recirc
+        inlet_mean_prev = state.rack_inlet_c.mean(dim=-1)
+        speed_up = 1.0 + d.server_fan_speed_per_k * torch.relu(inlet_mean_prev - d.server_onset_c)
+        m_srv = self.pod_airflow_kg_s * speed_up  # (N, P)
+        rho = recirc.mean(dim=-1) + cross
+        need = (1.0 - rho) * m_srv
+        supplied = share * m_air[:, None]
+        extra = nn.functional.softplus(need - supplied, beta=4.0) / m_srv
+        rho_eff = torch.clamp(rho + extra, max=0.9)
+        g = m_srv * CP_AIR_KJ_KG_K * (1.0 - rho_eff)
+        t_sup = supply_air[:, None]
+        hot_ss = t_sup + it_kw / g
+        capacity = torch.exp(self.raw_pod_capacity) * cap_mult[:, None]
+        decay = torch.exp(-g * dt / capacity)
+        hot_prev = state.hot_aisle_c - self.hot_aisle_offset_c
+        hot = hot_ss + (hot_prev - hot_ss) * decay + res[:, 6 : 6 + d.n_pods]
+        pods_stored = capacity * (hot - hot_prev) / dt
+        rise = (recirc + cross + extra[..., None]) * (hot - t_sup)[..., None]
+        rack_inlet = t_sup[..., None] + rise + self.rack_offset_c
+
+        # --- return plenum and structure
+        hot_out = (1.0 - rho_eff) * m_srv
+        out_flow = hot_out.sum(dim=-1)
+        bypass = nn.functional.softplus(m_air - out_flow, beta=4.0)
+        flow = out_flow + bypass
+        c_rate = flow * CP_AIR_KJ_KG_K
+        pdu_loss = _loss_kw(d.power_chain.pdu, it_kw.sum(dim=-1))
+        ups_loss = _loss_kw(d.power_chain.ups, it_kw.sum(dim=-1) + pdu_loss)
+        plenum_kw = pdu_loss + ups_loss + d.power_chain.lighting_kw
+        mix = ((hot_out * hot).sum(dim=-1) + bypass * supply_air) / flow + plenum_kw / c_rate
+        ua_st = c_rate * -torch.expm1(-torch.exp(self.raw_structure_ua) / c_rate)
+        ua_env = nn.functional.softplus(self.raw_envelope_ua)
+        st_ss = (ua_st * mix + ua_env * dry_bulb) / (ua_st + ua_env)
+        c_struct = torch.exp(self.raw_structure_capacity) * cap_mult
+        structure = st_ss + (state.structure_c - st_ss) * torch.exp(
+            -(ua_st + ua_env) * dt / c_struct
+        )
+        struct_stored = c_struct * (structure - state.structure_c) / dt
+        envelope = ua_env * (dry_bulb - 0.5 * (structure + state.structure_c))
+        return_air = mix - (struct_stored - envelope) / c_rate + res[:, 1]
+
+        # --- chilled water: return volume, economiser, chillers, supply
+        curves = d.chiller_curves
+        cw_prev = state.cw_supply_c
+        x = torch.clamp(sp_chw, *curves.chw_leave_range_c)
+        y = torch.clamp(cw_prev, *curves.cw_enter_range_c)
+        cap_each = d.chiller_ref_capacity_kw * _biquadratic(curves.capft, x, y)
+        n_on = torch.clamp(
+            torch.ceil(coil_heat.detach() / (d.chiller_stage_up_frac * cap_each.detach())),
+            1.0,
+            float(d.n_chillers),
+        )
+        primary = torch.maximum(coil_flow, n_on * d.chw_min_flow_per_chiller_kg_s)
+        coil_return = t_water + coil_heat / (torch.clamp(coil_flow, min=1e-3) * CP_WATER_KJ_KG_K)
+        mixed = (coil_flow * coil_return + (primary - coil_flow) * t_water) / primary
+        ret_decay = torch.exp(-primary * dt / d.chw_return_mass_kg)
+        chw_return = mixed + (state.chw_return_c - mixed) * ret_decay + res[:, 2]
+        c_chw = primary * CP_WATER_KJ_KG_K
+        eco_on = (eco_enable > 0.5) & (cw_prev < chw_return)
+        c_cw_eco = d.cw_flow_per_chiller_kg_s * CP_WATER_KJ_KG_K
+        eco_heat = torch.where(
+            eco_on,
+            d.economiser_effectiveness
+            * torch.minimum(c_chw, torch.full_like(c_chw, c_cw_eco))
+            * torch.clamp(chw_return - cw_prev, min=0.0),
+            torch.zeros_like(c_chw),
+        )
+        eco_leave = chw_return - eco_heat / c_chw
+        capacity_kw = n_on * cap_each
+        leave = torch.minimum(eco_leave, torch.maximum(sp_chw, eco_leave - capacity_kw / c_chw))
+        load = c_chw * (eco_leave - leave)
+        chw_tau = torch.exp(self.raw_chw_tau_s)
+        chw_supply = leave + (state.chw_supply_c - leave) * torch.exp(-dt / chw_tau) + res[:, 3]
+        plr = torch.clamp(load / capacity_kw, min=d.chiller_min_plr, max=1.0)
+        eir = _biquadratic(curves.eirft, torch.clamp(leave, *curves.chw_leave_range_c), y)
+        eir_plr = curves.eirfplr[0] + curves.eirfplr[1] * plr + curves.eirfplr[2] * plr * plr
+        chiller_kw = (
+            capacity_kw
+            / d.chiller_ref_cop
+            * eir
+            * eir_plr
+            * torch.exp(self.raw_chiller_eir_mult)
+            * torch.clamp(eir_mult, min=0.1)
+            * (load > 0.0).to(load.dtype)
+            * torch.exp(res[:, 6 + d.n_pods])
+        )
+        q = torch.clamp(primary / d.chw_design_flow_kg_s, min=0.3)
+        chw_pump_kw = d.chw_pump_design_kw * q**3 * torch.exp(res[:, 8 + d.n_pods])
+
+        # --- condenser water and tower
+        cells = torch.maximum(n_on, eco_on.to(n_on.dtype))
+        cw_flow = cells * d.cw_flow_per_chiller_kg_s
+        tower_heat = load + chiller_kw + eco_heat
+        tower_range = tower_heat / (cw_flow * CP_WATER_KJ_KG_K)
+        approach_full = torch.clamp(
+            self.tower_approach_k + self.tower_approach_per_range * tower_range + approach_bias,
+            min=0.3,
+        )
+        wanted_approach = torch.clamp(sp_cw - wet_bulb, min=0.05)
+        cw_leave = _smooth_max(sp_cw, wet_bulb + approach_full, sharpness=4.0)
+        exponent = nn.functional.softplus(self.raw_tower_fan_exponent)
+        ratio = torch.clamp(
+            (approach_full / torch.maximum(wanted_approach, approach_full)) ** exponent,
+            d.tower_min_airflow_ratio,
+            1.0,
+        )
+        tower_fan_kw = cells * d.tower_design_fan_kw * ratio**3 * torch.exp(res[:, 7 + d.n_pods])
+        cw_supply = cw_leave + res[:, 4]
+        cw_pump_kw = cells * d.cw_pump_kw_per_chiller
+
+        # --- power chain
+        it_total = it_kw.sum(dim=-1)
+        cooling_kw = chiller_kw + fan_kw + chw_pump_kw + cw_pump_kw + tower_fan_kw
+        chain = d.power_chain
+        ups_out = it_total + pdu_loss
+        transformer_out = ups_out + ups_loss + cooling_kw + chain.lighting_kw + chain.aux_kw
+        facility_kw = transformer_out + _loss_kw(chain.transformer, transformer_out)
+
+        heat_in = it_total + fan_kw + plenum_kw - pods_stored.sum(dim=-1) - struct_stored
+        heat_in = heat_in + envelope
+        new_state = TwinState(
+            rack_inlet_c=rack_inlet,
+            hot_aisle_c=hot + self.hot_aisle_offset_c,
+            supply_air_c=supply_air,
+            return_air_c=return_air,
+            structure_c=structure,
+            chw_supply_c=chw_supply,
+            chw_return_c=chw_return,
+            cw_supply_c=cw_supply,
+        )
+        scaled = res / self.residual_bound
+        return TwinStep(
+            state=new_state,
+            crah_fan_kw=fan_kw,
+            chiller_kw=chiller_kw,
+            chw_pump_kw=chw_pump_kw,
+            cw_pump_kw=cw_pump_kw,
+            tower_fan_kw=tower_fan_kw,
+            cooling_kw=cooling_kw,
+            facility_kw=facility_kw,
+            chw_flow_kg_s=primary,
+            valve_frac=unit_water / d.crah_max_water_kg_s,
+            coil_heat_kw=coil_heat,
+            chillers_on=n_on,
+            heat_in_kw=heat_in,
+            residual_sq=(scaled * scaled).mean(dim=-1),
+        )
+
+    def _features(
+        self, state: TwinState, inputs: TwinInputs, coil_leave: Tensor, coil_heat: Tensor
+    ) -> Tensor:
+        """Scaled inputs of the residual networks (16 + 2 per pod)."""
+        d = self.design
+        sp = inputs.setpoints
+        it_scale = d.racks_per_pod * d.rack_max_power_kw
+        cols = [
+            (sp[:, 0] - 21.0) / 4.0,
+            (sp[:, 1] - 0.65) / 0.35,
+            (sp[:, 2] - 10.0) / 4.0,
+            (sp[:, 3] - 26.0) / 6.0,
+            sp[:, 4] * 2.0 - 1.0,
+            (state.supply_air_c - 21.0) / 4.0,
+            (state.return_air_c - 32.0) / 6.0,
+            (state.structure_c - 30.0) / 6.0,
+            (state.chw_supply_c - 10.0) / 4.0,
+            (state.chw_return_c - 15.0) / 4.0,
+            (state.cw_supply_c - 26.0) / 6.0,
+            (inputs.outdoor_dry_bulb_c - 25.0) / 8.0,
+            (inputs.outdoor_wet_bulb_c - 20.0) / 6.0,
+            (coil_leave - 20.0) / 4.0,
+            (coil_heat - 0.8 * d.design_it_kw) / (0.4 * d.design_it_kw),
+            (state.rack_inlet_c.amax(dim=(-1, -2)) - 24.0) / 4.0,
+        ]
+        pods = [
+            (state.hot_aisle_c - 35.0) / 6.0,
+            (inputs.it_power_kw - 0.6 * it_scale) / (0.3 * it_scale),
+        ]
+        return torch.cat([torch.stack(cols, dim=-1), *pods], dim=-1)
+
+    def _residuals(self, features: Tensor) -> Tensor:
+        if self.residual is None:
+            return features.new_zeros(features.shape[0], self.n_residuals)
+        out: Tensor = self.residual(features)
+        return torch.tanh(out) * self.residual_bound
+
+    def with_step(self, step_s: float) -> PhysicsTwin:
+        """A copy of this twin stepping ``step_s`` (residuals were fitted at the trained step)."""
+        twin = PhysicsTwin(self.design, step_s=step_s, residual_hidden=self.residual_hidden)
+        twin.load_state_dict(self.state_dict())
+        return twin
+
+
+def replace_state(state: TwinState, **changes: Tensor) -> TwinState:
+    """A state with some fields replaced (dataclasses.replace, typed)."""
+    return replace(state, **changes)
