@@ -35,10 +35,13 @@ from physics.workload import make_workload
 from twin.reward import CoolingEnergyReward
 from twin.spaces import (
     ACTION_NAMES,
+    OBSERVATION_BOUND,
     ActionScale,
     HallReadings,
     ObservationSpec,
+    action_space,
     build_observation,
+    observation_space,
 )
 
 logger = logging.getLogger(__name__)
@@ -47,24 +50,8 @@ FloatArray = NDArray[np.float64]
 Obs = NDArray[np.float32]
 Engine = Literal["numpy", "numba"]
 
-OBSERVATION_BOUND = 100.0
-"""Observations are clipped to ±this. They are scaled to order one, so only an absurd reading
-reaches it; a finite bound keeps ``check_env`` quiet. Every environment over the same
-:class:`ObservationSpec` must use the same bound, as SB3 refuses to load a policy into an
-environment whose spaces differ."""
-
 FORECAST_WET_BULB_H: tuple[float, float] = (1.0, 3.0)
 FORECAST_IT_H = 1.0
-
-
-def observation_space(spec: ObservationSpec) -> spaces.Box[np.float32]:
-    """The observation space of every TwinLoop environment over ``spec``."""
-    return spaces.Box(-OBSERVATION_BOUND, OBSERVATION_BOUND, (spec.size,), dtype=np.float32)
-
-
-def action_space() -> spaces.Box[np.float32]:
-    """The action space of every TwinLoop environment: the scaled setpoints."""
-    return spaces.Box(-1.0, 1.0, (len(ACTION_NAMES),), dtype=np.float32)
 
 
 def shift_faults(faults: tuple[FaultEvent, ...], offset_h: float) -> tuple[FaultEvent, ...]:

@@ -14,8 +14,12 @@ import gymnasium
 logger = logging.getLogger(__name__)
 
 ENV_SPECS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("TwinLoop/DataCenter-v0", "twin.twin_env:TwinEnv", {}),
     ("TwinLoop/DataCenterPlant-v0", "twin.plant_env:PlantEnv", {}),
 )
+
+VECTOR_ENTRY_POINTS: dict[str, str] = {"TwinLoop/DataCenter-v0": "twin.vec_env:TwinVectorEnv"}
+"""Ids with a native batched implementation for ``gymnasium.make_vec``."""
 """(id, entry point, default constructor kwargs) of every environment TwinLoop provides."""
 
 
@@ -29,6 +33,10 @@ def register_envs() -> None:
         if env_id in gymnasium.registry:
             continue
         gymnasium.register(
-            id=env_id, entry_point=entry_point, max_episode_steps=None, kwargs=dict(kwargs)
+            id=env_id,
+            entry_point=entry_point,
+            vector_entry_point=VECTOR_ENTRY_POINTS.get(env_id),
+            max_episode_steps=None,
+            kwargs=dict(kwargs),
         )
         logger.debug("registered %s -> %s", env_id, entry_point)

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from gymnasium import spaces
 from numpy.typing import ArrayLike, NDArray
 
 from physics.plant.site import SetpointLimits
@@ -31,6 +32,13 @@ ACTION_NAMES: tuple[str, ...] = (
     "economiser_enable",
 )
 """Action components, in order; the same names as the plant's setpoint fields."""
+
+
+OBSERVATION_BOUND = 100.0
+"""Observations are clipped to ±this. They are scaled to order one, so only an absurd reading
+reaches it; a finite bound keeps ``check_env`` quiet. Every environment over the same
+:class:`ObservationSpec` must use the same bound, as SB3 refuses to load a policy into an
+environment whose spaces differ."""
 
 
 @dataclass(frozen=True)
@@ -294,3 +302,13 @@ def build_observation(
     centre, scale = spec.centre_scale()
     obs = (raw - centre) / scale
     return np.nan_to_num(obs, nan=0.0, posinf=10.0, neginf=-10.0).astype(np.float32)
+
+
+def observation_space(spec: ObservationSpec) -> spaces.Box[np.float32]:
+    """The observation space of every TwinLoop environment over ``spec``."""
+    return spaces.Box(-OBSERVATION_BOUND, OBSERVATION_BOUND, (spec.size,), dtype=np.float32)
+
+
+def action_space() -> spaces.Box[np.float32]:
+    """The action space of every TwinLoop environment: the scaled setpoints."""
+    return spaces.Box(-1.0, 1.0, (len(ACTION_NAMES),), dtype=np.float32)

@@ -54,7 +54,7 @@ THETA_NAMES: tuple[str, ...] = (
 
 THETA_NOMINAL: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 0.0)
 
-_BISECTION_STEPS = 12
+VALVE_GRID_POINTS = 24
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,13 @@ class PhysicsTwin(nn.Module):
             assert isinstance(last, nn.Linear)
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
+        # Valve flows per unit the valve solve evaluates, denser at low flow.
+        self._valve_grid: Tensor
+        self.register_buffer(
+            "_valve_grid",
+            design.crah_max_water_kg_s * torch.linspace(0.0, 1.0, VALVE_GRID_POINTS) ** 2,
+            persistent=False,
+        )
         # Bounds of the residual corrections: K for temperatures, log-multipliers for power.
         self.residual_bound: Tensor
         self.register_buffer(
@@ -307,35 +314,38 @@ class PhysicsTwin(nn.Module):
         t_water = state.chw_supply_c
         delta = torch.clamp(t_in_coil - t_water, min=0.0)
 
+        r_a = d.crah_air_resistance_frac
+        air_resistance = (r_a * (d.crah_design_airflow_kg_s / unit_air) ** 0.8)[:, None]
+        c_a = (unit_air * CP_AIR_KJ_KG_K)[:, None]
+        ua_c = coil_ua[:, None]
+        drop_c = (delta / (unit_air * CP_AIR_KJ_KG_K))[:, None]
+
         def coil_leaving(water_kg_s: Tensor) -> Tensor:
+            """Leaving air (N, G) for water flows per unit (N, G)."""
             m_w = torch.clamp(water_kg_s, min=1e-4)
-            r_a = d.crah_air_resistance_frac
-            resistance = (
-                r_a * (d.crah_design_airflow_kg_s / unit_air) ** 0.8
-                + (1.0 - r_a) * (d.crah_design_water_kg_s / m_w) ** 0.85
-            )
-            ua = coil_ua / resistance
-            c_a = unit_air * CP_AIR_KJ_KG_K
+            resistance = air_resistance + (1.0 - r_a) * (d.crah_design_water_kg_s / m_w) ** 0.85
             c_w = m_w * CP_WATER_KJ_KG_K
             c_min = torch.minimum(c_a, c_w)
             cr = torch.clamp(c_min / torch.maximum(c_a, c_w), max=1.0 - 1e-4)
-            e = torch.exp(-(ua / c_min) * (1.0 - cr))
+            e = torch.exp(-(ua_c / (resistance * c_min)) * (1.0 - cr))
             eps = (1.0 - e) / (1.0 - cr * e)
-            return t_in_coil - eps * c_min * delta / c_a
+            return t_in_coil[:, None] - eps * c_min * drop_c
 
-        coil_min_c = coil_leaving(torch.full_like(fan, d.crah_max_water_kg_s))
+        coil_min_c = coil_leaving(torch.full_like(c_a, d.crah_max_water_kg_s))[:, 0]
         coil_target = torch.minimum(sp_sat - fan_rise, t_in_coil)
         coil_leave = _smooth_max(coil_target, coil_min_c)
-        # Valve: least water flow reaching the coil's leaving temperature (bisection).
+        # Valve: the least water flow reaching the coil's leaving temperature. Leaving air
+        # falls monotonically with flow, so it is evaluated on a fixed grid of flows at once
+        # and the crossing interpolated linearly (one batched call instead of a bisection).
         with torch.no_grad():
-            lo = torch.zeros_like(fan)
-            hi = torch.full_like(fan, d.crah_max_water_kg_s)
-            for _ in range(_BISECTION_STEPS):
-                mid = 0.5 * (lo + hi)
-                warm = coil_leaving(mid) > coil_leave
-                lo = torch.where(warm, mid, lo)
-                hi = torch.where(warm, hi, mid)
-            unit_water = 0.5 * (lo + hi)
+            grid = self._valve_grid.to(fan.dtype)
+            curve = coil_leaving(grid.expand(fan.shape[0], -1))  # (N, G), falling
+            warm = (curve > coil_leave[:, None]).sum(dim=-1).clamp(1, grid.numel() - 1)
+            lo_i = warm - 1
+            t_lo = curve.gather(1, lo_i[:, None])[:, 0]
+            t_hi = curve.gather(1, warm[:, None])[:, 0]
+            frac = torch.clamp((t_lo - coil_leave) / torch.clamp(t_lo - t_hi, min=1e-9), 0.0, 1.0)
+            unit_water = grid[lo_i] + frac * (grid[warm] - grid[lo_i])
         coil_heat = c_air_total * (t_in_coil - coil_leave)
         coil_flow = d.n_crah * unit_water
 

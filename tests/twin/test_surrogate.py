@@ -143,3 +143,26 @@ def test_residuals_start_at_zero_and_are_bounded(design: TwinDesign) -> None:
 def test_bad_step_is_refused(design: TwinDesign) -> None:
     with pytest.raises(ValueError, match="step_s"):
         PhysicsTwin(design, step_s=0.0)
+
+
+def test_valve_solve_matches_the_plants_crah_model(twin: PhysicsTwin) -> None:
+    import numpy as np
+
+    from physics import crah
+    from physics.plant.site import SiteConfig
+
+    params = SiteConfig().crah
+    for supply_c, fan in ((19.0, 1.0), (22.0, 0.6), (17.0, 0.8)):
+        out = twin(_start(twin), _inputs(supply_air_c=supply_c, fan=fan), twin.nominal_theta(N))
+        airflow = params.design_airflow_kg_s * fan
+        fan_rise = params.design_fan_power_kw * fan**3 / (airflow * 1.006)
+        reference = crah.valve_water_flow_for_setpoint(
+            params,
+            np.array([30.0]),
+            np.array([7.0]),
+            np.array([airflow]),
+            np.array([supply_c - fan_rise]),
+            np.array([1.0]),
+        )[0]
+        got = float(out.valve_frac[0]) * params.max_water_flow_kg_s
+        assert got == pytest.approx(reference, rel=0.03, abs=0.02)

@@ -1,0 +1,94 @@
+"""What drives the twin from outside, per control period: weather, IT load and faults.
+
+A scenario file fixes them for the plant; :class:`ExogenousTable` evaluates the same
+scenario at control-period resolution for the twin: outdoor dry and wet bulb (period means
+of the same weather file, heat wave included), each pod's utilisation (period mean of the
+same workload generator and seed) and the faults the twin can represent, as multipliers of
+its physical parameters ``theta``. IT power per pod follows from utilisation through the
+servers' published power curve at nameplate (``it_power_scale`` covers the site's deviation).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from physics.plant.scenario import Scenario
+from physics.servers import utilisation_power_frac
+from physics.workload import make_workload
+from twin.surrogate import THETA_NAMES, THETA_NOMINAL
+
+logger = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+
+CONDENSER_LIFT_EIR_PER_K = 0.035
+"""Relative chiller power per K of extra condensing lift (DOE-2 EIRFT slope near design)."""
+
+TWIN_FAULTS: tuple[str, ...] = ("coil_fouling", "condenser_fouling", "workload_surge")
+"""Fault kinds the twin represents; the others act on the plant only (the twin sees their
+effect through its sensors, and assimilation follows it)."""
+
+
+@dataclass(frozen=True)
+class ExogenousTable:
+    """Per-period drivers of one scenario; row ``k`` covers ``[k, k+1)`` control periods."""
+
+    time_h: FloatArray  # (T,) hour of the year at the period's start
+    dry_bulb_c: FloatArray  # (T,)
+    wet_bulb_c: FloatArray  # (T,)
+    utilisation: FloatArray  # (T, P)
+    it_power_kw: FloatArray  # (T, P) at nameplate
+    theta_fault: FloatArray  # (T, 5) multipliers (additive K for the tower bias)
+    period_s: float
+
+    @property
+    def n_periods(self) -> int:
+        return int(self.time_h.shape[0])
+
+    @classmethod
+    def from_scenario(cls, scenario: Scenario) -> ExogenousTable:
+        site = scenario.site
+        per = scenario.steps_per_period
+        n_periods = scenario.n_steps // per
+        if n_periods < 2:
+            raise ValueError(f"scenario {scenario.name}: shorter than two control periods")
+        step_h = scenario.step_s / 3600.0
+        grid_h = scenario.start_h + np.arange(n_periods * per) * step_h
+        weather = scenario.weather().at(grid_h)
+        util = make_workload(scenario.workload, grid_h, site.n_pods, seed=scenario.seed)
+        elapsed_h = (np.arange(n_periods) * per + 0.5 * per) * step_h
+        theta = np.tile(np.asarray(THETA_NOMINAL, dtype=np.float64), (n_periods, 1))
+        surge = np.zeros((n_periods, site.n_pods))
+        for event in scenario.faults:
+            end = np.inf if event.duration_h is None else event.start_h + event.duration_h
+            active = (elapsed_h >= event.start_h) & (elapsed_h < end)
+            if event.kind == "coil_fouling":
+                share = 1.0 if event.target is None else 1.0 / site.n_crah
+                theta[active, THETA_NAMES.index("coil_ua_mult")] *= 1.0 - event.strength * share
+            elif event.kind == "condenser_fouling":
+                eir = 1.0 + CONDENSER_LIFT_EIR_PER_K * event.strength
+                theta[active, THETA_NAMES.index("chiller_eir_mult")] *= eir
+            elif event.kind == "workload_surge":
+                pods = slice(None) if event.target is None else int(event.target)
+                surge[active, pods] += event.strength
+
+        def period_mean(values: FloatArray) -> FloatArray:
+            shaped = values.reshape(n_periods, per, *values.shape[1:])
+            return np.asarray(shaped.mean(axis=1))
+
+        utilisation = np.clip(period_mean(util) + surge, 0.0, 1.0)
+        pod_max_kw = site.racks_per_pod * site.server.max_power_kw
+        it_kw = pod_max_kw * utilisation_power_frac(site.server.idle_frac, utilisation)
+        return cls(
+            time_h=np.asarray(grid_h[::per][:n_periods], dtype=np.float64),
+            dry_bulb_c=period_mean(weather.dry_bulb_c),
+            wet_bulb_c=period_mean(weather.wet_bulb_c),
+            utilisation=utilisation,
+            it_power_kw=np.asarray(it_kw, dtype=np.float64),
+            theta_fault=theta,
+            period_s=scenario.control_period_s,
+        )

@@ -1,0 +1,489 @@
+"""The batched twin: many environments stepping together in torch tensors (CPU or GPU).
+
+:class:`BatchedTwin` is the engine: each environment has its own twin state, physical
+parameters ``theta`` (drawn per episode for domain randomisation), start period in the
+scenario's :class:`~twin.exogenous.ExogenousTable`, IT-power scale and weather offset; the
+members of a twin ensemble are spread over the environments (environment ``i`` runs member
+``i mod K``), so model uncertainty is randomised too. It is exposed as a Gymnasium
+``VectorEnv`` (:class:`TwinVectorEnv`, same-step autoreset, infos as arrays) and as an SB3
+``VecEnv`` (:class:`TwinSB3VecEnv`); the single-environment ``TwinLoop/DataCenter-v0`` is
+the same engine with one environment (``twin/twin_env.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from numpy.typing import NDArray
+from stable_baselines3.common.vec_env import VecEnv as SB3VecEnv
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
+from torch import Tensor
+
+from physics.plant.scenario import Scenario, load_scenario
+from physics.plant.site_control import site_setpoints
+from twin.design import TwinDesign
+from twin.ensemble import TwinEnsemble
+from twin.exogenous import ExogenousTable
+from twin.reward import CoolingEnergyReward
+from twin.spaces import (
+    ACTION_NAMES,
+    OBSERVATION_BOUND,
+    ActionScale,
+    HallReadings,
+    ObservationSpec,
+    action_space,
+    build_observation,
+    observation_space,
+)
+from twin.surrogate import THETA_NAMES, THETA_NOMINAL, PhysicsTwin, TwinInputs, TwinState
+
+logger = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+Obs = NDArray[np.float32]
+
+FORECAST_WET_BULB_H: tuple[float, float] = (1.0, 3.0)
+FORECAST_IT_H = 1.0
+WARMUP_PERIODS = 12
+"""Periods the twin runs under the site's own control before an episode starts, so the
+episode starts from a settled state rather than from a guess."""
+
+
+@dataclass(frozen=True)
+class Randomisation:
+    """Ranges drawn uniformly per environment and episode (domain randomisation).
+
+    ``theta_low``/``theta_high`` bound the physical parameters (THETA_NAMES order); the
+    defaults span the spread of real sites around their drawings. ``None`` disables it.
+    """
+
+    theta_low: tuple[float, ...] = (0.85, 0.92, 0.7, 0.85, -0.3)
+    theta_high: tuple[float, ...] = (1.15, 1.12, 1.4, 1.15, 0.8)
+    it_power_scale: tuple[float, float] = (0.9, 1.1)
+    weather_offset_k: tuple[float, float] = (-1.5, 1.5)
+
+    def __post_init__(self) -> None:
+        if len(self.theta_low) != len(THETA_NAMES) or len(self.theta_high) != len(THETA_NAMES):
+            raise ValueError(f"theta ranges need {len(THETA_NAMES)} values ({THETA_NAMES})")
+        pairs = [*zip(self.theta_low, self.theta_high, strict=True)]
+        pairs += [self.it_power_scale, self.weather_offset_k]
+        if any(not low <= high for low, high in pairs):
+            raise ValueError("every randomisation range needs low <= high")
+
+
+def load_twin(
+    twin: TwinEnsemble | PhysicsTwin | str | Path | None, design: TwinDesign
+) -> TwinEnsemble:
+    """A twin from an object, a saved twin's directory, or ``None``/"drawings" for the
+    physics of the drawings alone (no data, no residuals)."""
+    if isinstance(twin, TwinEnsemble):
+        return twin
+    if isinstance(twin, PhysicsTwin):
+        return TwinEnsemble([twin])
+    if twin is None or twin == "drawings":
+        return TwinEnsemble([PhysicsTwin(design, residual_hidden=0)])
+    return TwinEnsemble.load(Path(twin))
+
+
+class BatchedTwin:
+    """``num_envs`` twin environments in lock-step (one step = one control period)."""
+
+    def __init__(
+        self,
+        num_envs: int,
+        *,
+        scenario: str | Path | Scenario = "tropical-typical-week",
+        twin: TwinEnsemble | PhysicsTwin | str | Path | None = None,
+        episode_hours: float = 24.0,
+        reward: CoolingEnergyReward | None = None,
+        action_scale: ActionScale | None = None,
+        randomisation: Randomisation | None = None,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError("num_envs must be at least 1")
+        self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        site = self.scenario.site
+        self.design = TwinDesign.from_site(site)
+        self.device = torch.device(device)
+        self.ensemble = load_twin(twin, self.design).to(self.device).eval()
+        if self.ensemble.design.site_name != self.design.site_name:
+            raise ValueError(
+                f"twin of site {self.ensemble.design.site_name!r} cannot run scenario "
+                f"{self.scenario.name!r} of site {self.design.site_name!r}"
+            )
+        if abs(self.ensemble.step_s - self.scenario.control_period_s) > 1e-6:
+            raise ValueError(
+                f"twin steps {self.ensemble.step_s:.0f} s but the scenario's control period is "
+                f"{self.scenario.control_period_s:.0f} s"
+            )
+        self.table = ExogenousTable.from_scenario(self.scenario)
+        self.period_s = self.table.period_s
+        self.episode_periods = round(episode_hours * 3600.0 / self.period_s)
+        if episode_hours <= 0 or self.episode_periods < 1:
+            raise ValueError(f"episode_hours must be positive (got {episode_hours})")
+        lead = int(FORECAST_WET_BULB_H[1] * 3600.0 / self.period_s)
+        self.last_start = self.table.n_periods - self.episode_periods - 1
+        if self.last_start < 0:
+            raise ValueError(
+                f"an episode of {episode_hours} h does not fit scenario {self.scenario.name} "
+                f"({self.table.n_periods * self.period_s / 3600.0:.1f} h)"
+            )
+        self._lead = lead
+        self.num_envs = num_envs
+        # Exact exponential updates of long periods underflow into subnormal floats, which
+        # the CPU handles ~50x slower; flushing them to zero changes no result that matters.
+        torch.set_flush_denormal(True)
+        self.reward_fn = reward or CoolingEnergyReward()
+        self.action_scale = action_scale or ActionScale.within(site.limits)
+        self.randomisation = randomisation
+        self.spec = ObservationSpec(n_pods=site.n_pods, design_it_kw=self.design.design_it_kw)
+        self.rng = np.random.default_rng(seed)
+        dev, f32 = self.device, torch.float32
+
+        def tensor(x: FloatArray) -> Tensor:
+            return torch.as_tensor(x, dtype=f32, device=dev)
+
+        self._dry = tensor(self.table.dry_bulb_c)
+        self._wet = tensor(self.table.wet_bulb_c)
+        self._it = tensor(self.table.it_power_kw)
+        self._util = tensor(self.table.utilisation.mean(axis=1))
+        self._theta_fault = tensor(self.table.theta_fault)
+        self._time_h = torch.as_tensor(self.table.time_h, dtype=torch.float64, device=dev)
+        self._low = tensor(self.action_scale.low)
+        self._span = tensor(self.action_scale.high - self.action_scale.low)
+        n = num_envs
+        # Members over environments: contiguous groups, one forward call per member.
+        k = len(self.ensemble)
+        bounds = np.linspace(0, n, k + 1).round().astype(int)
+        self._groups = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+        self.start = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.elapsed = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.theta = self.ensemble.first.nominal_theta(n, dev)
+        self.it_scale = torch.ones(n, device=dev)
+        self.weather_offset_k = torch.zeros(n, device=dev)
+        self.last_action = torch.zeros(n, len(ACTION_NAMES), device=dev)
+        self.state = self._blank_state(n)
+        self.last_cooling_kw = torch.zeros(n, device=dev)
+        self.last_facility_kw = torch.zeros(n, device=dev)
+
+    # ------------------------------------------------------------------ engine
+    def _blank_state(self, n: int) -> TwinState:
+        def full(shape: tuple[int, ...], value: float) -> Tensor:
+            return torch.full(shape, value, device=self.device)
+
+        d = self.design
+        return self.ensemble.first.state_from_readings(
+            full((n, d.n_pods, d.racks_per_pod), 20.0),
+            full((n, d.n_pods), 32.0),
+            full((n,), 19.0),
+            full((n,), 30.0),
+            full((n,), d.defaults.chw_supply_c),
+            full((n,), d.defaults.chw_supply_c + 5.0),
+            full((n,), d.defaults.cw_supply_c),
+        )
+
+    def _inputs(self, setpoints: Tensor, rows: Tensor, envs: slice | Tensor) -> TwinInputs:
+        offset = self.weather_offset_k[envs]
+        return TwinInputs(
+            setpoints=setpoints,
+            it_power_kw=self._it[rows] * self.it_scale[envs, None],
+            outdoor_dry_bulb_c=self._dry[rows] + offset,
+            outdoor_wet_bulb_c=self._wet[rows] + offset,
+        )
+
+    def _theta_at(self, rows: Tensor, envs: slice | Tensor) -> Tensor:
+        fault = self._theta_fault[rows]
+        theta = self.theta[envs] * fault
+        bias = THETA_NAMES.index("tower_approach_bias_k")
+        theta[:, bias] = self.theta[envs, bias] + fault[:, bias]
+        return theta
+
+    def _site_setpoints(self, wet_bulb_c: Tensor) -> Tensor:
+        sp = site_setpoints(self.design.defaults, wet_bulb_c.detach().cpu().numpy().astype(float))
+        return torch.as_tensor(sp.as_matrix(), dtype=torch.float32, device=self.device)
+
+    @torch.inference_mode()
+    def _advance(self, setpoints: Tensor) -> tuple[TwinState, Tensor, Tensor]:
+        """One period for every environment from its current state."""
+        rows = self.start + self.elapsed
+        every = slice(None)
+        inputs = self._inputs(setpoints, rows, every)
+        theta = self._theta_at(rows, every)
+        if len(self._groups) == 1:
+            out = self.ensemble.member(0)(self.state, inputs, theta)
+            return out.state, out.cooling_kw, out.facility_kw
+        parts = []
+        for m, group in enumerate(self._groups):
+            sub = TwinInputs(
+                setpoints=inputs.setpoints[group],
+                it_power_kw=inputs.it_power_kw[group],
+                outdoor_dry_bulb_c=inputs.outdoor_dry_bulb_c[group],
+                outdoor_wet_bulb_c=inputs.outdoor_wet_bulb_c[group],
+            )
+            parts.append(self.ensemble.member(m)(self.state.index(group), sub, theta[group]))
+        return (
+            TwinState(
+                **{
+                    name: torch.cat([getattr(p.state, name) for p in parts])
+                    for name in TwinState.__dataclass_fields__
+                }
+            ),
+            torch.cat([p.cooling_kw for p in parts]),
+            torch.cat([p.facility_kw for p in parts]),
+        )
+
+    @torch.inference_mode()
+    def reset_envs(self, envs: Tensor) -> None:
+        """New episodes for ``envs``: draw start, parameters and offsets; settle the state."""
+        n = int(envs.numel())
+        if n == 0:
+            return
+        dev = self.device
+        starts = self.rng.integers(0, self.last_start + 1, size=n)
+        self.start[envs] = torch.as_tensor(starts, device=dev)
+        self.elapsed[envs] = 0
+        r = self.randomisation
+        if r is not None:
+            low, high = np.asarray(r.theta_low), np.asarray(r.theta_high)
+            drawn = self.rng.uniform(low, high, size=(n, len(THETA_NAMES)))
+            self.theta[envs] = torch.as_tensor(drawn, dtype=torch.float32, device=dev)
+            it = self.rng.uniform(*r.it_power_scale, size=n)
+            self.it_scale[envs] = torch.as_tensor(it, dtype=torch.float32, device=dev)
+            off = self.rng.uniform(*r.weather_offset_k, size=n)
+            self.weather_offset_k[envs] = torch.as_tensor(off, dtype=torch.float32, device=dev)
+        else:
+            self.theta[envs] = torch.tensor(THETA_NOMINAL, device=dev)
+        blank = self._blank_state(n)
+        state = self.state
+        self.state = _scatter(state, envs, blank)
+        # Settle under the site's own control on the start period's conditions.
+        rows = self.start[envs]
+        sp = self._site_setpoints(self._wet[rows] + self.weather_offset_k[envs])
+        inputs = self._inputs(sp, rows, envs)
+        theta = self._theta_at(rows, envs)
+        member = self.ensemble.member(0)
+        settled = blank
+        for _ in range(WARMUP_PERIODS):
+            out = member(settled, inputs, theta)
+            settled = out.state
+        self.state = _scatter(self.state, envs, settled)
+        self.last_cooling_kw[envs] = out.cooling_kw
+        self.last_facility_kw[envs] = out.facility_kw
+        self.last_action[envs] = torch.as_tensor(
+            self.action_scale.to_action(sp.cpu().numpy().astype(float)),
+            dtype=torch.float32,
+            device=dev,
+        )
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor]:
+        """Advance every environment under ``actions`` (N, 5) in [-1, 1]; returns the mean
+        cooling power (N,) and the rack inlets at the period's end (N, P, R)."""
+        a = torch.clamp(actions.to(self.device, torch.float32), -1.0, 1.0)
+        sp = self._low + (a + 1.0) * 0.5 * self._span
+        sp[:, 4] = (a[:, 4] > 0.0).to(torch.float32)
+        state, cooling, facility = self._advance(sp)
+        self.state = state
+        self.last_cooling_kw = cooling
+        self.last_facility_kw = facility
+        self.last_action = a
+        self.elapsed += 1
+        return cooling, state.rack_inlet_c
+
+    @property
+    def truncated(self) -> Tensor:
+        return self.elapsed >= self.episode_periods
+
+    def observe(self) -> Obs:
+        """Observations (N, obs) of the current state, clipped to the observation bound."""
+        s = self.state
+        rows = self.start + self.elapsed
+        last = self.table.n_periods - 1
+        off = self.weather_offset_k
+        ahead = [
+            torch.clamp(rows + round(h * 3600.0 / self.period_s), max=last)
+            for h in FORECAST_WET_BULB_H
+        ]
+        it_ahead = torch.clamp(rows + round(FORECAST_IT_H * 3600.0 / self.period_s), max=last)
+        it_now = self._it[rows].sum(dim=-1) * self.it_scale
+        ratio = self._util[it_ahead] / torch.clamp(self._util[rows], min=1e-6)
+
+        def np_(x: Tensor) -> FloatArray:
+            return x.detach().to("cpu", torch.float64).numpy()
+
+        hall = HallReadings(
+            rack_inlet_c=np_(s.rack_inlet_c),
+            hot_aisle_c=np_(s.hot_aisle_c),
+            supply_air_c=np_(s.supply_air_c),
+            return_air_c=np_(s.return_air_c),
+            chw_supply_c=np_(s.chw_supply_c),
+            chw_return_c=np_(s.chw_return_c),
+            cw_supply_c=np_(s.cw_supply_c),
+            it_power_kw=np_(it_now),
+            cooling_power_kw=np_(self.last_cooling_kw),
+            facility_power_kw=np_(self.last_facility_kw),
+            outdoor_dry_bulb_c=np_(self._dry[rows] + off),
+            outdoor_wet_bulb_c=np_(self._wet[rows] + off),
+        )
+        obs = build_observation(
+            self.spec,
+            hall,
+            time_h=np_(self._time_h[rows]),
+            forecast_wet_bulb_1h_c=np_(self._wet[ahead[0]] + off),
+            forecast_wet_bulb_3h_c=np_(self._wet[ahead[1]] + off),
+            forecast_it_power_1h_kw=np_(it_now * ratio),
+            last_action=np_(self.last_action),
+        )
+        clipped: Obs = np.clip(obs, -OBSERVATION_BOUND, OBSERVATION_BOUND)
+        return clipped
+
+    def reward(
+        self, cooling_kw: Tensor, inlet_c: Tensor
+    ) -> tuple[FloatArray, dict[str, FloatArray]]:
+        n = cooling_kw.shape[0]
+        inlets = inlet_c.detach().to("cpu", torch.float64).numpy().reshape(n, -1)
+        cooling = cooling_kw.detach().to("cpu", torch.float64).numpy()
+        return self.reward_fn(cooling, inlets, self.period_s)
+
+
+def _scatter(state: TwinState, envs: Tensor, values: TwinState) -> TwinState:
+    out = {}
+    for name in TwinState.__dataclass_fields__:
+        full = getattr(state, name).clone()
+        full[envs] = getattr(values, name)
+        out[name] = full
+    return TwinState(**out)
+
+
+class TwinVectorEnv(VectorEnv[Obs, Obs, NDArray[Any]]):
+    """:class:`BatchedTwin` as a Gymnasium ``VectorEnv`` (same-step autoreset: an episode's
+    last observation is in ``infos["final_obs"]``; reward terms are arrays in ``infos``)."""
+
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP}  # noqa: RUF012
+
+    def __init__(self, num_envs: int = 16, **kwargs: Any) -> None:
+        self.sim = BatchedTwin(num_envs, **kwargs)
+        self.num_envs = num_envs
+        self.single_observation_space = observation_space(self.sim.spec)
+        self.single_action_space = action_space()
+        self.observation_space = spaces.Box(
+            -OBSERVATION_BOUND, OBSERVATION_BOUND, (num_envs, self.sim.spec.size), np.float32
+        )
+        self.action_space = spaces.Box(-1.0, 1.0, (num_envs, len(ACTION_NAMES)), np.float32)
+        self._needs_reset = True
+
+    def reset(
+        self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Obs, dict[str, Any]]:
+        if seed is not None:
+            first = seed if isinstance(seed, int) else int(seed[0])
+            self.sim.rng = np.random.default_rng(first)
+        self.sim.reset_envs(torch.arange(self.num_envs, device=self.sim.device))
+        self._needs_reset = False
+        return self.sim.observe(), {"start_h": self.sim.table.time_h[self.sim.start.cpu().numpy()]}
+
+    def step(
+        self, actions: Obs
+    ) -> tuple[Obs, NDArray[Any], NDArray[Any], NDArray[Any], dict[str, Any]]:
+        if self._needs_reset:
+            raise RuntimeError("TwinVectorEnv.step() before reset()")
+        a = np.asarray(actions, dtype=np.float32)
+        if a.shape != (self.num_envs, len(ACTION_NAMES)) or not np.isfinite(a).all():
+            raise ValueError(
+                f"actions must be finite with shape ({self.num_envs}, {len(ACTION_NAMES)}), "
+                f"got {a.shape}"
+            )
+        cooling, inlet = self.sim.step(torch.from_numpy(a))
+        reward, terms = self.sim.reward(cooling, inlet)
+        truncated = self.sim.truncated.cpu().numpy()
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        obs = self.sim.observe()
+        infos: dict[str, Any] = dict(terms)
+        every = np.ones(self.num_envs, dtype=bool)
+        for key in terms:
+            infos[f"_{key}"] = every
+        if truncated.any():
+            done = np.nonzero(truncated)[0]
+            final = np.empty(self.num_envs, dtype=object)
+            for i in done:
+                final[i] = obs[i].copy()
+            infos["final_obs"], infos["_final_obs"] = final, truncated.copy()
+            self.sim.reset_envs(torch.as_tensor(done, device=self.sim.device))
+            obs = self.sim.observe()
+        return obs, reward, terminated, truncated, infos
+
+
+class TwinSB3VecEnv(SB3VecEnv):
+    """:class:`BatchedTwin` as a Stable-Baselines3 ``VecEnv`` (auto-reset; the last
+    observation of an episode in ``info["terminal_observation"]``, reward terms per env)."""
+
+    def __init__(self, num_envs: int = 16, **kwargs: Any) -> None:
+        self.vector = TwinVectorEnv(num_envs, **kwargs)
+        super().__init__(
+            num_envs, self.vector.single_observation_space, self.vector.single_action_space
+        )
+        self._actions: Obs | None = None
+
+    @property
+    def sim(self) -> BatchedTwin:
+        return self.vector.sim
+
+    def reset(self) -> Obs:
+        seed = self._seeds[0] if self._seeds else None
+        self._reset_seeds()
+        obs, _ = self.vector.reset(seed=seed)
+        return obs
+
+    def step_async(self, actions: NDArray[Any]) -> None:
+        self._actions = np.asarray(actions, dtype=np.float32)
+
+    def step_wait(self) -> tuple[Obs, NDArray[np.float32], NDArray[np.bool_], list[dict[str, Any]]]:
+        if self._actions is None:
+            raise RuntimeError("step_wait() without step_async()")
+        obs, reward, _, truncated, infos = self.vector.step(self._actions)
+        keys = [k for k in infos if not k.startswith("_") and k != "final_obs"]
+        columns = [infos[k].tolist() for k in keys]
+        per_env: list[dict[str, Any]] = [
+            dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)
+        ]
+        for i in np.nonzero(truncated)[0]:
+            per_env[i]["terminal_observation"] = infos["final_obs"][i]
+            per_env[i]["TimeLimit.truncated"] = True
+        return obs, reward.astype(np.float32), truncated.copy(), per_env
+
+    def close(self) -> None:
+        return None
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return [getattr(self.vector, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        setattr(self.vector, attr_name, value)
+
+    def env_method(
+        self,
+        method_name: str,
+        *method_args: Any,
+        indices: VecEnvIndices = None,
+        **method_kwargs: Any,
+    ) -> list[Any]:
+        method = getattr(self.vector, method_name)
+        return [method(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(
+        self,
+        wrapper_class: type[gymnasium.Wrapper[Any, Any, Any, Any]],
+        indices: VecEnvIndices = None,
+    ) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
