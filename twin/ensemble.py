@@ -2,8 +2,8 @@
 
 Members are trained from different seeds and bootstrap resamples of the windows
 (``twin/training.py``); their disagreement is the epistemic uncertainty the gate and the
-shield read. Saved as one ``.pt`` file (state dicts) plus a JSON card (design, step,
-training summary) so a saved twin can be inspected without torch.
+shield read. Saved as one ``.pt`` file (state dicts) plus a JSON card (model kind, design,
+step, training summary) so a saved twin can be inspected without torch.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from twin.dataset import METER_NAMES
 from twin.design import TwinDesign
-from twin.surrogate import PhysicsTwin, TwinInputs, TwinState, TwinStep
+from twin.model import MODEL_KINDS, ModelKind, TwinModel, make_twin, model_kind
+from twin.surrogate import TwinInputs, TwinState, TwinStep
 
 logger = logging.getLogger(__name__)
 
@@ -61,23 +62,27 @@ class EnsembleStep:
 
 
 class TwinEnsemble(nn.Module):
-    """Several :class:`PhysicsTwin` members of one design and step."""
+    """Several twin members (:class:`~twin.model.TwinModel`, all of one kind) of one design
+    and step."""
 
-    def __init__(self, members: Sequence[PhysicsTwin]):
+    def __init__(self, members: Sequence[TwinModel]):
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
         steps = {m.step_s for m in members}
         if len(steps) != 1:
             raise ValueError(f"members step at different periods: {sorted(steps)}")
-        self.members = nn.ModuleList(members)
+        kinds = {model_kind(m) for m in members}
+        if len(kinds) != 1:
+            raise ValueError(f"members of different kinds: {sorted(kinds)}")
+        modules = [m for m in members if isinstance(m, nn.Module)]  # every known kind is one
+        self.kind: ModelKind = kinds.pop()
+        self.members = nn.ModuleList(modules)
         self.summary: dict[str, Any] = {}
 
     @property
-    def first(self) -> PhysicsTwin:
-        m = self.members[0]
-        assert isinstance(m, PhysicsTwin)
-        return m
+    def first(self) -> TwinModel:
+        return self.member(0)
 
     @property
     def design(self) -> TwinDesign:
@@ -90,10 +95,8 @@ class TwinEnsemble(nn.Module):
     def __len__(self) -> int:
         return len(self.members)
 
-    def member(self, i: int) -> PhysicsTwin:
-        m = self.members[i]
-        assert isinstance(m, PhysicsTwin)
-        return m
+    def member(self, i: int) -> TwinModel:
+        return cast(TwinModel, self.members[i])  # checked by model_kind on construction
 
     def step(self, state: TwinState, inputs: TwinInputs, theta: Tensor) -> EnsembleStep:
         """Every member from the same state; the mean step and the spread."""
@@ -116,6 +119,7 @@ class TwinEnsemble(nn.Module):
             "version": 1,
             "site": self.design.site_name,
             "step_s": self.step_s,
+            "model": self.kind,
             "members": len(self),
             "residual_hidden": self.first.residual_hidden,
             "meters": list(METER_NAMES),
@@ -136,13 +140,17 @@ class TwinEnsemble(nn.Module):
         try:
             card = json.loads(card_path.read_text(encoding="utf-8"))
             design = TwinDesign.for_variant(str(card["site"]))
+            kind = card.get("model", "physics")  # cards before the neural twin: physics
+            if kind not in MODEL_KINDS:
+                raise ValueError(f"unknown model {kind!r} (known: {', '.join(MODEL_KINDS)})")
             states = torch.load(model_path, map_location="cpu", weights_only=True)
             members = []
             for state in states:
-                twin = PhysicsTwin(
+                twin = make_twin(
+                    kind,
                     design,
                     step_s=float(card["step_s"]),
-                    residual_hidden=int(card["residual_hidden"]),
+                    hidden=int(card["residual_hidden"]),
                 )
                 twin.load_state_dict(state)
                 members.append(twin)

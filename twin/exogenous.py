@@ -25,8 +25,9 @@ logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 
-CONDENSER_LIFT_EIR_PER_K = 0.035
-"""Relative chiller power per K of extra condensing lift (DOE-2 EIRFT slope near design)."""
+CONDENSER_LIFT_EIR_PER_K = 0.023
+"""Relative chiller power per K of extra condensing lift: the slope of the DOE-2 EIRFT curve
+in condenser water at 7 °C chilled water and 30 °C condenser water."""
 
 TWIN_FAULTS: tuple[str, ...] = ("coil_fouling", "condenser_fouling", "workload_surge")
 """Fault kinds the twin represents; the others act on the plant only (the twin sees their

@@ -6,7 +6,9 @@ recorded setpoints, IT power and weather, and every predicted reading and meter 
 with what was measured (a Huber loss on errors scaled by each point's noise). Two physics
 terms join the loss: the residual corrections are penalised, so the reduced physics explains
 all it can and the twin extrapolates on physics, and the room's energy balance (coil heat =
-heat released into the air minus what the room stored) must close.
+heat released into the air minus what the room stored) must close. The same loop fits the
+pure-network baseline (``fit_twin(..., kind="neural")``, :class:`~twin.neural.NeuralTwin`),
+for which both physics terms are zero.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +28,8 @@ from physics import kpi
 from twin.dataset import METER_NAMES, PeriodData
 from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble, meters_of
+from twin.model import ModelKind, TwinModel, make_twin, parameter_count
+from twin.neural import NeuralTwin, matched_hidden
 from twin.surrogate import PhysicsTwin, TwinInputs, TwinState
 
 logger = logging.getLogger(__name__)
@@ -45,7 +50,12 @@ class FitConfig:
     batch_windows: int = 96
     lr_physics: float = 0.02
     lr_residual: float = 2e-3
+    lr_network: float = 3e-3
+    """Learning rate of every parameter of a :class:`~twin.neural.NeuralTwin`."""
     residual_hidden: int = 64
+    network_hidden: int = 0
+    """Hidden width of a NeuralTwin; 0: the width matching a PhysicsTwin's parameter count
+    at ``residual_hidden``."""
     residual_weight: float = 0.02
     balance_weight: float = 0.02
     bootstrap: bool = True
@@ -55,6 +65,8 @@ class FitConfig:
         for name in ("ensemble_size", "iterations", "horizon", "batch_windows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FitConfig.{name} must be at least 1")
+        if self.network_hidden < 0:
+            raise ValueError("FitConfig.network_hidden must not be negative")
 
 
 @dataclass(frozen=True)
@@ -70,7 +82,7 @@ class Rollout:
     inlet_std_c: Tensor | None = None
 
 
-def initial_state(model: PhysicsTwin, data: PeriodData, idx: Tensor) -> TwinState:
+def initial_state(model: TwinModel, data: PeriodData, idx: Tensor) -> TwinState:
     hall = data.hall[idx]
     return model.state_from_readings(
         data.rack_inlet_c[idx],
@@ -106,7 +118,7 @@ def _hall(state: TwinState) -> Tensor:
 
 
 def rollout(
-    model: PhysicsTwin | TwinEnsemble,
+    model: TwinModel | TwinEnsemble,
     data: PeriodData,
     starts: Tensor,
     horizon: int,
@@ -157,7 +169,7 @@ def _targets(data: PeriodData, starts: Tensor, horizon: int) -> tuple[Tensor, ..
 
 
 def rollout_loss(
-    model: PhysicsTwin, data: PeriodData, starts: Tensor, cfg: FitConfig
+    model: TwinModel, data: PeriodData, starts: Tensor, cfg: FitConfig
 ) -> tuple[Tensor, dict[str, float]]:
     pred = rollout(model, data, starts, cfg.horizon)
     inlet, hot, hall, meters, it_kw = _targets(data, starts, cfg.horizon)
@@ -177,7 +189,7 @@ def rollout_loss(
 
 
 def fit_member(
-    model: PhysicsTwin,
+    model: TwinModel,
     data: PeriodData,
     cfg: FitConfig,
     *,
@@ -194,11 +206,16 @@ def fit_member(
     if cfg.bootstrap:
         pick = torch.randint(0, starts_all.numel(), (starts_all.numel(),), generator=gen)
         starts_all = starts_all[pick]
-    residual_params = [p for n, p in model.named_parameters() if n.startswith("residual.")]
-    physics_params = [p for n, p in model.named_parameters() if not n.startswith("residual.")]
-    groups: list[dict[str, object]] = [{"params": physics_params, "lr": cfg.lr_physics}]
-    if residual_params:
-        groups.append({"params": residual_params, "lr": cfg.lr_residual})
+    groups: list[dict[str, Any]]
+    if isinstance(model, PhysicsTwin):
+        named = list(model.named_parameters())
+        residual_params = [p for n, p in named if n.startswith("residual.")]
+        physics_params = [p for n, p in named if not n.startswith("residual.")]
+        groups = [{"params": physics_params, "lr": cfg.lr_physics}]
+        if residual_params:
+            groups.append({"params": residual_params, "lr": cfg.lr_residual})
+    else:
+        groups = [{"params": list(model.parameters()), "lr": cfg.lr_network}]
     opt = torch.optim.Adam(groups)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations)
     history = []
@@ -227,9 +244,16 @@ def fit_twin(
     *,
     step_s: float = 300.0,
     progress: bool = False,
+    kind: ModelKind = "physics",
 ) -> TwinEnsemble:
-    """Fit an ensemble of ``cfg.ensemble_size`` members on ``data``."""
+    """Fit an ensemble of ``cfg.ensemble_size`` members of ``kind`` on ``data``: physics-
+    informed twins, or plain networks (:class:`~twin.neural.NeuralTwin`, normalised on
+    ``data``) as the baseline."""
     cfg = cfg or FitConfig()
+    if kind == "neural":
+        hidden = cfg.network_hidden or matched_hidden(design, cfg.residual_hidden)
+    else:
+        hidden = cfg.residual_hidden
     started = time.perf_counter()
     members = []
     histories = []
@@ -237,7 +261,9 @@ def fit_twin(
     with tqdm(total=total, disable=not progress, desc="twin fit", unit="it") as bar:
         for m in range(cfg.ensemble_size):
             torch.manual_seed(cfg.seed * 1000 + m)
-            model = PhysicsTwin(design, step_s=step_s, residual_hidden=cfg.residual_hidden)
+            model = make_twin(kind, design, step_s=step_s, hidden=hidden)
+            if isinstance(model, NeuralTwin):
+                model.fit_normalisation(data)
 
             def tick(it: int, loss: float, m: int = m) -> None:
                 bar.update(1)
@@ -249,17 +275,26 @@ def fit_twin(
             )
             members.append(model.eval())
     ensemble = TwinEnsemble(members)
+    first = ensemble.first
     ensemble.summary = {
+        "model": kind,
         "config": asdict(cfg),
         "periods": len(data),
         "fit_wall_s": round(time.perf_counter() - started, 1),
         "final_loss": [h[-1] for h in histories],
         "loss_history": [h[:: max(1, len(h) // 100)] for h in histories],
-        "parameters": ensemble.first.physical_parameters(),
+        "parameter_count": parameter_count(first),
+        "parameters": first.physical_parameters() if isinstance(first, PhysicsTwin) else {},
     }
+    if isinstance(first, PhysicsTwin):
+        from twin.assimilation import observation_std_from  # assimilation builds on training
+
+        # The twin's forecast errors on its own data: the assimilation filter's R.
+        ensemble.summary["observation_std"] = list(observation_std_from(first, data))
     logger.info(
-        "fitted %d member(s) on %d periods in %.1f s",
+        "fitted %d %s member(s) on %d periods in %.1f s",
         cfg.ensemble_size,
+        kind,
         len(data),
         ensemble.summary["fit_wall_s"],
     )
@@ -294,7 +329,7 @@ class Accuracy:
 
 @torch.no_grad()
 def measure_accuracy(
-    model: PhysicsTwin | TwinEnsemble,
+    model: TwinModel | TwinEnsemble,
     data: PeriodData,
     *,
     horizon_periods: int = 12,

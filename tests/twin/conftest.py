@@ -9,7 +9,9 @@ import pytest
 from physics.plant.scenario import load_scenario
 from twin.dataset import PeriodData, periods_from_recordings
 from twin.design import TwinDesign
+from twin.ensemble import TwinEnsemble
 from twin.recording import Recording, load_recordings, record_run
+from twin.training import FitConfig, fit_twin
 
 SCENARIO = """\
 name: {name}
@@ -49,3 +51,35 @@ def test_periods(tmp_path_factory: pytest.TempPathFactory, design: TwinDesign) -
     """One exploratory day of July on the same site (held out: other season and seed)."""
     recs = record(tmp_path_factory.mktemp("test"), "test", "07-12", "1 d", 2)
     return periods_from_recordings(recs, design)
+
+
+@pytest.fixture(scope="session")
+def fitted_twin(design: TwinDesign, train_periods: PeriodData) -> TwinEnsemble:
+    """A quickly fitted one-member twin of the training site."""
+    cfg = FitConfig(ensemble_size=1, iterations=60, batch_windows=48, horizon=6)
+    return fit_twin(design, train_periods, cfg)
+
+
+FOULING = """\
+name: fouling
+site: {variant: reference, seed: 11}
+weather: {file: "pvlib:miami", start: "07-20"}
+workload: {kind: diurnal, mean_frac: 0.6}
+duration: 12 h
+step: 60 s
+control_period: 5 min
+sensor_noise: 1.0
+faults:
+  - {kind: coil_fouling, at: 4 h, magnitude: 0.3}
+seed: 4
+"""
+
+
+@pytest.fixture(scope="session")
+def fouling_periods(tmp_path_factory: pytest.TempPathFactory, design: TwinDesign) -> PeriodData:
+    """Twelve exploratory hours of July with every CRAH coil losing 30 % of its UA at 4 h."""
+    tmp = tmp_path_factory.mktemp("fouling")
+    path = tmp / "fouling.yaml"
+    path.write_text(FOULING)
+    record_run(load_scenario(path), policy="explore", seed=4, out_dir=tmp / "rec")
+    return periods_from_recordings(load_recordings(tmp / "rec"), design)

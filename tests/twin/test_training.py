@@ -39,7 +39,7 @@ def test_ensemble_members_differ_and_report_a_spread(
 
     pred = rollout(fitted, test_periods, test_periods.windows(3)[:20], 3)
     assert pred.inlet_std_c is not None
-    assert float(pred.inlet_std_c.mean()) > 0.0
+    assert float(pred.inlet_std_c.mean().detach()) > 0.0
 
 
 def test_save_and_load_round_trip(

@@ -144,7 +144,7 @@ def test_scenario_faults_reach_the_twin() -> None:
     table = ExogenousTable.from_scenario(load_scenario("twin-fault-fouling"))
     ua = table.theta_fault[:, THETA_NAMES.index("coil_ua_mult")]
     eir = table.theta_fault[:, THETA_NAMES.index("chiller_eir_mult")]
-    hours = (table.time_h - table.time_h[0])
+    hours = table.time_h - table.time_h[0]
     assert np.allclose(ua[hours < 7.9], 1.0) and np.allclose(ua[hours > 8.1], 0.7)
     assert np.allclose(eir[hours < 7.9], 1.0) and (eir[hours > 8.1] > 1.05).all()
 
@@ -172,7 +172,7 @@ def test_sb3_vec_env_reports_terminal_observations() -> None:
     venv.reset()
     for _ in range(3):
         venv.step_async(np.zeros((2, 5), dtype=np.float32))
-        obs, rewards, dones, infos = venv.step_wait()
+        obs, _rewards, dones, infos = venv.step_wait()
     assert dones.all()
     assert all("terminal_observation" in i and "energy_term" in i for i in infos)
     assert obs.shape == (2, venv.observation_space.shape[0])
