@@ -14,9 +14,15 @@ $(STAMP): pyproject.toml scripts/setup.sh
 
 setup: $(STAMP)
 
-# The main job: simulate the reference site on the default scenario, KPI report + plots.
+# The main job: simulate the reference site on the default scenario (KPI report + plots),
+# then record exploration data, fit a digital twin on mild days and report its accuracy on
+# held-out summer days.
 demo: $(STAMP)
 	$(BIN)/twinloop simulate --scenario tropical-typical-week --out $(OUT)
+	$(BIN)/twinloop twin record --scenario twin-train-mild --out $(OUT)/twin-data/train --overwrite --quiet
+	$(BIN)/twinloop twin record --scenario twin-test-summer --seed 1 --out $(OUT)/twin-data/summer --overwrite --quiet
+	$(BIN)/twinloop twin fit --data $(OUT)/twin-data/train --out $(OUT)/twin --members 1 --iterations 200 --overwrite
+	$(BIN)/twinloop twin report --twin $(OUT)/twin --data $(OUT)/twin-data/summer --out $(OUT)/twin-report
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,6 +47,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/plant_figures.py
 	$(BIN)/python benchmarks/annual_pue.py
 	taskset -c 0 $(BIN)/python benchmarks/plant_speed.py --days 7 --batches 1 --engines numba
+	$(BIN)/python benchmarks/twin_figures.py
+	$(BIN)/python benchmarks/twin_speed.py --twin out/bench/twin/twin
+	$(BIN)/python benchmarks/twin_extrapolation.py --members 1 --iterations 300
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info

@@ -35,6 +35,8 @@ from physics.workload import make_workload
 from twin.reward import CoolingEnergyReward
 from twin.spaces import (
     ACTION_NAMES,
+    FORECAST_IT_H,
+    FORECAST_WET_BULB_H,
     OBSERVATION_BOUND,
     ActionScale,
     HallReadings,
@@ -49,9 +51,6 @@ logger = logging.getLogger(__name__)
 FloatArray = NDArray[np.float64]
 Obs = NDArray[np.float32]
 Engine = Literal["numpy", "numba"]
-
-FORECAST_WET_BULB_H: tuple[float, float] = (1.0, 3.0)
-FORECAST_IT_H = 1.0
 
 
 def shift_faults(faults: tuple[FaultEvent, ...], offset_h: float) -> tuple[FaultEvent, ...]:

@@ -10,6 +10,7 @@ statistics, so the same reading always maps to the same number).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -23,6 +24,12 @@ from physics.plant.site import SetpointLimits
 logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
+
+FORECAST_WET_BULB_H: tuple[float, float] = (1.0, 3.0)
+"""Lead times of the outdoor wet-bulb forecasts in the observation."""
+FORECAST_IT_H = 1.0
+"""Lead time of the IT-power forecast: the current IT power scaled by the scheduled change
+in mean utilisation (the same rule in every environment)."""
 
 ACTION_NAMES: tuple[str, ...] = (
     "supply_air_c",
@@ -110,7 +117,7 @@ class ObservationSpec:
     n_pods: int = 4
     design_it_kw: float = 1_000.0
 
-    @property
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
         pods = [
             f"{kind}.{p}"
@@ -145,6 +152,10 @@ class ObservationSpec:
 
     def centre_scale(self) -> tuple[FloatArray, FloatArray]:
         """Per-component (centre, scale): the observation is ``(x - centre) / scale``."""
+        return self._centre_scale
+
+    @functools.cached_property
+    def _centre_scale(self) -> tuple[FloatArray, FloatArray]:
         it = self.design_it_kw
         table: dict[str, tuple[float, float]] = {
             "rack_inlet_max_c": (24.0, 5.0),
@@ -264,10 +275,13 @@ def build_observation(
     component's centre (0 after scaling), so a dropout never feeds NaN to a policy."""
     inlet = readings.rack_inlet_c
     n = inlet.shape[0]
-    with np.errstate(all="ignore"):
-        inlet_max = np.nanmax(np.where(np.isnan(inlet), -np.inf, inlet), axis=2)
-        inlet_max = np.where(np.isfinite(inlet_max), inlet_max, np.nan)
-        inlet_mean = np.nanmean(inlet, axis=2) if np.isnan(inlet).any() else inlet.mean(axis=2)
+    if np.isnan(inlet).any():
+        with np.errstate(all="ignore"):
+            inlet_max = np.max(np.where(np.isnan(inlet), -np.inf, inlet), axis=2)
+            inlet_max = np.where(np.isfinite(inlet_max), inlet_max, np.nan)
+            inlet_mean = np.nanmean(inlet, axis=2)
+    else:
+        inlet_max, inlet_mean = inlet.max(axis=2), inlet.mean(axis=2)
     pods = np.stack([inlet_max, inlet_mean, readings.hot_aisle_c], axis=2).reshape(n, -1)
 
     def per_env(x: ArrayLike) -> FloatArray:

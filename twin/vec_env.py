@@ -37,6 +37,8 @@ from twin.exogenous import ExogenousTable
 from twin.reward import CoolingEnergyReward
 from twin.spaces import (
     ACTION_NAMES,
+    FORECAST_IT_H,
+    FORECAST_WET_BULB_H,
     OBSERVATION_BOUND,
     ActionScale,
     HallReadings,
@@ -52,8 +54,6 @@ logger = logging.getLogger(__name__)
 FloatArray = NDArray[np.float64]
 Obs = NDArray[np.float32]
 
-FORECAST_WET_BULB_H: tuple[float, float] = (1.0, 3.0)
-FORECAST_IT_H = 1.0
 WARMUP_PERIODS = 12
 """Periods the twin runs under the site's own control before an episode starts, so the
 episode starts from a settled state rather than from a guess."""
@@ -110,6 +110,7 @@ class BatchedTwin:
         randomisation: Randomisation | None = None,
         device: str | torch.device = "cpu",
         seed: int | None = None,
+        compile: bool = False,
     ) -> None:
         if num_envs < 1:
             raise ValueError("num_envs must be at least 1")
@@ -118,6 +119,12 @@ class BatchedTwin:
         self.design = TwinDesign.from_site(site)
         self.device = torch.device(device)
         self.ensemble = load_twin(twin, self.design).to(self.device).eval()
+        members = [self.ensemble.member(i) for i in range(len(self.ensemble))]
+        # torch.compile fuses the step's ~1,200 small operations (about 5x less latency for
+        # one environment); the first step then compiles for ~25 s, cached across runs.
+        self._steppers: list[Any] = (
+            [torch.compile(m, dynamic=False) for m in members] if compile else members
+        )
         if self.ensemble.design.site_name != self.design.site_name:
             raise ValueError(
                 f"twin of site {self.ensemble.design.site_name!r} cannot run scenario "
@@ -160,7 +167,6 @@ class BatchedTwin:
         self._it = tensor(self.table.it_power_kw)
         self._util = tensor(self.table.utilisation.mean(axis=1))
         self._theta_fault = tensor(self.table.theta_fault)
-        self._time_h = torch.as_tensor(self.table.time_h, dtype=torch.float64, device=dev)
         self._low = tensor(self.action_scale.low)
         self._span = tensor(self.action_scale.high - self.action_scale.low)
         n = num_envs
@@ -222,7 +228,7 @@ class BatchedTwin:
         inputs = self._inputs(setpoints, rows, every)
         theta = self._theta_at(rows, every)
         if len(self._groups) == 1:
-            out = self.ensemble.member(0)(self.state, inputs, theta)
+            out = self._steppers[0](self.state, inputs, theta)
             return out.state, out.cooling_kw, out.facility_kw
         parts = []
         for m, group in enumerate(self._groups):
@@ -232,7 +238,7 @@ class BatchedTwin:
                 outdoor_dry_bulb_c=inputs.outdoor_dry_bulb_c[group],
                 outdoor_wet_bulb_c=inputs.outdoor_wet_bulb_c[group],
             )
-            parts.append(self.ensemble.member(m)(self.state.index(group), sub, theta[group]))
+            parts.append(self._steppers[m](self.state.index(group), sub, theta[group]))
         return (
             TwinState(
                 **{
@@ -290,6 +296,8 @@ class BatchedTwin:
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor]:
         """Advance every environment under ``actions`` (N, 5) in [-1, 1]; returns the mean
         cooling power (N,) and the rack inlets at the period's end (N, P, R)."""
+        if bool(self.truncated.any()):
+            raise RuntimeError("some environments are past their episode; reset_envs() them")
         a = torch.clamp(actions.to(self.device, torch.float32), -1.0, 1.0)
         sp = self._low + (a + 1.0) * 0.5 * self._span
         sp[:, 4] = (a[:, 4] > 0.0).to(torch.float32)
@@ -310,40 +318,58 @@ class BatchedTwin:
         s = self.state
         rows = self.start + self.elapsed
         last = self.table.n_periods - 1
-        off = self.weather_offset_k
-        ahead = [
-            torch.clamp(rows + round(h * 3600.0 / self.period_s), max=last)
-            for h in FORECAST_WET_BULB_H
-        ]
-        it_ahead = torch.clamp(rows + round(FORECAST_IT_H * 3600.0 / self.period_s), max=last)
+        steps = [round(h * 3600.0 / self.period_s) for h in (*FORECAST_WET_BULB_H, FORECAST_IT_H)]
+        ahead = [torch.clamp(rows + k, max=last) for k in steps]
         it_now = self._it[rows].sum(dim=-1) * self.it_scale
-        ratio = self._util[it_ahead] / torch.clamp(self._util[rows], min=1e-6)
-
-        def np_(x: Tensor) -> FloatArray:
-            return x.detach().to("cpu", torch.float64).numpy()
-
+        ratio = self._util[ahead[2]] / torch.clamp(self._util[rows], min=1e-6)
+        off = self.weather_offset_k
+        # One transfer to the host for every per-environment number.
+        columns = torch.stack(
+            [
+                s.supply_air_c,
+                s.return_air_c,
+                s.chw_supply_c,
+                s.chw_return_c,
+                s.cw_supply_c,
+                it_now,
+                self.last_cooling_kw,
+                self.last_facility_kw,
+                self._dry[rows] + off,
+                self._wet[rows] + off,
+                self._wet[ahead[0]] + off,
+                self._wet[ahead[1]] + off,
+                it_now * ratio,
+            ],
+            dim=1,
+        )
+        host = torch.cat(
+            [columns, s.hot_aisle_c, self.last_action, s.rack_inlet_c.flatten(1)], dim=1
+        )
+        h = host.detach().to("cpu", torch.float64).numpy()
+        hot_end = columns.shape[1] + s.hot_aisle_c.shape[1]
+        act_end = hot_end + len(ACTION_NAMES)
         hall = HallReadings(
-            rack_inlet_c=np_(s.rack_inlet_c),
-            hot_aisle_c=np_(s.hot_aisle_c),
-            supply_air_c=np_(s.supply_air_c),
-            return_air_c=np_(s.return_air_c),
-            chw_supply_c=np_(s.chw_supply_c),
-            chw_return_c=np_(s.chw_return_c),
-            cw_supply_c=np_(s.cw_supply_c),
-            it_power_kw=np_(it_now),
-            cooling_power_kw=np_(self.last_cooling_kw),
-            facility_power_kw=np_(self.last_facility_kw),
-            outdoor_dry_bulb_c=np_(self._dry[rows] + off),
-            outdoor_wet_bulb_c=np_(self._wet[rows] + off),
+            rack_inlet_c=h[:, act_end:].reshape(s.rack_inlet_c.shape),
+            hot_aisle_c=h[:, columns.shape[1] : hot_end],
+            supply_air_c=h[:, 0],
+            return_air_c=h[:, 1],
+            chw_supply_c=h[:, 2],
+            chw_return_c=h[:, 3],
+            cw_supply_c=h[:, 4],
+            it_power_kw=h[:, 5],
+            cooling_power_kw=h[:, 6],
+            facility_power_kw=h[:, 7],
+            outdoor_dry_bulb_c=h[:, 8],
+            outdoor_wet_bulb_c=h[:, 9],
         )
         obs = build_observation(
             self.spec,
             hall,
-            time_h=np_(self._time_h[rows]),
-            forecast_wet_bulb_1h_c=np_(self._wet[ahead[0]] + off),
-            forecast_wet_bulb_3h_c=np_(self._wet[ahead[1]] + off),
-            forecast_it_power_1h_kw=np_(it_now * ratio),
-            last_action=np_(self.last_action),
+            time_h=self.table.time_h[rows.cpu().numpy()],
+            forecast_wet_bulb_1h_c=h[:, 10],
+            forecast_wet_bulb_3h_c=h[:, 11],
+            forecast_it_power_1h_kw=h[:, 12],
+            last_action=h[:, hot_end:act_end],
         )
         clipped: Obs = np.clip(obs, -OBSERVATION_BOUND, OBSERVATION_BOUND)
         return clipped

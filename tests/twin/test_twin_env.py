@@ -176,3 +176,17 @@ def test_sb3_vec_env_reports_terminal_observations() -> None:
     assert dones.all()
     assert all("terminal_observation" in i and "energy_term" in i for i in infos)
     assert obs.shape == (2, venv.observation_space.shape[0])
+
+
+@pytest.mark.slow
+def test_compiled_twin_steps_like_the_eager_one() -> None:
+    eager = TwinEnv(SCENARIO, episode_hours=1.0)
+    compiled = TwinEnv(SCENARIO, episode_hours=1.0, compile=True)
+    o1, _ = eager.reset(seed=2)
+    o2, _ = compiled.reset(seed=2)
+    a = np.array([0.1, 0.2, -0.3, 0.4, 1.0], dtype=np.float32)
+    for _ in range(6):
+        o1, r1, *_ = eager.step(a)
+        o2, r2, *_ = compiled.step(a)
+    np.testing.assert_allclose(o1, o2, atol=1e-4)
+    assert r1 == pytest.approx(r2, rel=1e-4)
