@@ -28,10 +28,10 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from physics import kpi
-from physics.plant.report import MAX_PLOT_POINTS, _format, _save
+from physics.plant.report import MAX_PLOT_POINTS, format_number, html_page, save_png
 from twin.dataset import METER_NAMES, STATE_POINTS, PeriodData
 from twin.ensemble import TwinEnsemble
-from twin.training import Accuracy, _targets, measure_accuracy, rollout
+from twin.training import Accuracy, measure_accuracy, rollout, targets_along
 
 logger = logging.getLogger(__name__)
 
@@ -136,9 +136,10 @@ def accuracy_line(accuracy: Mapping[str, Any]) -> str:
     """One line of the headline errors: inlet one-step median, facility and cooling MAPE,
     from :meth:`Accuracy.to_dict` or :func:`accuracy_summary`."""
     return (
-        f"inlet 1-step median abs. error {_format(accuracy['inlet_median_abs_error_1step_c'])}"
-        f" °C, facility MAPE {_format(accuracy['facility_mape_percent'])} %, "
-        f"cooling MAPE {_format(accuracy['cooling_mape_percent'])} %"
+        "inlet 1-step median abs. error "
+        f"{format_number(accuracy['inlet_median_abs_error_1step_c'])} °C, "
+        f"facility MAPE {format_number(accuracy['facility_mape_percent'])} %, "
+        f"cooling MAPE {format_number(accuracy['cooling_mape_percent'])} %"
     )
 
 
@@ -249,8 +250,11 @@ def twin_predictions(ensemble: TwinEnsemble, data: PeriodData, *, horizon: int) 
                 ),
             )
         )
-    inlet_1 = _targets(data, one, 1)[0].numpy()
-    inlet_h, pred_inlet_h = _targets(data, starts, horizon)[0].numpy(), pred_h.rack_inlet_c.numpy()
+    inlet_1 = targets_along(data, one, 1)[0].numpy()
+    inlet_h, pred_inlet_h = (
+        targets_along(data, starts, horizon)[0].numpy(),
+        pred_h.rack_inlet_c.numpy(),
+    )
     return TwinPredictions(
         period_s=ensemble.step_s,
         horizon=horizon,
@@ -285,9 +289,9 @@ def parameter_rows(parameters: Mapping[str, float | Sequence[float]]) -> list[tu
     rows = []
     for name, value in parameters.items():
         if isinstance(value, Sequence):
-            rows.append((name, ", ".join(_format(float(v)) for v in value)))
+            rows.append((name, ", ".join(format_number(float(v)) for v in value)))
         else:
-            rows.append((name, _format(float(value))))
+            rows.append((name, format_number(float(value))))
     return rows
 
 
@@ -378,14 +382,14 @@ def _criterion_rows(criteria: Mapping[str, Mapping[str, Any]]) -> list[list[str]
     rows = []
     for c in criteria.values():
         bound = f"within ±{c['limit']:g}" if c["absolute"] else f"≤ {c['limit']:g}"
-        value = f"{_format(c['value'])} {c['unit']}"
+        value = f"{format_number(c['value'])} {c['unit']}"
         rows.append([c["label"], value, f"{bound} {c['unit']}", "pass" if c["pass"] else "FAIL"])
     return rows
 
 
 def _horizon_rows(pred: TwinPredictions) -> list[list[str]]:
     return [
-        [f"{m:g}", _format(float(a)), _format(float(b))]
+        [f"{m:g}", format_number(float(a)), format_number(float(b))]
         for m, a, b in zip(
             pred.horizon_min, pred.inlet_median_error_c, pred.inlet_p95_error_c, strict=True
         )
@@ -401,7 +405,7 @@ def accuracy_markdown(
     """The report's tables as Markdown: targets, Guideline 14, every metric, the error by
     horizon and the learned parameters."""
     metrics = [
-        [name, _format(value)]
+        [name, format_number(value)]
         for name, value in summary.items()
         if value is None or (isinstance(value, int | float) and not isinstance(value, bool))
     ]
@@ -444,7 +448,7 @@ def _plot_timeseries(pred: TwinPredictions, title: str, path: Path) -> Path:
     axes[0].legend(loc="upper right", fontsize="small", ncols=3)
     axes[-1].set_xlabel("time (h of the year)")
     fig.suptitle(f"{title}: predicted vs measured")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _parity_points(
@@ -474,7 +478,7 @@ def _plot_parity(pred: TwinPredictions, title: str, path: Path) -> Path:
     ax.set_aspect("equal")
     ax.legend(loc="upper left", fontsize="small", markerscale=3)
     fig.suptitle(f"{title}: rack-inlet parity")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _plot_horizon(pred: TwinPredictions, title: str, path: Path) -> Path:
@@ -489,7 +493,7 @@ def _plot_horizon(pred: TwinPredictions, title: str, path: Path) -> Path:
     ax.set_ylim(bottom=0.0)
     ax.legend(loc="best", fontsize="small")
     fig.suptitle(f"{title}: rack-inlet error vs horizon")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _plot_training(
@@ -521,7 +525,7 @@ def _plot_training(
         table.auto_set_font_size(False)
         table.set_fontsize(8)
     fig.suptitle(f"{title}: training loss and learned physical parameters")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _plot_assimilation(track: AssimilationTrack, title: str, path: Path) -> Path:
@@ -554,7 +558,7 @@ def _plot_assimilation(track: AssimilationTrack, title: str, path: Path) -> Path
             va="bottom",
         )
     fig.suptitle(f"{title}: data assimilation")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 # --------------------------------------------------------------------------- HTML
@@ -709,14 +713,7 @@ def _write_html(
             fig, include_plotlyjs=i == 0, full_html=False, config={"displaylogo": False}
         )
         sections += [f"<h2>{html.escape(heading)}</h2>", body, after]
-    escaped = html.escape(title)
-    page = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8" />\n'
-        f"<title>{escaped}</title>\n</head>\n<body>\n<h1>{escaped}</h1>\n"
-        + "\n".join(sections)
-        + "\n</body>\n</html>\n"
-    )
-    path.write_text(page, encoding="utf-8")
+    path.write_text(html_page(title, "\n".join(sections)), encoding="utf-8")
     return path
 
 

@@ -155,7 +155,9 @@ def rollout(
     )
 
 
-def _targets(data: PeriodData, starts: Tensor, horizon: int) -> tuple[Tensor, ...]:
+def targets_along(data: PeriodData, starts: Tensor, horizon: int) -> tuple[Tensor, ...]:
+    """What was measured along windows from ``starts``: rack inlets, hot aisles and hall
+    readings at each period's end, the period's meters and total IT power (H, W, ...)."""
     steps = torch.arange(horizon)
     nxt = starts[None, :] + steps[:, None] + 1  # (H, W) readings at each period's end
     cur = starts[None, :] + steps[:, None]
@@ -172,7 +174,7 @@ def rollout_loss(
     model: TwinModel, data: PeriodData, starts: Tensor, cfg: FitConfig
 ) -> tuple[Tensor, dict[str, float]]:
     pred = rollout(model, data, starts, cfg.horizon)
-    inlet, hot, hall, meters, it_kw = _targets(data, starts, cfg.horizon)
+    inlet, hot, hall, meters, it_kw = targets_along(data, starts, cfg.horizon)
     huber = nn.functional.huber_loss
     hall_scale = torch.tensor(HALL_SCALE_C)
     meter_scale = torch.tensor(METER_SCALE)
@@ -342,7 +344,7 @@ def measure_accuracy(
         raise ValueError("the data has no pair of consecutive periods")
     th = None if theta is None else theta.expand(one.shape[0], -1)
     pred1 = rollout(model, data, one, 1, th)
-    inlet1, _, _, meters1, _ = _targets(data, one, 1)
+    inlet1, _, _, meters1, _ = targets_along(data, one, 1)
     cooling_i, facility_i = METER_NAMES.index("cooling_kw"), METER_NAMES.index("facility_kw")
     y_cool, p_cool = meters1[0, :, cooling_i].numpy(), pred1.meters[0, :, cooling_i].numpy()
     y_fac, p_fac = meters1[0, :, facility_i].numpy(), pred1.meters[0, :, facility_i].numpy()
@@ -353,7 +355,7 @@ def measure_accuracy(
         raise ValueError(f"the data has no window of {horizon_periods + 1} consecutive periods")
     th_h = None if theta is None else theta.expand(starts.shape[0], -1)
     pred_h = rollout(model, data, starts, horizon_periods, th_h)
-    inlet_h = _targets(data, starts, horizon_periods)[0]
+    inlet_h = targets_along(data, starts, horizon_periods)[0]
     err_h = (pred_h.rack_inlet_c - inlet_h).abs().numpy()
     by_h = tuple(float(np.median(err_h[h])) for h in range(horizon_periods))
     return Accuracy(

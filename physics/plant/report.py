@@ -127,7 +127,8 @@ def report_series(frame: pd.DataFrame, kpis: kpi.KpiReport) -> ReportSeries:
     return ReportSeries(time_h[rows], inlet_c, temperatures_c, power_kw, facility_kw, pue_1h)
 
 
-def _format(value: float | None) -> str:
+def format_number(value: float | None) -> str:
+    """A number for a report table: thousands separated, else four significant digits."""
     if value is None:
         return "—"
     return f"{value:,.0f}" if abs(value) >= 1_000 else f"{value:.4g}"
@@ -138,9 +139,9 @@ def kpi_rows(kpis: kpi.KpiReport) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     for name, value in kpis.to_dict().items():
         if isinstance(value, dict):
-            rows.extend((f"{name}.{k}", _format(v)) for k, v in value.items())
+            rows.extend((f"{name}.{k}", format_number(v)) for k, v in value.items())
         else:
-            rows.append((name, _format(value)))
+            rows.append((name, format_number(value)))
     return rows
 
 
@@ -191,16 +192,21 @@ def _write_html(series: ReportSeries, kpis: kpi.KpiReport, path: Path, title: st
     fig.update_xaxes(title_text="time (h)", row=4, col=1)
     fig.update_layout(title={"text": title}, height=1_800, hovermode="x unified")
     body = pio.to_html(fig, include_plotlyjs=True, full_html=False, config={"displaylogo": False})
-    escaped = html.escape(title)
-    page = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8" />\n'
-        f"<title>{escaped}</title>\n</head>\n<body>\n<h1>{escaped}</h1>\n{body}\n</body>\n</html>\n"
-    )
-    path.write_text(page, encoding="utf-8")
+    path.write_text(html_page(title, body), encoding="utf-8")
     return path
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def html_page(title: str, body: str) -> str:
+    """A self-contained HTML page with ``title`` as heading around ``body``."""
+    escaped = html.escape(title)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8" />\n'
+        f"<title>{escaped}</title>\n</head>\n<body>\n<h1>{escaped}</h1>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def save_png(fig: Figure, path: Path) -> Path:
+    """Write a matplotlib figure as the reports' PNG."""
     fig.savefig(path, dpi=100, format="png")
     return path
 
@@ -224,7 +230,7 @@ def _plot_temperatures(series: ReportSeries, title: str, path: Path) -> Path:
     if series.temperatures_c:
         ax_loop.legend(loc="upper right", fontsize="small", ncols=2)
     fig.suptitle(f"{title}: temperatures")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _plot_power(series: ReportSeries, title: str, path: Path) -> Path:
@@ -238,7 +244,7 @@ def _plot_power(series: ReportSeries, title: str, path: Path) -> Path:
     ax.set_ylabel("power (kW)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     fig.suptitle(f"{title}: power by subsystem")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _plot_pue(series: ReportSeries, kpis: kpi.KpiReport, title: str, path: Path) -> Path:
@@ -252,7 +258,7 @@ def _plot_pue(series: ReportSeries, kpis: kpi.KpiReport, title: str, path: Path)
     ax.set_ylabel("PUE (–)")
     ax.legend(loc="upper right", fontsize="small")
     fig.suptitle(f"{title}: PUE")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def write_report(frame: pd.DataFrame, kpis: kpi.KpiReport, out_dir: Path, title: str) -> list[Path]:
