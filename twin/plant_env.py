@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
+import pandas as pd
 from gymnasium import spaces
 from numpy.typing import NDArray
 
@@ -113,6 +114,7 @@ class PlantEnv(gym.Env[Obs, Obs]):
         action_scale: ActionScale | None = None,
         engine: Engine = "numba",
         random_start: bool = False,
+        record_log: bool = False,
     ) -> None:
         super().__init__()
         if engine not in ("numpy", "numba"):
@@ -122,6 +124,8 @@ class PlantEnv(gym.Env[Obs, Obs]):
         site = sc.site
         self.engine: Engine = engine
         self.random_start = bool(random_start)
+        self.record_log = bool(record_log)
+        self._logs: list[FloatArray] = []
         self.reward_fn = reward if reward is not None else CoolingEnergyReward()
         self.action_scale = action_scale or ActionScale.within(site.limits)
         self.period_s = sc.control_period_s
@@ -187,7 +191,8 @@ class PlantEnv(gym.Env[Obs, Obs]):
         self._last_action = np.zeros(len(ACTION_NAMES), dtype=np.float64)
         self._held_cooling_kw = 0.0
         self._held_inlet_c = np.full(self.scenario.site.n_racks, self.reward_fn.recommended_c)
-        _, readings = self.plant.advance(self.steps_per_period)  # the lead-in period
+        logs, readings = self.plant.advance(self.steps_per_period)  # the lead-in period
+        self._logs = [logs[:, 0]] if self.record_log else []
         hall = self._hall(readings[:, 0])
         self._period_cooling_kw(hall)
         self._period_inlet_c(hall)
@@ -215,6 +220,8 @@ class PlantEnv(gym.Env[Obs, Obs]):
             )
         )
         logs, readings = plant.advance(self.steps_per_period)
+        if self.record_log:
+            self._logs.append(logs[:, 0])
         self._period += 1
         self._last_action = np.clip(a, -1.0, 1.0)
 
@@ -233,6 +240,15 @@ class PlantEnv(gym.Env[Obs, Obs]):
 
     def close(self) -> None:
         self.plant = None
+
+    def log_frame(self) -> pd.DataFrame:
+        """The plant's ground truth of the episode so far, lead-in included (one row per plant
+        step, columns ``Plant.log_names``) — for evaluation KPIs; needs ``record_log``."""
+        if not self.record_log:
+            raise RuntimeError("PlantEnv(record_log=True) keeps the ground-truth log")
+        if self.plant is None or not self._logs:
+            raise RuntimeError("no episode recorded yet; call reset()")
+        return pd.DataFrame(np.concatenate(self._logs), columns=list(self.plant.log_names))
 
     # ------------------------------------------------------------------ internals
     def _build_plant(self, first_period: int) -> Plant:

@@ -38,6 +38,7 @@ class TwinEnv(gym.Env[Obs, Obs]):
     ``twin`` is a fitted twin (object or saved directory) or ``None`` for the physics of the
     site's drawings alone. ``episode_hours`` must fit inside the scenario. ``compile`` runs
     the twin through ``torch.compile`` (sub-millisecond steps after a one-off compile).
+    Without ``random_start`` every episode starts at the scenario's start.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium's declaration)
@@ -52,6 +53,7 @@ class TwinEnv(gym.Env[Obs, Obs]):
         randomisation: Randomisation | None = None,
         device: str = "cpu",
         compile: bool = False,
+        random_start: bool = True,
     ) -> None:
         super().__init__()
         self.sim = BatchedTwin(
@@ -64,6 +66,7 @@ class TwinEnv(gym.Env[Obs, Obs]):
             randomisation=randomisation,
             device=device,
             compile=compile,
+            random_start=random_start,
         )
         self.observation_space: spaces.Box[np.float32] = observation_space(self.sim.spec)
         self.action_space: spaces.Box[np.float32] = action_space()

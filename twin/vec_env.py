@@ -111,6 +111,7 @@ class BatchedTwin:
         device: str | torch.device = "cpu",
         seed: int | None = None,
         compile: bool = False,
+        random_start: bool = True,
     ) -> None:
         if num_envs < 1:
             raise ValueError("num_envs must be at least 1")
@@ -155,6 +156,7 @@ class BatchedTwin:
         self.reward_fn = reward or CoolingEnergyReward()
         self.action_scale = action_scale or ActionScale.within(site.limits)
         self.randomisation = randomisation
+        self.random_start = random_start
         self.spec = ObservationSpec(n_pods=site.n_pods, design_it_kw=self.design.design_it_kw)
         self.rng = np.random.default_rng(seed)
         dev, f32 = self.device, torch.float32
@@ -257,7 +259,11 @@ class BatchedTwin:
         if n == 0:
             return
         dev = self.device
-        starts = self.rng.integers(0, self.last_start + 1, size=n)
+        starts = (
+            self.rng.integers(0, self.last_start + 1, size=n)
+            if self.random_start
+            else np.zeros(n, dtype=np.int64)
+        )
         self.start[envs] = torch.as_tensor(starts, device=dev)
         self.elapsed[envs] = 0
         r = self.randomisation

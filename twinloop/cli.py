@@ -304,6 +304,42 @@ def _cmd_twin_assimilate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from control.catalog import PolicyNotFoundError, resolve_policy
+    from control.evaluation import evaluate, write_comparison
+    from twin.ensemble import TwinLoadError
+
+    out_dir = Path(args.out)
+    try:
+        policy = resolve_policy(args.policy)
+        scenarios = [load_scenario(s) for s in args.scenario]
+        if args.on == "twin" and args.twin is not None:
+            from twin.ensemble import TwinEnsemble
+
+            twin: TwinEnsemble | None = TwinEnsemble.load(Path(args.twin))
+        else:
+            twin = None
+        if out_dir.exists() and not out_dir.is_dir():
+            raise _TwinInputError(f"--out {out_dir}: exists and is not a folder")
+    except (PolicyNotFoundError, TwinLoadError, _TwinInputError) as exc:
+        print(f"twinloop: error: {exc}", file=sys.stderr)
+        return 2
+    results = []
+    for scenario in scenarios:
+        result = evaluate(policy, scenario, on=args.on, twin=twin, progress=not args.quiet)
+        result.write(out_dir / scenario.name)
+        results.append(result)
+        k = result.kpis
+        print(
+            f"{scenario.name} ({args.on}): cooling {k['cooling_kwh']:,.0f} kWh, PUE "
+            f"{k['pue']:.3f}, {k['violation_kh_above_27']:.2f} K·h above 27 °C, max inlet "
+            f"{k['max_inlet_c']:.1f} °C"
+        )
+    write_comparison(results, out_dir)
+    print(out_dir)
+    return 0
+
+
 def _add_twin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     twin = sub.add_parser("twin", help="the digital twin: record, fit, report, assimilate")
     twin_sub = twin.add_subparsers(dest="twin_command", required=True)
@@ -403,6 +439,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="compiled plant step (default) or the numpy reference",
     )
     sim.set_defaults(func=_cmd_simulate)
+
+    ev = sub.add_parser(
+        "evaluate", help="run a policy over scenarios on the plant or in the twin; KPIs + plots"
+    )
+    ev.add_argument(
+        "--policy",
+        required=True,
+        help="fixed-setpoints | trim-and-respond | a trained agent's folder",
+    )
+    ev.add_argument(
+        "--scenario", action="append", required=True, help="scenario file or name (repeat)"
+    )
+    ev.add_argument("--on", choices=("plant", "twin"), default="plant", help="default: plant")
+    ev.add_argument("--twin", default=None, help="saved twin folder (with --on twin)")
+    ev.add_argument("--out", required=True, help="output folder (one subfolder per scenario)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_cmd_evaluate)
 
     sc = sub.add_parser("scenarios", help="list the shipped scenarios")
     sc.set_defaults(func=_cmd_scenarios)

@@ -1,0 +1,139 @@
+"""Rule baselines every candidate is compared with.
+
+* :class:`FixedSetpoints` — conventional control as most sites run it: the site's own fixed
+  setpoints (19 °C supply air, CRAH fans at full speed, 7 °C chilled water, 29.4 °C condenser
+  water; economiser and cold condenser water when the wet bulb allows) — the plant's
+  built-in control expressed as a policy.
+* :class:`TrimAndRespond` — ASHRAE Guideline 36-style resets, one step per control period:
+  the supply-air setpoint is trimmed up while no pod's hottest rack inlet is near the target
+  and responds down by the number of pods that are ("requests"); the CRAH fans trim down
+  while the racks' intake is even and respond up when a pod's hottest rack runs well above
+  its mean (the signature of air starvation and recirculation) or hot; chilled water trims
+  up while the coils hold the supply air and responds down when they cannot; condenser water
+  follows the wet bulb plus the tower's approach; the economiser runs when the forecast wet
+  bulb allows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from control.policy import Obs, decode_observation, pods_of
+from physics.plant.site import SiteDefaults
+from physics.plant.site_control import site_setpoints
+from twin.spaces import ActionScale, ObservationSpec
+
+logger = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass
+class FixedSetpoints:
+    """The site's conventional fixed setpoints as a policy (see the module docstring)."""
+
+    spec: ObservationSpec = field(default_factory=ObservationSpec)
+    scale: ActionScale = field(default_factory=ActionScale)
+    defaults: SiteDefaults = field(default_factory=SiteDefaults)
+    name: str = "fixed-setpoints"
+    kind: str = "rule"
+
+    def reset(self, n_envs: int = 1) -> None:
+        return None
+
+    def act(self, observation: Obs) -> Obs:
+        values = decode_observation(self.spec, observation)
+        sp = site_setpoints(self.defaults, values["outdoor_wet_bulb_c"]).as_matrix()
+        return self.scale.to_action(sp).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TrimRespondConfig:
+    """Targets, steps and limits of the resets (per control period)."""
+
+    inlet_target_c: float = 25.0
+    """Hottest rack inlet the resets steer towards (2 K below the recommended 27 °C)."""
+    supply_air_c: tuple[float, float] = (18.0, 24.0)
+    supply_air_trim_k: float = 0.2
+    supply_air_respond_k: float = 0.4
+    supply_air_max_respond_k: float = 1.2
+    fan_frac: tuple[float, float] = (0.55, 1.0)
+    fan_trim: float = 0.01
+    fan_respond: float = 0.04
+    inlet_spread_limit_k: float = 1.5
+    """A pod whose hottest rack runs this far above its mean asks for more air."""
+    chw_c: tuple[float, float] = (7.0, 13.0)
+    chw_trim_k: float = 0.1
+    chw_respond_k: float = 0.4
+    supply_air_tracking_k: float = 0.4
+    """Supply air this far above its setpoint means the coils cannot hold it."""
+    cw_approach_k: float = 4.0
+    cw_c: tuple[float, float] = (20.0, 32.0)
+    economiser_approach_k: float = 4.0
+
+    def __post_init__(self) -> None:
+        for name in ("supply_air_c", "fan_frac", "chw_c", "cw_c"):
+            low, high = getattr(self, name)
+            if not low < high:
+                raise ValueError(f"TrimRespondConfig.{name}: need low < high, got ({low}, {high})")
+
+
+@dataclass
+class TrimAndRespond:
+    """ASHRAE Guideline 36-style trim-and-respond resets (see the module docstring)."""
+
+    spec: ObservationSpec = field(default_factory=ObservationSpec)
+    scale: ActionScale = field(default_factory=ActionScale)
+    config: TrimRespondConfig = field(default_factory=TrimRespondConfig)
+    defaults: SiteDefaults = field(default_factory=SiteDefaults)
+    name: str = "trim-and-respond"
+    kind: str = "rule"
+    _sp: FloatArray | None = None
+
+    def reset(self, n_envs: int = 1) -> None:
+        d, c = self.defaults, self.config
+        start = [
+            np.clip(d.supply_air_c, *c.supply_air_c),
+            np.clip(d.fan_speed_frac, *c.fan_frac),
+            np.clip(d.chw_supply_c, *c.chw_c),
+            d.cw_supply_c,
+            0.0,
+        ]
+        self._sp = np.tile(np.asarray(start, dtype=np.float64), (n_envs, 1))
+
+    def act(self, observation: Obs) -> Obs:
+        c = self.config
+        v = decode_observation(self.spec, observation)
+        n = v["supply_air_c"].shape[0]
+        if self._sp is None or self._sp.shape[0] != n:
+            self.reset(n)
+        assert self._sp is not None
+        sp = self._sp
+        hottest = pods_of(v, "rack_inlet_max_c")
+        spread = hottest - pods_of(v, "rack_inlet_mean_c")
+
+        # Supply air: requests are pods whose hottest rack is at or above the target.
+        requests = (hottest >= c.inlet_target_c).sum(axis=1)
+        respond = np.minimum(requests * c.supply_air_respond_k, c.supply_air_max_respond_k)
+        sp[:, 0] = np.where(requests > 0, sp[:, 0] - respond, sp[:, 0] + c.supply_air_trim_k)
+        sp[:, 0] = np.clip(sp[:, 0], *c.supply_air_c)
+
+        # Fans: more air where a pod's intake is uneven or hot, else trim.
+        starved = ((spread > c.inlet_spread_limit_k) | (hottest >= c.inlet_target_c)).sum(axis=1)
+        sp[:, 1] = np.where(starved > 0, sp[:, 1] + starved * c.fan_respond, sp[:, 1] - c.fan_trim)
+        sp[:, 1] = np.clip(sp[:, 1], *c.fan_frac)
+
+        # Chilled water: colder only when the coils cannot hold the supply-air setpoint.
+        short = v["supply_air_c"] > sp[:, 0] + c.supply_air_tracking_k
+        sp[:, 2] = np.where(short, sp[:, 2] - c.chw_respond_k, sp[:, 2] + c.chw_trim_k)
+        sp[:, 2] = np.clip(sp[:, 2], *c.chw_c)
+
+        # Condenser water: wet bulb plus approach; economiser when the wet bulb allows.
+        wet_bulb = v["forecast_wet_bulb_1h_c"]
+        sp[:, 3] = np.clip(v["outdoor_wet_bulb_c"] + c.cw_approach_k, *c.cw_c)
+        sp[:, 4] = (wet_bulb <= sp[:, 2] - c.economiser_approach_k).astype(np.float64)
+        return self.scale.to_action(sp).astype(np.float32)
