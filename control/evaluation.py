@@ -114,7 +114,7 @@ def evaluate(
         env: PlantEnv | TwinEnv = PlantEnv(sc, record_log=True)
     else:
         hours = sc.duration_h - sc.control_period_s / 3600.0
-        env = TwinEnv(sc, twin=twin, episode_hours=hours, random_start=False)
+        env = TwinEnv(sc, twin=twin, episode_hours=hours, random_start=False, track_spread=True)
     rows, compute_s = _run_episode(env, policy, f"{policy.name} on {on}", progress)
     series = pd.DataFrame(rows)
     if isinstance(env, PlantEnv):
@@ -156,6 +156,8 @@ def _twin_kpis(env: TwinEnv, series: pd.DataFrame) -> dict[str, Any]:
         "violation_kh_above_27": float(series["violation_kh_recommended"].sum()),
         "violation_kh_above_32": float(series["violation_kh_allowable"].sum()),
         "max_inlet_c": float(series["max_inlet_c"].max()),
+        "max_inlet_spread_c": float(series["inlet_spread_c"].max()),
+        "mean_inlet_spread_c": float(series["inlet_spread_c"].mean()),
         "actuator_travel": travel,
     }
 

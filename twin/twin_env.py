@@ -38,7 +38,9 @@ class TwinEnv(gym.Env[Obs, Obs]):
     ``twin`` is a fitted twin (object or saved directory) or ``None`` for the physics of the
     site's drawings alone. ``episode_hours`` must fit inside the scenario. ``compile`` runs
     the twin through ``torch.compile`` (sub-millisecond steps after a one-off compile).
-    Without ``random_start`` every episode starts at the scenario's start.
+    Without ``random_start`` every episode starts at the scenario's start. With
+    ``track_spread`` ``info["inlet_spread_c"]`` holds the ensemble's disagreement on the
+    hottest rack (std over members, °C).
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium's declaration)
@@ -54,6 +56,7 @@ class TwinEnv(gym.Env[Obs, Obs]):
         device: str = "cpu",
         compile: bool = False,
         random_start: bool = True,
+        track_spread: bool = False,
     ) -> None:
         super().__init__()
         self.sim = BatchedTwin(
@@ -67,6 +70,7 @@ class TwinEnv(gym.Env[Obs, Obs]):
             device=device,
             compile=compile,
             random_start=random_start,
+            track_spread=track_spread,
         )
         self.observation_space: spaces.Box[np.float32] = observation_space(self.sim.spec)
         self.action_space: spaces.Box[np.float32] = action_space()
@@ -98,4 +102,6 @@ class TwinEnv(gym.Env[Obs, Obs]):
         setpoints = self.sim.action_scale.to_setpoints(a.astype(np.float64))
         info["setpoints"] = dict(zip(ACTION_NAMES, map(float, setpoints), strict=True))
         info["facility_kw"] = float(self.sim.last_facility_kw[0])
+        if self.sim.track_spread:
+            info["inlet_spread_c"] = float(self.sim.last_inlet_spread_c[0])
         return self.sim.observe()[0], float(reward[0]), False, truncated, info

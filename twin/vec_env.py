@@ -112,6 +112,7 @@ class BatchedTwin:
         seed: int | None = None,
         compile: bool = False,
         random_start: bool = True,
+        track_spread: bool = False,
     ) -> None:
         if num_envs < 1:
             raise ValueError("num_envs must be at least 1")
@@ -185,6 +186,10 @@ class BatchedTwin:
         self.state = self._blank_state(n)
         self.last_cooling_kw = torch.zeros(n, device=dev)
         self.last_facility_kw = torch.zeros(n, device=dev)
+        self.track_spread = track_spread
+        self.last_inlet_spread_c = torch.zeros(n, device=dev)
+        """Ensemble spread (std over members) of the hottest rack's inlet, last step; filled
+        when ``track_spread`` (one extra forward per member)."""
 
     # ------------------------------------------------------------------ engine
     def _blank_state(self, n: int) -> TwinState:
@@ -229,6 +234,17 @@ class BatchedTwin:
         every = slice(None)
         inputs = self._inputs(setpoints, rows, every)
         theta = self._theta_at(rows, every)
+        if self.track_spread:
+            # Every member from the same state: how far the ensemble disagrees (the hottest
+            # rack's spread per environment), for the gate and the shield.
+            inlets = torch.stack(
+                [
+                    self.ensemble.member(m)(self.state, inputs, theta).state.rack_inlet_c
+                    for m in range(len(self.ensemble))
+                ]
+            )
+            spread = inlets.std(dim=0) if len(self.ensemble) > 1 else torch.zeros_like(inlets[0])
+            self.last_inlet_spread_c = spread.flatten(1).amax(dim=1)
         if len(self._groups) == 1:
             out = self._steppers[0](self.state, inputs, theta)
             return out.state, out.cooling_kw, out.facility_kw
