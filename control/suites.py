@@ -2,8 +2,9 @@
 
 A suite is a small YAML file — ``name``, ``description``, the default ``target``
 (``twin`` or ``plant``; not ``on``, which YAML reads as a boolean) and ``scenarios``
-(shipped names or paths, relative paths resolved beside the suite file). Shipped suites live in ``physics/scenarios/suites/``:
-``pre-evaluation`` (gate 1's suite, in the twin) and ``held-out`` (ground truth on the plant).
+(shipped names or paths, relative paths resolved beside the suite file). Shipped suites
+live in ``physics/scenarios/suites/``: ``pre-evaluation`` (gate 1's suite, in the twin)
+and ``held-out`` (ground truth on the plant).
 """
 
 from __future__ import annotations

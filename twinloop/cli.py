@@ -307,12 +307,13 @@ def _cmd_twin_assimilate(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from control.catalog import PolicyNotFoundError, resolve_policy
     from control.evaluation import evaluate, write_comparison
+    from control.suites import SuiteError, expand
     from twin.ensemble import TwinLoadError
 
     out_dir = Path(args.out)
     try:
         policy = resolve_policy(args.policy)
-        scenarios = [load_scenario(s) for s in args.scenario]
+        scenarios = expand(args.scenario)
         if args.on == "twin" and args.twin is not None:
             from twin.ensemble import TwinEnsemble
 
@@ -321,7 +322,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             twin = None
         if out_dir.exists() and not out_dir.is_dir():
             raise _TwinInputError(f"--out {out_dir}: exists and is not a folder")
-    except (PolicyNotFoundError, TwinLoadError, _TwinInputError) as exc:
+    except (PolicyNotFoundError, TwinLoadError, _TwinInputError, SuiteError) as exc:
         print(f"twinloop: error: {exc}", file=sys.stderr)
         return 2
     results = []
@@ -413,6 +414,197 @@ def _add_twin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     da.set_defaults(func=_cmd_twin_assimilate)
 
 
+def _text_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[int] = ()
+) -> str:
+    """Rows as aligned columns under a header and a rule; columns in ``right`` right-aligned."""
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+_KPI_FORMATS = {
+    "cooling_kwh": "{:,.1f}",
+    "pue": "{:.4f}",
+    "violation_kh_above_27": "{:.3f}",
+    "max_inlet_c": "{:.2f}",
+}
+"""Decimals of the key KPIs as ``twinloop simulate`` prints them."""
+
+
+def _kpi_text(name: str, value: object) -> str:
+    """A KPI for a table; "—" where a policy has none."""
+    if not isinstance(value, int | float) or value != value:  # None or NaN
+        return "—"
+    if name in _KPI_FORMATS:
+        return _KPI_FORMATS[name].format(value)
+    return f"{value:,.0f}" if abs(value) >= 1_000 else f"{value:.4g}"
+
+
+def _reservoir_root(args: argparse.Namespace) -> Path:
+    from control.reservoir import default_root
+
+    return Path(args.root) if args.root is not None else default_root()
+
+
+def _cmd_reservoir_list(args: argparse.Namespace) -> int:
+    from control.reservoir import Reservoir, ReservoirError
+
+    try:
+        with Reservoir(_reservoir_root(args), create=False) as reservoir:
+            records = reservoir.list(state=args.state, kind=args.kind)
+    except ReservoirError as exc:
+        print(f"twinloop: error: {exc}", file=sys.stderr)
+        return 2
+    if not records:
+        print(f"no policies in {_reservoir_root(args)}", file=sys.stderr)
+        return 0
+    rows = [
+        [
+            r.name,
+            str(r.version),
+            r.kind,
+            r.state,
+            r.created_at[:16].replace("T", " "),
+            r.artifact_hash[:12],
+        ]
+        for r in records
+    ]
+    headers = ("name", "version", "kind", "state", "created (UTC)", "sha256")
+    print(_text_table(headers, rows, right=(1,)))
+    return 0
+
+
+def _cmd_reservoir_show(args: argparse.Namespace) -> int:
+    from control.reservoir import Reservoir, ReservoirError, ordered_kpis
+
+    try:
+        with Reservoir(_reservoir_root(args), create=False) as reservoir:
+            record = reservoir.get(args.ref)
+            path = reservoir.artifact_path(record.ref)
+            digest = reservoir.current_hash(record.ref)
+            evaluations = reservoir.evaluations(record.ref)
+            history = reservoir.history(record.ref)
+    except ReservoirError as exc:
+        print(f"twinloop: error: {exc}", file=sys.stderr)
+        return 2
+    if digest == record.artifact_hash:
+        check = "verified"
+    else:
+        check = "MISSING" if digest is None else f"CHANGED since registration (now {digest})"
+    fields = [
+        ("kind", record.kind),
+        ("state", record.state),
+        ("created", record.created_at),
+        ("description", record.description or "—"),
+        ("parent", record.parent or "—"),
+        ("training", ", ".join(record.training_scenarios) or "—"),
+        ("artifact", "— (hash of the hyper-parameters)" if path is None else str(path)),
+        ("sha256", f"{record.artifact_hash} ({check})"),
+    ]
+    print(record.ref)
+    print("\n".join(f"  {key:12s} {value}" for key, value in fields))
+    print("hyper-parameters")
+    for key, value in sorted(record.hyperparameters.items()):
+        print(f"  {key} = {json.dumps(value)}")
+    print(f"evaluations ({len(evaluations)})")
+    if evaluations:
+        kpis = ordered_kpis(k for e in evaluations for k in e.kpis)
+        rows = [
+            [
+                str(e.id),
+                e.on,
+                e.scenario,
+                *(_kpi_text(k, e.kpis.get(k)) for k in kpis),
+                e.created_at,
+                "—" if e.report_dir is None else str(e.report_dir),
+            ]
+            for e in evaluations
+        ]
+        headers = ("id", "on", "scenario", *kpis, "at", "report")
+        table = _text_table(headers, rows, right=[0, *range(3, 3 + len(kpis))])
+        print("\n".join("  " + line for line in table.splitlines()))
+    print(f"history ({len(history)})")
+    rows = [
+        [
+            h.at,
+            h.actor,
+            f"{h.from_state or '—'} → {h.to_state}",
+            (h.artifact_hash or "missing")[:12],
+            h.reason,
+        ]
+        for h in history
+    ]
+    table = _text_table(("at", "actor", "change", "sha256", "reason"), rows)
+    print("\n".join("  " + line for line in table.splitlines()))
+    return 0
+
+
+def _cmd_reservoir_compare(args: argparse.Namespace) -> int:
+    from control.reservoir import Reservoir, ReservoirError
+
+    try:
+        with Reservoir(_reservoir_root(args), create=False) as reservoir:
+            table = reservoir.compare(args.refs, on=args.on)
+            refs = list(dict.fromkeys(reservoir.get(ref).ref for ref in args.refs))
+    except ReservoirError as exc:
+        print(f"twinloop: error: {exc}", file=sys.stderr)
+        return 2
+    where = "" if args.on is None else f" on the {args.on}"
+    if table.empty:
+        print(f"twinloop: error: no evaluations{where} of {', '.join(refs)}", file=sys.stderr)
+        return 2
+    for ref in refs:
+        if ref not in set(table["policy"]):
+            print(f"note: {ref} has no evaluations{where}", file=sys.stderr)
+    kpis = [str(c) for c in table.columns[4:]]
+    rows = [
+        [str(r["policy"]), str(r["kind"]), str(r["on"]), str(r["scenario"])]
+        + [_kpi_text(k, r[k]) for k in kpis]
+        for _, r in table.iterrows()
+    ]
+    print(_text_table([str(c) for c in table.columns], rows, right=range(4, 4 + len(kpis))))
+    return 0
+
+
+def _add_reservoir_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from control.reservoir import EVALUATED_ON, KINDS, STATES
+
+    root_help = "reservoir folder (default: $TWINLOOP_HOME/reservoir, else runs/reservoir)"
+    res = sub.add_parser("reservoir", help="the policy reservoir: list, show, compare")
+    res.add_argument("--root", default=None, help=root_help)
+    # --root also after the subcommand; there it overrides only when given.
+    root_after = argparse.ArgumentParser(add_help=False)
+    root_after.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
+    res_sub = res.add_subparsers(dest="reservoir_command", required=True)
+
+    ls = res_sub.add_parser(
+        "list", parents=[root_after], help="every policy version: kind, state, created, hash"
+    )
+    ls.add_argument("--state", choices=STATES, help="only policies in this state")
+    ls.add_argument("--kind", choices=KINDS, help="only policies of this kind")
+    ls.set_defaults(func=_cmd_reservoir_list)
+
+    show = res_sub.add_parser(
+        "show", parents=[root_after], help="one policy: all fields, evaluations, history"
+    )
+    show.add_argument("ref", help="NAME (latest version) or NAME@VERSION")
+    show.set_defaults(func=_cmd_reservoir_show)
+
+    cmp = res_sub.add_parser(
+        "compare", parents=[root_after], help="the KPIs of policies side by side"
+    )
+    cmp.add_argument("refs", nargs="+", metavar="REF", help="NAME or NAME@VERSION")
+    cmp.add_argument("--on", choices=EVALUATED_ON, default=None, help="only twin or plant runs")
+    cmp.set_defaults(func=_cmd_reservoir_compare)
+
+
 def _cmd_scenarios(args: argparse.Namespace) -> int:
     for name, path in sorted(shipped_scenarios().items()):
         scenario = load_scenario(path)
@@ -449,7 +641,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="fixed-setpoints | trim-and-respond | a trained agent's folder",
     )
     ev.add_argument(
-        "--scenario", action="append", required=True, help="scenario file or name (repeat)"
+        "--scenario",
+        action="append",
+        required=True,
+        help="scenario or suite (pre-evaluation, held-out), name or file; repeat for several",
     )
     ev.add_argument("--on", choices=("plant", "twin"), default="plant", help="default: plant")
     ev.add_argument("--twin", default=None, help="saved twin folder (with --on twin)")
@@ -461,6 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=_cmd_scenarios)
 
     _add_twin_commands(sub)
+    _add_reservoir_commands(sub)
     return parser
 
 
