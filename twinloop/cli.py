@@ -573,6 +573,61 @@ def _cmd_reservoir_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _actor() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in a container
+        return "unknown"
+
+
+def _cmd_reservoir_add_baselines(args: argparse.Namespace) -> int:
+    from control.catalog import BUILTIN_POLICIES
+    from control.preevaluation import register_builtin
+    from control.reservoir import Reservoir, ReservoirError
+
+    try:
+        with Reservoir(_reservoir_root(args)) as reservoir:
+            for name in BUILTIN_POLICIES:
+                record = register_builtin(reservoir, name, actor=_actor())
+                print(f"{record.ref:28s} {record.kind:6s} {record.state}")
+    except ReservoirError as exc:
+        print(f"twinloop: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_preevaluate(args: argparse.Namespace) -> int:
+    from control.catalog import PolicyNotFoundError
+    from control.gate import GateConfig
+    from control.preevaluation import pre_evaluate
+    from control.reservoir import Reservoir, ReservoirError
+    from control.suites import SuiteError
+    from twin.ensemble import TwinEnsemble, TwinLoadError
+
+    try:
+        gate = GateConfig.from_yaml(Path(args.gate)) if args.gate else GateConfig()
+        twin = TwinEnsemble.load(Path(args.twin)) if args.twin else None
+        with Reservoir(_reservoir_root(args), create=False) as reservoir:
+            report = pre_evaluate(
+                reservoir,
+                args.candidate,
+                args.incumbent,
+                twin=twin,
+                out_dir=Path(args.out),
+                suite=args.suite,
+                gate=gate,
+                progress=not args.quiet,
+            )
+    except (ReservoirError, PolicyNotFoundError, SuiteError, TwinLoadError, ValueError) as exc:
+        print(f"twinloop: error: {exc}", file=sys.stderr)
+        return 2
+    print(report.markdown())
+    print(Path(args.out) / "gate1.md")
+    return 0 if report.passed else 1
+
+
 def _add_reservoir_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from control.reservoir import EVALUATED_ON, KINDS, STATES
 
@@ -603,6 +658,25 @@ def _add_reservoir_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     cmp.add_argument("refs", nargs="+", metavar="REF", help="NAME or NAME@VERSION")
     cmp.add_argument("--on", choices=EVALUATED_ON, default=None, help="only twin or plant runs")
     cmp.set_defaults(func=_cmd_reservoir_compare)
+
+    base = res_sub.add_parser(
+        "add-baselines", parents=[root_after], help="register the built-in rule baselines"
+    )
+    base.set_defaults(func=_cmd_reservoir_add_baselines)
+
+    pre = sub.add_parser(
+        "preevaluate",
+        help="loop 1: run a candidate and the incumbent through the suite in the twin; gate 1",
+    )
+    pre.add_argument("candidate", help="reservoir REF of the candidate (NAME or NAME@VERSION)")
+    pre.add_argument("--incumbent", required=True, help="reservoir REF to beat")
+    pre.add_argument("--suite", default="pre-evaluation", help="suite (default: pre-evaluation)")
+    pre.add_argument("--twin", default=None, help="saved twin folder (default: the drawings)")
+    pre.add_argument("--gate", default=None, help="YAML of the site's gate-1 rules")
+    pre.add_argument("--root", default=None, help=root_help)
+    pre.add_argument("--out", required=True, help="folder for the runs and gate1.json/.md")
+    pre.add_argument("--quiet", action="store_true", help="no progress bars")
+    pre.set_defaults(func=_cmd_preevaluate)
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:

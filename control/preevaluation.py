@@ -1,0 +1,144 @@
+"""Loop 1 of the dual loop: pre-evaluate a reservoir candidate in the twin and apply gate 1.
+
+The candidate and the incumbent run the pre-evaluation suite in the twin; every run's KPIs
+(and its report folder) are stored with the policy in the reservoir; gate 1 judges; the
+candidate moves to ``pre_evaluated`` — and, when gate 1 fails, on to ``rejected`` with the
+gate's reasons — in the reservoir's history, by the actor ``gate1``. What passes waits for an
+operator's verification (loop 2).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from control.catalog import BUILTIN_POLICIES, PolicyNotFoundError
+from control.evaluation import EvaluationResult, evaluate
+from control.gate import GateConfig, GateReport, gate1
+from control.policy import Policy
+from control.reservoir import PolicyRecord, Reservoir
+from control.suites import load_suite
+from twin.ensemble import TwinEnsemble
+
+logger = logging.getLogger(__name__)
+
+GATE_ACTOR = "gate1"
+
+
+def register_builtin(reservoir: Reservoir, name: str, *, actor: str) -> PolicyRecord:
+    """Register a built-in rule policy (no artifact: its hash is that of its parameters);
+    the latest version when one of that name is already there."""
+    if name not in BUILTIN_POLICIES:
+        raise PolicyNotFoundError(
+            f"unknown built-in policy {name!r} (known: {', '.join(BUILTIN_POLICIES)})"
+        )
+    existing = [r for r in reservoir.list() if r.name == name]
+    if existing:
+        return max(existing, key=lambda r: r.version)
+    policy = BUILTIN_POLICIES[name]()
+    config = getattr(policy, "config", None)
+    params: dict[str, Any] = {"builtin": name}
+    if config is not None:
+        params["config"] = asdict(config)
+    return reservoir.register(
+        name,
+        "rule",
+        None,
+        hyperparameters=params,
+        training_scenarios=(),
+        description=(type(policy).__doc__ or "").strip().splitlines()[0],
+        actor=actor,
+    )
+
+
+def policy_from_record(reservoir: Reservoir, record: PolicyRecord) -> Policy:
+    """The runnable policy a reservoir record stands for."""
+    builtin = record.hyperparameters.get("builtin")
+    if isinstance(builtin, str):
+        if builtin not in BUILTIN_POLICIES:
+            raise PolicyNotFoundError(f"{record.ref}: unknown built-in {builtin!r}")
+        return BUILTIN_POLICIES[builtin]()
+    folder = reservoir.artifact_path(record.ref)
+    if record.kind == "drl" and folder is not None and (folder / "model.zip").is_file():
+        agents = importlib.import_module("control.agents")
+        policy = agents.Sb3Policy.load(folder, name=record.ref)
+        if isinstance(policy, Policy):
+            return policy
+    raise PolicyNotFoundError(f"{record.ref}: no way to run a {record.kind} policy stored so")
+
+
+def _finite_kpis(kpis: Mapping[str, Any]) -> dict[str, float]:
+    """The scalar, finite KPIs (the reservoir stores numbers; nested ones are flattened)."""
+    flat: dict[str, float] = {}
+    for key, value in kpis.items():
+        if isinstance(value, Mapping):
+            flat.update(_finite_kpis({f"{key}.{k}": v for k, v in value.items()}))
+        elif isinstance(value, int | float) and math.isfinite(float(value)):
+            flat[key] = float(value)
+    return flat
+
+
+def _run_suite(
+    reservoir: Reservoir,
+    record: PolicyRecord,
+    suite: str,
+    twin: TwinEnsemble | None,
+    out_dir: Path,
+    progress: bool,
+) -> list[EvaluationResult]:
+    policy = policy_from_record(reservoir, record)
+    results = []
+    for scenario in load_suite(suite).scenarios:
+        result = evaluate(policy, scenario, on="twin", twin=twin, progress=progress)
+        folder = out_dir / record.ref.replace("@", "-v") / scenario.name
+        result.write(folder)
+        reservoir.add_evaluation(
+            record.ref,
+            on="twin",
+            scenario=scenario.name,
+            kpis=_finite_kpis(result.kpis),
+            report_dir=folder,
+        )
+        results.append(
+            EvaluationResult(record.ref, result.scenario, "twin", result.kpis, result.series, 0.0)
+        )
+    return results
+
+
+def pre_evaluate(
+    reservoir: Reservoir,
+    candidate: str,
+    incumbent: str,
+    *,
+    twin: TwinEnsemble | None,
+    out_dir: Path,
+    suite: str = "pre-evaluation",
+    gate: GateConfig | None = None,
+    progress: bool = False,
+) -> GateReport:
+    """Run loop 1 for ``candidate`` against ``incumbent`` (reservoir refs); see the module
+    docstring. The gate report is written to ``out_dir`` and returned."""
+    cand, inc = reservoir.get(candidate), reservoir.get(incumbent)
+    if cand.state != "candidate":
+        raise ValueError(f"{cand.ref} is {cand.state}, not a candidate awaiting pre-evaluation")
+    if cand.ref == inc.ref:
+        raise ValueError("a policy cannot be its own incumbent")
+    mine = _run_suite(reservoir, cand, suite, twin, out_dir, progress)
+    theirs = _run_suite(reservoir, inc, suite, twin, out_dir, progress)
+    report = gate1(mine, theirs, gate)
+    report.write(out_dir)
+    summary = (
+        f"gate 1 passed on suite {suite}: saves {report.savings_percent:.2f} % vs {inc.ref}"
+        if report.passed
+        else f"gate 1 failed on suite {suite}: " + "; ".join(report.reasons)
+    )
+    reservoir.transition(cand.ref, "pre_evaluated", actor=GATE_ACTOR, reason=summary)
+    if not report.passed:
+        reservoir.transition(cand.ref, "rejected", actor=GATE_ACTOR, reason=summary)
+    logger.info("%s: %s", cand.ref, summary)
+    return report
