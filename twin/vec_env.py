@@ -151,9 +151,6 @@ class BatchedTwin:
             )
         self._lead = lead
         self.num_envs = num_envs
-        # Exact exponential updates of long periods underflow into subnormal floats, which
-        # the CPU handles ~50x slower; flushing them to zero changes no result that matters.
-        torch.set_flush_denormal(True)
         self.reward_fn = reward or CoolingEnergyReward()
         self.action_scale = action_scale or ActionScale.within(site.limits)
         self.randomisation = randomisation
