@@ -628,6 +628,63 @@ def _cmd_preevaluate(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from control.reservoir import Reservoir, ReservoirError
+    from control.training import TrainConfig, train_agent
+
+    out_dir = Path(args.out)
+    overrides: dict[str, object] = {}
+    for key, value in (
+        ("total_timesteps", args.timesteps),
+        ("n_envs", args.n_envs),
+        ("episode_hours", args.episode_hours),
+        ("twin", args.twin),
+        ("seed", args.seed),
+        ("device", args.device),
+    ):
+        if value is not None:
+            overrides[key] = value
+    if args.scenario:
+        overrides["scenarios"] = list(args.scenario)
+    if args.no_randomisation:
+        overrides["randomisation"] = False
+    try:
+        config = TrainConfig.from_yaml(
+            args.algo,
+            overrides=overrides,
+            path=Path(args.hyperparams) if args.hyperparams else None,
+        )
+        if (out_dir / "model.zip").exists() and not args.overwrite:
+            raise _TwinInputError(f"--out {out_dir}: holds a trained agent; use --overwrite")
+    except (ValueError, OSError) as exc:
+        print(f"twinloop: error: {exc}", file=sys.stderr)
+        return 2
+    trained = train_agent(config, out_dir, progress=not args.quiet)
+    final = trained.final_mean_return
+    print(
+        f"{config.algo}: {trained.timesteps:,} steps in {trained.wall_s:.0f} s; mean episode "
+        f"return at the end {'n/a' if final is None else f'{final:.2f}'}"
+    )
+    print(out_dir)
+    if args.register:
+        try:
+            with Reservoir(_reservoir_root(args)) as reservoir:
+                record = reservoir.register(
+                    args.register,
+                    "drl",
+                    out_dir,
+                    hyperparameters=config.to_dict(),
+                    training_scenarios=config.scenarios,
+                    description=f"SB3 {config.algo.upper()} trained in the twin",
+                    actor=_actor(),
+                )
+        except ReservoirError as exc:
+            print(f"twinloop: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"registered {record.ref} ({record.state}, sha256 {record.artifact_hash[:12]})")
+    return 0
+
+
 def _add_reservoir_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from control.reservoir import EVALUATED_ON, KINDS, STATES
 
@@ -663,6 +720,24 @@ def _add_reservoir_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         "add-baselines", parents=[root_after], help="register the built-in rule baselines"
     )
     base.set_defaults(func=_cmd_reservoir_add_baselines)
+
+    tr = sub.add_parser("train", help="train a DRL agent (SB3) in the twin; optionally register it")
+    tr.add_argument("--algo", required=True, choices=("ppo", "sac", "td3"))
+    tr.add_argument("--out", required=True, help="folder for model.zip, progress.csv, logs")
+    tr.add_argument("--timesteps", type=int, default=None, help="override total_timesteps")
+    tr.add_argument("--n-envs", type=int, default=None, help="override n_envs")
+    tr.add_argument("--episode-hours", type=float, default=None, help="override episode_hours")
+    tr.add_argument("--scenario", action="append", help="training scenario (repeat)")
+    tr.add_argument("--twin", default=None, help="saved twin folder (default: the drawings)")
+    tr.add_argument("--seed", type=int, default=None)
+    tr.add_argument("--device", default=None, help="cpu or cuda")
+    tr.add_argument("--hyperparams", default=None, help="YAML (default: control/hyperparams.yaml)")
+    tr.add_argument("--no-randomisation", action="store_true", help="no domain randomisation")
+    tr.add_argument("--register", default=None, metavar="NAME", help="register in the reservoir")
+    tr.add_argument("--root", default=None, help=root_help)
+    tr.add_argument("--overwrite", action="store_true", help="replace an agent in --out")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_train)
 
     pre = sub.add_parser(
         "preevaluate",

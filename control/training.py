@@ -1,0 +1,442 @@
+"""Training DRL agents (Stable-Baselines3 PPO, SAC, TD3) in the batched twin.
+
+A :class:`TrainConfig` says what to train: the algorithm, the environment id, the SB3
+hyper-parameters (from ``control/hyperparams.yaml``, keyed by environment id then
+algorithm, with overrides), the budget, the training scenarios and the twin.
+:func:`train_agent` runs it in :class:`~twin.vec_env.TwinSB3VecEnv` under SB3's
+``VecMonitor`` with domain randomisation — per environment and episode the start in the
+scenario (weather, workload), the site's physical parameters, the IT scale and a weather
+offset; across scenarios, the faults they schedule — and writes ``model.zip``,
+``training.json``, the training curves as ``progress.csv`` (and TensorBoard events when the
+``tensorboard`` package is installed) into one directory.
+
+Several scenarios: the ``n_envs`` environments are shared out between them in contiguous
+blocks (:class:`ScenarioMixVecEnv`), so every rollout mixes them in fixed proportions.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import importlib.util
+import inspect
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import stable_baselines3
+import torch
+import yaml
+from numpy.typing import NDArray
+from stable_baselines3 import PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.noise import (
+    ActionNoise,
+    NormalActionNoise,
+    OrnsteinUhlenbeckActionNoise,
+)
+from stable_baselines3.common.utils import get_device
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
+from tqdm import tqdm
+
+from twin.ensemble import TwinEnsemble
+from twin.spaces import ACTION_NAMES
+from twin.vec_env import Randomisation, TwinSB3VecEnv
+
+logger = logging.getLogger(__name__)
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
+OFF_POLICY = frozenset({"sac", "td3"})
+DEFAULT_ENV_ID = "TwinLoop/DataCenter-v0"
+TRAINABLE_ENV_IDS: tuple[str, ...] = (DEFAULT_ENV_ID,)
+"""Environment ids :func:`train_agent` can build a batched training environment for."""
+MODEL_FILE, METADATA_FILE, PROGRESS_FILE = "model.zip", "training.json", "progress.csv"
+
+CONFIG_KEYS = frozenset(
+    {"n_envs", "total_timesteps", "episode_hours", "randomisation", "scenarios", "twin"}
+    | {"seed", "device"}
+)
+"""Keys of a YAML block (or overrides) that are :class:`TrainConfig` fields, not SB3's."""
+NOISE_KEYS = frozenset({"noise_type", "noise_std"})
+_MANAGED = frozenset({"self", "env", "seed", "device", "verbose", "tensorboard_log"})
+_MANAGED |= {"_init_setup_model", "action_noise", "rollout_buffer_class", "replay_buffer_class"}
+ACTIVATIONS: dict[str, type[torch.nn.Module]] = {
+    "relu": torch.nn.ReLU,
+    "tanh": torch.nn.Tanh,
+    "elu": torch.nn.ELU,
+    "leaky_relu": torch.nn.LeakyReLU,
+    "silu": torch.nn.SiLU,
+    "gelu": torch.nn.GELU,
+}
+
+
+def hyperparameter_names(algo: str) -> frozenset[str]:
+    """The keys a hyper-parameter block of ``algo`` may hold besides :data:`CONFIG_KEYS`:
+    the SB3 constructor's arguments (less those :func:`train_agent` sets) and, off-policy,
+    the exploration-noise keys."""
+    params = inspect.signature(ALGORITHMS[algo].__init__).parameters
+    names = frozenset(params) - _MANAGED
+    return names | NOISE_KEYS if algo in OFF_POLICY else names
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_hyperparameters(algo: str, hp: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming every key ``algo`` does not take, or a bad value of ours."""
+    allowed = hyperparameter_names(algo)
+    if bad := sorted(set(hp) - allowed):
+        hints = []
+        for key in bad:
+            close = difflib.get_close_matches(key, sorted(allowed | CONFIG_KEYS), n=1)
+            hints.append(f"{key} (did you mean {close[0]}?)" if close else key)
+        raise ValueError(f"unknown {algo} hyper-parameter(s): {', '.join(hints)}")
+    if not isinstance(hp.get("policy", "MlpPolicy"), str):
+        raise ValueError("hyper-parameter policy must be a policy name such as 'MlpPolicy'")
+    noise = hp.get("noise_type")
+    if noise is not None and noise not in ("normal", "ornstein-uhlenbeck"):
+        raise ValueError(f"noise_type {noise!r}: use 'normal' or 'ornstein-uhlenbeck'")
+    if noise is not None and not float(hp.get("noise_std", 0.1)) > 0.0:
+        raise ValueError("noise_std must be positive")
+    policy_kwargs = hp.get("policy_kwargs") or {}
+    if not isinstance(policy_kwargs, dict):
+        raise ValueError("hyper-parameter policy_kwargs must be a mapping")
+    activation = policy_kwargs.get("activation_fn")
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(
+            f"policy_kwargs.activation_fn {activation!r}: use one of {', '.join(ACTIVATIONS)}"
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What one training run trains, on what, for how long (validated on construction)."""
+
+    algo: str
+    env_id: str = DEFAULT_ENV_ID
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    """SB3 constructor keyword arguments plus ``noise_type``/``noise_std`` (off-policy)."""
+    total_timesteps: int = 100_000
+    n_envs: int = 16
+    episode_hours: float = 24.0
+    scenarios: tuple[str, ...] = ("tropical-typical-week",)
+    twin: str | None = None
+    """A saved twin's directory, or ``None`` for the physics of the site's drawings."""
+    seed: int = 0
+    device: str = "cpu"
+    randomisation: bool = True
+
+    def __post_init__(self) -> None:
+        algo = self.algo.lower()
+        if algo not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {self.algo!r} (known: {', '.join(ALGORITHMS)})")
+        object.__setattr__(self, "algo", algo)
+        if self.env_id not in TRAINABLE_ENV_IDS:
+            raise ValueError(
+                f"unknown env id {self.env_id!r}: agents train in {', '.join(TRAINABLE_ENV_IDS)}"
+            )
+        hp = copy.deepcopy(dict(self.hyperparameters))
+        object.__setattr__(self, "hyperparameters", hp)
+        _check_hyperparameters(algo, hp)
+        for name in ("total_timesteps", "n_envs"):
+            if not _positive_int(getattr(self, name)):
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.episode_hours, int | float) or not self.episode_hours > 0:
+            raise ValueError(f"episode_hours must be positive, got {self.episode_hours!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.randomisation, bool):
+            raise ValueError(f"randomisation must be true or false, got {self.randomisation!r}")
+        scenarios = (self.scenarios,) if isinstance(self.scenarios, str) else self.scenarios
+        scenarios = tuple(str(s) for s in scenarios)
+        if not scenarios:
+            raise ValueError("at least one training scenario is needed")
+        if self.n_envs < len(scenarios):
+            raise ValueError(f"n_envs={self.n_envs} cannot cover {len(scenarios)} scenarios")
+        object.__setattr__(self, "scenarios", scenarios)
+        if self.twin is not None:
+            object.__setattr__(self, "twin", str(self.twin))
+
+    @classmethod
+    def from_yaml(
+        cls,
+        algo: str,
+        env_id: str = DEFAULT_ENV_ID,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        path: Path | None = None,
+    ) -> TrainConfig:
+        """The block of ``algo`` under ``env_id`` in ``path`` (default: the packaged
+        ``control/hyperparams.yaml``), updated key by key from ``overrides``."""
+        if path is None:
+            source = resources.files("control").joinpath("hyperparams.yaml")
+            text, where = source.read_text(encoding="utf-8"), "control/hyperparams.yaml"
+        else:
+            text, where = Path(path).read_text(encoding="utf-8"), str(path)
+        raw = yaml.safe_load(text)
+        if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+            raise ValueError(f"{where}: expected env id -> algorithm -> hyper-parameters")
+        if env_id not in raw:
+            raise ValueError(f"unknown env id {env_id!r}: {where} has {', '.join(sorted(raw))}")
+        key = algo.lower()
+        if key not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {algo!r} (known: {', '.join(ALGORITHMS)})")
+        if not isinstance(raw[env_id].get(key), dict):
+            raise ValueError(f"{where}: no {key} block under {env_id}")
+        merged: dict[str, Any] = {**raw[env_id][key], **(overrides or {})}
+        fields = {k: merged.pop(k) for k in sorted(CONFIG_KEYS) if k in merged}
+        if isinstance(fields.get("scenarios"), list):
+            fields["scenarios"] = tuple(fields["scenarios"])
+        return cls(algo=key, env_id=env_id, hyperparameters=merged, **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (``training.json``)."""
+        out = dataclasses.asdict(self)
+        out["scenarios"] = list(self.scenarios)
+        return out
+
+    def sb3_kwargs(self) -> dict[str, Any]:
+        """The SB3 constructor's keyword arguments (names resolved to objects)."""
+        kwargs = copy.deepcopy(self.hyperparameters)
+        kwargs.setdefault("policy", "MlpPolicy")
+        policy_kwargs = kwargs.get("policy_kwargs")
+        if policy_kwargs and "activation_fn" in policy_kwargs:
+            policy_kwargs["activation_fn"] = ACTIVATIONS[policy_kwargs["activation_fn"]]
+        if isinstance(kwargs.get("train_freq"), list):
+            kwargs["train_freq"] = tuple(kwargs["train_freq"])
+        noise_type, noise_std = kwargs.pop("noise_type", None), kwargs.pop("noise_std", 0.1)
+        if noise_type is not None:
+            mean, sigma = np.zeros(len(ACTION_NAMES)), np.full(len(ACTION_NAMES), noise_std)
+            noise: ActionNoise = (
+                NormalActionNoise(mean, sigma)
+                if noise_type == "normal"
+                else OrnsteinUhlenbeckActionNoise(mean, sigma)
+            )
+            kwargs["action_noise"] = noise
+        return kwargs
+
+
+class ScenarioMixVecEnv(VecEnv):
+    """Several :class:`TwinSB3VecEnv` side by side as one SB3 ``VecEnv``: environments
+    ``[bounds[k], bounds[k + 1])`` run part ``k`` (one scenario each)."""
+
+    def __init__(self, parts: Sequence[TwinSB3VecEnv]) -> None:
+        if not parts:
+            raise ValueError("ScenarioMixVecEnv needs at least one part")
+        first = parts[0]
+        for part in parts[1:]:
+            if (part.observation_space, part.action_space) != (
+                first.observation_space,
+                first.action_space,
+            ):
+                raise ValueError("every scenario must give the same observation and action spaces")
+        self.parts = list(parts)
+        self.bounds = np.cumsum([0, *(p.num_envs for p in parts)])
+        super().__init__(int(self.bounds[-1]), first.observation_space, first.action_space)
+
+    def _located(self, indices: VecEnvIndices) -> list[tuple[TwinSB3VecEnv, int]]:
+        located = []
+        for i in self._get_indices(indices):
+            k = int(np.searchsorted(self.bounds, i, side="right")) - 1
+            located.append((self.parts[k], i - int(self.bounds[k])))
+        return located
+
+    def reset(self) -> NDArray[np.float32]:
+        for part, start in zip(self.parts, self.bounds[:-1], strict=True):
+            seed = self._seeds[int(start)]
+            if seed is not None:
+                part.seed(seed)
+        self._reset_seeds()
+        return np.concatenate([part.reset() for part in self.parts])
+
+    def step_async(self, actions: NDArray[Any]) -> None:
+        for part, lo, hi in zip(self.parts, self.bounds[:-1], self.bounds[1:], strict=True):
+            part.step_async(actions[lo:hi])
+
+    def step_wait(
+        self,
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_], list[dict[str, Any]]]:
+        results = [part.step_wait() for part in self.parts]
+        infos = [info for result in results for info in result[3]]
+        obs, rewards, dones = (np.concatenate([r[j] for r in results]) for j in range(3))
+        return obs, rewards, dones, infos
+
+    def close(self) -> None:
+        for part in self.parts:
+            part.close()
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return [part.get_attr(attr_name, [i])[0] for part, i in self._located(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        for part, i in self._located(indices):
+            part.set_attr(attr_name, value, [i])
+
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
+    ) -> list[Any]:
+        return [
+            part.env_method(method_name, *method_args, indices=[i], **kwargs)[0]
+            for part, i in self._located(indices)
+        ]
+
+    def env_is_wrapped(
+        self,
+        wrapper_class: type[gymnasium.Wrapper[Any, Any, Any, Any]],
+        indices: VecEnvIndices = None,
+    ) -> list[bool]:
+        return [part.env_is_wrapped(wrapper_class, [i])[0] for part, i in self._located(indices)]
+
+
+def make_training_env(config: TrainConfig) -> VecMonitor:
+    """The batched twin of ``config`` under ``VecMonitor`` (episode returns and lengths)."""
+    twin = TwinEnsemble.load(Path(config.twin)) if config.twin is not None else None
+    randomisation = Randomisation() if config.randomisation else None
+    sizes = [len(a) for a in np.array_split(np.arange(config.n_envs), len(config.scenarios))]
+    parts = [
+        TwinSB3VecEnv(
+            n,
+            scenario=scenario,
+            twin=twin,
+            episode_hours=config.episode_hours,
+            randomisation=randomisation,
+            device=get_device(config.device),
+            seed=config.seed + k,
+        )
+        for k, (scenario, n) in enumerate(zip(config.scenarios, sizes, strict=True))
+    ]
+    return VecMonitor(parts[0] if len(parts) == 1 else ScenarioMixVecEnv(parts))
+
+
+class TqdmProgress(BaseCallback):
+    """A tqdm progress bar over the run's timesteps, with the mean episode return so far
+    (SB3's own bar needs ``rich``)."""
+
+    def __init__(self, desc: str) -> None:
+        super().__init__()
+        self.desc = desc
+        self.bar: Any = None
+
+    def _on_training_start(self) -> None:
+        total = self.locals["total_timesteps"] - self.model.num_timesteps
+        self.bar = tqdm(total=total, desc=self.desc, unit="step", dynamic_ncols=True)
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.model.ep_info_buffer:
+            mean = float(np.mean([e["r"] for e in self.model.ep_info_buffer]))
+            self.bar.set_postfix(ep_return=f"{mean:.1f}", refresh=False)
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+@dataclass(frozen=True)
+class TrainedAgent:
+    """What :func:`train_agent` wrote, and how the run went."""
+
+    config: TrainConfig
+    out_dir: Path
+    model_path: Path
+    metadata_path: Path
+    progress_csv: Path
+    tensorboard: bool
+    """Whether TensorBoard event files were written into ``out_dir``."""
+    timesteps: int
+    wall_s: float
+    final_mean_return: float | None
+    """Mean return of the last (up to ``stats_window_size``) episodes; ``None`` if none ended."""
+
+
+def tensorboard_available() -> bool:
+    """Whether SB3 can write TensorBoard events (the ``tensorboard`` package is installed)."""
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def train_agent(config: TrainConfig, out_dir: Path, *, progress: bool = True) -> TrainedAgent:
+    """Train the agent of ``config`` and write ``model.zip``, ``training.json`` and the
+    training logs into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    formats = ["csv"]
+    if tensorboard_available():
+        formats.append("tensorboard")
+    else:
+        logger.warning("tensorboard is not installed: training curves go to %s only", PROGRESS_FILE)
+    env = make_training_env(config)
+    model = ALGORITHMS[config.algo](
+        env=env, seed=config.seed, device=config.device, verbose=0, **config.sb3_kwargs()
+    )
+    model.set_logger(configure(str(out_dir), formats))
+    rich_bar = progress and importlib.util.find_spec("rich") is not None
+    callback = TqdmProgress(config.algo) if progress and not rich_bar else None
+    logger.info(
+        "training %s on %s: %d steps, %d envs, scenarios %s",
+        config.algo,
+        config.env_id,
+        config.total_timesteps,
+        config.n_envs,
+        ", ".join(config.scenarios),
+    )
+    # Off-policy SB3 logs every ``log_interval`` finished episodes; the twin's episodes end
+    # together, so one row of progress.csv per batch of ``n_envs`` (on-policy: per rollout).
+    log_interval = config.n_envs if config.algo in OFF_POLICY else 1
+    started = time.perf_counter()
+    try:
+        model.learn(
+            config.total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            progress_bar=rich_bar,
+        )
+    finally:
+        model.logger.close()
+        env.close()
+    wall_s = time.perf_counter() - started
+    model_path = out_dir / MODEL_FILE
+    model.save(model_path)
+    returns = [float(e["r"]) for e in model.ep_info_buffer or ()]
+    final = float(np.mean(returns)) if returns else None
+    metadata = {
+        "algo": config.algo,
+        "env_id": config.env_id,
+        "config": config.to_dict(),
+        "timesteps": int(model.num_timesteps),
+        "wall_s": round(wall_s, 2),
+        "final_mean_episode_return": final,
+        "log_formats": formats,
+        "versions": {
+            "stable_baselines3": stable_baselines3.__version__,
+            "torch": torch.__version__,
+            "gymnasium": gymnasium.__version__,
+        },
+    }
+    metadata_path = out_dir / METADATA_FILE
+    metadata_path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    logger.info("trained %s in %.1f s; model in %s", config.algo, wall_s, model_path)
+    return TrainedAgent(
+        config=config,
+        out_dir=out_dir,
+        model_path=model_path,
+        metadata_path=metadata_path,
+        progress_csv=out_dir / PROGRESS_FILE,
+        tensorboard="tensorboard" in formats,
+        timesteps=int(model.num_timesteps),
+        wall_s=wall_s,
+        final_mean_return=final,
+    )

@@ -1,0 +1,184 @@
+"""Training configuration from YAML, and tiny PPO / SAC runs in the batched twin that learn."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from numpy.typing import NDArray
+from stable_baselines3.common.noise import NormalActionNoise
+
+from control.training import (
+    ALGORITHMS,
+    TrainConfig,
+    TrainedAgent,
+    make_training_env,
+    tensorboard_available,
+    train_agent,
+)
+
+TINY = {"n_envs": 8, "episode_hours": 2.0, "stats_window_size": 8}
+"""8 environments, 2-h episodes (24 periods), curves over the last 8 episodes."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    # Small networks train fastest on one thread, and do not fight over a busy 2-core box.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def returns_curve(agent: TrainedAgent) -> NDArray[np.float64]:
+    """Mean episode return (last 8 episodes) at each row of progress.csv."""
+    curve = pd.read_csv(agent.progress_csv)["rollout/ep_rew_mean"].dropna()
+    return curve.to_numpy(dtype=np.float64)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac", "td3"])
+def test_packaged_hyperparameters_load_for_every_algorithm(algo: str) -> None:
+    config = TrainConfig.from_yaml(algo)
+    assert config.algo == algo and config.env_id == "TwinLoop/DataCenter-v0"
+    assert config.episode_hours == 24.0 and config.randomisation
+    assert 0.98 <= config.hyperparameters["gamma"] <= 0.99
+    assert config.total_timesteps >= 100_000 and config.n_envs >= len(config.scenarios) > 1
+    kwargs = config.sb3_kwargs()
+    assert kwargs["policy"] == "MlpPolicy"
+    assert isinstance(kwargs["policy_kwargs"]["activation_fn"], type)
+    assert isinstance(kwargs.get("action_noise"), NormalActionNoise) == (algo == "td3")
+    assert "noise_type" not in kwargs
+    json.dumps(config.to_dict())  # training.json can hold it
+    # SB3 takes the packaged block as it is (8 envs: PPO's 288-step rollout is one batch).
+    small = {"n_envs": 8} if algo == "ppo" else {"n_envs": 8, "buffer_size": 1000}
+    config = TrainConfig.from_yaml(algo, overrides=small)
+    model = ALGORITHMS[algo](env=make_training_env(config), **config.sb3_kwargs())
+    assert model.n_envs == 8 and model.policy is not None
+
+
+def test_overrides_reach_config_fields_and_sb3_arguments() -> None:
+    config = TrainConfig.from_yaml(
+        "PPO", overrides={"n_envs": 4, "scenarios": ["heat-wave"], "n_steps": 32, "seed": 5}
+    )
+    assert (config.algo, config.n_envs, config.scenarios, config.seed) == (
+        "ppo",
+        4,
+        ("heat-wave",),
+        5,
+    )
+    assert config.hyperparameters["n_steps"] == 32
+    assert config.hyperparameters["batch_size"] == 2304  # untouched keys stay
+
+
+def test_bad_configurations_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown algorithm 'a2c' \(known: ppo, sac, td3\)"):
+        TrainConfig.from_yaml("a2c")
+    with pytest.raises(ValueError, match=r"unknown env id 'CartPole-v1'.*TwinLoop/DataCenter-v0"):
+        TrainConfig.from_yaml("ppo", env_id="CartPole-v1")
+    with pytest.raises(ValueError, match=r"learning_rat \(did you mean learning_rate\?\), nsteps"):
+        TrainConfig.from_yaml("ppo", overrides={"learning_rat": 1e-3, "nsteps": 8})
+    with pytest.raises(ValueError, match=r"unknown ppo hyper-parameter.*noise_std"):
+        TrainConfig.from_yaml("ppo", overrides={"noise_std": 0.1})  # off-policy only
+    with pytest.raises(ValueError, match=r"unknown sac hyper-parameter.*verbose"):
+        TrainConfig.from_yaml("sac", overrides={"verbose": 1})  # train_agent sets it
+    with pytest.raises(ValueError, match="activation_fn 'swish'"):
+        TrainConfig.from_yaml("td3", overrides={"policy_kwargs": {"activation_fn": "swish"}})
+    with pytest.raises(ValueError, match="noise_type 'pink'"):
+        TrainConfig.from_yaml("td3", overrides={"noise_type": "pink"})
+    with pytest.raises(ValueError, match="n_envs=2 cannot cover 3 scenarios"):
+        TrainConfig.from_yaml("sac", overrides={"n_envs": 2})
+    with pytest.raises(ValueError, match="episode_hours must be positive"):
+        TrainConfig(algo="ppo", episode_hours=0.0)
+    with pytest.raises(ValueError, match="total_timesteps must be a positive integer"):
+        TrainConfig(algo="ppo", total_timesteps=1.5e5)  # type: ignore[arg-type]
+    own = tmp_path / "hp.yaml"
+    own.write_text("TwinLoop/DataCenter-v0:\n  ppo: {n_envs: 2}\n")
+    assert TrainConfig.from_yaml("ppo", path=own).n_envs == 2
+    with pytest.raises(ValueError, match="no sac block under TwinLoop/DataCenter-v0"):
+        TrainConfig.from_yaml("sac", path=own)
+
+
+def test_scenarios_share_out_the_environments() -> None:
+    config = TrainConfig(
+        algo="ppo", n_envs=5, episode_hours=1.0, scenarios=("heat-wave", "twin-fault-fouling")
+    )
+    env = make_training_env(config)
+    obs = env.reset()
+    assert np.asarray(obs).shape == (5, 34)
+    assert [sim.scenario.name for sim in env.get_attr("sim")] == ["heat-wave"] * 3 + [
+        "twin-fault-fouling"
+    ] * 2
+    for _ in range(12):  # one episode
+        obs, reward, done, infos = env.step(np.zeros((5, 5), dtype=np.float32))
+    assert np.asarray(obs).shape == (5, 34) and reward.shape == (5,) and done.all()
+    assert all("episode" in info and "terminal_observation" in info for info in infos)
+
+
+@pytest.fixture(scope="module")
+def ppo_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedAgent:
+    config = TrainConfig.from_yaml(
+        "ppo",
+        overrides={
+            **TINY,
+            "scenarios": ["tropical-typical-week"],
+            "total_timesteps": 8 * 48 * 12,
+            "n_steps": 48,  # two episodes per environment per rollout
+            "batch_size": 192,
+            "n_epochs": 5,
+            "learning_rate": 1e-3,
+            "policy_kwargs": {"net_arch": [64, 64]},
+        },
+    )
+    return train_agent(config, tmp_path_factory.mktemp("ppo"), progress=False)
+
+
+def test_ppo_learns_in_the_twin_and_writes_its_run(ppo_run: TrainedAgent) -> None:
+    for path in (ppo_run.model_path, ppo_run.metadata_path, ppo_run.progress_csv):
+        assert path.is_file() and path.stat().st_size > 0
+    curve = returns_curve(ppo_run)
+    assert len(curve) == 12  # one row per rollout
+    first, last = curve[:2].mean(), curve[-2:].mean()
+    # Random setpoints overheat the racks (large thermal penalty); PPO learns to avoid it.
+    assert first < -300.0
+    assert last > 0.3 * first
+    meta = json.loads(ppo_run.metadata_path.read_text())
+    assert meta["algo"] == "ppo" and meta["timesteps"] == ppo_run.timesteps == 4608
+    assert meta["config"]["hyperparameters"]["n_steps"] == 48
+    assert meta["final_mean_episode_return"] == pytest.approx(curve[-1], rel=1e-5)
+    assert meta["wall_s"] > 0 and "stable_baselines3" in meta["versions"]
+
+
+def test_sac_learns_over_a_scenario_mix_with_a_progress_bar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    config = TrainConfig.from_yaml(
+        "sac",
+        overrides={
+            **TINY,
+            "scenarios": ["tropical-typical-week", "twin-fault-fouling"],
+            "total_timesteps": 3000,
+            "learning_starts": 500,
+            "buffer_size": 10_000,
+            "batch_size": 128,
+            "gradient_steps": 1,
+            "policy_kwargs": {"net_arch": [64, 64]},
+        },
+    )
+    with caplog.at_level(logging.WARNING, logger="control.training"):
+        agent = train_agent(config, tmp_path / "sac", progress=True)
+    assert "3000/3000" in capsys.readouterr().err  # the tqdm bar ran to the end
+    if tensorboard_available():
+        assert agent.tensorboard and any(tmp_path.glob("sac/events.out.tfevents.*"))
+    else:
+        assert not agent.tensorboard and "tensorboard is not installed" in caplog.text
+    assert agent.model_path.is_file() and agent.metadata_path.is_file()
+    curve = returns_curve(agent)
+    assert len(curve) == 3000 // (8 * 24)  # one row per batch of episodes
+    assert curve[:2].mean() < -250.0
+    assert curve[-2:].mean() > 0.5 * curve[:2].mean()

@@ -1,0 +1,43 @@
+"""`twinloop train`: a tiny agent trained in the twin, registered, and run from the reservoir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from control.preevaluation import policy_from_record
+from control.reservoir import Reservoir
+from twinloop.cli import main
+
+
+def test_train_registers_a_runnable_drl_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny network: a second thread only contends
+    try:
+        _train_and_register(tmp_path, capsys)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_register(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, root = tmp_path / "agent", tmp_path / "res"
+    argv = ["train", "--algo", "ppo", "--timesteps", "256", "--n-envs", "2"]
+    argv += ["--episode-hours", "1", "--scenario", "tropical-typical-week", "--out", str(out)]
+    assert main([*argv, "--register", "ppo-tiny", "--root", str(root), "--quiet"]) == 0
+    assert "registered ppo-tiny@1 (candidate" in capsys.readouterr().out
+    assert (out / "model.zip").is_file() and (out / "training.json").is_file()
+    with Reservoir(root) as reservoir:
+        record = reservoir.get("ppo-tiny")
+        assert record.kind == "drl" and reservoir.verify(record.ref)
+        policy = policy_from_record(reservoir, record)
+    actions = policy.act(np.zeros((3, 34), dtype=np.float32))
+    assert actions.shape == (3, 5) and np.all(np.abs(actions) <= 1.0)
+    # A second run into the same folder is refused: nothing trained is lost.
+    assert main([*argv, "--quiet"]) == 2
+    assert "holds a trained agent" in capsys.readouterr().err
+    assert main(["train", "--algo", "ppo", "--out", str(tmp_path / "x"), "--n-envs", "0"]) == 2
