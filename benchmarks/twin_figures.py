@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from twin.training import HEADLINE_ACCURACY
 from twinloop.cli import main as twinloop
 
 RECORDINGS: dict[str, tuple[str, int]] = {
@@ -135,16 +136,7 @@ def main() -> None:
         str(fouling),
     )
     summary["fouling"] = json.loads((fouling / "assimilation.json").read_text(encoding="utf-8"))
-    keep = (
-        "inlet_median_abs_error_1step_c",
-        "inlet_p95_abs_error_1h_c",
-        "facility_mape_percent",
-        "cooling_mape_percent",
-        "facility_cv_rmse_percent",
-        "facility_nmbe_percent",
-        "cooling_cv_rmse_percent",
-        "cooling_nmbe_percent",
-    )
+    keep = HEADLINE_ACCURACY
     brief = {k: summary[k] for k in ("date", "machine", "members", "iterations", "timings")}
     for name in ("train", "summer", "heat_wave"):
         brief[name] = {k: summary[name][k] for k in keep}

@@ -303,6 +303,21 @@ def fit_twin(
     return ensemble
 
 
+HEADLINE_ACCURACY: tuple[str, ...] = (
+    "inlet_median_abs_error_1step_c",
+    "inlet_p95_abs_error_1h_c",
+    "facility_mape_percent",
+    "cooling_mape_percent",
+    "facility_cv_rmse_percent",
+    "facility_nmbe_percent",
+    "cooling_cv_rmse_percent",
+    "cooling_nmbe_percent",
+    "inlet_cv_rmse_percent",
+    "inlet_nmbe_percent",
+)
+"""The :class:`Accuracy` fields tables of the twin's accuracy show."""
+
+
 @dataclass(frozen=True)
 class Accuracy:
     """Twin accuracy on a data set, as DESIGN.md's KPIs define it."""
