@@ -396,9 +396,7 @@ class PhysicsTwin(nn.Module):
         ua_env = nn.functional.softplus(self.raw_envelope_ua)
         st_ss = (ua_st * mix + ua_env * dry_bulb) / (ua_st + ua_env)
         c_struct = torch.exp(self.raw_structure_capacity) * cap_mult
-        structure = st_ss + (state.structure_c - st_ss) * _decay(
-            -(ua_st + ua_env) * dt / c_struct
-        )
+        structure = st_ss + (state.structure_c - st_ss) * _decay(-(ua_st + ua_env) * dt / c_struct)
         struct_stored = c_struct * (structure - state.structure_c) / dt
         envelope = ua_env * (dry_bulb - 0.5 * (structure + state.structure_c))
         return_air = mix - (struct_stored - envelope) / c_rate + res[:, 1]
