@@ -9,18 +9,25 @@ operator's verification (loop 2).
 
 from __future__ import annotations
 
-import importlib
+import json
 import logging
 import math
+import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from control.catalog import BUILTIN_POLICIES, PolicyNotFoundError
+from control.catalog import (
+    BUILTIN_POLICIES,
+    RULE_POLICIES,
+    PolicyFactory,
+    PolicyNotFoundError,
+    agent_policy,
+    builtin_factory,
+)
 from control.evaluation import EvaluationResult, evaluate
 from control.gate import GateConfig, GateReport, gate1
-from control.policy import Policy
 from control.reservoir import PolicyRecord, Reservoir
 from control.suites import load_suite
 from twin.ensemble import TwinEnsemble
@@ -31,8 +38,10 @@ GATE_ACTOR = "gate1"
 
 
 def register_builtin(reservoir: Reservoir, name: str, *, actor: str) -> PolicyRecord:
-    """Register a built-in rule policy (no artifact: its hash is that of its parameters);
-    the latest version when one of that name is already there."""
+    """Register a built-in policy (no artifact: its hash is that of its parameters); the
+    latest version when one of that name is already there. A controller (``mpc``,
+    ``oracle-mpc``) stores its configuration as its artifact; ``oracle-mpc`` registers as an
+    oracle (an upper bound that can never be approved)."""
     if name not in BUILTIN_POLICIES:
         raise PolicyNotFoundError(
             f"unknown built-in policy {name!r} (known: {', '.join(BUILTIN_POLICIES)})"
@@ -40,35 +49,56 @@ def register_builtin(reservoir: Reservoir, name: str, *, actor: str) -> PolicyRe
     existing = [r for r in reservoir.list() if r.name == name]
     if existing:
         return max(existing, key=lambda r: r.version)
-    policy = BUILTIN_POLICIES[name]()
-    config = getattr(policy, "config", None)
     params: dict[str, Any] = {"builtin": name}
-    if config is not None:
-        params["config"] = asdict(config)
-    return reservoir.register(
-        name,
-        "rule",
-        None,
-        hyperparameters=params,
-        training_scenarios=(),
-        description=(type(policy).__doc__ or "").strip().splitlines()[0],
-        actor=actor,
-    )
+    if name in RULE_POLICIES:
+        policy = RULE_POLICIES[name]()
+        config = getattr(policy, "config", None)
+        if config is not None:
+            params["config"] = asdict(config)
+        kind, doc = "rule", type(policy).__doc__ or ""
+    else:
+        from control.mpc import MpcConfig, MpcPolicy, OracleMpcPolicy
+
+        params["config"] = asdict(MpcConfig())
+        kind = "oracle" if name == "oracle-mpc" else "mpc"
+        doc = (OracleMpcPolicy if kind == "oracle" else MpcPolicy).__doc__ or ""
+    description = doc.strip().splitlines()[0]
+    if kind == "rule":
+        return reservoir.register(
+            name,
+            kind,
+            None,
+            hyperparameters=params,
+            training_scenarios=(),
+            description=description,
+            actor=actor,
+        )
+    # A controller's artifact is its configuration: the file whose hash the gate checks.
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact = Path(tmp) / f"{name}.json"
+        artifact.write_text(json.dumps(params, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return reservoir.register(
+            name,
+            kind,
+            artifact,
+            hyperparameters=params,
+            training_scenarios=(),
+            description=description,
+            actor=actor,
+        )
 
 
-def policy_from_record(reservoir: Reservoir, record: PolicyRecord) -> Policy:
-    """The runnable policy a reservoir record stands for."""
+def policy_factory_of(
+    reservoir: Reservoir, record: PolicyRecord, *, twin: TwinEnsemble | None = None
+) -> PolicyFactory:
+    """How to make the runnable policy a reservoir record stands for, per scenario."""
     builtin = record.hyperparameters.get("builtin")
     if isinstance(builtin, str):
-        if builtin not in BUILTIN_POLICIES:
-            raise PolicyNotFoundError(f"{record.ref}: unknown built-in {builtin!r}")
-        return BUILTIN_POLICIES[builtin]()
+        return builtin_factory(builtin, twin=twin)
     folder = reservoir.artifact_path(record.ref)
     if record.kind == "drl" and folder is not None and (folder / "model.zip").is_file():
-        agents = importlib.import_module("control.agents")
-        policy = agents.Sb3Policy.load(folder, name=record.ref)
-        if isinstance(policy, Policy):
-            return policy
+        policy = agent_policy(folder, name=record.ref)
+        return lambda scenario: policy
     raise PolicyNotFoundError(f"{record.ref}: no way to run a {record.kind} policy stored so")
 
 
@@ -91,9 +121,10 @@ def _run_suite(
     out_dir: Path,
     progress: bool,
 ) -> list[EvaluationResult]:
-    policy = policy_from_record(reservoir, record)
+    make_policy = policy_factory_of(reservoir, record, twin=twin)
     results = []
     for scenario in load_suite(suite).scenarios:
+        policy = make_policy(scenario)
         result = evaluate(policy, scenario, on="twin", twin=twin, progress=progress)
         folder = out_dir / record.ref.replace("@", "-v") / scenario.name
         result.write(folder)

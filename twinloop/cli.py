@@ -305,14 +305,13 @@ def _cmd_twin_assimilate(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from control.catalog import PolicyNotFoundError, resolve_policy
+    from control.catalog import PolicyNotFoundError, policy_factory
     from control.evaluation import evaluate, write_comparison
     from control.suites import SuiteError, expand
     from twin.ensemble import TwinLoadError
 
     out_dir = Path(args.out)
     try:
-        policy = resolve_policy(args.policy)
         scenarios = expand(args.scenario)
         if args.on == "twin" and args.twin is not None:
             from twin.ensemble import TwinEnsemble
@@ -320,6 +319,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             twin: TwinEnsemble | None = TwinEnsemble.load(Path(args.twin))
         else:
             twin = None
+        make_policy = policy_factory(args.policy, twin=twin)
         if out_dir.exists() and not out_dir.is_dir():
             raise _TwinInputError(f"--out {out_dir}: exists and is not a folder")
     except (PolicyNotFoundError, TwinLoadError, _TwinInputError, SuiteError) as exc:
@@ -327,6 +327,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return 2
     results = []
     for scenario in scenarios:
+        policy = make_policy(scenario)
         result = evaluate(policy, scenario, on=args.on, twin=twin, progress=not args.quiet)
         result.write(out_dir / scenario.name)
         results.append(result)
@@ -787,7 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--policy",
         required=True,
-        help="fixed-setpoints | trim-and-respond | a trained agent's folder",
+        help="fixed-setpoints | trim-and-respond | mpc | oracle-mpc | a trained agent's folder",
     )
     ev.add_argument(
         "--scenario",

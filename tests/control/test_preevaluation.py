@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from control.gate import GateConfig
-from control.preevaluation import GATE_ACTOR, policy_from_record, pre_evaluate, register_builtin
+from control.preevaluation import GATE_ACTOR, policy_factory_of, pre_evaluate, register_builtin
 from control.reservoir import Reservoir
+from control.suites import load_suite
 from twinloop.cli import main
 
 SCENARIO = """\
@@ -69,7 +70,8 @@ def test_a_candidate_that_fails_gate_1_is_rejected_with_the_reasons(
         assert not report.passed
         assert res.get(trim.ref).state == "rejected"
         assert "needs ≥ 50 %" in res.history(trim.ref)[-1].reason
-        assert policy_from_record(res, fixed).name == "fixed-setpoints"
+        scenario = load_suite(suite).scenarios[0]
+        assert policy_factory_of(res, fixed)(scenario).name == "fixed-setpoints"
 
 
 def test_cli_runs_loop_1_and_exits_1_on_rejection(

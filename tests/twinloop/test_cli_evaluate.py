@@ -63,3 +63,11 @@ def test_bad_policy_or_twin_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_runs_the_mpc_in_the_twin(scenario: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mpc"
+    argv = ["evaluate", "--policy", "mpc", "--scenario", str(scenario), "--on", "twin"]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 0
+    payload = json.loads((out / "short" / "kpis.json").read_text())
+    assert payload["policy"] == "mpc" and payload["kpis"]["violation_kh_above_27"] == 0.0

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from control.preevaluation import policy_from_record
+from control.preevaluation import policy_factory_of
 from control.reservoir import Reservoir
+from physics.plant.scenario import load_scenario
 from twinloop.cli import main
 
 
@@ -34,7 +35,7 @@ def _train_and_register(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     with Reservoir(root) as reservoir:
         record = reservoir.get("ppo-tiny")
         assert record.kind == "drl" and reservoir.verify(record.ref)
-        policy = policy_from_record(reservoir, record)
+        policy = policy_factory_of(reservoir, record)(load_scenario("tropical-typical-week"))
     actions = policy.act(np.zeros((3, 34), dtype=np.float32))
     assert actions.shape == (3, 5) and np.all(np.abs(actions) <= 1.0)
     # A second run into the same folder is refused: nothing trained is lost.
