@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from physics.plant.scenario import shipped_scenarios
+from tests.twinloop.cli_process import one_error_line, run_cli
 from twinloop.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -46,24 +45,6 @@ BAD_FILES = {
 }
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "twinloop.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got: {stderr!r}"
-    assert lines[0].startswith("twinloop: error: "), lines[0]
-    return lines[0]
-
-
 @pytest.mark.parametrize(("text", "names"), BAD_FILES.values(), ids=BAD_FILES.keys())
 def test_bad_scenario_file_exits_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, names: str
@@ -74,7 +55,7 @@ def test_bad_scenario_file_exits_2_with_one_line(
     code = main(["simulate", "--scenario", str(path), "--out", str(out), "--quiet"])
     captured = capsys.readouterr()
     assert code == 2
-    line = _one_error_line(captured.err)
+    line = one_error_line(captured.err)
     assert line.startswith("twinloop: error: scenario bad.yaml: "), line
     assert names in line
     assert captured.out == ""
@@ -83,9 +64,9 @@ def test_bad_scenario_file_exits_2_with_one_line(
 
 def test_bad_scenario_file_through_the_real_command(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("name: t\nweather: {start: '07-01'}\n", encoding="utf-8")
-    result = _cli("simulate", "--scenario", "bad.yaml", "--out", "out", cwd=tmp_path)
+    result = run_cli("simulate", "--scenario", "bad.yaml", "--out", "out", cwd=tmp_path)
     assert result.returncode == 2
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert line == "twinloop: error: scenario bad.yaml: duration: required field is missing"
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
@@ -94,7 +75,7 @@ def test_bad_scenario_file_through_the_real_command(tmp_path: Path) -> None:
 def test_unknown_scenario_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["simulate", "--scenario", "no-such-scenario", "--out", str(tmp_path / "o")])
     assert code == 2
-    line = _one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert "no-such-scenario" in line and "heat-wave" in line
 
 
@@ -104,7 +85,7 @@ def test_unknown_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     out = tmp_path / "out"
     code = main(["simulate", "--scenario", str(path), "--policy", "oracle", "--out", str(out)])
     assert code == 2
-    line = _one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert "unknown policy 'oracle'" in line
     assert "baseline" in line
     assert not out.exists()
@@ -118,7 +99,7 @@ def test_missing_required_argument_is_a_usage_error(capsys: pytest.CaptureFixtur
 
 
 def test_scenarios_lists_the_shipped_scenarios(tmp_path: Path) -> None:
-    result = _cli("scenarios", cwd=tmp_path)
+    result = run_cli("scenarios", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     names = sorted(shipped_scenarios())
@@ -130,7 +111,9 @@ def test_scenarios_lists_the_shipped_scenarios(tmp_path: Path) -> None:
 
 def test_simulate_short_scenario_end_to_end(tmp_path: Path) -> None:
     (tmp_path / "short.yaml").write_text(SHORT, encoding="utf-8")
-    result = _cli("simulate", "--scenario", "short.yaml", "--out", "run", "--quiet", cwd=tmp_path)
+    result = run_cli(
+        "simulate", "--scenario", "short.yaml", "--out", "run", "--quiet", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     out = tmp_path / "run"
     for name in (

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.twinloop.cli_process import one_error_line, run_cli
 from twin.ensemble import TwinEnsemble
 from twin.recording import CMD_COLUMNS, load_recordings
 from twinloop.cli import main
@@ -31,29 +30,11 @@ seed: 1
 """
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "twinloop.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got: {stderr!r}"
-    assert lines[0].startswith("twinloop: error: "), lines[0]
-    return lines[0]
-
-
 def test_twin_record_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("tiny-a", "tiny-b"):
         (tmp_path / f"{name}.yaml").write_text(TINY.format(name=name), encoding="utf-8")
     args = ("twin", "record", "--scenario", "tiny-a.yaml", "--scenario", "tiny-b.yaml")
-    result = _cli(*args, "--out", "data", "--seed", "3", "--quiet", cwd=tmp_path)
+    result = run_cli(*args, "--out", "data", "--seed", "3", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     data = tmp_path / "data"
@@ -74,7 +55,7 @@ def test_twin_record_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     again = ["twin", "record", "--scenario", tiny_a, "--scenario", tiny_b, "--out", str(data)]
     assert main([*again, "--seed", "3", "--quiet"]) == 2
     captured = capsys.readouterr()
-    line = _one_error_line(captured.err)
+    line = one_error_line(captured.err)
     assert "tiny-a-explore-s3.parquet: already exists" in line and "--overwrite" in line
     assert captured.out == ""
     assert {p.name: p.read_bytes() for p in data.iterdir()} == before
@@ -98,7 +79,7 @@ def test_twin_record_bad_scenario_records_nothing(
     code = main(["twin", "record", "--scenario", good, "--scenario", bad, "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 2
-    line = _one_error_line(captured.err)
+    line = one_error_line(captured.err)
     assert line.startswith("twinloop: error: scenario bad.yaml: duration: ")
     assert captured.out == ""
     assert not out.exists()
@@ -119,7 +100,7 @@ def test_twin_record_same_scenario_twice_is_refused(
     out = tmp_path / "data"
     twice = ["--scenario", str(path), "--scenario", str(path)]
     assert main(["twin", "record", *twice, "--out", str(out), "--overwrite"]) == 2
-    line = _one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert "tiny-explore-s0.parquet: scenario tiny given twice" in line
     assert not out.exists()
 
@@ -155,7 +136,7 @@ def test_twin_fit_then_report(
     saved = {p.name: p.read_bytes() for p in twin_dir.iterdir()}
     assert main([*fit, *small, "--seed", "1"]) == 2
     captured = capsys.readouterr()
-    line = _one_error_line(captured.err)
+    line = one_error_line(captured.err)
     assert "already holds a saved twin (twin.pt, twin.json)" in line and "--overwrite" in line
     assert captured.out == ""
     assert {p.name: p.read_bytes() for p in twin_dir.iterdir()} == saved
@@ -204,7 +185,7 @@ def test_twin_fit_then_report(
     (other / "tiny-explore-s0.json").write_text(json.dumps(meta), encoding="utf-8")
     mismatch = ["twin", "report", "--twin", str(twin_dir), "--data", str(other)]
     assert main([*mismatch, "--out", str(tmp_path / "report-2")]) == 2
-    line = _one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert "site no_redundancy, but the twin was fitted on site reference" in line
     assert not (tmp_path / "report-2").exists()
 
@@ -258,7 +239,7 @@ def test_twin_fit_bad_input(
     capsys.readouterr()
     assert main([*args, "--iterations", "1", *extra]) == 2
     captured = capsys.readouterr()
-    assert message in _one_error_line(captured.err)
+    assert message in one_error_line(captured.err)
     assert captured.out == ""
     assert not out.exists()
 
@@ -270,8 +251,8 @@ def test_twin_report_bad_input(
     out = tmp_path / "report"
     report = ["twin", "report", "--data", str(tiny_data), "--out", str(out)]
     assert main([*report, "--twin", str(tmp_path)]) == 2
-    line = _one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert f"{tmp_path}: no saved twin here" in line and "twinloop twin fit" in line
     assert main([*report, "--twin", str(tmp_path), "--horizon", "0"]) == 2
-    assert "--horizon must be at least 1 (got 0)" in _one_error_line(capsys.readouterr().err)
+    assert "--horizon must be at least 1 (got 0)" in one_error_line(capsys.readouterr().err)
     assert not out.exists()
