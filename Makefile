@@ -7,7 +7,7 @@ OUT ?= out/demo
 
 .PHONY: setup demo test test-slow lint typecheck format bench clean
 
-# Idempotent set-up: Debian packages (none needed yet), a virtual environment, the project.
+# Idempotent set-up: Debian packages (Mosquitto, Chromium), a virtual environment, the project.
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 	touch $(STAMP)
