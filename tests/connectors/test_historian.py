@@ -1,0 +1,145 @@
+"""Tests of the SQLite historian."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from connectors.historian import (
+    AuditRecord,
+    Event,
+    Historian,
+    HistorianError,
+    HistorianStore,
+    Reading,
+)
+
+
+def _fill(h: Historian) -> None:
+    h.write(
+        [
+            Reading("supply_air_c", 0.0, 18.0, "degC", seq=1),
+            Reading("supply_air_c", 60.0, 18.5, "degC", seq=2),
+            Reading("facility_power_kw", 0.0, 1400.0, "kW", seq=1),
+            Reading("facility_power_kw", 60.0, math.nan, "kW", quality="bad", seq=2),
+            Reading("ctl.supply_air_c", 30.0, 19.0, "degC"),
+        ]
+    )
+
+
+def test_write_latest_series_points(tmp_path: Path) -> None:
+    with Historian(tmp_path / "h.sqlite") as h:
+        assert isinstance(h, HistorianStore)
+        _fill(h)
+        latest = h.latest()
+        assert latest["supply_air_c"] == Reading("supply_air_c", 60.0, 18.5, "degC", seq=2)
+        assert latest["facility_power_kw"].quality == "bad"
+        assert math.isnan(latest["facility_power_kw"].value)
+        assert set(h.latest(["ctl.supply_air_c"])) == {"ctl.supply_air_c"}
+        # An older sample written late does not replace the latest.
+        h.write([Reading("supply_air_c", 10.0, 99.0, "degC")])
+        assert h.latest(["supply_air_c"])["supply_air_c"].value == 18.5
+        frame = h.series(["supply_air_c", "facility_power_kw"], until_s=60.0)
+        assert list(frame.columns) == ["supply_air_c", "facility_power_kw"]
+        assert frame.index.name == "time_s"
+        assert list(frame.index) == [0.0, 10.0, 60.0]
+        assert frame["supply_air_c"].tolist()[2] == 18.5
+        assert math.isnan(frame["facility_power_kw"].tolist()[1])
+        assert list(h.series(["supply_air_c"], since_s=30.0).index) == [60.0]
+        assert h.series(["nothing"]).empty
+        assert h.points() == ["ctl.supply_air_c", "facility_power_kw", "supply_air_c"]
+        assert h.points("ctl.") == ["ctl.supply_air_c"]
+        assert h.points("supply_") == ["supply_air_c"]  # '_' is not a LIKE wildcard here
+
+
+def test_events_newest_first(tmp_path: Path) -> None:
+    with Historian(tmp_path / "h.sqlite") as h:
+        for i in range(5):
+            h.add_event(Event(float(i), "watchdog", "trip", f"e{i}"))
+        assert [e.message for e in h.events(limit=3)] == ["e4", "e3", "e2"]
+        assert [e.message for e in h.events(since_s=3.0)] == ["e4", "e3"]
+
+
+def test_audit_is_append_only(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    with Historian(path) as h:
+        h.add_audit(AuditRecord(1.0, "c1", "supply_air_c", 19.0, 61.0, "controller", "published"))
+        h.add_audit(AuditRecord(2.0, "c2", "supply_air_c", 30.0, 62.0, "ingest", "refused", "0x87"))
+        assert [a.command_id for a in h.audit()] == ["c2", "c1"]
+        with pytest.raises(HistorianError, match="outcome"):
+            AuditRecord(1.0, "c", "f", 1.0, 2.0, "a", "maybe")
+    raw = sqlite3.connect(path)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        raw.execute("UPDATE audit SET outcome = 'published' WHERE command_id = 'c2'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        raw.execute("DELETE FROM audit")
+    raw.close()
+    with Historian(path, readonly=True) as h:
+        assert len(h.audit()) == 2
+
+
+def test_invalid_records_are_refused() -> None:
+    with pytest.raises(HistorianError, match="point"):
+        Reading("", 0.0, 1.0)
+    with pytest.raises(HistorianError, match="time_s"):
+        Reading("p", math.inf, 1.0)
+    with pytest.raises(HistorianError, match="finite value"):
+        Reading("p", 0.0, math.nan)
+    with pytest.raises(HistorianError, match="time_s"):
+        Event(math.nan, "s", "k", "m")
+
+
+def test_readonly_refuses_writes_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(HistorianError, match="does not exist"):
+        Historian(tmp_path / "none.sqlite", readonly=True)
+    Historian(tmp_path / "h.sqlite").close()
+    with (
+        Historian(tmp_path / "h.sqlite", readonly=True) as h,
+        pytest.raises(HistorianError, match="read-only"),
+    ):
+        h.write([Reading("p", 0.0, 1.0)])
+    h2 = Historian(tmp_path / "h.sqlite")
+    h2.close()
+    with pytest.raises(HistorianError, match="closed"):
+        h2.latest()
+
+
+def test_durability_settings(tmp_path: Path) -> None:
+    with Historian(tmp_path / "h.sqlite") as h:
+        assert h._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert h._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def _reader(path: str, queue: multiprocessing.Queue[object]) -> None:
+    with Historian(path, readonly=True) as h:
+        queue.put({p: r.value for p, r in h.latest().items()})
+
+
+def test_reader_in_another_process_sees_committed_writes(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    with Historian(path) as h:
+        _fill(h)
+        ctx = multiprocessing.get_context("spawn")
+        queue: multiprocessing.Queue[object] = ctx.Queue()
+        proc = ctx.Process(target=_reader, args=(str(path), queue))
+        proc.start()
+        seen = queue.get(timeout=60)
+        proc.join(timeout=30)
+    assert isinstance(seen, dict)
+    assert seen["supply_air_c"] == 18.5
+
+
+def test_export_parquet_round_trip(tmp_path: Path) -> None:
+    with Historian(tmp_path / "h.sqlite") as h:
+        _fill(h)
+        out = h.export_parquet(tmp_path / "out" / "r.parquet", since_s=30.0)
+    frame = pd.read_parquet(out)
+    assert list(frame.columns) == ["point", "time_s", "value", "unit", "quality", "seq"]
+    assert list(frame["time_s"]) == [30.0, 60.0, 60.0]
+    assert set(frame["point"]) == {"ctl.supply_air_c", "supply_air_c", "facility_power_kw"}
+    assert not list((tmp_path / "out").glob(".*tmp"))
