@@ -51,6 +51,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 from tqdm import tqdm
 
 from twin.ensemble import TwinEnsemble
+from twin.reward import CoolingEnergyReward
 from twin.spaces import ACTION_NAMES
 from twin.vec_env import Randomisation, TwinSB3VecEnv
 
@@ -65,7 +66,7 @@ MODEL_FILE, METADATA_FILE, PROGRESS_FILE = "model.zip", "training.json", "progre
 
 CONFIG_KEYS = frozenset(
     {"n_envs", "total_timesteps", "episode_hours", "randomisation", "scenarios", "twin"}
-    | {"seed", "device"}
+    | {"seed", "device", "reward"}
 )
 """Keys of a YAML block (or overrides) that are :class:`TrainConfig` fields, not SB3's."""
 NOISE_KEYS = frozenset({"noise_type", "noise_std"})
@@ -137,6 +138,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     randomisation: bool = True
+    reward: dict[str, float] = field(default_factory=dict)
+    """Keyword arguments of :class:`~twin.reward.CoolingEnergyReward` (e.g. the thermal
+    penalty ``violation_kwh_per_kh``); empty = the default reward."""
 
     def __post_init__(self) -> None:
         algo = self.algo.lower()
@@ -168,6 +172,24 @@ class TrainConfig:
         object.__setattr__(self, "scenarios", scenarios)
         if self.twin is not None:
             object.__setattr__(self, "twin", str(self.twin))
+        if not isinstance(self.reward, Mapping):
+            raise ValueError(
+                f"reward must be a mapping of CoolingEnergyReward fields, got {self.reward!r}"
+            )
+        object.__setattr__(self, "reward", dict(self.reward))
+        self.reward_function()
+
+    def reward_function(self) -> CoolingEnergyReward:
+        """The training reward (raises ValueError naming a bad or unknown field)."""
+        known = {f.name for f in dataclasses.fields(CoolingEnergyReward)}
+        if bad := sorted(set(self.reward) - known):
+            raise ValueError(
+                f"unknown reward field(s) {', '.join(bad)} (known: {', '.join(sorted(known))})"
+            )
+        try:
+            return CoolingEnergyReward(**{k: float(v) for k, v in self.reward.items()})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"reward: {exc}") from None
 
     @classmethod
     def from_yaml(
@@ -314,6 +336,7 @@ def make_training_env(config: TrainConfig) -> VecMonitor:
             randomisation=randomisation,
             device=get_device(config.device),
             seed=config.seed + k,
+            reward=config.reward_function(),
         )
         for k, (scenario, n) in enumerate(zip(config.scenarios, sizes, strict=True))
     ]

@@ -38,9 +38,13 @@ class CoolingEnergyReward:
     def __post_init__(self) -> None:
         if self.allowable_c <= self.recommended_c:
             raise ValueError("allowable_c must exceed recommended_c")
-        for name in ("violation_kwh_per_kh", "allowable_price_mult", "normaliser_kwh"):
-            if getattr(self, name) <= 0:
+        for name in ("allowable_price_mult", "normaliser_kwh"):
+            if not getattr(self, name) > 0:
                 raise ValueError(f"CoolingEnergyReward.{name} must be positive")
+        if not self.violation_kwh_per_kh >= 0:
+            # Zero is the "no thermal penalty" ablation: an agent trained on energy alone, which
+            # gate 1 must reject.
+            raise ValueError("CoolingEnergyReward.violation_kwh_per_kh must not be negative")
 
     def __call__(
         self, cooling_power_kw: ArrayLike, inlet_c: ArrayLike, period_s: float

@@ -104,6 +104,27 @@ def test_bad_configurations_are_named(tmp_path: Path) -> None:
         TrainConfig.from_yaml("sac", path=own)
 
 
+def test_reward_fields_reach_the_training_env_and_bad_ones_are_named() -> None:
+    config = TrainConfig.from_yaml(
+        "ppo", overrides={**TINY, "scenarios": ["heat-wave"], "reward": {"violation_kwh_per_kh": 0}}
+    )
+    assert config.to_dict()["reward"] == {"violation_kwh_per_kh": 0}
+    env = make_training_env(config)
+    env.reset()
+    sim = env.get_attr("sim")[0]
+    assert sim.reward_fn.violation_kwh_per_kh == 0.0
+    # Without a thermal penalty a hot hall costs nothing: the reward is the energy term alone.
+    reward, terms = sim.reward_fn(np.array([50.0]), np.array([[35.0, 40.0]]), 300.0)
+    assert terms["thermal_term"][0] == 0.0 and reward[0] == pytest.approx(terms["energy_term"][0])
+    assert TrainConfig(algo="ppo").reward_function().violation_kwh_per_kh > 0
+    with pytest.raises(ValueError, match=r"unknown reward field\(s\) price \(known: "):
+        TrainConfig(algo="ppo", reward={"price": 1.0})
+    with pytest.raises(ValueError, match="violation_kwh_per_kh must not be negative"):
+        TrainConfig(algo="ppo", reward={"violation_kwh_per_kh": -1.0})
+    with pytest.raises(ValueError, match="reward must be a mapping"):
+        TrainConfig(algo="ppo", reward=[1.0])  # type: ignore[arg-type]
+
+
 def test_scenarios_share_out_the_environments() -> None:
     config = TrainConfig(
         algo="ppo", n_envs=5, episode_hours=1.0, scenarios=("heat-wave", "twin-fault-fouling")
