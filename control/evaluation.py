@@ -119,6 +119,7 @@ def evaluate(
     series = pd.DataFrame(rows)
     if isinstance(env, PlantEnv):
         kpis: dict[str, Any] = compute_kpis(env.log_frame(), sc.step_s).to_dict()
+        kpis["actuator_travel"] = actuator_travel(series)
     else:
         kpis = _twin_kpis(env, series)
     kpis["computational_time_ratio"] = computational_time_ratio(
@@ -144,9 +145,6 @@ def _twin_kpis(env: TwinEnv, series: pd.DataFrame) -> dict[str, Any]:
     it_kwh = float(table.it_power_kw[1 : 1 + len(series)].sum() * hours)
     facility_kwh = float(series["facility_kw"].sum() * hours)
     cooling_kwh = float(series["cooling_kwh"].sum())
-    travel = {
-        name: float(np.abs(np.diff(series[f"sp.{name}"].to_numpy())).sum()) for name in ACTION_NAMES
-    }
     return {
         "duration_h": len(series) * hours,
         "cooling_kwh": cooling_kwh,
@@ -158,7 +156,16 @@ def _twin_kpis(env: TwinEnv, series: pd.DataFrame) -> dict[str, Any]:
         "max_inlet_c": float(series["max_inlet_c"].max()),
         "max_inlet_spread_c": float(series["inlet_spread_c"].max()),
         "mean_inlet_spread_c": float(series["inlet_spread_c"].mean()),
-        "actuator_travel": travel,
+        "actuator_travel": actuator_travel(series),
+    }
+
+
+def actuator_travel(series: pd.DataFrame) -> dict[str, float]:
+    """Total movement of each applied setpoint over a run (sum of |change| per period, in the
+    setpoint's unit: K, fraction, or switches for the economiser): wear and operator comfort."""
+    return {
+        name: float(np.abs(np.diff(series[f"sp.{name}"].to_numpy(dtype=np.float64))).sum())
+        for name in ACTION_NAMES
     }
 
 

@@ -28,7 +28,13 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from physics import kpi
-from physics.plant.report import MAX_PLOT_POINTS, format_number, html_page, save_png
+from physics.plant.report import (
+    MAX_PLOT_POINTS,
+    format_number,
+    html_page,
+    markdown_table,
+    save_png,
+)
 from twin.dataset import METER_NAMES, STATE_POINTS, PeriodData
 from twin.ensemble import TwinEnsemble
 from twin.training import Accuracy, measure_accuracy, rollout, targets_along
@@ -372,12 +378,6 @@ def load_assimilation(directory: Path) -> AssimilationTrack | None:
 
 
 # --------------------------------------------------------------------------- Markdown
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _criterion_rows(criteria: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
     rows = []
     for c in criteria.values():
@@ -415,16 +415,16 @@ def accuracy_markdown(
         f"{summary['periods']} held-out control periods of {summary['period_s'] / 60:g} min; "
         f"open loop over {summary['horizon_periods']} periods; {summary['members']} member(s).",
         "## Targets",
-        _md_table(header, _criterion_rows(summary["targets"])),
+        markdown_table(header, _criterion_rows(summary["targets"])),
         "## ASHRAE Guideline 14, hourly calibration criteria (reference)",
         "Applied to control-period means, finer than the hourly data the criteria are set for.",
-        _md_table(header, _criterion_rows(summary["ashrae_guideline_14"])),
+        markdown_table(header, _criterion_rows(summary["ashrae_guideline_14"])),
         "## All metrics",
-        _md_table(("metric", "value"), metrics),
+        markdown_table(("metric", "value"), metrics),
         "## Rack-inlet abs. error by horizon (°C)",
-        _md_table(("horizon (min)", "median", "p95"), _horizon_rows(pred)),
+        markdown_table(("horizon (min)", "median", "p95"), _horizon_rows(pred)),
         "## Learned physical parameters",
-        _md_table(("parameter", "value"), parameters),
+        markdown_table(("parameter", "value"), parameters),
     ]
     return "\n\n".join(parts) + "\n"
 
