@@ -1,0 +1,354 @@
+"""The BMS emulator: serves the simulated plant over MQTT as a site's BMS gateway would.
+
+Each plant step it publishes every sensor point of site 0 on ``{prefix}/{site}/sensors/{point}``
+(value, unit, ts, quality, seq). It takes setpoint commands from
+``{prefix}/{site}/setpoints/{field}`` and applies them through the plant's own limits
+(:meth:`Plant.apply_command`; the plant clips to its ``SetpointLimits``):
+
+- a command whose id was seen before is a duplicate and is never applied again;
+- a command already expired (``expires_at`` <= plant time) is never applied;
+- the newest command wins: one issued before the active command of its field is superseded;
+- a command lapses at its expiry and the field falls back to the site's built-in control
+  (the plant does this when a field has no valid command);
+- while the retained operator override is active no command is applied and the site's own
+  control runs.
+
+Status is retained on ``{prefix}/{site}/status`` (online + which control is in charge), with a
+last will saying ``offline``. Times are plant epoch seconds: ``epoch_s`` + plant time.
+
+Sequence numbers are ``(boot second << 32) + sample count`` so they keep increasing across a
+restart of the emulator (ingestion rejects an old or replayed ``seq``).
+
+Pacing: ``speed`` simulated seconds per wall second in a background thread (``math.inf`` for
+as fast as possible), or no thread at all and the caller drives :meth:`BmsEmulator.step`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import threading
+import time
+from collections import Counter, OrderedDict
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+
+from connectors.broker import BrokerAddress, BrokerError
+from connectors.mqtt_client import DEFAULT_SESSION_EXPIRY_S, make_client, start_client, stop_client
+from connectors.payloads import (
+    PayloadError,
+    SensorMessage,
+    SetpointMessage,
+    StatusMessage,
+    decode_override,
+    decode_setpoint,
+)
+from connectors.topics import Topics
+from physics.plant.plant import Plant
+from physics.plant.site_control import SetpointCommand
+
+logger = logging.getLogger(__name__)
+
+Control = Literal["site", "remote", "override"]
+_SEEN_IDS = 100_000
+COUNTERS: tuple[str, ...] = (
+    "applied",
+    "duplicates",
+    "expired",
+    "superseded",
+    "rejected",
+    "overridden",
+    "steps",
+    "published",
+)
+
+
+class BmsEmulator:
+    """A plant behind an MQTT BMS gateway; see the module docstring."""
+
+    def __init__(
+        self,
+        plant: Plant,
+        address: BrokerAddress,
+        topics: Topics,
+        *,
+        client_id: str | None = None,
+        speed: float | None = None,
+        epoch_s: float = 0.0,
+        sensor_qos: int = 0,
+        session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
+        reconnect_min_s: int = 1,
+        reconnect_max_s: int = 4,
+    ) -> None:
+        if speed is not None and not speed > 0:
+            raise ValueError("speed must be positive (simulated seconds per wall second)")
+        self.plant = plant
+        self.address = address
+        self.topics = topics
+        self.speed = speed
+        self.epoch_s = float(epoch_s)
+        self.sensor_qos = sensor_qos
+        self.session_expiry_s = session_expiry_s
+        self.client_id = client_id or f"twinloop-bms-{topics.site}"
+        self.units = {p.name: p.unit for p in plant.sensors.points}
+        self._sensor_topics = [topics.sensor(name) for name in plant.point_names]
+        self._seq_base = int(time.time()) << 32
+        self._samples = 0
+        self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._active: dict[str, SetpointMessage] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._override = False
+        self._control: Control | None = None
+        self._counts: Counter[str] = Counter({name: 0 for name in COUNTERS})
+        self.applied_ids: list[str] = []
+        self._lock = threading.RLock()
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client = make_client(
+            address,
+            self.client_id,
+            reconnect_min_s=reconnect_min_s,
+            reconnect_max_s=reconnect_max_s,
+        )
+        self._client.will_set(
+            topics.status, self._status_payload("offline", "site"), qos=1, retain=True
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    # ------------------------------------------------------------------ clock
+    @property
+    def now_s(self) -> float:
+        """Plant epoch seconds now."""
+        return self.epoch_s + self.plant.time_s
+
+    @property
+    def control(self) -> Control:
+        if self._override:
+            return "override"
+        return "remote" if self._valid_commands() else "site"
+
+    def _status_payload(self, state: Literal["online", "offline"], control: Control) -> bytes:
+        return StatusMessage(state=state, control=control, ts=self.now_s).encode()
+
+    # ------------------------------------------------------------------ paho callbacks
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
+    ) -> None:
+        try:
+            if reason_code.is_failure:
+                logger.error("bms emulator: broker refused connection: %s", reason_code)
+                return
+            client.subscribe([(self.topics.setpoints_filter, 1), (self.topics.override, 1)])
+            client.publish(
+                self.topics.status, self._status_payload("online", self.control), 1, True
+            )
+            self._connected.set()
+            logger.info("bms emulator online at %s", self.address)
+        except Exception:
+            logger.exception("bms emulator: on_connect failed")
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
+    ) -> None:
+        self._connected.clear()
+        logger.warning("bms emulator disconnected: %s", reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            self._inbox.put_nowait((message.topic, bytes(message.payload)))
+        except Exception:
+            logger.exception("bms emulator: could not enqueue a message")
+            with self._lock:
+                self._counts["rejected"] += 1
+
+    # ------------------------------------------------------------------ commands
+    def _remember(self, command_id: str) -> None:
+        self._seen[command_id] = None
+        while len(self._seen) > _SEEN_IDS:
+            self._seen.popitem(last=False)
+
+    def _valid_commands(self) -> dict[str, SetpointMessage]:
+        now = self.now_s
+        return {f: m for f, m in self._active.items() if m.expires_at > now}
+
+    def process_commands(self) -> None:
+        """Apply every command and override message received so far (in arrival order)."""
+        with self._lock:
+            while True:
+                try:
+                    topic, payload = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                try:
+                    self._handle(topic, payload)
+                except Exception:  # never let one message stop the plant
+                    logger.exception("bms emulator: failed on %s", topic)
+                    self._counts["rejected"] += 1
+            self._apply_to_plant()
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        if topic == self.topics.override:
+            try:
+                override = decode_override(payload)
+            except PayloadError as exc:
+                logger.warning("bms emulator: bad override payload: %s", exc)
+                self._counts["rejected"] += 1
+                return
+            if override.active != self._override:
+                logger.warning(
+                    "operator override %s by %r",
+                    "ON" if override.active else "off",
+                    override.by,
+                )
+            self._override = override.active
+            if override.active:
+                self._active.clear()
+            return
+        field = self.topics.field_of(topic)
+        if field is None:
+            logger.warning("bms emulator: command on a non-writable topic %s", topic)
+            self._counts["rejected"] += 1
+            return
+        try:
+            msg = decode_setpoint(payload)
+        except PayloadError as exc:
+            logger.warning("bms emulator: rejected command on %s: %s", topic, exc)
+            self._counts["rejected"] += 1
+            return
+        if msg.id in self._seen:
+            self._counts["duplicates"] += 1
+            return
+        self._remember(msg.id)
+        if self._override:
+            self._counts["overridden"] += 1
+        elif msg.expires_at <= self.now_s:
+            self._counts["expired"] += 1
+        elif field in self._active and msg.issued_at < self._active[field].issued_at:
+            self._counts["superseded"] += 1
+        else:
+            self._active[field] = msg
+            self._counts["applied"] += 1
+            self.applied_ids.append(msg.id)
+
+    def _apply_to_plant(self) -> None:
+        valid = self._valid_commands()
+        self._active = valid  # lapsed commands are forgotten: the site takes the field back
+        if valid and not self._override:
+            values: dict[str, float] = {f: m.value for f, m in valid.items()}
+            self.plant.apply_command(
+                SetpointCommand(
+                    command_id="+".join(m.id for m in valid.values()),
+                    expires_at_s=min(m.expires_at for m in valid.values()) - self.epoch_s,
+                    **values,
+                )
+            )
+        else:
+            self.plant.apply_command(None)
+        control = self.control
+        if control != self._control:
+            self._control = control
+            if self._connected.is_set():
+                self._client.publish(
+                    self.topics.status, self._status_payload("online", control), 1, True
+                )
+
+    def active_commands(self) -> dict[str, SetpointMessage]:
+        """Commands in force now, by field."""
+        with self._lock:
+            return dict(self._valid_commands())
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, n_steps: int = 1) -> None:
+        """Apply pending commands, advance the plant and publish readings, ``n_steps`` times."""
+        for _ in range(n_steps):
+            with self._lock:
+                self.process_commands()
+                if self.plant.done:
+                    raise RuntimeError("the plant's scenario has ended")
+                frame = self.plant.step()
+                self._counts["steps"] += 1
+                self._samples += 1
+                seq = self._seq_base + self._samples
+                ts = self.now_s
+                values, quality = frame.values[0], frame.quality[0]
+            for i, topic in enumerate(self._sensor_topics):
+                good = bool(quality[i]) and math.isfinite(float(values[i]))
+                msg = SensorMessage(
+                    value=float(values[i]) if good else math.nan,
+                    unit=self.units[self.plant.point_names[i]],
+                    ts=ts,
+                    quality="good" if good else "bad",
+                    seq=seq,
+                )
+                self._client.publish(topic, msg.encode(), qos=self.sensor_qos)
+            with self._lock:
+                self._counts["published"] += len(self._sensor_topics)
+
+    def counters(self) -> dict[str, int]:
+        """applied / duplicates / expired / superseded / rejected / overridden / steps /
+        published."""
+        with self._lock:
+            return dict(self._counts)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, *, wait_s: float | None = 10.0) -> BmsEmulator:
+        """Connect; with ``speed`` set, also start the pacing thread."""
+        self._stop.clear()
+        start_client(self._client, self.address, session_expiry_s=self.session_expiry_s)
+        if wait_s is not None and not self._connected.wait(wait_s):
+            stop_client(self._client)
+            raise BrokerError(f"bms emulator could not connect to {self.address} in {wait_s} s")
+        if self.speed is not None and self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"bms-{self.topics.site}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._connected.wait(timeout_s)
+
+    def _run(self) -> None:
+        assert self.speed is not None
+        period_s = self.plant.step_s / self.speed
+        next_t = time.monotonic()
+        while not self._stop.is_set() and not self.plant.done:
+            try:
+                self.step()
+            except Exception:
+                logger.exception("bms emulator: step failed; stopping the pacing thread")
+                break
+            if math.isfinite(period_s):
+                next_t += period_s
+                delay = next_t - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+                else:
+                    next_t = time.monotonic()
+
+    def stop(self) -> None:
+        """Stop pacing, publish offline status and disconnect (the session stays)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
+            self._thread = None
+        if self._connected.is_set():
+            info = self._client.publish(
+                self.topics.status, self._status_payload("offline", "site"), 1, True
+            )
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(2.0)
+        stop_client(self._client)
+        self._connected.clear()
+
+    def __enter__(self) -> BmsEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,391 @@
+"""Where a broker is (:class:`BrokerAddress`) and a Mosquitto broker TwinLoop runs itself.
+
+``MosquittoBroker(folder)`` writes a configuration into ``folder`` and runs
+``/usr/sbin/mosquitto`` on loopback::
+
+    <folder>/mosquitto.conf     generated config (see below)
+    <folder>/credentials.json   one identity per service: host, ports, passwords (mode 0600)
+    <folder>/passwd             hashed passwords (mosquitto_passwd -U)
+    <folder>/acl                least-privilege ACLs
+    <folder>/tls/               generated test CA, server certificate and key
+    <folder>/data/              persistence (mosquitto.db)
+    <folder>/mosquitto.log
+
+No anonymous access; identities ``bms`` (the BMS gateway / emulator: publishes sensors and
+status, reads setpoints and the override, may set the override), ``ingest`` (reads sensors,
+status and override, writes nothing), ``controller`` (writes only the allow-listed setpoint
+topics, reads the rest) and ``dashboard`` (read-only). A second listener speaks TLS with the
+generated CA. Persistence is on and saved on every change (``autosave_on_changes true`` with
+``autosave_interval 1``): Mosquitto's default (save every 30 min) loses queued messages of
+persistent sessions when the broker is SIGKILLed.
+
+A user with their own broker skips all this and gives a :class:`BrokerAddress`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from connectors.tls import TlsFiles, generate_test_pki
+from connectors.topics import DEFAULT_PREFIX, OVERRIDE, SENSORS, SETPOINTS, STATUS
+from physics.plant.site_control import SETPOINT_FIELDS
+
+logger = logging.getLogger(__name__)
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
+IDENTITIES: tuple[str, ...] = ("bms", "ingest", "controller", "dashboard")
+CREDENTIALS_FILE = "credentials.json"
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be configured, started or reached."""
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """How a client reaches a broker: host, port, identity and (optionally) TLS."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+    """CA certificate to verify the broker with; None for a plain TCP connection."""
+    keepalive_s: int = 30
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("broker host must not be empty")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"broker port {self.port} is not in 1..65535")
+        if self.password is not None and self.username is None:
+            raise ValueError("a broker password needs a username")
+        if self.keepalive_s < 5:
+            raise ValueError("keepalive_s must be at least 5 s")
+
+    @property
+    def tls(self) -> bool:
+        return self.ca_file is not None
+
+    def __str__(self) -> str:
+        scheme = "mqtts" if self.tls else "mqtt"
+        user = f"{self.username}@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port}"
+
+    @classmethod
+    def from_credentials(
+        cls, path: str | Path, identity: str, *, tls: bool = False
+    ) -> BrokerAddress:
+        """The address of ``identity`` from a ``credentials.json`` written by this module."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            users: Mapping[str, str] = data["users"]
+            if identity not in users:
+                raise BrokerError(
+                    f"{path}: no identity {identity!r} (have: {', '.join(sorted(users))})"
+                )
+            port = int(data["tls_port"] if tls else data["port"])
+            ca = Path(data["ca_file"]) if tls else None
+            return cls(str(data["host"]), port, identity, str(users[identity]), ca)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BrokerError(f"cannot read broker credentials {path}: {exc}") from exc
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (bound to port 0, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def acl_text(prefix: str = DEFAULT_PREFIX, fields: Sequence[str] = SETPOINT_FIELDS) -> str:
+    """Mosquitto ACLs for the four identities (any site under ``prefix``)."""
+    root = f"{prefix}/+"
+    reads_plant = [
+        f"topic read {root}/{SENSORS}/+",
+        f"topic read {root}/{STATUS}",
+        f"topic read {root}/{OVERRIDE}",
+    ]
+    lines = [
+        "# Generated by TwinLoop: one identity per service, least privilege.",
+        "user bms",
+        f"topic write {root}/{SENSORS}/+",
+        f"topic readwrite {root}/{STATUS}",
+        f"topic readwrite {root}/{OVERRIDE}",
+        f"topic read {root}/{SETPOINTS}/+",
+        "",
+        "user ingest",
+        *reads_plant,
+        "",
+        "user controller",
+        *reads_plant,
+        *(f"topic readwrite {root}/{SETPOINTS}/{field}" for field in fields),
+        "",
+        "user dashboard",
+        *reads_plant,
+        f"topic read {root}/{SETPOINTS}/+",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+class MosquittoBroker:
+    """Run Mosquitto with a generated, secured configuration (a context manager).
+
+    ``port`` / ``tls_port`` of 0 pick free ports; an existing ``credentials.json`` in the
+    folder is reused (same passwords and, unless given, same ports), so a restart keeps
+    clients' addresses and the persisted sessions. ``autosave_on_changes=False`` gives
+    Mosquitto's default persistence (a save every ``autosave_interval_s``), which tests use
+    to show queued messages lost on SIGKILL.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        port: int = 0,
+        tls_port: int = 0,
+        host: str = "127.0.0.1",
+        prefix: str = DEFAULT_PREFIX,
+        autosave_on_changes: bool = True,
+        autosave_interval_s: int = 1800,
+        max_queued_messages: int = 100_000,
+        executable: str = MOSQUITTO,
+        start_timeout_s: float = 10.0,
+    ) -> None:
+        self.folder = Path(folder).resolve()
+        self.host = host
+        self.prefix = prefix
+        self.autosave_on_changes = autosave_on_changes
+        self.autosave_interval_s = autosave_interval_s
+        self.max_queued_messages = max_queued_messages
+        self.executable = executable
+        self.start_timeout_s = start_timeout_s
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_fh: Any = None
+        if not Path(executable).is_file():
+            raise BrokerError(f"Mosquitto not found at {executable} (apt-get install mosquitto)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        previous = self._read_credentials()
+        self.port = port or int(previous.get("port", 0)) or free_port(host)
+        self.tls_port = tls_port or int(previous.get("tls_port", 0)) or free_port(host)
+        if self.port == self.tls_port:
+            raise BrokerError("port and tls_port must differ")
+        users = previous.get("users")
+        self.users: dict[str, str] = (
+            dict(users)
+            if isinstance(users, dict) and set(users) == set(IDENTITIES)
+            else {name: secrets.token_urlsafe(18) for name in IDENTITIES}
+        )
+        self.tls_files = TlsFiles(
+            self.folder / "tls" / "ca.crt",
+            self.folder / "tls" / "server.crt",
+            self.folder / "tls" / "server.key",
+        )
+        self._configure()
+
+    # ------------------------------------------------------------------ files
+    @property
+    def credentials_file(self) -> Path:
+        return self.folder / CREDENTIALS_FILE
+
+    @property
+    def config_file(self) -> Path:
+        return self.folder / "mosquitto.conf"
+
+    @property
+    def log_file(self) -> Path:
+        return self.folder / "mosquitto.log"
+
+    def _read_credentials(self) -> dict[str, Any]:
+        path = self.folder / CREDENTIALS_FILE
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise BrokerError(f"cannot read {path}: {exc}") from exc
+        return data if isinstance(data, dict) else {}
+
+    def _configure(self) -> None:
+        if not self.tls_files.exist():
+            generate_test_pki(self.tls_files.ca_file.parent)
+        data_dir = self.folder / "data"
+        data_dir.mkdir(exist_ok=True)
+        passwd = self.folder / "passwd"
+        _write_private(passwd, "".join(f"{u}:{p}\n" for u, p in self.users.items()))
+        try:
+            subprocess.run(
+                [MOSQUITTO_PASSWD, "-U", str(passwd)], check=True, capture_output=True, timeout=30
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            passwd.unlink(missing_ok=True)
+            raise BrokerError(f"mosquitto_passwd failed on {passwd}: {exc}") from exc
+        _write_private(self.folder / "acl", acl_text(self.prefix))
+        autosave = (
+            "autosave_on_changes true\nautosave_interval 1\n"
+            if self.autosave_on_changes
+            else f"autosave_on_changes false\nautosave_interval {self.autosave_interval_s}\n"
+        )
+        conf = (
+            "# Generated by TwinLoop (connectors.broker); regenerated on every start.\n"
+            f"user {getpass.getuser()}\n"
+            "per_listener_settings false\n"
+            "allow_anonymous false\n"
+            f"password_file {passwd}\n"
+            f"acl_file {self.folder / 'acl'}\n"
+            "persistence true\n"
+            f"persistence_location {data_dir}/\n"
+            f"{autosave}"
+            f"max_queued_messages {self.max_queued_messages}\n"
+            "max_inflight_messages 100\n"
+            f"log_dest file {self.log_file}\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
+            "connection_messages true\n"
+            f"listener {self.port} {self.host}\n"
+            f"listener {self.tls_port} {self.host}\n"
+            f"cafile {self.tls_files.ca_file}\n"
+            f"certfile {self.tls_files.cert_file}\n"
+            f"keyfile {self.tls_files.key_file}\n"
+            "tls_version tlsv1.2\n"
+        )
+        self.config_file.write_text(conf, encoding="utf-8")
+        creds = {
+            "host": self.host,
+            "port": self.port,
+            "tls_port": self.tls_port,
+            "ca_file": str(self.tls_files.ca_file),
+            "users": self.users,
+        }
+        _write_private(self.credentials_file, json.dumps(creds, indent=2) + "\n")
+
+    # ------------------------------------------------------------------ addresses
+    def address(self, identity: str, *, tls: bool = False) -> BrokerAddress:
+        """Where ``identity`` connects (plain or TLS listener)."""
+        if identity not in self.users:
+            raise BrokerError(f"unknown identity {identity!r}; have {', '.join(IDENTITIES)}")
+        plain = BrokerAddress(self.host, self.port, identity, self.users[identity])
+        return replace(plain, port=self.tls_port, ca_file=self.tls_files.ca_file) if tls else plain
+
+    # ------------------------------------------------------------------ process
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> MosquittoBroker:
+        """Start the process and wait until both listeners accept connections."""
+        if self.running:
+            return self
+        self._log_fh = open(self.log_file, "ab")  # noqa: SIM115 (closed in _reap)
+        self.proc = subprocess.Popen(
+            [self.executable, "-c", str(self.config_file)],
+            stdout=self._log_fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + self.start_timeout_s
+        pending = [self.port, self.tls_port]
+        while pending:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self._reap()
+                raise BrokerError(
+                    f"mosquitto exited with code {code} at start; log {self.log_file}:\n"
+                    + self.log_tail()
+                )
+            try:
+                with socket.create_connection((self.host, pending[0]), timeout=0.5):
+                    pending.pop(0)
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise BrokerError(
+                        f"mosquitto did not accept connections on {self.host}:{pending[0]} "
+                        f"within {self.start_timeout_s:.0f} s; log {self.log_file}"
+                    ) from None
+                time.sleep(0.02)
+        logger.info(
+            "mosquitto %d on %s:%d (TLS %d)", self.proc.pid, self.host, self.port, self.tls_port
+        )
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Terminate (SIGTERM: Mosquitto saves its database), then kill if it hangs."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                logger.warning("mosquitto %d ignored SIGTERM; killing it", self.proc.pid)
+                self.proc.kill()
+                self.proc.wait(timeout=timeout_s)
+        self._reap()
+
+    def kill(self) -> None:
+        """SIGKILL the broker (no chance to save), as a crash would."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10.0)
+        self._reap()
+
+    def restart(self) -> MosquittoBroker:
+        """Start again on the same ports with the same persistence (after stop or kill)."""
+        self.stop()
+        return self.start()
+
+    def _reap(self) -> None:
+        self.proc = None
+        if self._log_fh is not None:
+            with contextlib.suppress(OSError):
+                self._log_fh.close()
+            self._log_fh = None
+
+    def log_tail(self, n_lines: int = 20) -> str:
+        try:
+            lines = self.log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n_lines:])
+
+    def __enter__(self) -> MosquittoBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def mosquitto_available() -> bool:
+    """Whether the Mosquitto executables this module runs are installed."""
+    return Path(MOSQUITTO).is_file() and shutil.which(MOSQUITTO_PASSWD) is not None

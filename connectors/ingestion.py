@@ -1,0 +1,357 @@
+"""Sensor ingestion: MQTT → validation → historian, never stopped by one bad message.
+
+:class:`MqttIngestor` follows Home Assistant's MQTT design: paho's ``on_message`` only copies
+topic and payload into a :class:`queue.Queue`; a consumer thread decodes and validates
+(:func:`connectors.payloads.decode_sensor`), counts every rejected message by reason, tracks
+per-point sequence numbers (a replayed or old ``seq`` is rejected, a gap marks the point
+stale) and writes accepted readings to the historian in batches (one transaction each).
+Handlers registered with :meth:`MqttIngestor.add_handler` see each accepted reading; each
+call is wrapped, so a raising handler never stops the next message.
+
+The client is MQTT 5 with a persistent session (``clean_start=False`` plus a
+``SessionExpiryInterval``), subscribes at QoS 1 in ``on_connect`` (so it resubscribes after
+every reconnect) and reconnects with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from connectors.broker import BrokerAddress, BrokerError
+from connectors.historian import HistorianStore, Reading
+from connectors.mqtt_client import (
+    DEFAULT_SESSION_EXPIRY_S,
+    make_client,
+    start_client,
+    stop_client,
+)
+from connectors.payloads import PayloadError, decode_sensor
+from connectors.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+ReadingHandler = Callable[[Reading], None]
+
+
+@dataclass(frozen=True)
+class PointState:
+    """What ingestion knows of one point now."""
+
+    point: str
+    value: float
+    unit: str
+    ts: float
+    quality: str
+    seq: int
+    stale: bool
+    stale_reason: str
+    """"" when fresh; "gap" (a sequence number was skipped) or "silence" (nothing for
+    ``stale_after_s``)."""
+    age_s: float
+    """Wall-clock seconds since the last accepted message."""
+
+
+@dataclass
+class _Track:
+    reading: Reading
+    received_mono: float
+    gap: bool
+
+
+class MqttIngestor:
+    """Subscribe to a site's sensors and store them; see the module docstring."""
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        topics: Topics,
+        historian: HistorianStore,
+        *,
+        client_id: str | None = None,
+        units: Mapping[str, str] | None = None,
+        session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
+        qos: int = 1,
+        batch_size: int = 2000,
+        batch_wait_s: float = 0.05,
+        stale_after_s: float = 10.0,
+        max_queue: int = 1_000_000,
+        reconnect_min_s: int = 1,
+        reconnect_max_s: int = 8,
+    ) -> None:
+        if batch_size < 1 or batch_wait_s <= 0 or stale_after_s <= 0:
+            raise ValueError("batch_size, batch_wait_s and stale_after_s must be positive")
+        self.address = address
+        self.topics = topics
+        self.historian = historian
+        self.units = dict(units) if units is not None else None
+        self.session_expiry_s = session_expiry_s
+        self.qos = qos
+        self.batch_size = batch_size
+        self.batch_wait_s = batch_wait_s
+        self.stale_after_s = stale_after_s
+        self.client_id = client_id or f"twinloop-ingest-{topics.site}"
+        self._queue: queue.Queue[tuple[str | None, bytes]] = queue.Queue(max_queue)
+        self._handlers: list[ReadingHandler] = []
+        self._tracks: dict[str, _Track] = {}
+        self._counts: Counter[str] = Counter()
+        self._rejected: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._consumer: threading.Thread | None = None
+        self.last_connect_mono: float | None = None
+        self._client = make_client(
+            address,
+            self.client_id,
+            reconnect_min_s=reconnect_min_s,
+            reconnect_max_s=reconnect_max_s,
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    # ------------------------------------------------------------------ paho callbacks
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: Any,
+        properties: Any,
+    ) -> None:
+        try:
+            if reason_code.is_failure:
+                logger.error("ingestion: broker refused connection: %s", reason_code)
+                self._count("connect_refused")
+                return
+            client.subscribe(self.topics.sensors_filter, qos=self.qos)
+            self.last_connect_mono = time.monotonic()
+            self._count("connects")
+            self._connected.set()
+            logger.info(
+                "ingestion connected to %s (session present: %s)",
+                self.address,
+                flags.session_present,
+            )
+        except Exception:
+            logger.exception("ingestion: on_connect failed")
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: Any,
+        properties: Any,
+    ) -> None:
+        self._connected.clear()
+        self._count("disconnects")
+        logger.warning("ingestion disconnected from %s: %s", self.address, reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # Only copy and enqueue: nothing here may raise into paho's network thread.
+        try:
+            try:
+                topic: str | None = message.topic
+            except UnicodeDecodeError:
+                topic = None
+            self._idle.clear()
+            self._queue.put_nowait((topic, bytes(message.payload)))
+        except queue.Full:
+            self._count("dropped_queue_full")
+        except Exception:
+            logger.exception("ingestion: could not enqueue a message")
+            self._count("enqueue_error")
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, *, wait_s: float | None = 10.0) -> MqttIngestor:
+        """Start the consumer thread and connect; wait for the first connection if asked."""
+        if self._consumer is None:
+            self._stop.clear()
+            self._consumer = threading.Thread(
+                target=self._consume, name=f"ingest-{self.topics.site}", daemon=True
+            )
+            self._consumer.start()
+            start_client(self._client, self.address, session_expiry_s=self.session_expiry_s)
+        if wait_s is not None and not self._connected.wait(wait_s):
+            raise BrokerError(f"ingestion could not connect to {self.address} within {wait_s} s")
+        return self
+
+    def stop(self, *, drain_s: float = 10.0) -> None:
+        """Disconnect (the session stays on the broker), store what is queued, stop."""
+        if self._consumer is None:
+            return
+        stop_client(self._client)
+        self.drain(drain_s)
+        self._stop.set()
+        self._consumer.join(timeout=drain_s)
+        self._consumer = None
+
+    def __enter__(self) -> MqttIngestor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._connected.wait(timeout_s)
+
+    def drain(self, timeout_s: float = 10.0) -> bool:
+        """Wait until everything received so far is decoded and stored."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0 and self._idle.wait(0.01):
+                return True
+            time.sleep(0.005)
+        return False
+
+    def add_handler(self, handler: ReadingHandler) -> None:
+        """Call ``handler(reading)`` for each accepted reading (exceptions are counted)."""
+        self._handlers.append(handler)
+
+    # ------------------------------------------------------------------ consumer
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[key] += n
+
+    def _reject(self, reason: str, topic: str | None, detail: str) -> None:
+        with self._lock:
+            self._rejected[reason] += 1
+        logger.debug("rejected %s (%s): %s", topic, reason, detail)
+
+    def _consume(self) -> None:
+        batch: list[Reading] = []
+        oldest = 0.0
+        while not self._stop.is_set() or not self._queue.empty():
+            try:
+                item = self._queue.get(timeout=self.batch_wait_s)
+            except queue.Empty:
+                item = None
+            if item is not None:
+                try:
+                    reading = self.accept(*item)
+                    if reading is not None:
+                        if not batch:
+                            oldest = time.monotonic()
+                        batch.append(reading)
+                except Exception:  # a bug must not stop ingestion: count it and go on
+                    logger.exception("ingestion: unexpected error on %s", item[0])
+                    self._reject("handler_error", item[0], "unexpected error")
+                finally:
+                    self._queue.task_done()
+            if batch and (
+                len(batch) >= self.batch_size
+                or self._queue.empty()
+                or time.monotonic() - oldest >= self.batch_wait_s
+            ):
+                batch = self._flush(batch)
+            if not batch and self._queue.unfinished_tasks == 0:
+                self._idle.set()
+        if batch:
+            self._flush(batch)
+        self._idle.set()
+
+    def _flush(self, batch: list[Reading]) -> list[Reading]:
+        try:
+            written = self.historian.write(batch)
+        except Exception:
+            logger.exception("ingestion: historian write of %d readings failed", len(batch))
+            self._count("write_errors")
+            if len(batch) > 100 * self.batch_size:  # keep memory bounded if storage is gone
+                self._count("dropped_write_failed", len(batch))
+                return []
+            time.sleep(self.batch_wait_s)
+            return batch
+        self._count("written", written)
+        self._count("batches")
+        return []
+
+    def accept(self, topic: str | None, payload: bytes) -> Reading | None:
+        """Decode and validate one message; the reading to store, or None if rejected.
+
+        Runs on the consumer thread (public for tests of the decoding rules).
+        """
+        self._count("received")
+        point = self.topics.point_of(topic) if topic is not None else None
+        if point is None:
+            self._reject("unknown_topic", topic, "not a sensor topic of this site")
+            return None
+        expected_unit = None
+        if self.units is not None:
+            if point not in self.units:
+                self._reject("unknown_topic", topic, f"unknown point {point!r}")
+                return None
+            expected_unit = self.units[point]
+        try:
+            msg = decode_sensor(payload, expected_unit)
+        except PayloadError as exc:
+            self._reject(exc.reason, topic, exc.detail)
+            return None
+        now = time.monotonic()
+        track = self._tracks.get(point)
+        gap = False
+        if track is not None:
+            if msg.seq <= track.reading.seq:
+                self._reject("replayed", topic, f"seq {msg.seq} <= {track.reading.seq}")
+                return None
+            gap = msg.seq != track.reading.seq + 1
+            if gap:
+                self._count("gaps")
+        reading = Reading(point, msg.ts, msg.value, msg.unit, msg.quality, msg.seq)
+        self._tracks[point] = _Track(reading, now, gap)
+        self._count("accepted")
+        for handler in self._handlers:
+            try:
+                handler(reading)
+            except Exception:
+                logger.exception("ingestion: handler %r failed on %s", handler, point)
+                self._count("handler_errors")
+        return reading
+
+    # ------------------------------------------------------------------ introspection
+    def snapshot(self) -> dict[str, PointState]:
+        """Latest value, quality and staleness of every point seen."""
+        now = time.monotonic()
+        out: dict[str, PointState] = {}
+        for point, track in list(self._tracks.items()):
+            r = track.reading
+            age = now - track.received_mono
+            reason = "gap" if track.gap else ("silence" if age > self.stale_after_s else "")
+            out[point] = PointState(
+                point=point,
+                value=r.value,
+                unit=r.unit,
+                ts=r.time_s,
+                quality=r.quality,
+                seq=r.seq,
+                stale=bool(reason),
+                stale_reason=reason,
+                age_s=age,
+            )
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: received, accepted, written, batches, gaps, connects, disconnects,
+        handler_errors, ..., ``rejected`` by reason and the queue depth."""
+        with self._lock:
+            counts: dict[str, Any] = dict(self._counts)
+            counts["rejected"] = dict(self._rejected)
+        counts["rejected_total"] = sum(counts["rejected"].values())
+        counts["queue_depth"] = self._queue.qsize()
+        counts["connected"] = self.connected
+        return counts

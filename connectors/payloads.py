@@ -1,0 +1,236 @@
+"""JSON payloads on the wire (see :mod:`connectors.topics`) and their strict decoders.
+
+Decoders never trust the input: every failure raises :class:`PayloadError` with a *reason*
+from :data:`REJECT_REASONS`, which ingestion counts. A bad-quality sensor reading (a dropout)
+carries ``"value": null``; a good one must carry a finite number inside the physical range
+of its unit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+logger = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES: Final = 4096
+
+REJECT_REASONS: tuple[str, ...] = (
+    "oversize",
+    "non_utf8",
+    "invalid_json",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "non_finite",
+    "out_of_range",
+    "wrong_unit",
+    "bad_quality_value",
+    "replayed",
+    "unknown_topic",
+    "handler_error",
+)
+"""Why a message is rejected; ingestion keeps one counter per reason."""
+
+PHYSICAL_RANGE: dict[str, tuple[float, float]] = {
+    "degC": (-50.0, 150.0),
+    "kW": (0.0, 1.0e6),
+    "frac": (-0.05, 1.05),
+    "kg/s": (0.0, 1.0e5),
+    "count": (0.0, 1.0e4),
+    "bool": (0.0, 1.0),
+}
+"""Physically possible values per unit (a reading outside is impossible, not just unusual).
+Fractions allow 5 % of measurement error at their limits: a transmitter at 100 % fan speed
+reads 1.02 now and then (the plant's sensor noise does), but never 1.5."""
+
+Quality = Literal["good", "bad"]
+
+
+class PayloadError(ValueError):
+    """A payload that cannot be accepted; ``reason`` is one of :data:`REJECT_REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class SensorMessage:
+    value: float
+    """NaN for a bad-quality reading without a value."""
+    unit: str
+    ts: float
+    quality: Quality
+    seq: int
+
+    def encode(self) -> bytes:
+        value = None if math.isnan(self.value) else self.value
+        return json.dumps(
+            {
+                "value": value,
+                "unit": self.unit,
+                "ts": self.ts,
+                "quality": self.quality,
+                "seq": self.seq,
+            },
+            allow_nan=False,
+        ).encode()
+
+
+@dataclass(frozen=True)
+class SetpointMessage:
+    id: str
+    value: float
+    expires_at: float
+    issued_at: float
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "id": self.id,
+                "value": self.value,
+                "expires_at": self.expires_at,
+                "issued_at": self.issued_at,
+            },
+            allow_nan=False,
+        ).encode()
+
+
+@dataclass(frozen=True)
+class StatusMessage:
+    state: Literal["online", "offline"]
+    control: Literal["site", "remote", "override"]
+    ts: float
+
+    def encode(self) -> bytes:
+        return json.dumps({"state": self.state, "control": self.control, "ts": self.ts}).encode()
+
+
+@dataclass(frozen=True)
+class OverrideMessage:
+    active: bool
+    by: str
+    ts: float
+
+    def encode(self) -> bytes:
+        return json.dumps({"active": self.active, "by": self.by, "ts": self.ts}).encode()
+
+
+# --------------------------------------------------------------------------- decoding
+def _reject_constant(name: str) -> float:
+    raise PayloadError("non_finite", f"JSON constant {name} is not a finite number")
+
+
+def load_object(payload: bytes) -> dict[str, Any]:
+    """Size, UTF-8 and JSON checks; the payload must be one JSON object."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadError("oversize", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("non_utf8", str(exc)) from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except PayloadError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError("invalid_json", str(exc)[:200]) from None
+    if not isinstance(data, dict):
+        raise PayloadError("not_object", f"payload is a JSON {type(data).__name__}")
+    return data
+
+
+def _field(data: dict[str, Any], name: str) -> Any:
+    if name not in data:
+        raise PayloadError("missing_field", f"no {name!r}")
+    return data[name]
+
+
+def _number(data: dict[str, Any], name: str) -> float:
+    value = _field(data, name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PayloadError("wrong_type", f"{name!r} must be a number, got {type(value).__name__}")
+    out = float(value)
+    if not math.isfinite(out):
+        raise PayloadError("non_finite", f"{name!r} is {out}")
+    return out
+
+
+def _string(data: dict[str, Any], name: str) -> str:
+    value = _field(data, name)
+    if not isinstance(value, str):
+        raise PayloadError("wrong_type", f"{name!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def decode_sensor(payload: bytes, expected_unit: str | None = None) -> SensorMessage:
+    """A sensor reading, checked field by field and against the physical range of its unit."""
+    data = load_object(payload)
+    for name in ("value", "unit", "ts", "quality", "seq"):
+        _field(data, name)
+    unit = _string(data, "unit")
+    quality = _string(data, "quality")
+    if quality not in ("good", "bad"):
+        raise PayloadError("wrong_type", f"'quality' must be good or bad, got {quality[:20]!r}")
+    ts = _number(data, "ts")
+    seq = data["seq"]
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        raise PayloadError("wrong_type", f"'seq' must be an integer, got {type(seq).__name__}")
+    if not 0 <= seq < 2**63:
+        raise PayloadError("out_of_range", f"'seq' {seq} outside [0, 2^63)")
+    if expected_unit is not None and unit != expected_unit:
+        raise PayloadError("wrong_unit", f"unit {unit[:20]!r}, expected {expected_unit!r}")
+    if data["value"] is None:
+        if quality == "good":
+            raise PayloadError("bad_quality_value", "a good reading needs a value")
+        value = math.nan
+    else:
+        value = _number(data, "value")
+        low, high = PHYSICAL_RANGE.get(unit, (-math.inf, math.inf))
+        if not low <= value <= high:
+            raise PayloadError("out_of_range", f"{value} {unit} outside [{low}, {high}]")
+    return SensorMessage(value=value, unit=unit, ts=ts, quality=quality, seq=seq)  # type: ignore[arg-type]
+
+
+def decode_setpoint(payload: bytes) -> SetpointMessage:
+    """A setpoint command: non-empty id (<= 128 chars), finite value, expiry and issue time."""
+    data = load_object(payload)
+    command_id = _string(data, "id")
+    if not command_id or len(command_id) > 128:
+        raise PayloadError("out_of_range", "'id' must have 1 to 128 characters")
+    return SetpointMessage(
+        id=command_id,
+        value=_number(data, "value"),
+        expires_at=_number(data, "expires_at"),
+        issued_at=_number(data, "issued_at"),
+    )
+
+
+def decode_override(payload: bytes) -> OverrideMessage:
+    """The operator override; an empty retained payload (cleared) means not active."""
+    if not payload:
+        return OverrideMessage(active=False, by="", ts=0.0)
+    data = load_object(payload)
+    active = _field(data, "active")
+    if not isinstance(active, bool):
+        raise PayloadError("wrong_type", "'active' must be true or false")
+    by = data.get("by", "")
+    ts = data.get("ts", 0.0)
+    if not isinstance(by, str):
+        raise PayloadError("wrong_type", "'by' must be a string")
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        raise PayloadError("wrong_type", "'ts' must be a finite number")
+    return OverrideMessage(active=active, by=by, ts=float(ts))
+
+
+def decode_status(payload: bytes) -> StatusMessage:
+    data = load_object(payload)
+    state, control = _string(data, "state"), _string(data, "control")
+    if state not in ("online", "offline") or control not in ("site", "remote", "override"):
+        raise PayloadError("wrong_type", f"unknown status {state[:20]!r}/{control[:20]!r}")
+    return StatusMessage(state=state, control=control, ts=_number(data, "ts"))  # type: ignore[arg-type]
