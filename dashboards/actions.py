@@ -1,0 +1,73 @@
+"""The operator's decisions from the dashboard: checked here (a valid session, the operator
+role read again from the users file, a reason, a policy), then handed to
+:mod:`control.approval`, which records who, when, why and the artifact's hash.
+
+Nothing here trusts the page: a viewer's request, a forged one, one from an expired session
+or one without a reason is refused with a message and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from control.reservoir import ReservoirError
+from dashboards import approval_adapter as approval
+from dashboards.auth import AuthError, require_operator
+from dashboards.context import AppContext, DataUnavailableError
+
+logger = logging.getLogger(__name__)
+
+Action = Literal["approve", "reject", "promote", "rollback"]
+ACTIONS: tuple[Action, ...] = get_args(Action)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an action did, as one sentence for the operator."""
+
+    ok: bool
+    message: str
+
+
+def act(
+    ctx: AppContext, session: Mapping[str, Any], action: str, ref: str | None, reason: str | None
+) -> Outcome:
+    """Carry out ``action`` on the policy ``ref`` (ignored for a rollback) for the user of
+    ``session``; see the module docstring."""
+    if action not in ACTIONS:
+        return Outcome(False, f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
+    try:
+        user = require_operator(
+            session, now_s=ctx.now_s(), action=f"{action} policies", users=ctx.users
+        )
+    except AuthError as exc:
+        logger.warning("dashboard: %s refused: %s", action, exc)
+        return Outcome(False, f"{action} refused: {exc}")
+    why = (reason or "").strip()
+    if not why:
+        return Outcome(False, f"{action} refused: give a reason (it is kept in the audit log)")
+    target = (ref or "").strip()
+    if action != "rollback" and not target:
+        return Outcome(False, f"{action} refused: choose a policy first")
+    try:
+        with ctx.reservoir() as res:
+            if action == "rollback":
+                now = approval.rollback(res, operator=user.name, reason=why)
+                in_control = now.ref if now is not None else "the site's own control"
+                message = f"rolled back by {user.name}: {in_control} is now in control"
+            else:
+                step = {
+                    "approve": approval.approve,
+                    "reject": approval.reject,
+                    "promote": approval.promote,
+                }[action]
+                record = step(res, target, operator=user.name, reason=why)
+                message = f"{record.ref} is now {record.state} ({action} by {user.name})"
+    except (approval.ApprovalError, ReservoirError, DataUnavailableError) as exc:
+        logger.warning("dashboard: %s of %r by %s refused: %s", action, target, user.name, exc)
+        return Outcome(False, f"{action} refused: {exc}")
+    logger.info("dashboard: %s", message)
+    return Outcome(True, message)

@@ -1,0 +1,187 @@
+"""The operator's dashboard: one Dash app with four pages behind a login.
+
+``create_app`` builds it for the CLI, the demo and the tests; each page is a module of
+:mod:`dashboards.pages` with ``layout(ctx, user)`` and ``set_callbacks(app, ctx)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from dash import Dash, Input, Output, dcc, html
+from dash.development.base_component import Component
+
+from dashboards.auth import (
+    DEFAULT_SESSION_S,
+    SECRET_FILE,
+    AuthError,
+    load_or_create_secret,
+    session_user,
+)
+from dashboards.context import AppContext, DashboardConfig
+from dashboards.figures import notice
+from dashboards.ids import FrameIds
+from dashboards.pages import approvals, hall, reservoir, twin
+from dashboards.session import LOGIN_PATH, LOGOUT_PATH, current_session, install, signed_in
+
+logger = logging.getLogger(__name__)
+
+PAGES: tuple[ModuleType, ...] = (hall, twin, reservoir, approvals)
+"""Each with ``PATH``, ``TITLE``, ``layout(ctx, user)`` and ``set_callbacks(app, ctx)``."""
+
+_CSS = """
+body { font-family: system-ui, -apple-system, sans-serif; margin: 0; background: #f3f5f8;
+       color: #1b2430; }
+.tl-header { display: flex; align-items: center; gap: 18px; background: #1f4e79; color: #fff;
+             padding: 10px 20px; }
+.tl-header a { color: #fff; text-decoration: none; font-weight: 500; }
+.tl-header a.tl-active { text-decoration: underline; }
+.tl-brand { font-weight: 700; font-size: 18px; margin-right: 12px; }
+.tl-user { margin-left: auto; font-size: 14px; }
+.tl-main { padding: 12px 20px 40px; }
+.tl-page-head { display: flex; align-items: center; gap: 16px; }
+.tl-window { width: 160px; } .tl-point { width: 360px; }
+.tl-cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 8px 0; }
+.tl-card { background: #fff; border-radius: 6px; padding: 8px 14px; min-width: 150px;
+           box-shadow: 0 1px 3px rgba(0,0,0,.1); }
+.tl-card-alarm { background: #fdecec; }
+.tl-card-label { font-size: 12px; color: #566; } .tl-card-value { font-size: 18px; }
+.tl-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr));
+           gap: 12px; }
+.tl-graph, .tl-graph-wide { background: #fff; border-radius: 6px; }
+.tl-table { border-collapse: collapse; background: #fff; font-size: 13px; margin-bottom: 8px; }
+.tl-table th, .tl-table td { border-bottom: 1px solid #dde; padding: 4px 10px;
+                             text-align: left; }
+.tl-table th { background: #e8eef5; }
+.tl-notice { padding: 8px 12px; border-radius: 4px; margin: 6px 0; background: #e8f0fa; }
+.tl-notice-ok { background: #e7f6ea; } .tl-notice-error { background: #fdecec; color: #900; }
+.tl-decide { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start; }
+.tl-reason { width: 420px; height: 60px; }
+.tl-buttons { display: flex; gap: 8px; flex-wrap: wrap; }
+.tl-button { padding: 8px 14px; border: 0; border-radius: 4px; background: #1f4e79;
+             color: #fff; cursor: pointer; }
+.tl-button:disabled { background: #aab; cursor: not-allowed; }
+.tl-button-danger { background: #a32; }
+.tl-report-image { max-width: 100%; }
+"""
+
+_INDEX = (
+    "<!DOCTYPE html><html><head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}"
+    f"<style>{_CSS}</style></head><body>{{%app_entry%}}<footer>{{%config%}}{{%scripts%}}"
+    "{%renderer%}</footer></body></html>"
+)
+
+
+def frame_layout() -> Component:
+    nav: list[Component] = [html.Span("TwinLoop", className="tl-brand")]
+    nav += [
+        dcc.Link(page.TITLE, href=page.PATH, id=f"nav-{page.__name__.rsplit('.', 1)[-1]}")
+        for page in PAGES
+    ]
+    nav += [
+        html.Span(id=FrameIds.USER, className="tl-user"),
+        html.A("Log out", href=LOGOUT_PATH, id="nav-logout"),
+    ]
+    return html.Div(
+        [
+            dcc.Location(id=FrameIds.URL),
+            dcc.Interval(id=FrameIds.CLOCK, interval=15_000),
+            html.Div(nav, className="tl-header"),
+            html.Div(
+                [html.Div(id=FrameIds.SESSION_NOTICE), html.Div(id=FrameIds.PAGE)],
+                className="tl-main",
+            ),
+        ]
+    )
+
+
+def page_for(ctx: AppContext, session: dict[str, Any], pathname: str | None) -> Component:
+    """The layout of the page at ``pathname`` for the session's user."""
+    user = session_user(session, now_s=ctx.now_s())
+    for page in PAGES:
+        if (pathname or "/") == page.PATH:
+            layout: Component = page.layout(ctx, user)
+            return layout
+    known = ", ".join(page.PATH for page in PAGES)
+    return notice(f"no page at {pathname} (pages: {known})", kind="error")
+
+
+def session_banner(session: dict[str, Any], *, now_s: float) -> tuple[Any, Any]:
+    """(who is logged in, a notice when the session has expired)."""
+    try:
+        user = session_user(session, now_s=now_s)
+    except AuthError as exc:
+        link = html.A("log in again", href=LOGIN_PATH + "?reason=expired")
+        return "", html.Div(
+            [str(exc), " — ", link],
+            className="tl-notice tl-notice-error",
+            role="alert",
+            id="session-expired",
+        )
+    minutes = max(0.0, (user.expires_at_s - now_s) / 60.0)
+    return f"{user.name} ({user.role}) · session ends in {minutes:.0f} min", []
+
+
+def create_app(
+    historian_path: str | Path,
+    reservoir_root: str | Path,
+    users_file: str | Path,
+    *,
+    secret_file: str | Path | None = None,
+    session_ttl_s: float = DEFAULT_SESSION_S,
+    refresh_s: float = 5.0,
+    stale_after_s: float = 900.0,
+    secure_cookies: bool = False,
+) -> Dash:
+    """The dashboard over a historian file and a reservoir folder, with the users of
+    ``users_file``; the session secret lives in ``secret_file`` (default: beside the users
+    file), made on first use."""
+    users = Path(users_file)
+    config = DashboardConfig(
+        historian_path=Path(historian_path),
+        reservoir_root=Path(reservoir_root),
+        users_file=users,
+        secret_file=Path(secret_file) if secret_file is not None else users.parent / SECRET_FILE,
+        session_ttl_s=session_ttl_s,
+        refresh_s=refresh_s,
+        stale_after_s=stale_after_s,
+        secure_cookies=secure_cookies,
+    )
+    ctx = AppContext(config)
+    app = Dash(
+        __name__,
+        title="TwinLoop operator",
+        update_title="",
+        suppress_callback_exceptions=True,
+        index_string=_INDEX,
+    )
+    install(app.server, ctx, load_or_create_secret(config.secret_file))
+    app.layout = frame_layout()
+
+    @app.callback(Output(FrameIds.PAGE, "children"), Input(FrameIds.URL, "pathname"))
+    def _route(pathname: str | None) -> Component:
+        signed_in(ctx)
+        return page_for(ctx, current_session(), pathname)
+
+    @app.callback(
+        Output(FrameIds.USER, "children"),
+        Output(FrameIds.SESSION_NOTICE, "children"),
+        Input(FrameIds.CLOCK, "n_intervals"),
+        Input(FrameIds.URL, "pathname"),
+    )
+    def _banner(_: int | None, __: str | None) -> tuple[Any, Any]:
+        return session_banner(current_session(), now_s=ctx.now_s())
+
+    for page in PAGES:
+        page.set_callbacks(app, ctx)
+    app.server.extensions["twinloop_dashboard"] = ctx
+    logger.info(
+        "dashboard over historian %s and reservoir %s (users %s)",
+        config.historian_path,
+        config.reservoir_root,
+        config.users_file,
+    )
+    return app

@@ -1,0 +1,96 @@
+"""What every page reads from: the historian, the reservoir and the users file of one app.
+
+The historian is opened read-only once, when it first exists (the live loop may create it
+after the dashboard starts), and shared by the server's threads (it guards its own
+connection). The reservoir is opened per request: its SQLite connection belongs to the
+thread that made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.historian import Historian, HistorianError
+from control.reservoir import Reservoir, ReservoirError
+from dashboards.auth import DEFAULT_SESSION_S, UserStore
+
+logger = logging.getLogger(__name__)
+
+
+class DataUnavailableError(RuntimeError):
+    """The historian or the reservoir cannot be read (yet); the message says which and why."""
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """Where the app's data lives and how it behaves."""
+
+    historian_path: Path
+    reservoir_root: Path
+    users_file: Path
+    secret_file: Path
+    session_ttl_s: float = DEFAULT_SESSION_S
+    refresh_s: float = 5.0
+    """How often the live pages poll the historian."""
+    stale_after_s: float = 900.0
+    """A point whose newest reading is this much older than the hall's newest is stale."""
+    inlet_alarm_c: float = 27.0
+    """Rack inlets above this (ASHRAE recommended limit) raise an alarm."""
+    secure_cookies: bool = False
+    """Send the session cookie over HTTPS only (set when served behind TLS)."""
+
+    def __post_init__(self) -> None:
+        for name in ("session_ttl_s", "refresh_s", "stale_after_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"dashboard {name} must be positive, got {getattr(self, name)}")
+
+
+class AppContext:
+    """The data sources of one dashboard app (see the module docstring)."""
+
+    def __init__(self, config: DashboardConfig) -> None:
+        self.config = config
+        self.users = UserStore(config.users_file)
+        self._historian: Historian | None = None
+        self._lock = threading.Lock()
+
+    def historian(self) -> Historian:
+        """The historian, opened read-only; :class:`DataUnavailableError` until it exists."""
+        with self._lock:
+            if self._historian is None:
+                try:
+                    self._historian = Historian(self.config.historian_path, readonly=True)
+                except (HistorianError, OSError) as exc:
+                    raise DataUnavailableError(
+                        f"historian {self.config.historian_path}: {exc}"
+                    ) from None
+            return self._historian
+
+    @contextmanager
+    def reservoir(self) -> Iterator[Reservoir]:
+        """The reservoir, open for this request; :class:`DataUnavailableError` if there is none."""
+        try:
+            res = Reservoir(self.config.reservoir_root, create=False)
+        except ReservoirError as exc:
+            raise DataUnavailableError(str(exc)) from None
+        try:
+            yield res
+        finally:
+            res.close()
+
+    @staticmethod
+    def now_s() -> float:
+        """Wall-clock time (sessions expire by it)."""
+        return time.time()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._historian is not None:
+                self._historian.close()
+                self._historian = None

@@ -1,0 +1,99 @@
+"""Small building blocks shared by the pages: figures with a message, time axes, tables."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from dash import html
+
+logger = logging.getLogger(__name__)
+
+_EPOCH_LIKE_S = 1.0e9
+"""Times past this (2001) read as Unix time; smaller ones are plant time from its year's start."""
+
+WINDOWS_H: tuple[float, ...] = (1.0, 3.0, 6.0, 24.0, 168.0)
+
+
+def window_options() -> list[dict[str, Any]]:
+    return [{"label": f"last {h:g} h", "value": h} for h in WINDOWS_H]
+
+
+def empty_figure(message: str, *, height: int = 320) -> go.Figure:
+    """A blank figure that says why it is blank."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(
+        height=height,
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        margin={"l": 20, "r": 20, "t": 30, "b": 20},
+        template="plotly_white",
+    )
+    return fig
+
+
+def style(fig: go.Figure, title: str, *, height: int = 320, y_title: str = "") -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "font": {"size": 14}},
+        height=height,
+        margin={"l": 55, "r": 20, "t": 40, "b": 40},
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.2},
+        yaxis_title=y_title,
+    )
+    return fig
+
+
+def time_values(index: Iterable[float]) -> tuple[Any, str]:
+    """X values and axis title for historian times: dates for Unix times, else plant hours."""
+    times = pd.Index(list(index), dtype=float)
+    if len(times) and float(times.max()) > _EPOCH_LIKE_S:
+        return pd.to_datetime(times, unit="s", utc=True), "time (UTC)"
+    return times / 3600.0, "plant time (h)"
+
+
+def time_text(time_s: float) -> str:
+    """One historian time for a label."""
+    if time_s > _EPOCH_LIKE_S:
+        return f"{pd.Timestamp(time_s, unit='s', tz='UTC'):%Y-%m-%d %H:%M:%S} UTC"
+    return f"plant hour {time_s / 3600.0:,.3f}"
+
+
+def number(value: float | None, digits: int = 1, unit: str = "") -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    text = f"{value:,.{digits}f}"
+    return f"{text} {unit}".rstrip()
+
+
+def table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, id_: str | None = None
+) -> html.Table:
+    """A plain HTML table (header row, then one row per entry)."""
+    head = html.Thead(html.Tr([html.Th(c) for c in columns]))
+    body = html.Tbody([html.Tr([html.Td(cell) for cell in row]) for row in rows])
+    props: dict[str, Any] = {"className": "tl-table"}
+    if id_ is not None:
+        props["id"] = id_
+    return html.Table([head, body], **props)
+
+
+def card(label: str, value: str, *, alarm: bool = False) -> html.Div:
+    """A headline number with its label."""
+    return html.Div(
+        [html.Div(label, className="tl-card-label"), html.Div(value, className="tl-card-value")],
+        className="tl-card tl-card-alarm" if alarm else "tl-card",
+    )
+
+
+def notice(message: str, *, kind: str = "info") -> html.Div:
+    """A one-line message; ``kind`` is info, ok or error (an error also has role=alert)."""
+    props: dict[str, Any] = {"className": f"tl-notice tl-notice-{kind}"}
+    if kind == "error":
+        props["role"] = "alert"
+    return html.Div(message, **props)

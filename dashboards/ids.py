@@ -1,0 +1,63 @@
+"""Component ids, one enum per page (webviz-config style): every id is named once, here, and
+callbacks refer to the enum member, never to a string built on the spot."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FrameIds(StrEnum):
+    """The frame around every page: address, navigation, session notice."""
+
+    URL = "frame-url"
+    PAGE = "frame-page"
+    USER = "frame-user"
+    SESSION_NOTICE = "frame-session-notice"
+    CLOCK = "frame-clock"
+
+
+class HallIds(StrEnum):
+    INTERVAL = "hall-interval"
+    WINDOW = "hall-window"
+    SUMMARY = "hall-summary"
+    HEATMAP = "hall-heatmap"
+    TEMPERATURES = "hall-temperatures"
+    POWER = "hall-power"
+    PUE = "hall-pue"
+    ALARMS = "hall-alarms"
+    STALE = "hall-stale"
+
+
+class TwinIds(StrEnum):
+    INTERVAL = "twin-interval"
+    WINDOW = "twin-window"
+    POINT = "twin-point"
+    SUMMARY = "twin-summary"
+    COMPARE = "twin-compare"
+    ERROR = "twin-error"
+    PARAMETERS = "twin-parameters"
+
+
+class ReservoirIds(StrEnum):
+    INTERVAL = "reservoir-interval"
+    TABLE = "reservoir-table"
+    POLICY = "reservoir-policy"
+    NOTICE = "reservoir-notice"
+    DETAIL = "reservoir-detail"
+    PLOTS = "reservoir-plots"
+    IMAGES = "reservoir-images"
+
+
+class ApprovalIds(StrEnum):
+    INTERVAL = "approvals-interval"
+    CONTROL = "approvals-control"
+    PENDING = "approvals-pending"
+    POLICY = "approvals-policy"
+    REASON = "approvals-reason"
+    APPROVE = "approvals-approve"
+    REJECT = "approvals-reject"
+    PROMOTE = "approvals-promote"
+    ROLLBACK = "approvals-rollback"
+    MESSAGE = "approvals-message"
+    DECISIONS = "approvals-decisions"
+    WRITES = "approvals-writes"

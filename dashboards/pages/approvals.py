@@ -1,0 +1,261 @@
+"""Approvals: who is in control, the queue of policies awaiting an operator, approve / reject
+/ promote with a reason, one-click rollback, and the audit log (gate decisions and setpoint
+writes). Only an operator can act; the server checks that on every action."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dash
+from dash import Dash, Input, Output, State, dcc, html
+from dash.development.base_component import Component
+
+from control.reservoir import PolicyRecord
+from dashboards.actions import act
+from dashboards.auth import AuthError, SessionUser, session_user
+from dashboards.context import AppContext, DataUnavailableError
+from dashboards.figures import notice, number, table, time_text
+from dashboards.ids import ApprovalIds, FrameIds
+from dashboards.pages.reservoir import policy_from_search
+from dashboards.reservoir_view import policy_rows
+from dashboards.session import current_session, signed_in
+
+logger = logging.getLogger(__name__)
+
+PATH = "/approvals"
+TITLE = "Approvals"
+ACTIONABLE = ("pre_evaluated", "approved", "shadow")
+"""States an operator can move a policy on from (approve/reject, promote)."""
+AUDIT_ROWS = 50
+_BUTTONS = {
+    ApprovalIds.APPROVE: "approve",
+    ApprovalIds.REJECT: "reject",
+    ApprovalIds.PROMOTE: "promote",
+    ApprovalIds.ROLLBACK: "rollback",
+}
+
+
+def layout(ctx: AppContext, user: SessionUser) -> Component:
+    viewer = not user.is_operator
+    buttons = [
+        html.Button("Approve", id=ApprovalIds.APPROVE, disabled=viewer, className="tl-button"),
+        html.Button("Reject", id=ApprovalIds.REJECT, disabled=viewer, className="tl-button"),
+        html.Button(
+            "Promote (approved → shadow → live)",
+            id=ApprovalIds.PROMOTE,
+            disabled=viewer,
+            className="tl-button",
+        ),
+        html.Button(
+            "Roll back now",
+            id=ApprovalIds.ROLLBACK,
+            disabled=viewer,
+            className="tl-button tl-button-danger",
+        ),
+    ]
+    role_note = (
+        notice(f"{user.name} is a viewer: you can see the queue but not act on it")
+        if viewer
+        else html.Div()
+    )
+    return html.Div(
+        [
+            dcc.Interval(id=ApprovalIds.INTERVAL, interval=int(ctx.config.refresh_s * 1000)),
+            html.H2(TITLE),
+            html.Div(id=ApprovalIds.CONTROL, className="tl-cards"),
+            html.H3("Awaiting an operator"),
+            html.Div(id=ApprovalIds.PENDING),
+            html.H3("Decide"),
+            role_note,
+            html.Div(
+                [
+                    dcc.Dropdown(
+                        id=ApprovalIds.POLICY, placeholder="policy to act on", className="tl-point"
+                    ),
+                    dcc.Textarea(
+                        id=ApprovalIds.REASON,
+                        placeholder="reason (required; kept in the audit log)",
+                        className="tl-reason",
+                        disabled=viewer,
+                    ),
+                    html.Div(buttons, className="tl-buttons"),
+                ],
+                className="tl-decide",
+            ),
+            html.Div(id=ApprovalIds.MESSAGE, role="status"),
+            html.H3("Audit log: gate decisions"),
+            html.Div(id=ApprovalIds.DECISIONS),
+            html.H3("Audit log: setpoint writes"),
+            html.Div(id=ApprovalIds.WRITES),
+        ]
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f} %"
+
+
+def _control(records: list[PolicyRecord]) -> list[Component]:
+    live = next((r.ref for r in records if r.state == "live"), None)
+    shadows = [r.ref for r in records if r.state == "shadow"]
+    return [
+        html.Div(
+            [
+                html.Div("in control", className="tl-card-label"),
+                html.Div(
+                    live or "the site's own control",
+                    id="approvals-in-control",
+                    className="tl-card-value",
+                ),
+            ],
+            className="tl-card",
+        ),
+        html.Div(
+            [
+                html.Div("in shadow", className="tl-card-label"),
+                html.Div(", ".join(shadows) or "—", className="tl-card-value"),
+            ],
+            className="tl-card",
+        ),
+    ]
+
+
+def view(ctx: AppContext) -> tuple[Any, Any, list[dict[str, str]], Any, Any]:
+    """(control, pending queue, actionable policies, gate decisions, setpoint writes)."""
+    try:
+        with ctx.reservoir() as res:
+            records = res.list()
+            rows = {r.ref: r for r in policy_rows(res)}
+            history = list(reversed(res.history()))[:AUDIT_ROWS]
+            reasons = {h.policy: h.reason for h in res.history() if h.to_state == "pre_evaluated"}
+    except DataUnavailableError as exc:
+        error = notice(str(exc), kind="error")
+        return error, [], [], [], []
+    pending = [r for r in records if r.state == "pre_evaluated"]
+    queue = (
+        table(
+            [
+                "policy",
+                "kind",
+                "twin scenarios",
+                "cooling (kWh)",
+                "K·h > 27 °C",
+                "max inlet (°C)",
+                "saving vs incumbent",
+                "gate 1",
+            ],
+            [
+                [
+                    dcc.Link(r.ref, href=f"/reservoir?policy={r.ref}"),
+                    r.kind,
+                    str(rows[r.ref].scenarios),
+                    number(rows[r.ref].cooling_kwh, 0),
+                    number(rows[r.ref].violation_kh_above_27, 2),
+                    number(rows[r.ref].max_inlet_c, 2),
+                    _pct(rows[r.ref].savings_vs_incumbent_pct),
+                    reasons.get(r.ref, "—"),
+                ]
+                for r in pending
+            ],
+            id_="approvals-pending-table",
+        )
+        if pending
+        else notice("no policies are waiting for approval", kind="ok")
+    )
+    options = [
+        {"label": f"{r.ref} ({r.state})", "value": r.ref} for r in records if r.state in ACTIONABLE
+    ]
+    decisions = table(
+        ["at (UTC)", "policy", "who", "change", "why", "sha256"],
+        [
+            (
+                h.at,
+                h.policy,
+                h.actor,
+                f"{h.from_state or '—'} → {h.to_state}",
+                h.reason,
+                (h.artifact_hash or "—")[:12],
+            )
+            for h in history
+        ],
+        id_="approvals-decisions-table",
+    )
+    try:
+        audit = ctx.historian().audit(limit=AUDIT_ROWS)
+        writes: Any = (
+            table(
+                ["time", "command", "field", "value", "expires", "actor", "outcome", "detail"],
+                [
+                    (
+                        time_text(a.time_s),
+                        a.command_id,
+                        a.field,
+                        f"{a.value:g}",
+                        time_text(a.expires_at_s),
+                        a.actor,
+                        a.outcome,
+                        a.detail,
+                    )
+                    for a in audit
+                ],
+            )
+            if audit
+            else notice("no setpoint writes recorded")
+        )
+    except DataUnavailableError as exc:
+        writes = notice(str(exc), kind="error")
+    return _control(records), queue, options, decisions, writes
+
+
+def update(
+    ctx: AppContext,
+    session: dict[str, Any],
+    trigger: str | None,
+    ref: str | None,
+    reason: str | None,
+) -> tuple[Any, ...]:
+    """(message, reason box, control, queue, options, decisions, writes): carries out the
+    action of the button ``trigger`` (if one) and shows the reservoir as it is after it."""
+    message: Any = dash.no_update
+    reason_out: Any = dash.no_update
+    action = _BUTTONS.get(ApprovalIds(trigger)) if trigger in set(_BUTTONS) else None
+    if action is not None:
+        outcome = act(ctx, session, action, ref, reason)
+        message = notice(outcome.message, kind="ok" if outcome.ok else "error")
+        reason_out = "" if outcome.ok else dash.no_update
+    try:
+        session_user(session, now_s=ctx.now_s())
+    except AuthError:  # no data for a request without a valid session, only the refusal
+        return (message, reason_out, *[dash.no_update] * 5)
+    return (message, reason_out, *view(ctx))
+
+
+def set_callbacks(app: Dash, ctx: AppContext) -> None:
+    @app.callback(
+        Output(ApprovalIds.MESSAGE, "children"),
+        Output(ApprovalIds.REASON, "value"),
+        Output(ApprovalIds.CONTROL, "children"),
+        Output(ApprovalIds.PENDING, "children"),
+        Output(ApprovalIds.POLICY, "options"),
+        Output(ApprovalIds.DECISIONS, "children"),
+        Output(ApprovalIds.WRITES, "children"),
+        Input(ApprovalIds.INTERVAL, "n_intervals"),
+        Input(ApprovalIds.APPROVE, "n_clicks"),
+        Input(ApprovalIds.REJECT, "n_clicks"),
+        Input(ApprovalIds.PROMOTE, "n_clicks"),
+        Input(ApprovalIds.ROLLBACK, "n_clicks"),
+        State(ApprovalIds.POLICY, "value"),
+        State(ApprovalIds.REASON, "value"),
+    )
+    def _update(*args: Any) -> tuple[Any, ...]:
+        ref, reason = args[-2], args[-1]
+        trigger = dash.ctx.triggered_id
+        if trigger not in set(_BUTTONS):
+            signed_in(ctx)  # a refresh needs a session; an action answers with a message
+        return update(ctx, current_session(), trigger, ref, reason)
+
+    @app.callback(Output(ApprovalIds.POLICY, "value"), Input(FrameIds.URL, "search"))
+    def _from_url(search: str | None) -> str | None:
+        signed_in(ctx)
+        return policy_from_search(search)

@@ -1,0 +1,257 @@
+"""Twin: what the twin predicted against what the plant measured, the error over time with
+its uncertainty band, and the assimilated parameters with their drift."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from dash import Dash, Input, Output, dcc, html
+from dash.development.base_component import Component
+
+from dashboards import points as pts
+from dashboards.auth import SessionUser
+from dashboards.context import AppContext, DataUnavailableError
+from dashboards.figures import (
+    empty_figure,
+    notice,
+    number,
+    style,
+    table,
+    time_values,
+    window_options,
+)
+from dashboards.ids import TwinIds
+from dashboards.session import signed_in
+
+logger = logging.getLogger(__name__)
+
+PATH = "/twin"
+TITLE = "Twin"
+ALIGN_TOLERANCE_S = 150.0
+"""A prediction is paired with the nearest measurement at most this far away."""
+BAND_SIGMAS = 2.0
+
+
+def layout(ctx: AppContext, user: SessionUser) -> Component:
+    return html.Div(
+        [
+            dcc.Interval(id=TwinIds.INTERVAL, interval=int(ctx.config.refresh_s * 1000)),
+            html.Div(
+                [
+                    html.H2(TITLE),
+                    dcc.Dropdown(id=TwinIds.POINT, placeholder="twin output", className="tl-point"),
+                    dcc.Dropdown(
+                        id=TwinIds.WINDOW,
+                        options=window_options(),
+                        value=6.0,
+                        clearable=False,
+                        className="tl-window",
+                    ),
+                ],
+                className="tl-page-head",
+            ),
+            html.Div(id=TwinIds.SUMMARY),
+            dcc.Graph(id=TwinIds.COMPARE, className="tl-graph-wide"),
+            html.Div(
+                [
+                    dcc.Graph(id=TwinIds.ERROR, className="tl-graph"),
+                    dcc.Graph(id=TwinIds.PARAMETERS, className="tl-graph"),
+                ],
+                className="tl-grid",
+            ),
+        ]
+    )
+
+
+def output_options(ctx: AppContext) -> list[dict[str, str]]:
+    """The twin's outputs (``twin.X``) that have a measured counterpart."""
+    try:
+        names = ctx.historian().points()
+    except DataUnavailableError:
+        return []
+    options = []
+    for name in pts.twin_outputs(names):
+        if pts.has_measurement(name, names):
+            derived = pts.DERIVED_MEASUREMENTS.get(name)
+            label = name if derived is None else f"{name} (vs {derived})"
+            options.append({"label": label, "value": name})
+    return options
+
+
+def _error_stats(pairs: pd.DataFrame, unit: str) -> html.Table:
+    abs_err = pairs["error"].abs()
+    rows = [
+        ("pairs", f"{len(pairs):,}"),
+        ("median |error|", number(float(abs_err.median()), 3, unit)),
+        ("p95 |error|", number(float(abs_err.quantile(0.95)), 3, unit)),
+        ("bias (mean error)", number(float(pairs["error"].mean()), 3, unit)),
+        ("newest error", number(float(pairs["error"].iloc[-1]), 3, unit)),
+    ]
+    return table(["twin vs plant", "value"], rows)
+
+
+def _unit(name: str) -> str:
+    if name.endswith("_c"):
+        return "°C"
+    if name.endswith("_kw"):
+        return "kW"
+    return ""
+
+
+def _compare(
+    name: str, predicted: pd.Series, std: pd.Series | None, actual: pd.Series
+) -> go.Figure:
+    unit = _unit(name)
+    x, x_title = time_values(predicted.index)
+    fig = go.Figure()
+    if std is not None and not std.dropna().empty:
+        band = std.reindex(predicted.index).to_numpy() * BAND_SIGMAS
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=predicted.to_numpy() + band,
+                mode="lines",
+                line={"width": 0},
+                showlegend=False,
+                hoverinfo="skip",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=predicted.to_numpy() - band,
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor="rgba(31,119,180,0.2)",
+                name=f"twin ± {BAND_SIGMAS:g} σ",
+            )
+        )
+    fig.add_trace(go.Scatter(x=x, y=predicted, mode="lines", name="twin (predicted)"))
+    mx, _ = time_values(actual.index)
+    fig.add_trace(go.Scatter(x=mx, y=actual, mode="lines", name="plant (measured)"))
+    style(fig, f"{name}: predicted vs measured", height=360, y_title=unit)
+    return fig.update_xaxes(title=x_title)
+
+
+def _parameters(frame: pd.DataFrame) -> tuple[go.Figure, list[tuple[str, str, str, str]]]:
+    if frame.empty or frame.dropna(how="all").empty:
+        return empty_figure("no assimilated parameters (twin.param.*)"), []
+    x, x_title = time_values(frame.index)
+    fig = go.Figure()
+    rows = []
+    for column in frame.columns:
+        values = frame[column].dropna()
+        if values.empty:
+            continue
+        first, last = float(values.iloc[0]), float(values.iloc[-1])
+        scale = abs(first) if first != 0 else 1.0
+        drift = (frame[column] - first) / scale * 100.0
+        label = column.removeprefix(pts.TWIN_PARAM_PREFIX)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=drift,
+                mode="lines",
+                name=label,
+                connectgaps=True,
+                customdata=frame[column],
+                hovertemplate=label + ": %{customdata:.4g} (%{y:+.2f} %)<extra></extra>",
+            )
+        )
+        rows.append(
+            (label, f"{first:.4g}", f"{last:.4g}", f"{(last - first) / scale * 100:+.2f} %")
+        )
+    style(fig, "Assimilated parameters: drift from the window's start", y_title="%")
+    return fig.update_xaxes(title=x_title), rows
+
+
+def update(ctx: AppContext, name: str | None, window_h: float | None) -> tuple[Any, ...]:
+    """(summary, predicted-vs-measured, error, parameters) for the twin output ``name`` (the
+    first one if None) over the last ``window_h`` hours."""
+    try:
+        historian = ctx.historian()
+        names = historian.points()
+    except DataUnavailableError as exc:
+        blank = empty_figure("no data")
+        return notice(str(exc), kind="error"), blank, blank, blank
+    latest = historian.latest()
+    if not latest:
+        blank = empty_figure("no readings yet")
+        return notice("the historian holds no readings yet"), blank, blank, blank
+    since_s = max(r.time_s for r in latest.values()) - float(window_h or 6.0) * 3600.0
+    params = historian.series(
+        [p for p in names if p.startswith(pts.TWIN_PARAM_PREFIX)], since_s=since_s
+    )
+    param_fig, param_rows = _parameters(params)
+    outputs = pts.twin_outputs(names)
+    if name is None and outputs:
+        name = outputs[0]
+    if name is None:
+        msg = "the historian holds no twin predictions (twin.*) yet"
+        return notice(msg), empty_figure(msg), empty_figure(msg), param_fig
+    if name not in outputs:
+        msg = f"unknown twin output {name!r} (known: {', '.join(outputs) or 'none'})"
+        return notice(msg, kind="error"), empty_figure(msg), empty_figure(msg), param_fig
+    predicted = historian.series([pts.TWIN_PREFIX + name], since_s=since_s)[pts.TWIN_PREFIX + name]
+    std_point = pts.TWIN_STD_PREFIX + name
+    std = historian.series([std_point], since_s=since_s)[std_point] if std_point in names else None
+    actual = pts.measured(historian, name, names, since_s=since_s)
+    if actual is None:
+        msg = f"the plant has no measurement of {name} to compare with"
+        return notice(msg, kind="error"), empty_figure(msg), empty_figure(msg), param_fig
+    pairs = pts.align(predicted, actual, tolerance_s=ALIGN_TOLERANCE_S)
+    compare = _compare(name, predicted.dropna(), std, actual.dropna())
+    if pairs.empty:
+        msg = f"no prediction of {name} lies near a measurement"
+        return notice(msg), compare, empty_figure(msg), param_fig
+    unit = _unit(name)
+    ex, x_title = time_values(pairs.index)
+    error = go.Figure(go.Scatter(x=ex, y=pairs["error"], mode="lines", name="predicted − measured"))
+    if std is not None:
+        sigma = std.reindex(pairs.index, method="nearest").to_numpy() * BAND_SIGMAS
+        error.add_trace(
+            go.Scatter(
+                x=ex, y=sigma, mode="lines", line={"dash": "dot"}, name=f"+{BAND_SIGMAS:g} σ"
+            )
+        )
+        error.add_trace(
+            go.Scatter(
+                x=ex, y=-sigma, mode="lines", line={"dash": "dot"}, name=f"−{BAND_SIGMAS:g} σ"
+            )
+        )
+    error.add_hline(y=0.0, line={"color": "#888", "width": 1})
+    style(error, f"{name}: twin error over time", y_title=unit).update_xaxes(title=x_title)
+    summary = html.Div(
+        [
+            _error_stats(pairs, unit),
+            table(["parameter", "window start", "newest", "drift"], param_rows)
+            if param_rows
+            else notice("no assimilated parameters (twin.param.*)"),
+        ],
+        className="tl-grid",
+    )
+    return summary, compare, error, param_fig
+
+
+def set_callbacks(app: Dash, ctx: AppContext) -> None:
+    @app.callback(Output(TwinIds.POINT, "options"), Input(TwinIds.INTERVAL, "n_intervals"))
+    def _options(_: int | None) -> list[dict[str, str]]:
+        signed_in(ctx)
+        return output_options(ctx)
+
+    @app.callback(
+        Output(TwinIds.SUMMARY, "children"),
+        Output(TwinIds.COMPARE, "figure"),
+        Output(TwinIds.ERROR, "figure"),
+        Output(TwinIds.PARAMETERS, "figure"),
+        Input(TwinIds.INTERVAL, "n_intervals"),
+        Input(TwinIds.POINT, "value"),
+        Input(TwinIds.WINDOW, "value"),
+    )
+    def _update(_: int | None, name: str | None, window_h: float | None) -> tuple[Any, ...]:
+        signed_in(ctx)
+        return update(ctx, name, window_h)

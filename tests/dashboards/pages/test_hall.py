@@ -1,0 +1,87 @@
+"""The live-hall callback, called as a plain function on a real historian."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from connectors.historian import Historian
+from dashboards.context import AppContext
+from dashboards.pages import hall
+from tests.dashboards.conftest import (
+    BAD_POINT,
+    HOT_POINT,
+    HOT_VALUE_C,
+    STALE_POINT,
+    Built,
+    text_of,
+)
+
+
+def test_hall_shows_the_newest_hall(ctx: AppContext, data: Built) -> None:
+    summary, heatmap, temps, power, pue, alarms, stale = hall.update(ctx, 3.0)
+    with Historian(data.historian, readonly=True) as hist:
+        latest = hist.latest()
+    # Heat map: 4 pods × 25 racks, the bad reading blank, the hot one in place.
+    assert isinstance(heatmap, go.Figure)
+    z = np.asarray(heatmap.data[0].z, dtype=float)
+    assert z.shape == (4, 25)
+    assert math.isnan(z[1, 3])  # BAD_POINT
+    assert z[2, 7] == pytest.approx(HOT_VALUE_C)
+    assert z[0, 0] == pytest.approx(latest["rack_inlet_c.0.00"].value)
+    # Temperatures: six supply/return lines over the window.
+    assert {t.name for t in temps.data} == {
+        "supply air",
+        "return air",
+        "chilled water supply",
+        "chilled water return",
+        "condenser water supply",
+        "condenser water return",
+    }
+    assert all(len(t.x) > 100 for t in temps.data)  # 3 h of 1-min readings
+    # Power by subsystem adds up to the facility meter.
+    stacks = {t.name: np.asarray(t.y, dtype=float) for t in power.data}
+    assert set(stacks) == {
+        "IT",
+        "chillers",
+        "CRAH fans",
+        "chilled-water pumps",
+        "condenser pumps",
+        "tower fans",
+        "other",
+    }
+    total = np.sum(list(stacks.values()), axis=0)
+    with Historian(data.historian, readonly=True) as hist:
+        facility = hist.series(["facility_power_kw"])["facility_power_kw"].to_numpy()
+    np.testing.assert_allclose(total, facility[-len(total) :], rtol=1e-9)
+    # PUE from the meters plus the controller's KPI series.
+    assert [t.name for t in pue.data] == ["PUE (meters)", "PUE (controller KPI)"]
+    assert 1.0 < float(np.nanmedian(np.asarray(pue.data[0].y, dtype=float))) < 2.5
+    text = text_of(summary)
+    it_kw = sum(r.value for n, r in latest.items() if n.startswith("it_power_kw."))
+    assert f"{latest['facility_power_kw'].value / it_kw:.3f}" in text
+    assert f"{HOT_VALUE_C:.1f} °C ({HOT_POINT})" in text
+    # Alarms: the hot rack first, then the historian's events, newest first.
+    alarm_text = text_of(alarms)
+    assert alarm_text.index(HOT_POINT) < alarm_text.index("fallback: site control resumed")
+    assert alarm_text.index("fallback") < alarm_text.index("trip: stale data from the BMS")
+    # Stale: the point that stopped an hour ago, and the bad reading.
+    stale_text = text_of(stale)
+    assert STALE_POINT in stale_text and BAD_POINT in stale_text and "bad" in stale_text
+    assert "facility_power_kw" not in stale_text
+
+
+def test_window_limits_the_series(ctx: AppContext) -> None:
+    _, _, temps_1h, *_ = hall.update(ctx, 1.0)
+    _, _, temps_3h, *_ = hall.update(ctx, 3.0)
+    assert 55 <= len(temps_1h.data[0].x) <= 62 < len(temps_3h.data[0].x)
+
+
+def test_missing_historian_is_a_message_not_a_crash(ctx: AppContext, data: Built) -> None:
+    data.historian.unlink()
+    summary, heatmap, *_ = hall.update(ctx, 3.0)
+    assert "does not exist" in text_of(summary)
+    assert heatmap.layout.annotations[0].text == "no data"

@@ -1,0 +1,78 @@
+"""The reservoir page's callbacks on a real reservoir with real twin evaluations."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import pytest
+
+from control.reservoir import Reservoir
+from dashboards.context import AppContext
+from dashboards.pages import reservoir
+from dashboards.reservoir_view import policy_rows, savings_pct
+from tests.dashboards.conftest import CANDIDATES, Built, text_of
+
+
+def test_table_lists_every_policy_with_savings(ctx: AppContext, data: Built) -> None:
+    body, options = reservoir.overview(ctx)
+    text = text_of(body)
+    with Reservoir(data.reservoir) as res:
+        records = res.list()
+        rows = {r.ref: r for r in policy_rows(res)}
+    assert [o["value"] for o in options] == [r.ref for r in records]
+    for record in records:
+        assert record.ref in text
+    assert "saving vs fixed-setpoints@1" in text and "saving vs trim-and-respond@1" in text
+    # tr-candidate runs trim-and-respond: its saving against fixed setpoints is the real
+    # difference of the two twin runs, against trim-and-respond itself zero.
+    row = rows["tr-candidate@1"]
+    with Reservoir(data.reservoir) as res:
+        fixed = res.evaluations("fixed-setpoints")[0].kpis["cooling_kwh"]
+        trim = res.evaluations("trim-and-respond")[0].kpis["cooling_kwh"]
+    assert row.savings_vs_baselines_pct["fixed-setpoints@1"] == pytest.approx(
+        (fixed - trim) / fixed * 100.0
+    )
+    assert row.savings_vs_baselines_pct["trim-and-respond@1"] == pytest.approx(0.0)
+    assert row.savings_vs_incumbent_pct is None  # nothing is live
+
+
+def test_savings_use_common_scenarios_only() -> None:
+    mine = {"a": {"cooling_kwh": 90.0}, "b": {"cooling_kwh": 10.0}}
+    theirs = {"a": {"cooling_kwh": 100.0}, "c": {"cooling_kwh": 1.0}}
+    assert savings_pct(mine, theirs) == pytest.approx(10.0)
+    assert savings_pct(mine, {"c": {"cooling_kwh": 1.0}}) is None
+
+
+def test_detail_shows_evidence_and_plots(ctx: AppContext) -> None:
+    note, body, plots, images = reservoir.detail(ctx, CANDIDATES[0])
+    assert note == []
+    text = text_of(body)
+    for expected in (
+        "tr-candidate@1",
+        "pre_evaluated",
+        "verified",
+        "gate 1 passed on test",
+        "Cooling energy in the twin against the incumbent and the baselines",
+        "fixed-setpoints@1 (kWh)",
+    ):
+        assert expected in text, expected
+    assert isinstance(plots, go.Figure)
+    assert [t.name for t in plots.data if t.showlegend is not False] == [
+        "tropical-typical-week (twin)"
+    ]
+    assert len(images) == 1
+    assert images[0].children[0].src.startswith("data:image/png;base64,iVBOR")
+
+
+@pytest.mark.parametrize("ref", ["ghost", "tr-candidate@7", "bad@ref@1"])
+def test_unknown_policy_is_a_clear_message(ctx: AppContext, ref: str) -> None:
+    note, body, _, images = reservoir.detail(ctx, ref)
+    message = text_of(note)
+    assert (
+        "unknown policy" in message or "has no version 7" in message or "bad policy" in message
+    ), message
+    assert body == [] and images == []
+
+
+def test_policy_comes_from_the_address() -> None:
+    assert reservoir.policy_from_search("?policy=ppo%402") == "ppo@2"
+    assert reservoir.policy_from_search("") is None

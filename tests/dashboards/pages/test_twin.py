@@ -1,0 +1,49 @@
+"""The twin page's callbacks, called as plain functions on a real historian."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from connectors.historian import Historian
+from dashboards.context import AppContext
+from dashboards.pages import twin
+from tests.dashboards.conftest import TWIN_PARAMS, Built, text_of
+
+
+def test_options_list_twin_outputs_with_a_measurement(ctx: AppContext) -> None:
+    assert twin.output_options(ctx) == [
+        {"label": "rack_inlet_max_c (vs the hottest rack inlet)", "value": "rack_inlet_max_c"}
+    ]
+
+
+def test_predicted_vs_measured_error_and_parameters(ctx: AppContext, data: Built) -> None:
+    summary, compare, error, params = twin.update(ctx, None, 6.0)
+    names = [t.name for t in compare.data]
+    assert names == [None, "twin ± 2 σ", "twin (predicted)", "plant (measured)"]
+    band_top, band_bottom = compare.data[0], compare.data[1]
+    predicted = np.asarray(compare.data[2].y, dtype=float)
+    np.testing.assert_allclose(
+        np.asarray(band_top.y) - predicted, predicted - np.asarray(band_bottom.y)
+    )
+    with Historian(data.historian, readonly=True) as hist:
+        inlets = hist.series([p for p in hist.points("rack_inlet_c.")])
+        twin_pred = hist.series(["twin.rack_inlet_max_c"])["twin.rack_inlet_max_c"].dropna()
+    # The error is prediction minus the hottest measured inlet at the same time.
+    measured = inlets.max(axis=1).reindex(twin_pred.index)
+    expected = (twin_pred - measured).to_numpy()
+    np.testing.assert_allclose(np.asarray(error.data[0].y, dtype=float), expected)
+    text = text_of(summary)
+    assert f"{np.median(np.abs(expected)):.3f} °C" in text
+    assert f"{len(expected):,}" in text
+    # Parameters: drift from the window's start, per parameter.
+    assert {t.name for t in params.data} == set(TWIN_PARAMS)
+    ua = next(t for t in params.data if t.name == "ua_scale")
+    assert ua.y[0] == pytest.approx(0.0) and ua.y[-1] == pytest.approx(-0.002 * 35 * 100)
+    assert "-7.00 %" in text
+
+
+def test_unknown_output_is_refused_with_the_known_ones(ctx: AppContext) -> None:
+    summary, compare, _, _ = twin.update(ctx, "no_such_output", 6.0)
+    assert text_of(summary) == ("unknown twin output 'no_such_output' (known: rack_inlet_max_c)")
+    assert "unknown twin output" in compare.layout.annotations[0].text

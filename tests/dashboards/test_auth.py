@@ -1,0 +1,99 @@
+"""Users file, password hashes, session secret and session checks."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from dashboards.auth import (
+    AuthError,
+    UserStore,
+    hash_password,
+    load_or_create_secret,
+    require_operator,
+    session_user,
+    start_session,
+    verify_password,
+)
+
+
+class _Session(dict[str, object]):
+    permanent = False
+
+
+def test_passwords_are_salted_scrypt_hashes() -> None:
+    first, second = hash_password("correct horse"), hash_password("correct horse")
+    assert first.startswith("scrypt$16384$8$1$") and first != second  # fresh salt each
+    assert verify_password("correct horse", first) and verify_password("correct horse", second)
+    assert not verify_password("correct horsE", first)
+    assert not verify_password("correct horse", "md5$abc")
+    assert not verify_password("correct horse", "scrypt$16384$8$1$!!!$???")
+
+
+def test_users_file_is_private_and_holds_no_password(tmp_path: Path) -> None:
+    store = UserStore(tmp_path / "home" / "users.json")
+    store.add("olga", "s3cret-pass", "operator")
+    store.add("victor", "another-pass", "viewer")
+    mode = stat.S_IMODE(store.path.stat().st_mode)
+    assert mode == 0o600
+    text = store.path.read_text()
+    assert "s3cret-pass" not in text and "another-pass" not in text
+    assert json.loads(text)["users"]["olga"]["role"] == "operator"
+    assert [(u.name, u.role) for u in store.users()] == [("olga", "operator"), ("victor", "viewer")]
+    assert store.authenticate("olga", "s3cret-pass").role == "operator"
+    assert store.get("nobody") is None
+
+
+def test_bad_users_and_logins_are_refused(tmp_path: Path) -> None:
+    store = UserStore(tmp_path / "users.json")
+    store.add("olga", "s3cret-pass", "operator")
+    with pytest.raises(AuthError, match="already exists"):
+        store.add("olga", "other-pass", "viewer")
+    with pytest.raises(AuthError, match="unknown role 'admin'"):
+        store.add("ann", "s3cret-pass", "admin")
+    with pytest.raises(AuthError, match="at least 8 characters"):
+        store.add("ann", "short", "viewer")
+    with pytest.raises(AuthError, match="bad user name"):
+        store.add("../x", "s3cret-pass", "viewer")
+    # Same message for an unknown user and a wrong password.
+    for name, password in (("olga", "wrong-pass"), ("ghost", "s3cret-pass")):
+        with pytest.raises(AuthError, match=r"^wrong user name or password$"):
+            store.authenticate(name, password)
+    store.add("olga", "new-password", "viewer", replace=True)
+    assert store.authenticate("olga", "new-password").role == "viewer"
+    (tmp_path / "users.json").write_text("{not json")
+    with pytest.raises(AuthError, match="unreadable"):
+        store.users()
+
+
+def test_secret_is_made_once_with_0600(tmp_path: Path) -> None:
+    path = tmp_path / "session.secret"
+    first = load_or_create_secret(path)
+    assert len(first) == 64 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.chmod(0o644)
+    assert load_or_create_secret(path) == first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_sessions_expire_and_roles_are_checked(tmp_path: Path) -> None:
+    store = UserStore(tmp_path / "users.json")
+    olga = store.add("olga", "s3cret-pass", "operator")
+    session = _Session()
+    start_session(session, olga, ttl_s=60.0, now_s=1000.0)
+    assert session.permanent
+    assert session_user(session, now_s=1059.0).name == "olga"
+    with pytest.raises(AuthError, match="session has expired"):
+        session_user(session, now_s=1060.0)
+    with pytest.raises(AuthError, match="not logged in"):
+        session_user({}, now_s=0.0)
+    assert require_operator(session, now_s=1001.0, action="approve", users=store).is_operator
+    # The role is read again from the users file: a demoted operator cannot act.
+    store.add("olga", "s3cret-pass", "viewer", replace=True)
+    with pytest.raises(AuthError, match="olga is a viewer: only an operator may approve"):
+        require_operator(session, now_s=1001.0, action="approve", users=store)
+    forged = dict(session, role="root")
+    with pytest.raises(AuthError, match="unknown role"):
+        session_user(forged, now_s=1001.0)
