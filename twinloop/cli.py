@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from physics.plant.scenario import ScenarioError, load_scenario, shipped_scenarios
 from physics.weather import WeatherError
+from twinloop.cli_dashboard import add_dashboard_commands
 
 if TYPE_CHECKING:
     from twin.dataset import PeriodData
@@ -807,6 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_twin_commands(sub)
     _add_reservoir_commands(sub)
+    add_dashboard_commands(sub)
     return parser
 
 

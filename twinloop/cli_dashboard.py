@@ -1,0 +1,167 @@
+"""``twinloop dashboard``: serve the operator's dashboard; ``twinloop dashboard users``:
+manage who may log in."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+
+from dashboards.auth import (
+    DEFAULT_SESSION_S,
+    ROLES,
+    USERS_FILE,
+    AuthError,
+    UserStore,
+    default_home,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _error(message: str) -> int:
+    print(f"twinloop: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _users_file(args: argparse.Namespace) -> Path:
+    return Path(args.users) if args.users else default_home() / USERS_FILE
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise AuthError("no terminal to ask for a password; use --password-stdin")
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise AuthError("the two passwords differ")
+    return first
+
+
+def _cmd_users_add(args: argparse.Namespace) -> int:
+    store = UserStore(_users_file(args))
+    try:
+        if not args.replace and store.get(args.name) is not None:
+            raise AuthError(f"user {args.name!r} already exists in {store.path}; use --replace")
+        user = store.add(args.name, _read_password(args), args.role, replace=args.replace)
+    except AuthError as exc:
+        return _error(str(exc))
+    print(f"{user.name} ({user.role}) in {store.path}")
+    return 0
+
+
+def _cmd_users_list(args: argparse.Namespace) -> int:
+    store = UserStore(_users_file(args))
+    try:
+        users = store.users()
+    except AuthError as exc:
+        return _error(str(exc))
+    if not users:
+        print(f"no users in {store.path}", file=sys.stderr)
+    for user in users:
+        print(f"{user.name:24s} {user.role:9s} {user.created_at}")
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from dashboards.app import create_app
+    from dashboards.server import DashboardServer
+
+    if not args.historian or not args.reservoir:
+        return _error("twinloop dashboard needs --historian PATH and --reservoir ROOT")
+    users = _users_file(args)
+    if args.session_hours <= 0 or args.refresh_s <= 0:
+        return _error("--session-hours and --refresh-s must be positive")
+    if not 0 <= args.port <= 65535:
+        return _error(f"--port {args.port}: not a TCP port")
+    try:
+        if not UserStore(users).users():
+            return _error(
+                f"no users in {users}: add one with "
+                f"'twinloop dashboard users add NAME --role operator --users {users}'"
+            )
+        app = create_app(
+            args.historian,
+            args.reservoir,
+            users,
+            session_ttl_s=args.session_hours * 3600.0,
+            refresh_s=args.refresh_s,
+            secure_cookies=args.secure_cookies,
+        )
+        server = DashboardServer(app, args.host, args.port)
+    except (AuthError, OSError, ValueError) as exc:
+        return _error(str(exc))
+    if not _is_loopback(args.host) and not args.secure_cookies:
+        print(
+            f"warning: serving on {args.host} without TLS: passwords and session cookies cross "
+            "the network in clear; put a TLS proxy in front and pass --secure-cookies",
+            file=sys.stderr,
+        )
+    if getattr(args, "verbose", 1) < 3:  # one log line per poll is noise below -vv
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    print(f"dashboard at {server.url}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()  # returns on Ctrl-C (werkzeug catches KeyboardInterrupt)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    print("dashboard stopped", file=sys.stderr)
+    return 0
+
+
+def add_dashboard_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    users_help = f"users file (default: $TWINLOOP_HOME/dashboard/{USERS_FILE} or runs/dashboard/)"
+    dash = sub.add_parser(
+        "dashboard",
+        help="serve the operator's dashboard (live hall, twin, reservoir, approvals)",
+        description="Serve the dashboard in the foreground; or manage its users.",
+    )
+    dash.add_argument("--historian", help="historian SQLite file")
+    dash.add_argument("--reservoir", help="reservoir folder")
+    dash.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    dash.add_argument("--port", type=int, default=8050, help="port (default: 8050; 0: any free)")
+    dash.add_argument("--users", default=None, help=users_help)
+    dash.add_argument(
+        "--session-hours",
+        type=float,
+        default=DEFAULT_SESSION_S / 3600.0,
+        help=f"log in again after this long (default: {DEFAULT_SESSION_S / 3600.0:g})",
+    )
+    dash.add_argument(
+        "--refresh-s", type=float, default=5.0, help="live pages poll this often (default: 5)"
+    )
+    dash.add_argument(
+        "--secure-cookies", action="store_true", help="cookies over HTTPS only (behind TLS)"
+    )
+    dash.set_defaults(func=_cmd_serve)
+    dash_sub = dash.add_subparsers(dest="dashboard_command")
+
+    users = dash_sub.add_parser("users", help="who may log in: add, list")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    add = users_sub.add_parser("add", help="add a user (or --replace one's password and role)")
+    add.add_argument("name", help="user name")
+    add.add_argument("--role", required=True, choices=ROLES, help="operator acts; viewer looks")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin's first line"
+    )
+    add.add_argument("--replace", action="store_true", help="replace an existing user")
+    add.add_argument("--users", default=argparse.SUPPRESS, help=users_help)
+    add.set_defaults(func=_cmd_users_add)
+    ls = users_sub.add_parser("list", help="list the users and roles")
+    ls.add_argument("--users", default=argparse.SUPPRESS, help=users_help)
+    ls.set_defaults(func=_cmd_users_list)
