@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from physics.plant.scenario import ScenarioError, load_scenario, shipped_scenarios
 from physics.weather import WeatherError
+from twinloop.cli_compare import add_compare_commands
 from twinloop.cli_dashboard import add_dashboard_commands
 
 if TYPE_CHECKING:
@@ -305,39 +306,62 @@ def _cmd_twin_assimilate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_ray_flags(args: argparse.Namespace) -> None:
+    if args.workers is not None and args.ray != "local":
+        raise _TwinInputError("--workers sets the size of a local Ray instance: use --ray local")
+    if args.workers is not None and args.workers < 1:
+        raise _TwinInputError(f"--workers must be at least 1 (got {args.workers})")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from control.catalog import PolicyNotFoundError, policy_factory
-    from control.evaluation import evaluate, write_comparison
+    from control.catalog import PolicyNotFoundError
+    from control.evaluation import EvaluationResult, write_comparison
+    from control.scaleout import RayUnavailableError, ScaleOutError, evaluate_many
     from control.suites import SuiteError, expand
     from twin.ensemble import TwinLoadError
 
     out_dir = Path(args.out)
+
+    def write(_: int, result: EvaluationResult) -> None:
+        result.write(out_dir / result.scenario)
+        k = result.kpis
+        print(
+            f"{result.scenario} ({args.on}): cooling {k['cooling_kwh']:,.0f} kWh, PUE "
+            f"{k['pue']:.3f}, {k['violation_kh_above_27']:.2f} K·h above 27 °C, max inlet "
+            f"{k['max_inlet_c']:.1f} °C",
+            flush=True,
+        )
+
     try:
+        _check_ray_flags(args)
         scenarios = expand(args.scenario)
-        if args.on == "twin" and args.twin is not None:
+        twin_dir = Path(args.twin) if args.on == "twin" and args.twin is not None else None
+        if twin_dir is not None:
             from twin.ensemble import TwinEnsemble
 
-            twin: TwinEnsemble | None = TwinEnsemble.load(Path(args.twin))
-        else:
-            twin = None
-        make_policy = policy_factory(args.policy, twin=twin)
+            TwinEnsemble.load(twin_dir)  # a bad folder fails here, before any run
         if out_dir.exists() and not out_dir.is_dir():
             raise _TwinInputError(f"--out {out_dir}: exists and is not a folder")
+        # Each result is written as it arrives: a later failure loses none of them.
+        results = evaluate_many(
+            args.policy,
+            scenarios,
+            on=args.on,
+            twin_dir=twin_dir,
+            ray_address=args.ray,
+            workers=args.workers,
+            progress=not args.quiet,
+            on_result=write,
+        )
     except (PolicyNotFoundError, TwinLoadError, _TwinInputError, SuiteError) as exc:
         print(f"twinloop: error: {exc}", file=sys.stderr)
         return 2
-    results = []
-    for scenario in scenarios:
-        policy = make_policy(scenario)
-        result = evaluate(policy, scenario, on=args.on, twin=twin, progress=not args.quiet)
-        result.write(out_dir / scenario.name)
-        results.append(result)
-        k = result.kpis
-        print(
-            f"{scenario.name} ({args.on}): cooling {k['cooling_kwh']:,.0f} kWh, PUE "
-            f"{k['pue']:.3f}, {k['violation_kh_above_27']:.2f} K·h above 27 °C, max inlet "
-            f"{k['max_inlet_c']:.1f} °C"
-        )
+    except RayUnavailableError as exc:
+        print(f"twinloop: error: {exc}", file=sys.stderr)
+        return 2
+    except ScaleOutError as exc:
+        print(f"twinloop: error: {exc}", file=sys.stderr)
+        return 1
     write_comparison(results, out_dir)
     print(out_dir)
     return 0
@@ -632,7 +656,14 @@ def _cmd_preevaluate(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from control.reservoir import Reservoir, ReservoirError
-    from control.training import TrainConfig, train_agent
+    from control.scaleout import (
+        Candidate,
+        RayUnavailableError,
+        ScaleOutError,
+        candidates,
+        train_many,
+    )
+    from control.training import TrainConfig, TrainedAgent
 
     out_dir = Path(args.out)
     overrides: dict[str, object] = {}
@@ -651,40 +682,92 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.no_randomisation:
         overrides["randomisation"] = False
     try:
-        config = TrainConfig.from_yaml(
-            args.algo,
-            overrides=overrides,
-            path=Path(args.hyperparams) if args.hyperparams else None,
-        )
-        if (out_dir / "model.zip").exists() and not args.overwrite:
-            raise _TwinInputError(f"--out {out_dir}: holds a trained agent; use --overwrite")
+        _check_ray_flags(args)
+        if args.parallel < 1:
+            raise _TwinInputError(f"--parallel must be at least 1 (got {args.parallel})")
+        configs = [
+            TrainConfig.from_yaml(
+                algo,
+                overrides=overrides,
+                path=Path(args.hyperparams) if args.hyperparams else None,
+            )
+            for algo in dict.fromkeys(args.algo)
+        ]
+        runs = candidates(configs, args.parallel, out_dir)
+        for run in runs:
+            if (run.out_dir / "model.zip").exists() and not args.overwrite:
+                raise _TwinInputError(
+                    f"--out {run.out_dir}: holds a trained agent; use --overwrite"
+                )
     except (ValueError, OSError) as exc:
         print(f"twinloop: error: {exc}", file=sys.stderr)
         return 2
-    trained = train_agent(config, out_dir, progress=not args.quiet)
-    final = trained.final_mean_return
-    print(
-        f"{config.algo}: {trained.timesteps:,} steps in {trained.wall_s:.0f} s; mean episode "
-        f"return at the end {'n/a' if final is None else f'{final:.2f}'}"
-    )
-    print(out_dir)
-    if args.register:
-        try:
+    failed: list[str] = []
+
+    def finished(i: int, trained: TrainedAgent) -> None:
+        run: Candidate = runs[i]
+        final = trained.final_mean_return
+        label = f"{run.label}" if len(runs) > 1 else run.config.algo
+        print(
+            f"{label}: {trained.timesteps:,} steps in {trained.wall_s:.0f} s; mean episode "
+            f"return at the end {'n/a' if final is None else f'{final:.2f}'}"
+        )
+        print(run.out_dir, flush=True)
+        if not args.register:
+            return
+        name = args.register if len(runs) == 1 else f"{args.register}-{run.label}"
+        try:  # registered here, on this machine: the reservoir's SQLite file is local
             with Reservoir(_reservoir_root(args)) as reservoir:
                 record = reservoir.register(
-                    args.register,
+                    name,
                     "drl",
-                    out_dir,
-                    hyperparameters=config.to_dict(),
-                    training_scenarios=config.scenarios,
-                    description=f"SB3 {config.algo.upper()} trained in the twin",
+                    run.out_dir,
+                    hyperparameters=run.config.to_dict(),
+                    training_scenarios=run.config.scenarios,
+                    description=f"SB3 {run.config.algo.upper()} trained in the twin",
                     actor=_actor(),
                 )
         except ReservoirError as exc:
             print(f"twinloop: error: {exc}", file=sys.stderr)
-            return 2
-        print(f"registered {record.ref} ({record.state}, sha256 {record.artifact_hash[:12]})")
-    return 0
+            failed.append(name)
+            return
+        print(
+            f"registered {record.ref} ({record.state}, sha256 {record.artifact_hash[:12]})",
+            flush=True,
+        )
+
+    try:
+        train_many(
+            runs,
+            ray_address=args.ray,
+            workers=args.workers,
+            progress=not args.quiet,
+            on_result=finished,
+        )
+    except RayUnavailableError as exc:
+        print(f"twinloop: error: {exc}", file=sys.stderr)
+        return 2
+    except ScaleOutError as exc:
+        print(f"twinloop: error: {exc}", file=sys.stderr)
+        return 1
+    return 2 if failed else 0
+
+
+def _add_ray_flags(parser: argparse.ArgumentParser, per: str) -> None:
+    parser.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help=f"one Ray task per {per}: 'local' (a Ray instance started for this run), 'auto' "
+        "or HOST:PORT / ray://HOST:PORT of a cluster (default: here, one after the other)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPUs of the local Ray instance (with --ray local; default: all)",
+    )
 
 
 def _add_reservoir_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -723,9 +806,28 @@ def _add_reservoir_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     )
     base.set_defaults(func=_cmd_reservoir_add_baselines)
 
-    tr = sub.add_parser("train", help="train a DRL agent (SB3) in the twin; optionally register it")
-    tr.add_argument("--algo", required=True, choices=("ppo", "sac", "td3"))
-    tr.add_argument("--out", required=True, help="folder for model.zip, progress.csv, logs")
+    tr = sub.add_parser(
+        "train", help="train DRL agents (SB3) in the twin, here or on Ray; optionally register"
+    )
+    tr.add_argument(
+        "--algo",
+        required=True,
+        action="append",
+        choices=("ppo", "sac", "td3"),
+        help="algorithm (repeat for one candidate batch of several)",
+    )
+    tr.add_argument(
+        "--out",
+        required=True,
+        help="folder for model.zip, progress.csv, logs (several candidates: ALGO-seedN/ each)",
+    )
+    tr.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N candidates per algorithm, seeds SEED..SEED+N-1 (default: 1)",
+    )
     tr.add_argument("--timesteps", type=int, default=None, help="override total_timesteps")
     tr.add_argument("--n-envs", type=int, default=None, help="override n_envs")
     tr.add_argument("--episode-hours", type=float, default=None, help="override episode_hours")
@@ -735,10 +837,16 @@ def _add_reservoir_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     tr.add_argument("--device", default=None, help="cpu or cuda")
     tr.add_argument("--hyperparams", default=None, help="YAML (default: control/hyperparams.yaml)")
     tr.add_argument("--no-randomisation", action="store_true", help="no domain randomisation")
-    tr.add_argument("--register", default=None, metavar="NAME", help="register in the reservoir")
+    tr.add_argument(
+        "--register",
+        default=None,
+        metavar="NAME",
+        help="register in the reservoir (several candidates: NAME-ALGO-seedN each)",
+    )
     tr.add_argument("--root", default=None, help=root_help)
     tr.add_argument("--overwrite", action="store_true", help="replace an agent in --out")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_ray_flags(tr, "candidate")
     tr.set_defaults(func=_cmd_train)
 
     pre = sub.add_parser(
@@ -801,6 +909,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--twin", default=None, help="saved twin folder (with --on twin)")
     ev.add_argument("--out", required=True, help="output folder (one subfolder per scenario)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_ray_flags(ev, "scenario")
     ev.set_defaults(func=_cmd_evaluate)
 
     sc = sub.add_parser("scenarios", help="list the shipped scenarios")
@@ -808,6 +917,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_twin_commands(sub)
     _add_reservoir_commands(sub)
+    add_compare_commands(sub)
     add_dashboard_commands(sub)
     return parser
 
