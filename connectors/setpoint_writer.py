@@ -9,6 +9,13 @@ treats any failure code as a refusal: :meth:`SetpointWriter.write` raises
 
 Every attempt (published, refused or error) is appended to the historian's audit log
 (:class:`connectors.historian.AuditRecord`; the table refuses UPDATE and DELETE).
+
+Mosquitto sends the PUBACK before its next save of the persistence database, so a broker
+killed in that instant forgets a message it acknowledged. The writer closes this window at
+the application level: after every reconnect it re-publishes, with the same ids, the
+commands it has published that may still be in force (``expires_at`` after the newest
+``issued_at``). The emulator never applies an id twice and ignores a command older than the
+one in force, so a replay can only fill a gap, never repeat or undo a command.
 """
 
 from __future__ import annotations
@@ -69,6 +76,9 @@ class SetpointWriter:
         client_id: str | None = None,
         timeout_s: float = 5.0,
         session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
+        replay_on_reconnect: bool = True,
+        reconnect_min_s: int = 1,
+        reconnect_max_s: int = 4,
     ) -> None:
         self.address = address
         self.topics = topics
@@ -76,25 +86,59 @@ class SetpointWriter:
         self.actor = actor or address.username or "anonymous"
         self.timeout_s = timeout_s
         self.session_expiry_s = session_expiry_s
+        self.replay_on_reconnect = replay_on_reconnect
         self.client_id = client_id or f"twinloop-setpoints-{topics.site}"
         self._acks: dict[int, Any] = {}
         self._abandoned: set[int] = set()
         self._cond = threading.Condition()
         self._connected = threading.Event()
-        self._client = make_client(address, self.client_id, reconnect_min_s=1, reconnect_max_s=4)
+        self._client = make_client(
+            address,
+            self.client_id,
+            reconnect_min_s=reconnect_min_s,
+            reconnect_max_s=reconnect_max_s,
+        )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
         self._write_lock = threading.Lock()
+        self._recent: dict[str, tuple[str, bytes, float]] = {}
+        """Published commands that may still be in force: id -> (topic, payload, expires)."""
+        self._newest_issued_s = -math.inf
+        self._ever_connected = False
+        self.replayed = 0
 
     # ------------------------------------------------------------------ paho callbacks
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
     ) -> None:
-        if reason_code.is_failure:
-            logger.error("setpoint writer: broker refused connection: %s", reason_code)
-            return
-        self._connected.set()
+        try:
+            if reason_code.is_failure:
+                logger.error("setpoint writer: broker refused connection: %s", reason_code)
+                return
+            if self._ever_connected and self.replay_on_reconnect:
+                self._replay(client)
+            self._ever_connected = True
+            self._connected.set()
+        except Exception:
+            logger.exception("setpoint writer: on_connect failed")
+
+    def _replay(self, client: mqtt.Client) -> None:
+        with self._cond:
+            pending = [
+                (cid, topic, payload)
+                for cid, (topic, payload, expires) in self._recent.items()
+                if expires > self._newest_issued_s
+            ]
+        for _, topic, payload in pending:
+            client.publish(topic, payload, qos=1)
+        self.replayed += len(pending)
+        if pending:
+            logger.warning(
+                "setpoint writer: re-published %d command(s) that may still be in force after "
+                "a reconnect",
+                len(pending),
+            )
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
@@ -205,7 +249,15 @@ class SetpointWriter:
         if reason.is_failure:
             return result("refused", code, f"PUBACK reason 0x{code:02X} {reason.getName()}")
         # 0x10 "no matching subscribers" is a success: the broker accepted the message.
+        self._remember(topic, message)
         return result("published", code, reason.getName())
+
+    def _remember(self, topic: str, message: SetpointMessage) -> None:
+        with self._cond:
+            self._newest_issued_s = max(self._newest_issued_s, message.issued_at)
+            self._recent[message.id] = (topic, message.encode(), message.expires_at)
+            for cid in [c for c, v in self._recent.items() if v[2] <= self._newest_issued_s]:
+                del self._recent[cid]
 
     def _audit(self, r: WriteResult) -> None:
         if self.historian is None:

@@ -1,0 +1,58 @@
+"""Fixtures for the connectors tests: a real Mosquitto broker on loopback and a plant."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from connectors.broker import MosquittoBroker, mosquitto_available
+from physics.plant.plant import Plant
+from physics.plant.scenario import Scenario, load_scenario
+from physics.plant.simulation import build_plant
+
+needs_mosquitto = pytest.mark.skipif(
+    not mosquitto_available(),
+    reason="Mosquitto is not installed (/usr/sbin/mosquitto, mosquitto_passwd); "
+    "scripts/setup.sh installs it",
+)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A secured Mosquitto on free loopback ports, stopped after the test."""
+    if not mosquitto_available():
+        pytest.skip(
+            "Mosquitto is not installed (/usr/sbin/mosquitto); scripts/setup.sh installs it"
+        )
+    with MosquittoBroker(tmp_path / "broker") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def scenario() -> Scenario:
+    """A shipped two-day scenario (60 s steps, 142 points); loading the weather takes a
+    while the first time in a process, so it is loaded once per session."""
+    return load_scenario("chiller-trip")
+
+
+@pytest.fixture
+def plant(scenario: Scenario) -> Plant:
+    """A fresh plant of ``scenario``."""
+    return build_plant(scenario)
+
+
+@pytest.fixture
+def volatile_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """Like ``broker`` but with Mosquitto's default persistence (no save per change).
+
+    For tests about ingestion rather than broker durability: with a save on every change,
+    each QoS 1 delivery costs the broker a full database write (about 150 messages/s here).
+    """
+    if not mosquitto_available():
+        pytest.skip(
+            "Mosquitto is not installed (/usr/sbin/mosquitto); scripts/setup.sh installs it"
+        )
+    with MosquittoBroker(tmp_path / "volatile-broker", autosave_on_changes=False) as running:
+        yield running

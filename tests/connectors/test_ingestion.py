@@ -1,0 +1,169 @@
+"""Tests of MQTT ingestion: decoding rules, staleness, handlers, and 10k junk messages
+through a real Mosquitto."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from connectors.broker import MosquittoBroker
+from connectors.historian import Historian, Reading
+from connectors.ingestion import MqttIngestor
+from connectors.mqtt_client import make_client
+from connectors.payloads import SensorMessage
+from connectors.topics import Topics
+from tests.connectors.junk import junk_stream
+
+TOPICS = Topics("hall1")
+UNITS = {"supply_air_c": "degC", "facility_power_kw": "kW", "crah_fan_speed_frac": "frac"}
+
+
+def _msg(value: float, seq: int, unit: str = "degC") -> bytes:
+    return SensorMessage(value=value, unit=unit, ts=60.0 * seq, quality="good", seq=seq).encode()
+
+
+@pytest.fixture
+def offline(tmp_path: Path) -> MqttIngestor:
+    """An ingestor that is never connected: accept() is exercised directly."""
+    from connectors.broker import BrokerAddress
+
+    historian = Historian(tmp_path / "h.sqlite")
+    return MqttIngestor(BrokerAddress(port=1), TOPICS, historian, units=UNITS, stale_after_s=0.05)
+
+
+def test_accept_replay_gap_and_silence(offline: MqttIngestor) -> None:
+    topic = TOPICS.sensor("supply_air_c")
+    assert offline.accept(topic, _msg(18.0, 1)) == Reading(
+        "supply_air_c", 60.0, 18.0, "degC", seq=1
+    )
+    assert offline.snapshot()["supply_air_c"].stale is False
+    assert offline.accept(topic, _msg(18.1, 1)) is None  # replayed
+    assert offline.accept(topic, _msg(18.1, 0)) is None  # old
+    assert offline.accept(topic, _msg(18.2, 3)) is not None  # seq 2 missing: gap
+    state = offline.snapshot()["supply_air_c"]
+    assert (state.stale, state.stale_reason, state.value) == (True, "gap", 18.2)
+    assert offline.accept(topic, _msg(18.3, 4)) is not None
+    assert offline.snapshot()["supply_air_c"].stale is False
+    time.sleep(0.1)
+    assert offline.snapshot()["supply_air_c"].stale_reason == "silence"
+    stats = offline.stats()
+    assert stats["rejected"] == {"replayed": 2}
+    assert (stats["received"], stats["accepted"], stats["gaps"]) == (5, 3, 1)
+
+
+def test_raising_handler_does_not_stop_the_next_message(offline: MqttIngestor) -> None:
+    seen: list[int] = []
+
+    def explode(reading: Reading) -> None:
+        raise RuntimeError("handler bug")
+
+    offline.add_handler(explode)
+    offline.add_handler(lambda r: seen.append(r.seq))
+    for seq in (1, 2, 3):
+        assert offline.accept(TOPICS.sensor("supply_air_c"), _msg(18.0, seq)) is not None
+    assert seen == [1, 2, 3]
+    assert offline.stats()["handler_errors"] == 3
+
+
+def test_junk_counted_by_reason(offline: MqttIngestor) -> None:
+    stream = junk_stream(TOPICS, UNITS, 2000, seed=7)
+    for topic, payload, _ in stream:
+        offline.accept(topic, payload)
+    expected = Counter(reason for _, _, reason in stream if reason is not None)
+    stats = offline.stats()
+    assert stats["rejected"] == dict(expected)
+    assert stats["accepted"] == sum(1 for *_, r in stream if r is None)
+
+
+def _publisher(broker: MosquittoBroker) -> mqtt.Client:
+    # The "bms" identity may publish sensors; junk goes through the real broker unchanged.
+    client = make_client(broker.address("bms"), "junk-publisher")
+    client.max_queued_messages_set(0)
+    client.max_inflight_messages_set(200)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    return client
+
+
+@pytest.mark.integration
+def test_ten_thousand_junk_messages_through_mosquitto(
+    volatile_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    broker = volatile_broker
+    stream = junk_stream(TOPICS, UNITS, 10_000, seed=11)
+    good = [(t, p) for t, p, r in stream if r is None]
+    expected = Counter(r for _, _, r in stream if r is not None)
+    assert len(expected) >= 8 and len(stream) >= 10_000
+    calls = Counter[str]()
+
+    def sometimes_raises(reading: Reading) -> None:
+        calls["n"] += 1
+        if reading.seq % 2:
+            raise ValueError("a handler bug on odd sequence numbers")
+
+    with Historian(tmp_path / "h.sqlite") as historian:
+        ingestor = MqttIngestor(broker.address("ingest"), TOPICS, historian, units=UNITS)
+        ingestor.add_handler(sometimes_raises)
+        with ingestor:
+            publisher = _publisher(broker)
+            try:
+                infos = [publisher.publish(t, p, qos=1) for t, p, _ in stream]
+                for info in infos:
+                    info.wait_for_publish(30)
+                # Good messages after all the junk still land.
+                after = [(TOPICS.sensor("supply_air_c"), _msg(21.0, 10**9))]
+                for t, p in after:
+                    publisher.publish(t, p, qos=1).wait_for_publish(10)
+            finally:
+                publisher.loop_stop()
+            deadline = time.monotonic() + 30
+            while ingestor.stats().get("received", 0) < len(stream) + 1:
+                assert time.monotonic() < deadline, ingestor.stats()
+                time.sleep(0.05)
+            assert ingestor.drain(30)
+            stats = ingestor.stats()
+            assert ingestor.connected
+        assert stats["rejected"] == dict(expected)
+        assert stats["accepted"] == len(good) + 1
+        assert stats["written"] == len(good) + 1
+        assert calls["n"] == len(good) + 1
+        assert stats["handler_errors"] > 0
+        assert historian.latest(["supply_air_c"])["supply_air_c"].value == 21.0
+
+
+@pytest.mark.integration
+def test_resubscribes_and_keeps_session_after_reconnect(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Messages published while ingestion is offline arrive when it comes back (QoS 1,
+    persistent session)."""
+    with Historian(tmp_path / "h.sqlite") as historian:
+        first = MqttIngestor(broker.address("ingest"), TOPICS, historian, units=UNITS)
+        with first:
+            pass  # subscribed once, then disconnected: the session stays on the broker
+        publisher = _publisher(broker)
+        try:
+            for seq in range(1, 6):
+                publisher.publish(
+                    TOPICS.sensor("supply_air_c"), _msg(18.0 + seq, seq), qos=1
+                ).wait_for_publish(5)
+        finally:
+            publisher.loop_stop()
+        arrived = threading.Event()
+        second = MqttIngestor(broker.address("ingest"), TOPICS, historian, units=UNITS)
+        second.add_handler(lambda r: arrived.set() if r.seq == 5 else None)
+        with second:
+            assert arrived.wait(10)
+            assert second.drain(10)
+        assert historian.series(["supply_air_c"])["supply_air_c"].tolist() == [
+            19.0,
+            20.0,
+            21.0,
+            22.0,
+            23.0,
+        ]
