@@ -17,6 +17,7 @@ from physics.plant.scenario import ScenarioError, load_scenario, shipped_scenari
 from physics.weather import WeatherError
 from twinloop.cli_compare import add_compare_commands
 from twinloop.cli_dashboard import add_dashboard_commands
+from twinloop.cli_live import add_live_commands
 
 if TYPE_CHECKING:
     from twin.dataset import PeriodData
@@ -919,6 +920,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reservoir_commands(sub)
     add_compare_commands(sub)
     add_dashboard_commands(sub)
+    add_live_commands(sub)
     return parser
 
 

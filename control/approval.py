@@ -1,0 +1,163 @@
+"""Loop 2 of the dual loop: an operator verifies what gate 1 proposed, then deploys it.
+
+Over :class:`~control.reservoir.Reservoir`: ``pre_evaluated`` policies wait for an operator
+(:func:`pending`), who approves or rejects each with a reason; an approved policy is promoted
+to ``shadow`` (it computes on live data, never writes) and from there to ``live``. Every
+decision lands in the reservoir's append-only history with who, when, why and the
+artifact's hash at that moment, and the reservoir refuses any policy whose artifact changed
+since registration from going ``approved``, ``shadow`` or ``live``. This module adds the
+operator's rules on top:
+
+* nothing is deployed without a human's approval on record: promotion checks the history
+  for an ``approved`` decision by an operator (not an automatic actor), and that the
+  artifact still has the hash recorded at that decision;
+* at most one policy shadows at a time (the live controller compares one candidate with the
+  plant);
+* :func:`rollback` takes the live policy (or, with none live, the shadowing one) out of
+  service: ``rolled_back``. Rolling back a shadow leaves the live policy in control; rolling
+  back the live policy returns control to the site's own control, since the policy it
+  replaced was retired (a final state of the reservoir's lifecycle) when it went live.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from control.reservoir import HistoryRecord, PolicyRecord, Reservoir, ReservoirError
+
+logger = logging.getLogger(__name__)
+
+AUTOMATIC_ACTORS: frozenset[str] = frozenset({"gate1", "watchdog", "live"})
+"""Actors that are software, not people: their decisions never count as an approval."""
+
+
+class ApprovalError(ValueError):
+    """A gate-2 request refused: bad ref, missing reason, illegal move, tampered artifact…"""
+
+
+def _text(what: str, value: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ApprovalError(f"{what} is required (a non-empty text)")
+    return value.strip()
+
+
+def _operator(operator: str) -> str:
+    who = _text("operator", operator)
+    if who in AUTOMATIC_ACTORS:
+        raise ApprovalError(f"operator {who!r} is reserved for TwinLoop's automatic actors")
+    return who
+
+
+def _get(reservoir: Reservoir, ref: str) -> PolicyRecord:
+    try:
+        return reservoir.get(ref)
+    except ReservoirError as exc:
+        raise ApprovalError(str(exc)) from None
+
+
+def _move(
+    reservoir: Reservoir, ref: str, to_state: str, *, actor: str, reason: str
+) -> PolicyRecord:
+    try:
+        return reservoir.transition(ref, to_state, actor=actor, reason=reason)
+    except ReservoirError as exc:
+        raise ApprovalError(str(exc)) from None
+
+
+def pending(reservoir: Reservoir) -> list[PolicyRecord]:
+    """Policies that passed loop 1 and await an operator's decision, oldest first."""
+    return sorted(reservoir.list(state="pre_evaluated"), key=lambda r: (r.created_at, r.ref))
+
+
+def approval_of(reservoir: Reservoir, ref: str) -> HistoryRecord | None:
+    """The operator's approval of a policy version on record (None if there is none)."""
+    record = _get(reservoir, ref)
+    approvals = [
+        h
+        for h in reservoir.history(record.ref)
+        if h.to_state == "approved" and h.actor not in AUTOMATIC_ACTORS
+    ]
+    return approvals[-1] if approvals else None
+
+
+def approve(reservoir: Reservoir, ref: str, *, operator: str, reason: str) -> PolicyRecord:
+    """pre_evaluated → approved, by ``operator`` for ``reason``."""
+    who, why = _operator(operator), _text("reason", reason)
+    record = _get(reservoir, ref)
+    if record.state != "pre_evaluated":
+        raise ApprovalError(
+            f"policy {record.ref} is {record.state}; only a pre_evaluated policy can be approved"
+        )
+    return _move(reservoir, record.ref, "approved", actor=who, reason=why)
+
+
+def reject(reservoir: Reservoir, ref: str, *, operator: str, reason: str) -> PolicyRecord:
+    """pre_evaluated or approved → rejected, by ``operator`` for ``reason``."""
+    who, why = _operator(operator), _text("reason", reason)
+    record = _get(reservoir, ref)
+    if record.state not in ("pre_evaluated", "approved"):
+        raise ApprovalError(
+            f"policy {record.ref} is {record.state}; only a pre_evaluated or approved policy "
+            "can be rejected (roll back a shadow or live one)"
+        )
+    return _move(reservoir, record.ref, "rejected", actor=who, reason=why)
+
+
+def promote(reservoir: Reservoir, ref: str, *, operator: str, reason: str) -> PolicyRecord:
+    """approved → shadow, or shadow → live (the live one it replaces is retired)."""
+    who, why = _operator(operator), _text("reason", reason)
+    record = _get(reservoir, ref)
+    steps = {"approved": "shadow", "shadow": "live"}
+    if record.state not in steps:
+        raise ApprovalError(
+            f"policy {record.ref} is {record.state}; only an approved policy goes to shadow "
+            "and only a shadow policy goes live"
+        )
+    approval = approval_of(reservoir, record.ref)
+    if approval is None:
+        raise ApprovalError(f"policy {record.ref} has no operator's approval on record")
+    current = reservoir.current_hash(record.ref)
+    if current != approval.artifact_hash:
+        now_text = "missing" if current is None else f"sha256 {current[:12]}"
+        approved_text = (approval.artifact_hash or "none")[:12]
+        raise ApprovalError(
+            f"policy {record.ref}: artifact changed since its approval by {approval.actor} "
+            f"(approved sha256 {approved_text}, now {now_text}): refusing {steps[record.state]}"
+        )
+    target = steps[record.state]
+    if target == "shadow":
+        others = [r.ref for r in reservoir.list(state="shadow") if r.ref != record.ref]
+        if others:
+            raise ApprovalError(
+                f"policy {others[0]} is already in shadow; promote it or roll it back first"
+            )
+    return _move(reservoir, record.ref, target, actor=who, reason=why)
+
+
+def in_control(reservoir: Reservoir) -> PolicyRecord | None:
+    """The live policy, or None when the site's own control runs."""
+    live = reservoir.list(state="live")
+    return live[0] if live else None
+
+
+def rollback(reservoir: Reservoir, *, operator: str, reason: str) -> PolicyRecord | None:
+    """The live policy (else the shadow one) → rolled_back; the policy now in control, or
+    None for the site's own control (see the module docstring). ``operator`` may be the
+    ``watchdog`` here: an automatic rollback is recorded under that name."""
+    who, why = _text("operator", operator), _text("reason", reason)
+    target = in_control(reservoir)
+    if target is None:
+        shadows = reservoir.list(state="shadow")
+        if not shadows:
+            raise ApprovalError("nothing to roll back: no policy is live or in shadow")
+        target = shadows[0]
+    _move(reservoir, target.ref, "rolled_back", actor=who, reason=why)
+    now = in_control(reservoir)
+    logger.warning(
+        "%s rolled back by %s (%s); in control: %s",
+        target.ref,
+        who,
+        why,
+        now.ref if now else "the site's own control",
+    )
+    return now

@@ -1,0 +1,170 @@
+"""Gate 2: operators approve, reject, promote and roll back over a real reservoir; nothing
+unapproved or tampered with is deployed, and every decision is on record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from control.approval import (
+    ApprovalError,
+    approval_of,
+    approve,
+    in_control,
+    pending,
+    promote,
+    reject,
+    rollback,
+)
+from control.reservoir import Reservoir
+
+KPIS = {"cooling_kwh": 40_000.0, "pue": 1.3, "violation_kh_above_27": 0.0}
+
+
+@pytest.fixture
+def reservoir(tmp_path: Path) -> Iterator[Reservoir]:
+    with Reservoir(tmp_path / "reservoir") as res:
+        yield res
+
+
+def _candidate(res: Reservoir, tmp_path: Path, name: str, *, pre_evaluated: bool = True) -> str:
+    artifact = tmp_path / f"{name}.zip"
+    artifact.write_bytes(f"weights of {name}".encode())
+    record = res.register(name, "drl", artifact, hyperparameters={}, training_scenarios=["w"])
+    res.add_evaluation(record.ref, on="twin", scenario="hot-week", kpis=KPIS)
+    if pre_evaluated:
+        res.transition(record.ref, "pre_evaluated", actor="gate1", reason="gate 1 passed")
+    return record.ref
+
+
+def _deploy(res: Reservoir, ref: str) -> None:
+    approve(res, ref, operator="alice", reason="KPIs checked")
+    promote(res, ref, operator="alice", reason="shadow first")
+    promote(res, ref, operator="alice", reason="shadow matched the twin")
+
+
+def test_pending_lists_pre_evaluated_only(reservoir: Reservoir, tmp_path: Path) -> None:
+    a = _candidate(reservoir, tmp_path, "a")
+    _candidate(reservoir, tmp_path, "b", pre_evaluated=False)
+    c = _candidate(reservoir, tmp_path, "c")
+    assert [r.ref for r in pending(reservoir)] == [a, c]
+    approve(reservoir, a, operator="alice", reason="fine")
+    assert [r.ref for r in pending(reservoir)] == [c]
+
+
+def test_full_path_records_who_when_why_and_hash(reservoir: Reservoir, tmp_path: Path) -> None:
+    ref = _candidate(reservoir, tmp_path, "ppo")
+    digest = reservoir.get(ref).artifact_hash
+    assert approve(reservoir, ref, operator="alice", reason="saves 6 %").state == "approved"
+    assert promote(reservoir, ref, operator="bob", reason="try in shadow").state == "shadow"
+    assert promote(reservoir, ref, operator="bob", reason="shadow good").state == "live"
+    rows = [h for h in reservoir.history(ref) if h.event == "transition"][1:]
+    assert [(h.to_state, h.actor, h.reason) for h in rows] == [
+        ("approved", "alice", "saves 6 %"),
+        ("shadow", "bob", "try in shadow"),
+        ("live", "bob", "shadow good"),
+    ]
+    assert all(h.artifact_hash == digest and h.at for h in rows)
+    approval = approval_of(reservoir, ref)
+    assert approval is not None and approval.actor == "alice"
+    assert in_control(reservoir) is not None
+
+
+def test_unapproved_policy_cannot_go_shadow_or_live(reservoir: Reservoir, tmp_path: Path) -> None:
+    ref = _candidate(reservoir, tmp_path, "ppo")
+    with pytest.raises(ApprovalError, match="only an approved policy goes to shadow"):
+        promote(reservoir, ref, operator="mallory", reason="skip the operator")
+    raw = _candidate(reservoir, tmp_path, "raw", pre_evaluated=False)
+    with pytest.raises(ApprovalError, match="candidate"):
+        promote(reservoir, raw, operator="mallory", reason="straight to live")
+    assert reservoir.get(ref).state == "pre_evaluated"
+    assert in_control(reservoir) is None
+
+
+def test_automatic_actor_cannot_approve(reservoir: Reservoir, tmp_path: Path) -> None:
+    ref = _candidate(reservoir, tmp_path, "ppo")
+    with pytest.raises(ApprovalError, match="reserved"):
+        approve(reservoir, ref, operator="gate1", reason="self-approval")
+    # An approval written past this module by an automatic actor does not count either.
+    reservoir.transition(ref, "approved", actor="watchdog", reason="not a person")
+    with pytest.raises(ApprovalError, match="no operator's approval"):
+        promote(reservoir, ref, operator="alice", reason="go")
+
+
+def test_artifact_changed_after_approval_cannot_be_promoted(
+    reservoir: Reservoir, tmp_path: Path
+) -> None:
+    ref = _candidate(reservoir, tmp_path, "ppo")
+    approve(reservoir, ref, operator="alice", reason="ok")
+    path = reservoir.artifact_path(ref)
+    assert path is not None
+    path.write_bytes(b"swapped weights")
+    with pytest.raises(ApprovalError, match="artifact changed"):
+        promote(reservoir, ref, operator="alice", reason="shadow")
+    assert reservoir.get(ref).state == "approved"
+    # And once in shadow, tampering blocks going live too.
+    path.write_bytes(b"weights of ppo")
+    promote(reservoir, ref, operator="alice", reason="shadow")
+    path.write_bytes(b"swapped again")
+    with pytest.raises(ApprovalError, match="artifact changed"):
+        promote(reservoir, ref, operator="alice", reason="live")
+    assert reservoir.get(ref).state == "shadow"
+
+
+def test_reject_and_bad_requests(reservoir: Reservoir, tmp_path: Path) -> None:
+    ref = _candidate(reservoir, tmp_path, "ppo")
+    with pytest.raises(ApprovalError, match="reason is required"):
+        reject(reservoir, ref, operator="alice", reason="  ")
+    with pytest.raises(ApprovalError, match="operator is required"):
+        approve(reservoir, ref, operator="", reason="x")
+    with pytest.raises(ApprovalError, match="unknown policy 'nope'"):
+        approve(reservoir, "nope", operator="alice", reason="x")
+    with pytest.raises(ApprovalError, match="bad policy reference"):
+        approve(reservoir, "ppo@x@y", operator="alice", reason="x")
+    assert reject(reservoir, ref, operator="alice", reason="too risky").state == "rejected"
+    with pytest.raises(ApprovalError, match="rejected"):
+        approve(reservoir, ref, operator="alice", reason="changed my mind")
+
+
+def test_one_shadow_at_a_time(reservoir: Reservoir, tmp_path: Path) -> None:
+    a, b = _candidate(reservoir, tmp_path, "a"), _candidate(reservoir, tmp_path, "b")
+    for ref in (a, b):
+        approve(reservoir, ref, operator="alice", reason="ok")
+    promote(reservoir, a, operator="alice", reason="shadow")
+    with pytest.raises(ApprovalError, match="a@1 is already in shadow"):
+        promote(reservoir, b, operator="alice", reason="shadow too")
+
+
+def test_rollback_of_live_returns_to_site_and_of_shadow_keeps_live(
+    reservoir: Reservoir, tmp_path: Path
+) -> None:
+    with pytest.raises(ApprovalError, match="nothing to roll back"):
+        rollback(reservoir, operator="alice", reason="panic")
+    a, b = _candidate(reservoir, tmp_path, "a"), _candidate(reservoir, tmp_path, "b")
+    _deploy(reservoir, a)
+    approve(reservoir, b, operator="alice", reason="ok")
+    promote(reservoir, b, operator="alice", reason="shadow")
+    now = rollback(reservoir, operator="alice", reason="a is fine, drop b")
+    assert reservoir.get(b).state == "shadow"  # the live one goes first
+    assert now is None and reservoir.get(a).state == "rolled_back"
+    # With no live policy, the shadow one is rolled back next.
+    assert rollback(reservoir, operator="watchdog", reason="divergence") is None
+    assert reservoir.get(b).state == "rolled_back"
+    last = reservoir.history(b)[-1]
+    assert (last.actor, last.reason, last.to_state) == ("watchdog", "divergence", "rolled_back")
+
+
+def test_rollback_after_a_replacement_returns_to_the_site(reservoir: Reservoir, tmp_path: Path) -> None:
+    a, b = _candidate(reservoir, tmp_path, "a"), _candidate(reservoir, tmp_path, "b")
+    _deploy(reservoir, a)
+    _deploy(reservoir, b)  # b replaces a: a is retired
+    assert reservoir.get(a).state == "retired"
+    c = _candidate(reservoir, tmp_path, "c")
+    approve(reservoir, c, operator="alice", reason="ok")
+    promote(reservoir, c, operator="alice", reason="shadow")
+    now = rollback(reservoir, operator="alice", reason="b misbehaves")
+    assert now is None and reservoir.get(b).state == "rolled_back"
+    now = rollback(reservoir, operator="alice", reason="c too")
+    assert now is None and reservoir.get(c).state == "rolled_back"

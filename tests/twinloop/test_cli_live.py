@@ -1,0 +1,107 @@
+"""``twinloop gate pending|approve|reject|promote|rollback`` over a real reservoir, and
+``twinloop serve``'s configuration errors: one error line and exit status 2 for bad input,
+nothing stored is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from control.reservoir import Reservoir
+from tests.twinloop.cli_process import one_error_line, run_cli
+from twinloop.cli import main
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A reservoir with two pre-evaluated agents and a candidate."""
+    root = tmp_path / "reservoir"
+    with Reservoir(root) as res:
+        for name in ("ppo", "sac", "td3"):
+            artifact = tmp_path / f"{name}.zip"
+            artifact.write_bytes(name.encode())
+            res.register(name, "drl", artifact, hyperparameters={}, training_scenarios=["w"])
+            res.add_evaluation(
+                name,
+                on="twin",
+                scenario="hot-week",
+                kpis={"cooling_kwh": 1234.0, "max_inlet_c": 25.5},
+            )
+            if name != "td3":
+                res.transition(name, "pre_evaluated", actor="gate1", reason="passed")
+    return root
+
+
+def _gate(capsys: pytest.CaptureFixture[str], root: Path, *args: str) -> tuple[int, str, str]:
+    status = main(["gate", *args[:1], "--reservoir", str(root), *args[1:]])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_pending_lists_policies_awaiting_a_decision(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = _gate(capsys, root, "pending")
+    assert status == 0
+    lines = out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["ppo@1", "sac@1"]
+    assert "1,234 kWh" in lines[0] and "25.50 °C" in lines[0]
+
+
+def test_approve_promote_rollback_with_operator_and_reason(
+    root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, out, _ = _gate(capsys, root, "approve", "ppo", "--operator", "ann", "--reason", "ok")
+    assert (status, out.strip()) == (0, "ppo@1: approved (by ann)")
+    status, out, _ = _gate(capsys, root, "promote", "ppo", "--operator", "ann")
+    assert (status, out.strip()) == (0, "ppo@1: shadow (by ann)")
+    status, out, _ = _gate(capsys, root, "promote", "ppo@1", "--operator", "ann")
+    assert (status, out.strip()) == (0, "ppo@1: live (by ann)")
+    monkeypatch.setenv("USER", "bea")
+    status, out, _ = _gate(capsys, root, "rollback", "--reason", "inlet too warm")
+    assert (status, out.strip()) == (0, "in control: the site (its own control)")
+    with Reservoir(root, create=False) as res:
+        last = res.history("ppo")[-1]
+    assert (last.to_state, last.reason, last.actor) == ("rolled_back", "inlet too warm", "bea")
+
+
+def test_reject_records_the_reason(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, _ = _gate(capsys, root, "reject", "sac", "--operator", "ann", "--reason", "risky")
+    assert status == 0
+    with Reservoir(root, create=False) as res:
+        assert res.get("sac").state == "rejected"
+        assert res.history("sac")[-1].reason == "risky"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("approve", "ppo", "--operator", "ann"), "--reason is required"),
+        (("reject", "ppo", "--operator", "ann", "--reason", " "), "--reason is required"),
+        (("rollback", "--operator", "ann"), "--reason is required"),
+        (("approve", "nope", "--operator", "ann", "--reason", "x"), "unknown policy 'nope'"),
+        (("promote", "ppo", "--operator", "ann"), "only an approved policy goes to shadow"),
+        (("promote", "td3", "--operator", "ann"), "td3@1 is candidate"),
+        (("rollback", "--operator", "ann", "--reason", "x"), "nothing to roll back"),
+        (("approve", "ppo", "--operator", "gate1", "--reason", "x"), "reserved"),
+    ],
+)
+def test_bad_requests_give_one_error_line_and_change_nothing(
+    root: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
+    with Reservoir(root, create=False) as res:
+        before = res.history()
+    status, _, err = _gate(capsys, root, *args)
+    assert status == 2
+    assert message in one_error_line(err)
+    with Reservoir(root, create=False) as res:
+        assert res.history() == before
+
+
+def test_missing_reservoir_is_an_error_not_a_new_store(tmp_path: Path) -> None:
+    missing = tmp_path / "none"
+    result = run_cli("gate", "pending", "--reservoir", str(missing), cwd=tmp_path)
+    assert result.returncode == 2
+    one_error_line(result.stderr)
+    assert not missing.exists()
