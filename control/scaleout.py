@@ -57,7 +57,9 @@ class ScaleOutError(RuntimeError):
 
     def __init__(self, what: str, cause: BaseException | str) -> None:
         reason = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
-        super().__init__(f"{what}: {reason}")
+        lines = reason.strip().splitlines() or [""]
+        # One line (a CLI prints it as is); the whole error stays in ``__cause__``.
+        super().__init__(f"{what}: {lines[0]}" + (" [...]" if len(lines) > 1 else ""))
         self.what = what
 
 
@@ -156,18 +158,21 @@ def _run_all(
         if on_result is not None:
             on_result(i, result)
 
-    with tqdm(total=len(jobs), desc=desc, unit=unit, disable=not progress) as bar:
-        if ray_address is None:
+    def bar() -> tqdm[Any]:
+        return tqdm(total=len(jobs), desc=desc, unit=unit, disable=not progress)
+
+    if ray_address is None:
+        with bar() as shown:
             for i, (label, args) in enumerate(jobs):
                 try:
                     result = task(*args)
                 except Exception as exc:
                     raise ScaleOutError(label, exc) from exc
                 arrived(i, result)
-                bar.update(1)
-        else:
-            with ray_session(ray_address, workers):
-                _gather_on_ray(task, jobs, arrived, bar)
+                shown.update(1)
+    else:
+        with ray_session(ray_address, workers), bar() as shown:
+            _gather_on_ray(task, jobs, arrived, shown)
     return [results[i] for i in range(len(jobs))]
 
 
@@ -192,7 +197,8 @@ def _gather_on_ray(
                 for other in pending:
                     ray.cancel(other)
                 cause = getattr(exc, "cause", None)
-                raise ScaleOutError(jobs[i][0], cause if cause is not None else exc) from None
+                cause = cause if isinstance(cause, BaseException) else exc
+                raise ScaleOutError(jobs[i][0], cause) from cause
             arrived(i, result)
             bar.update(1)
 
