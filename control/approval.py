@@ -161,3 +161,19 @@ def rollback(reservoir: Reservoir, *, operator: str, reason: str) -> PolicyRecor
         now.ref if now else "the site's own control",
     )
     return now
+
+
+def rollback_policy(
+    reservoir: Reservoir, ref: str, *, operator: str, reason: str
+) -> PolicyRecord | None:
+    """Roll back one named shadow or live policy (the watchdog's targeted rollback, e.g. of
+    a shadow policy that crashed while another is live); the policy now in control."""
+    who, why = _text("operator", operator), _text("reason", reason)
+    record = _get(reservoir, ref)
+    if record.state not in ("shadow", "live"):
+        raise ApprovalError(
+            f"policy {record.ref} is {record.state}; only a shadow or live policy is rolled back"
+        )
+    _move(reservoir, record.ref, "rolled_back", actor=who, reason=why)
+    logger.warning("%s rolled back by %s (%s)", record.ref, who, why)
+    return in_control(reservoir)

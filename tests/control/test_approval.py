@@ -17,6 +17,7 @@ from control.approval import (
     promote,
     reject,
     rollback,
+    rollback_policy,
 )
 from control.reservoir import Reservoir
 
@@ -156,7 +157,9 @@ def test_rollback_of_live_returns_to_site_and_of_shadow_keeps_live(
     assert (last.actor, last.reason, last.to_state) == ("watchdog", "divergence", "rolled_back")
 
 
-def test_rollback_after_a_replacement_returns_to_the_site(reservoir: Reservoir, tmp_path: Path) -> None:
+def test_rollback_after_a_replacement_returns_to_the_site(
+    reservoir: Reservoir, tmp_path: Path
+) -> None:
     a, b = _candidate(reservoir, tmp_path, "a"), _candidate(reservoir, tmp_path, "b")
     _deploy(reservoir, a)
     _deploy(reservoir, b)  # b replaces a: a is retired
@@ -168,3 +171,18 @@ def test_rollback_after_a_replacement_returns_to_the_site(reservoir: Reservoir, 
     assert now is None and reservoir.get(b).state == "rolled_back"
     now = rollback(reservoir, operator="alice", reason="c too")
     assert now is None and reservoir.get(c).state == "rolled_back"
+
+
+def test_rollback_policy_targets_one_shadow_or_live_policy(
+    reservoir: Reservoir, tmp_path: Path
+) -> None:
+    a, b = _candidate(reservoir, tmp_path, "a"), _candidate(reservoir, tmp_path, "b")
+    _deploy(reservoir, a)
+    approve(reservoir, b, operator="alice", reason="ok")
+    with pytest.raises(ApprovalError, match="only a shadow or live policy"):
+        rollback_policy(reservoir, b, operator="watchdog", reason="not deployed yet")
+    promote(reservoir, b, operator="alice", reason="shadow")
+    now = rollback_policy(reservoir, b, operator="watchdog", reason="shadow crashed")
+    assert now is not None and now.ref == a
+    assert reservoir.get(b).state == "rolled_back"
+    assert reservoir.history(b)[-1].actor == "watchdog"
