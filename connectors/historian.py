@@ -281,7 +281,12 @@ class Historian:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            cur.executemany(_UPSERT_LATEST, rows)
+            newest: dict[str, tuple[str, float, float | None, str, str, int]] = {}
+            for row in rows:  # only the newest row of each point can change `latest`
+                seen = newest.get(row[0])
+                if seen is None or row[1] >= seen[1]:
+                    newest[row[0]] = row
+            cur.executemany(_UPSERT_LATEST, list(newest.values()))
         return len(rows)
 
     def latest(self, points: Sequence[str] | None = None) -> dict[str, Reading]:

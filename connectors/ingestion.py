@@ -15,6 +15,7 @@ every reconnect) and reconnects with exponential backoff.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -34,12 +35,30 @@ from connectors.mqtt_client import (
     start_client,
     stop_client,
 )
-from connectors.payloads import PayloadError, decode_sensor
+from connectors.payloads import REJECT_REASONS, PayloadError, decode_sensor
 from connectors.topics import Topics
 
 logger = logging.getLogger(__name__)
 
 ReadingHandler = Callable[[Reading], None]
+
+_NET_COUNTERS = (
+    "connects",
+    "disconnects",
+    "connect_refused",
+    "dropped_queue_full",
+    "enqueue_error",
+)
+_COUNTERS = (
+    "received",
+    "accepted",
+    "written",
+    "batches",
+    "gaps",
+    "handler_errors",
+    "write_errors",
+    "dropped_write_failed",
+)
 
 
 @dataclass(frozen=True)
@@ -99,14 +118,19 @@ class MqttIngestor:
         self.batch_wait_s = batch_wait_s
         self.stale_after_s = stale_after_s
         self.client_id = client_id or f"twinloop-ingest-{topics.site}"
-        self._queue: queue.Queue[tuple[str | None, bytes]] = queue.Queue(max_queue)
+        self._inbox: queue.SimpleQueue[tuple[str | None, bytes]] = queue.SimpleQueue()
+        self.max_queue = max_queue
         self._handlers: list[ReadingHandler] = []
         self._tracks: dict[str, _Track] = {}
-        self._counts: Counter[str] = Counter()
-        self._rejected: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        self._idle = threading.Event()
-        self._idle.set()
+        # Counters have one writer each (paho's thread or the consumer thread), so the hot
+        # path takes no lock; readers may see a value one message old.
+        self._net: Counter[str] = Counter(dict.fromkeys(_NET_COUNTERS, 0))
+        self._counts: Counter[str] = Counter(dict.fromkeys(_COUNTERS, 0))
+        self._rejected: Counter[str] = Counter(dict.fromkeys(REJECT_REASONS, 0))
+        self._enqueued = 0
+        self._processed = 0
+        self._settled = 0
+        """Messages processed and, if accepted, committed to the historian."""
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._consumer: threading.Thread | None = None
@@ -133,11 +157,11 @@ class MqttIngestor:
         try:
             if reason_code.is_failure:
                 logger.error("ingestion: broker refused connection: %s", reason_code)
-                self._count("connect_refused")
+                self._net["connect_refused"] += 1
                 return
             client.subscribe(self.topics.sensors_filter, qos=self.qos)
             self.last_connect_mono = time.monotonic()
-            self._count("connects")
+            self._net["connects"] += 1
             self._connected.set()
             logger.info(
                 "ingestion connected to %s (session present: %s)",
@@ -156,23 +180,24 @@ class MqttIngestor:
         properties: Any,
     ) -> None:
         self._connected.clear()
-        self._count("disconnects")
+        self._net["disconnects"] += 1
         logger.warning("ingestion disconnected from %s: %s", self.address, reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         # Only copy and enqueue: nothing here may raise into paho's network thread.
         try:
+            if self._enqueued - self._processed >= self.max_queue:
+                self._net["dropped_queue_full"] += 1
+                return
             try:
                 topic: str | None = message.topic
             except UnicodeDecodeError:
                 topic = None
-            self._idle.clear()
-            self._queue.put_nowait((topic, bytes(message.payload)))
-        except queue.Full:
-            self._count("dropped_queue_full")
+            self._inbox.put((topic, bytes(message.payload)))
+            self._enqueued += 1
         except Exception:
             logger.exception("ingestion: could not enqueue a message")
-            self._count("enqueue_error")
+            self._net["enqueue_error"] += 1
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, *, wait_s: float | None = 10.0) -> MqttIngestor:
@@ -213,80 +238,78 @@ class MqttIngestor:
 
     def drain(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything received so far is decoded and stored."""
+        target = self._enqueued
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._queue.unfinished_tasks == 0 and self._idle.wait(0.01):
-                return True
+        while self._settled < target:
+            if time.monotonic() > deadline:
+                return False
             time.sleep(0.005)
-        return False
+        return True
 
     def add_handler(self, handler: ReadingHandler) -> None:
         """Call ``handler(reading)`` for each accepted reading (exceptions are counted)."""
         self._handlers.append(handler)
 
     # ------------------------------------------------------------------ consumer
-    def _count(self, key: str, n: int = 1) -> None:
-        with self._lock:
-            self._counts[key] += n
-
     def _reject(self, reason: str, topic: str | None, detail: str) -> None:
-        with self._lock:
-            self._rejected[reason] += 1
+        self._rejected[reason] += 1
         logger.debug("rejected %s (%s): %s", topic, reason, detail)
 
     def _consume(self) -> None:
-        batch: list[Reading] = []
-        oldest = 0.0
-        while not self._stop.is_set() or not self._queue.empty():
-            try:
-                item = self._queue.get(timeout=self.batch_wait_s)
-            except queue.Empty:
-                item = None
-            if item is not None:
-                try:
-                    reading = self.accept(*item)
-                    if reading is not None:
-                        if not batch:
-                            oldest = time.monotonic()
-                        batch.append(reading)
-                except Exception:  # a bug must not stop ingestion: count it and go on
-                    logger.exception("ingestion: unexpected error on %s", item[0])
-                    self._reject("handler_error", item[0], "unexpected error")
-                finally:
-                    self._queue.task_done()
-            if batch and (
-                len(batch) >= self.batch_size
-                or self._queue.empty()
-                or time.monotonic() - oldest >= self.batch_wait_s
-            ):
-                batch = self._flush(batch)
-            if not batch and self._queue.unfinished_tasks == 0:
-                self._idle.set()
-        if batch:
-            self._flush(batch)
-        self._idle.set()
+        """Take what is queued (up to ``batch_size``), validate it, commit it as one batch.
 
-    def _flush(self, batch: list[Reading]) -> list[Reading]:
-        try:
-            written = self.historian.write(batch)
-        except Exception:
-            logger.exception("ingestion: historian write of %d readings failed", len(batch))
-            self._count("write_errors")
-            if len(batch) > 100 * self.batch_size:  # keep memory bounded if storage is gone
-                self._count("dropped_write_failed", len(batch))
-                return []
-            time.sleep(self.batch_wait_s)
-            return batch
-        self._count("written", written)
-        self._count("batches")
-        return []
+        Batches grow with the load: while one is being committed the next accumulates.
+        """
+        get = self._inbox.get_nowait
+        while True:
+            try:
+                items = [self._inbox.get(timeout=self.batch_wait_s)]
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            with contextlib.suppress(queue.Empty):
+                while len(items) < self.batch_size:
+                    items.append(get())
+            batch: list[Reading] = []
+            for topic, payload in items:
+                try:
+                    reading = self.accept(topic, payload)
+                except Exception:  # a bug must not stop ingestion: count it and go on
+                    logger.exception("ingestion: unexpected error on %s", topic)
+                    self._reject("handler_error", topic, "unexpected error")
+                    continue
+                if reading is not None:
+                    batch.append(reading)
+            self._processed += len(items)
+            if batch:
+                self._store(batch)
+            self._settled = self._processed
+
+    def _store(self, batch: list[Reading]) -> None:
+        """Commit ``batch``; retry while the store fails (and ingestion is not stopping)."""
+        for attempt in range(1_000_000):
+            try:
+                written = self.historian.write(batch)
+            except Exception:
+                logger.exception("ingestion: historian write of %d readings failed", len(batch))
+                self._counts["write_errors"] += 1
+                if self._stop.is_set() and attempt >= 3:
+                    self._counts["dropped_write_failed"] += len(batch)
+                    return
+                time.sleep(min(5.0, self.batch_wait_s * 2**attempt))
+                continue
+            self._counts["written"] += written
+            self._counts["batches"] += 1
+            return
 
     def accept(self, topic: str | None, payload: bytes) -> Reading | None:
         """Decode and validate one message; the reading to store, or None if rejected.
 
         Runs on the consumer thread (public for tests of the decoding rules).
         """
-        self._count("received")
+        counts = self._counts
+        counts["received"] += 1
         point = self.topics.point_of(topic) if topic is not None else None
         if point is None:
             self._reject("unknown_topic", topic, "not a sensor topic of this site")
@@ -311,16 +334,16 @@ class MqttIngestor:
                 return None
             gap = msg.seq != track.reading.seq + 1
             if gap:
-                self._count("gaps")
+                counts["gaps"] += 1
         reading = Reading(point, msg.ts, msg.value, msg.unit, msg.quality, msg.seq)
         self._tracks[point] = _Track(reading, now, gap)
-        self._count("accepted")
+        counts["accepted"] += 1
         for handler in self._handlers:
             try:
                 handler(reading)
             except Exception:
                 logger.exception("ingestion: handler %r failed on %s", handler, point)
-                self._count("handler_errors")
+                counts["handler_errors"] += 1
         return reading
 
     # ------------------------------------------------------------------ introspection
@@ -348,10 +371,9 @@ class MqttIngestor:
     def stats(self) -> dict[str, Any]:
         """Counters: received, accepted, written, batches, gaps, connects, disconnects,
         handler_errors, ..., ``rejected`` by reason and the queue depth."""
-        with self._lock:
-            counts: dict[str, Any] = dict(self._counts)
-            counts["rejected"] = dict(self._rejected)
+        counts: dict[str, Any] = {**self._net, **self._counts}
+        counts["rejected"] = {k: v for k, v in list(self._rejected.items()) if v}
         counts["rejected_total"] = sum(counts["rejected"].values())
-        counts["queue_depth"] = self._queue.qsize()
+        counts["queue_depth"] = self._enqueued - self._processed
         counts["connected"] = self.connected
         return counts

@@ -1,0 +1,198 @@
+"""Ingestion speed: sensor messages per second from Mosquitto into the historian, on loopback.
+
+Starts the broker TwinLoop runs (``MosquittoBroker``: the product configuration, persistence
+saved on every change), an :class:`MqttIngestor` writing to a SQLite historian, and
+``--publishers`` separate processes that publish valid sensor payloads (the emulator's format,
+one topic per point, ``seq`` increasing per point) as the ``bms`` identity as fast as they can.
+The rate is messages validated and committed to the historian per second, from the first
+message received to the last one committed; every message must arrive (the run fails
+otherwise).
+
+    python benchmarks/ingestion_speed.py [--messages 200000] [--publishers 2] [--qos 0]
+
+``--qos 0`` is how the BMS emulator publishes telemetry; ``--qos 1`` makes every delivery
+acknowledged, and with the durable persistence each acknowledgement costs the broker a
+database save (add ``--volatile`` to measure QoS 1 with Mosquitto's default autosave).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from connectors.broker import BrokerAddress, MosquittoBroker
+from connectors.historian import Historian
+from connectors.ingestion import MqttIngestor
+from connectors.mqtt_client import make_client
+from connectors.payloads import SensorMessage
+from connectors.topics import Topics
+
+TOPICS = Topics("bench")
+
+
+def _publish(address: BrokerAddress, worker: int, n: int, n_points: int, qos: int) -> None:
+    client = make_client(address, f"bench-publisher-{worker}")
+    client.max_queued_messages_set(0)
+    client.max_inflight_messages_set(1000)
+    client.connect(address.host, address.port)
+    client.loop_start()
+    topics = [TOPICS.sensor(f"p{worker}_{i:03d}") for i in range(n_points)]
+    infos = []
+    for k in range(n):
+        seq, point = divmod(k, n_points)
+        msg = SensorMessage(
+            value=20.0 + (k % 7) * 0.1, unit="degC", ts=60.0 * seq, quality="good", seq=seq + 1
+        )
+        infos.append(client.publish(topics[point], msg.encode(), qos=qos))
+    for info in infos[-1000:]:
+        info.wait_for_publish(120)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _mosquitto_pub(address: BrokerAddress, worker: int, n: int, qos: int, folder: Path) -> Any:
+    """``mosquitto_pub -l``: one point per publisher, one line per message (C, light on CPU)."""
+    lines = folder / f"publisher-{worker}.jsonl"
+    with lines.open("w") as fh:
+        for seq in range(1, n + 1):
+            msg = SensorMessage(20.0 + (seq % 7) * 0.1, "degC", 60.0 * seq, "good", seq)
+            fh.write(msg.encode().decode() + "\n")
+    args = [
+        "mosquitto_pub",
+        "-h",
+        address.host,
+        "-p",
+        str(address.port),
+        "-u",
+        str(address.username),
+        "-P",
+        str(address.password),
+        "-V",
+        "mqttv5",
+        "-q",
+        str(qos),
+        "-l",
+        "-t",
+        TOPICS.sensor(f"p{worker}_000"),
+        "-i",
+        f"bench-c-publisher-{worker}",
+    ]
+    return subprocess.Popen(args, stdin=lines.open("rb"))
+
+
+def measure(
+    messages: int, publishers: int, points: int, qos: int, volatile: bool, client: str
+) -> dict[str, Any]:
+    per = messages // publishers
+    total = per * publishers
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        with (
+            MosquittoBroker(folder / "broker", autosave_on_changes=not volatile) as broker,
+            Historian(folder / "historian.sqlite") as historian,
+        ):
+            ingestor = MqttIngestor(broker.address("ingest"), TOPICS, historian, qos=1)
+            first: list[float] = []
+            ingestor.add_handler(lambda r: first.append(time.perf_counter()) if not first else None)
+            with ingestor:
+                ctx = multiprocessing.get_context("spawn")
+                procs: list[Any] = []
+                if client == "c":
+                    lines_dir = folder / "lines"
+                    lines_dir.mkdir()
+                    started = time.perf_counter()
+                    procs = [
+                        _mosquitto_pub(broker.address("bms"), w, per, qos, lines_dir)
+                        for w in range(publishers)
+                    ]
+                else:
+                    procs = [
+                        ctx.Process(
+                            target=_publish, args=(broker.address("bms"), w, per, points, qos)
+                        )
+                        for w in range(publishers)
+                    ]
+                    started = time.perf_counter()
+                    for proc in procs:
+                        proc.start()
+                with tqdm(total=total, unit="msg", desc="ingested", leave=False) as bar:
+                    done, progress_at = 0, time.monotonic()
+                    while done < total and time.monotonic() - progress_at < 15.0:
+                        time.sleep(0.05)
+                        now = int(ingestor.stats()["written"])
+                        if now > done:
+                            bar.update(now - done)
+                            done, progress_at = now, time.monotonic()
+                finished = time.perf_counter()
+                for proc in procs:
+                    if isinstance(proc, subprocess.Popen):
+                        proc.wait(timeout=60)
+                    else:
+                        proc.join(timeout=60)
+                stats = ingestor.stats()
+            stored = len(historian.series(["p0_000"]))
+    written = int(stats.get("written", 0))
+    wall = finished - (first[0] if first else started)
+    return {
+        "messages": total,
+        "written": written,
+        "rejected": stats.get("rejected_total", 0),
+        "publishers": publishers,
+        "points": publishers if client == "c" else points * publishers,
+        "publisher": "mosquitto_pub -l (C)" if client == "c" else "paho (Python processes)",
+        "qos": qos,
+        "broker_persistence": "default autosave" if volatile else "save on every change",
+        "wall_s": round(wall, 3),
+        "end_to_end_s": round(finished - started, 3),
+        "msgs_per_s": round(written / wall, 1) if wall > 0 else 0.0,
+        "batches": stats.get("batches", 0),
+        "stored_rows_p0_000": stored,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--points", type=int, default=140, help="points per publisher")
+    parser.add_argument("--qos", type=int, choices=(0, 1), default=0)
+    parser.add_argument("--volatile", action="store_true", help="Mosquitto's default autosave")
+    parser.add_argument(
+        "--client",
+        choices=("python", "c"),
+        default="python",
+        help="publishers: paho processes (140 points each) or mosquitto_pub -l (one point each)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    result = measure(
+        args.messages, args.publishers, args.points, args.qos, args.volatile, args.client
+    )
+    result["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}"
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    complete = result["written"] == result["messages"]
+    print(json.dumps(result, indent=2))
+    print(
+        f"RESULT ingestion: {result['written']}/{result['messages']} messages through Mosquitto "
+        f"into the historian at {result['msgs_per_s']:,.0f} msg/s (QoS {args.qos}, "
+        f"{args.publishers} publisher process(es), target >= 20,000)"
+        + ("" if complete else "  INCOMPLETE: messages missing")
+    )
+    return 0 if complete else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
