@@ -1,7 +1,7 @@
 """The operator's dashboard: one Dash app with four pages behind a login.
 
 ``create_app`` builds it for the CLI, the demo and the tests; each page is a module of
-:mod:`dashboards.pages` with ``layout(ctx, user)`` and ``set_callbacks(app, ctx)``.
+:mod:`dashboards.pages` with ``layout(ctx, user, query)`` and ``set_callbacks(app, ctx)``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import parse_qs
 
 from dash import Dash, Input, Output, dcc, html
 from dash.development.base_component import Component
@@ -30,7 +31,7 @@ from dashboards.session import LOGIN_PATH, LOGOUT_PATH, current_session, install
 logger = logging.getLogger(__name__)
 
 PAGES: tuple[ModuleType, ...] = (hall, twin, reservoir, approvals)
-"""Each with ``PATH``, ``TITLE``, ``layout(ctx, user)`` and ``set_callbacks(app, ctx)``."""
+"""Each with ``PATH``, ``TITLE``, ``layout(ctx, user, query)`` and ``set_callbacks(app, ctx)``."""
 
 _CSS = """
 body { font-family: system-ui, -apple-system, sans-serif; margin: 0; background: #f3f5f8;
@@ -98,12 +99,16 @@ def frame_layout() -> Component:
     )
 
 
-def page_for(ctx: AppContext, session: dict[str, Any], pathname: str | None) -> Component:
-    """The layout of the page at ``pathname`` for the session's user."""
+def page_for(
+    ctx: AppContext, session: dict[str, Any], pathname: str | None, search: str | None = None
+) -> Component:
+    """The layout of the page at ``pathname`` (with the ``?key=value`` query ``search``) for
+    the session's user."""
     user = session_user(session, now_s=ctx.now_s())
+    query = {k: v[-1] for k, v in parse_qs((search or "").lstrip("?")).items()}
     for page in PAGES:
         if (pathname or "/") == page.PATH:
-            layout: Component = page.layout(ctx, user)
+            layout: Component = page.layout(ctx, user, query)
             return layout
     known = ", ".join(page.PATH for page in PAGES)
     return notice(f"no page at {pathname} (pages: {known})", kind="error")
@@ -161,10 +166,14 @@ def create_app(
     install(app.server, ctx, load_or_create_secret(config.secret_file))
     app.layout = frame_layout()
 
-    @app.callback(Output(FrameIds.PAGE, "children"), Input(FrameIds.URL, "pathname"))
-    def _route(pathname: str | None) -> Component:
+    @app.callback(
+        Output(FrameIds.PAGE, "children"),
+        Input(FrameIds.URL, "pathname"),
+        Input(FrameIds.URL, "search"),
+    )
+    def _route(pathname: str | None, search: str | None) -> Component:
         signed_in(ctx)
-        return page_for(ctx, current_session(), pathname)
+        return page_for(ctx, current_session(), pathname, search)
 
     @app.callback(
         Output(FrameIds.USER, "children"),

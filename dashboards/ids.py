@@ -59,5 +59,7 @@ class ApprovalIds(StrEnum):
     PROMOTE = "approvals-promote"
     ROLLBACK = "approvals-rollback"
     MESSAGE = "approvals-message"
+    DECIDED = "approvals-decided"
+    """When the last decision went through (refreshes the tables)."""
     DECISIONS = "approvals-decisions"
     WRITES = "approvals-writes"

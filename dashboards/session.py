@@ -29,6 +29,8 @@ LOGOUT_PATH = "/logout"
 CSRF_COOKIE = "_csrf_token"
 CSRF_HEADER = "X-CSRFToken"
 CALLBACK_PATH = "/_dash-update-component"
+_COOKIE_GRACE_S = 86_400.0
+"""Cookies outlive the session by this much so that a late request is told it expired."""
 _OPEN_PREFIXES = ("/_dash-component-suites/", "/assets/", "/_favicon.ico")
 
 _LOGIN_PAGE = """<!doctype html>
@@ -90,9 +92,8 @@ def install(server: flask.Flask, ctx: AppContext, secret: bytes) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=ctx.config.secure_cookies,
-        # The cookie outlives the session by a day so that a late request can be told that
-        # its session expired; the expiry that counts is the one signed inside it.
-        PERMANENT_SESSION_LIFETIME=timedelta(seconds=ctx.config.session_ttl_s + 86_400.0),
+        # The expiry that counts is the one signed inside the session (see _COOKIE_GRACE_S).
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=ctx.config.session_ttl_s + _COOKIE_GRACE_S),
     )
 
     def login_page(*, error: str = "", info: str = "", next_: str = "/", status: int = 200) -> Any:
@@ -125,7 +126,7 @@ def install(server: flask.Flask, ctx: AppContext, secret: bytes) -> None:
             samesite="Strict",
             secure=ctx.config.secure_cookies,
             httponly=False,  # the renderer reads it to send it back in a header
-            max_age=int(ctx.config.session_ttl_s),
+            max_age=int(ctx.config.session_ttl_s + _COOKIE_GRACE_S),
         )
         return response
 

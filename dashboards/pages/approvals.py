@@ -5,6 +5,7 @@ writes). Only an operator can act; the server checks that on every action."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import dash
@@ -16,8 +17,7 @@ from dashboards.actions import act
 from dashboards.auth import AuthError, SessionUser, session_user
 from dashboards.context import AppContext, DataUnavailableError
 from dashboards.figures import notice, number, table, time_text
-from dashboards.ids import ApprovalIds, FrameIds
-from dashboards.pages.reservoir import policy_from_search
+from dashboards.ids import ApprovalIds
 from dashboards.reservoir_view import policy_rows
 from dashboards.session import current_session, signed_in
 
@@ -36,7 +36,8 @@ _BUTTONS = {
 }
 
 
-def layout(ctx: AppContext, user: SessionUser) -> Component:
+def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Component:
+    chosen = query.get("policy")
     viewer = not user.is_operator
     buttons = [
         html.Button("Approve", id=ApprovalIds.APPROVE, disabled=viewer, className="tl-button"),
@@ -62,6 +63,7 @@ def layout(ctx: AppContext, user: SessionUser) -> Component:
     return html.Div(
         [
             dcc.Interval(id=ApprovalIds.INTERVAL, interval=int(ctx.config.refresh_s * 1000)),
+            dcc.Store(id=ApprovalIds.DECIDED),
             html.H2(TITLE),
             html.Div(id=ApprovalIds.CONTROL, className="tl-cards"),
             html.H3("Awaiting an operator"),
@@ -71,7 +73,11 @@ def layout(ctx: AppContext, user: SessionUser) -> Component:
             html.Div(
                 [
                     dcc.Dropdown(
-                        id=ApprovalIds.POLICY, placeholder="policy to act on", className="tl-point"
+                        id=ApprovalIds.POLICY,
+                        options=[] if chosen is None else [chosen],
+                        value=chosen,
+                        placeholder="policy to act on",
+                        className="tl-point",
                     ),
                     dcc.Textarea(
                         id=ApprovalIds.REASON,
@@ -208,54 +214,61 @@ def view(ctx: AppContext) -> tuple[Any, Any, list[dict[str, str]], Any, Any]:
     return _control(records), queue, options, decisions, writes
 
 
-def update(
+def decide(
     ctx: AppContext,
     session: dict[str, Any],
     trigger: str | None,
     ref: str | None,
     reason: str | None,
-) -> tuple[Any, ...]:
-    """(message, reason box, control, queue, options, decisions, writes): carries out the
-    action of the button ``trigger`` (if one) and shows the reservoir as it is after it."""
-    message: Any = dash.no_update
-    reason_out: Any = dash.no_update
+) -> tuple[Any, Any, Any]:
+    """(message, reason box, decision stamp) after the button ``trigger`` was pressed: the
+    action's outcome as a message; the reason box cleared and the stamp moved on (so that
+    the tables refresh) only when something changed."""
     action = _BUTTONS.get(ApprovalIds(trigger)) if trigger in set(_BUTTONS) else None
-    if action is not None:
-        outcome = act(ctx, session, action, ref, reason)
-        message = notice(outcome.message, kind="ok" if outcome.ok else "error")
-        reason_out = "" if outcome.ok else dash.no_update
+    if action is None:
+        return dash.no_update, dash.no_update, dash.no_update
+    outcome = act(ctx, session, action, ref, reason)
+    message = notice(outcome.message, kind="ok" if outcome.ok else "error")
+    if not outcome.ok:
+        return message, dash.no_update, dash.no_update
+    return message, "", ctx.now_s()
+
+
+def refresh(ctx: AppContext, session: dict[str, Any]) -> tuple[Any, ...]:
+    """(control, queue, options, decisions, writes); nothing without a valid session."""
     try:
         session_user(session, now_s=ctx.now_s())
-    except AuthError:  # no data for a request without a valid session, only the refusal
-        return (message, reason_out, *[dash.no_update] * 5)
-    return (message, reason_out, *view(ctx))
+    except AuthError:
+        return tuple([dash.no_update] * 5)
+    return view(ctx)
 
 
 def set_callbacks(app: Dash, ctx: AppContext) -> None:
     @app.callback(
         Output(ApprovalIds.MESSAGE, "children"),
         Output(ApprovalIds.REASON, "value"),
-        Output(ApprovalIds.CONTROL, "children"),
-        Output(ApprovalIds.PENDING, "children"),
-        Output(ApprovalIds.POLICY, "options"),
-        Output(ApprovalIds.DECISIONS, "children"),
-        Output(ApprovalIds.WRITES, "children"),
-        Input(ApprovalIds.INTERVAL, "n_intervals"),
+        Output(ApprovalIds.DECIDED, "data"),
         Input(ApprovalIds.APPROVE, "n_clicks"),
         Input(ApprovalIds.REJECT, "n_clicks"),
         Input(ApprovalIds.PROMOTE, "n_clicks"),
         Input(ApprovalIds.ROLLBACK, "n_clicks"),
         State(ApprovalIds.POLICY, "value"),
         State(ApprovalIds.REASON, "value"),
+        prevent_initial_call=True,
     )
-    def _update(*args: Any) -> tuple[Any, ...]:
-        ref, reason = args[-2], args[-1]
-        trigger = dash.ctx.triggered_id
-        if trigger not in set(_BUTTONS):
-            signed_in(ctx)  # a refresh needs a session; an action answers with a message
-        return update(ctx, current_session(), trigger, ref, reason)
+    def _decide(*args: Any) -> tuple[Any, Any, Any]:
+        # No session check here: the action itself answers an expired one with a message.
+        return decide(ctx, current_session(), dash.ctx.triggered_id, args[-2], args[-1])
 
-    @app.callback(Output(ApprovalIds.POLICY, "value"), Input(FrameIds.URL, "search"))
-    def _from_url(search: str | None) -> str | None:
+    @app.callback(
+        Output(ApprovalIds.CONTROL, "children"),
+        Output(ApprovalIds.PENDING, "children"),
+        Output(ApprovalIds.POLICY, "options"),
+        Output(ApprovalIds.DECISIONS, "children"),
+        Output(ApprovalIds.WRITES, "children"),
+        Input(ApprovalIds.INTERVAL, "n_intervals"),
+        Input(ApprovalIds.DECIDED, "data"),
+    )
+    def _refresh(_: int | None, __: float | None) -> tuple[Any, ...]:
         signed_in(ctx)
-        return policy_from_search(search)
+        return refresh(ctx, current_session())

@@ -4,7 +4,7 @@ PUE, alarms and stale points, refreshed from the historian every few seconds."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ PATH = "/"
 TITLE = "Live hall"
 
 
-def layout(ctx: AppContext, user: SessionUser) -> Component:
+def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Component:
     return html.Div(
         [
             dcc.Interval(id=HallIds.INTERVAL, interval=int(ctx.config.refresh_s * 1000)),

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import pandas as pd
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, dcc, html
+from dash import Dash, Input, Output, State, dcc, html
 from dash.development.base_component import Component
 from plotly.subplots import make_subplots
 
@@ -32,7 +33,8 @@ MAX_IMAGE_BYTES = 5 * 1024 * 1024
 """Report images larger than this are listed, not shown."""
 
 
-def layout(ctx: AppContext, user: SessionUser) -> Component:
+def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Component:
+    chosen = query.get("policy")
     return html.Div(
         [
             dcc.Interval(
@@ -44,7 +46,11 @@ def layout(ctx: AppContext, user: SessionUser) -> Component:
                 [
                     html.H3("Policy"),
                     dcc.Dropdown(
-                        id=ReservoirIds.POLICY, placeholder="choose a policy", className="tl-point"
+                        id=ReservoirIds.POLICY,
+                        options=[] if chosen is None else [chosen],
+                        value=chosen,
+                        placeholder="choose a policy",
+                        className="tl-point",
                     ),
                 ],
                 className="tl-page-head",
@@ -171,6 +177,16 @@ def _history(res: Reservoir, ref: str) -> html.Div:
     )
 
 
+def _hours(frame: pd.DataFrame, duration_h: float | None) -> pd.Series:
+    """Hours from the run's start of each period: from ``time_h`` where the run kept it
+    (the plant), else from the period count and the run's duration (the twin)."""
+    if "time_h" in frame.columns and frame["time_h"].notna().all():
+        hours: pd.Series = frame["time_h"] - float(frame["time_h"].iloc[0])
+        return hours
+    period_h = (duration_h or 0.0) / max(len(frame), 1) or 1.0
+    return pd.Series(range(len(frame)), index=frame.index, dtype=float) * period_h
+
+
 def report_plots(res: Reservoir, ref: str) -> go.Figure:
     """Per scenario of the policy's evaluations: cooling energy per control period and the
     hottest rack inlet, from the series each report kept."""
@@ -179,13 +195,14 @@ def report_plots(res: Reservoir, ref: str) -> go.Figure:
         path = None if e.report_dir is None else e.report_dir / SERIES_FILE
         if path is not None and path.is_file():
             frame = pd.read_parquet(path)
-            if {"time_h", "cooling_kwh", "max_inlet_c"} <= set(frame.columns):
+            if {"cooling_kwh", "max_inlet_c"} <= set(frame.columns):
+                frame["hours"] = _hours(frame, e.kpis.get("duration_h"))
                 runs.append((f"{e.scenario} ({e.on})", frame))
     if not runs:
         return empty_figure(f"{ref}: no report series ({SERIES_FILE}) stored with its evaluations")
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
     for label, frame in runs:
-        hours = frame["time_h"] - frame["time_h"].iloc[0]
+        hours = frame["hours"]
         fig.add_trace(
             go.Scatter(
                 x=hours, y=frame["cooling_kwh"], name=label, mode="lines", legendgroup=label
@@ -270,18 +287,15 @@ def set_callbacks(app: Dash, ctx: AppContext) -> None:
         signed_in(ctx)
         return overview(ctx)
 
-    @app.callback(Output(ReservoirIds.POLICY, "value"), Input(FrameIds.URL, "search"))
-    def _from_url(search: str | None) -> str | None:
-        signed_in(ctx)
-        return policy_from_search(search)
-
     @app.callback(
         Output(ReservoirIds.NOTICE, "children"),
         Output(ReservoirIds.DETAIL, "children"),
         Output(ReservoirIds.PLOTS, "figure"),
         Output(ReservoirIds.IMAGES, "children"),
         Input(ReservoirIds.POLICY, "value"),
+        State(FrameIds.URL, "search"),
     )
-    def _detail(ref: str | None) -> tuple[Any, Any, go.Figure, Any]:
+    def _detail(ref: str | None, search: str | None) -> tuple[Any, Any, go.Figure, Any]:
         signed_in(ctx)
-        return detail(ctx, ref)
+        # The address names the policy when the chooser has none (e.g. an unknown one).
+        return detail(ctx, ref or policy_from_search(search))

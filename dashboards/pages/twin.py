@@ -4,6 +4,7 @@ its uncertainty band, and the assimilated parameters with their drift."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -35,14 +36,22 @@ ALIGN_TOLERANCE_S = 150.0
 BAND_SIGMAS = 2.0
 
 
-def layout(ctx: AppContext, user: SessionUser) -> Component:
+def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Component:
+    options = output_options(ctx)
+    chosen = query.get("point") or (str(options[0]["value"]) if options else None)
     return html.Div(
         [
             dcc.Interval(id=TwinIds.INTERVAL, interval=int(ctx.config.refresh_s * 1000)),
             html.Div(
                 [
                     html.H2(TITLE),
-                    dcc.Dropdown(id=TwinIds.POINT, placeholder="twin output", className="tl-point"),
+                    dcc.Dropdown(
+                        id=TwinIds.POINT,
+                        options=options,
+                        value=chosen,
+                        placeholder="twin output",
+                        className="tl-point",
+                    ),
                     dcc.Dropdown(
                         id=TwinIds.WINDOW,
                         options=window_options(),

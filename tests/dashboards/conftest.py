@@ -16,9 +16,11 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from dash import Dash
 
 from connectors.historian import AuditRecord, Event, Historian, Reading
 from control.catalog import builtin_factory
@@ -28,6 +30,7 @@ from control.reservoir import Reservoir
 from dashboards.app import create_app
 from dashboards.auth import UserStore
 from dashboards.context import AppContext
+from dashboards.ids import ApprovalIds
 from physics.plant.scenario import load_scenario
 from physics.plant.sensors import point_catalog
 from physics.plant.simulation import run_scenario
@@ -186,3 +189,27 @@ def text_of(component: object) -> str:
     if isinstance(component, list | tuple):
         return " ".join(text_of(c) for c in component)
     return text_of(getattr(component, "children", None))
+
+
+def callback_request(
+    app: Dash, ref: str, reason: str, button: ApprovalIds = ApprovalIds.APPROVE
+) -> dict[str, Any]:
+    """The JSON the renderer posts when an approvals button is clicked."""
+    key = next(k for k in app.callback_map if str(ApprovalIds.MESSAGE) in k)
+    cb = app.callback_map[key]
+    values = {button: 1, ApprovalIds.POLICY: ref, ApprovalIds.REASON: reason}
+
+    def entries(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {"id": str(i["id"]), "property": i["property"], "value": values.get(i["id"])}
+            for i in items
+        ]
+
+    outputs = [{"id": str(o.component_id), "property": o.component_property} for o in cb["output"]]
+    return {
+        "output": key,
+        "outputs": outputs,
+        "inputs": entries(cb["inputs"]),
+        "state": entries(cb["state"]),
+        "changedPropIds": [f"{button}.n_clicks"],
+    }

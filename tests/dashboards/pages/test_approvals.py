@@ -27,15 +27,13 @@ def _click(
     ref: str | None,
     reason: str | None,
 ) -> tuple[str, tuple[object, ...]]:
-    out = approvals.update(ctx, session, button, ref, reason)
-    return text_of(out[0]), out
+    message, reason_out, _ = approvals.decide(ctx, session, button, ref, reason)
+    return text_of(message), (message, reason_out, *approvals.refresh(ctx, session))
 
 
 def test_view_shows_queue_control_and_audit(ctx: AppContext) -> None:
-    message, reason, control, queue, options, decisions, writes = approvals.update(
-        ctx, OLGA, None, None, None
-    )
-    assert message is dash.no_update and reason is dash.no_update
+    assert approvals.decide(ctx, OLGA, None, None, None) == (dash.no_update,) * 3
+    control, queue, options, decisions, writes = approvals.refresh(ctx, OLGA)
     assert "the site's own control" in text_of(control)
     queue_text = text_of(queue)
     assert "tr-candidate@1" in queue_text and "fixed-candidate@1" in queue_text

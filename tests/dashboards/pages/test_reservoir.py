@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
@@ -76,3 +78,19 @@ def test_unknown_policy_is_a_clear_message(ctx: AppContext, ref: str) -> None:
 def test_policy_comes_from_the_address() -> None:
     assert reservoir.policy_from_search("?policy=ppo%402") == "ppo@2"
     assert reservoir.policy_from_search("") is None
+
+
+def test_report_plots_follow_the_stored_series(ctx: AppContext, data: Built) -> None:
+    with Reservoir(data.reservoir) as res:
+        evaluation = res.evaluations("tr-candidate@1")[0]
+        plots = reservoir.report_plots(res, "tr-candidate@1")
+    assert evaluation.report_dir is not None
+    series = pd.read_parquet(evaluation.report_dir / "series.parquet")
+    cooling, inlet = plots.data
+    np.testing.assert_allclose(np.asarray(cooling.y, dtype=float), series["cooling_kwh"])
+    np.testing.assert_allclose(np.asarray(inlet.y, dtype=float), series["max_inlet_c"])
+    hours = np.asarray(cooling.x, dtype=float)
+    assert np.isfinite(hours).all() and hours[0] == 0.0
+    assert hours[-1] == pytest.approx(
+        evaluation.kpis["duration_h"] * (len(series) - 1) / len(series)
+    )

@@ -1,0 +1,281 @@
+"""The dashboard end to end in real headless Chromium (Selenium + Debian's chromedriver),
+served on a free loopback port in a thread: log in, every page renders its data, decisions
+go through and bad ones are refused with a message, a viewer cannot act, an expired session
+is told so. A screenshot of each page is kept in $TWINLOOP_TEST_ARTIFACTS (default
+./test-artifacts/screenshots/)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from dash import Dash
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from control.reservoir import Reservoir
+from dashboards.app import create_app
+from dashboards.ids import ApprovalIds, FrameIds, HallIds, ReservoirIds, TwinIds
+from dashboards.server import DashboardServer
+from tests.dashboards.conftest import (
+    HOT_POINT,
+    OPERATOR,
+    OPERATOR_PASSWORD,
+    VIEWER,
+    VIEWER_PASSWORD,
+    Built,
+    callback_request,
+)
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--window-size=1400,2000",
+)
+WAIT_S = 20.0
+FORGE = """
+const done = arguments[arguments.length - 1];
+const token = document.cookie.split('; ').find(c => c.startsWith('_csrf_token=')).split('=')[1];
+fetch('/_dash-update-component', {method: 'POST', body: arguments[0],
+      headers: {'Content-Type': 'application/json', 'X-CSRFToken': token}})
+  .then(r => r.text()).then(done, e => done(String(e)));
+"""
+
+
+def _artifacts() -> Path:
+    folder = Path(os.environ.get("TWINLOOP_TEST_ARTIFACTS") or "test-artifacts/screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
+        pytest.skip("Debian's chromium and chromedriver are not installed")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def site(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The app over a private copy of the data, served on localhost (a free port)."""
+    base = tmp_path_factory.mktemp("browser-site")
+    shutil.copy2(built.historian, base / "historian.sqlite")
+    shutil.copytree(built.reservoir, base / "reservoir")
+    shutil.copy2(built.users, base / "users.json")
+    data = Built(base / "historian.sqlite", base / "reservoir", base / "users.json", built.newest_s)
+    app = create_app(data.historian, data.reservoir, data.users, refresh_s=2.0)
+    with DashboardServer(app, "127.0.0.1", 0) as server:
+        yield Site(server.url.replace("127.0.0.1", "localhost"), data, app)
+
+
+@dataclass(frozen=True)
+class Site:
+    url: str
+    data: Built
+    app: Dash
+
+
+def _wait(driver: WebDriver, what: str, check: Callable[[WebDriver], object]) -> None:
+    try:
+        WebDriverWait(driver, WAIT_S, poll_frequency=0.2).until(lambda d: check(d))
+    except TimeoutException:
+        _shot(driver, "failure")
+        pytest.fail(f"timed out waiting for {what}; page text: {_body(driver)[:1500]}")
+
+
+def _body(driver: WebDriver) -> str:
+    return str(driver.find_element(By.TAG_NAME, "body").text)
+
+
+def _text(driver: WebDriver, element_id: str) -> str:
+    found = driver.find_elements(By.ID, element_id)
+    return str(found[0].text) if found else ""
+
+
+def _wait_text(driver: WebDriver, element_id: str, needle: str) -> None:
+    _wait(driver, f"{needle!r} in #{element_id}", lambda d: needle in _text(d, element_id))
+
+
+def _wait_plotted(driver: WebDriver, graph_id: str) -> None:
+    _wait(driver, f"#{graph_id} drawn", lambda d: _plotted(d, graph_id))
+
+
+def _shot(driver: WebDriver, name: str) -> Path:
+    path = _artifacts() / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def _login(driver: WebDriver, url: str, user: str, password: str) -> None:
+    driver.get(url + "/logout")
+    driver.find_element(By.ID, "username").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login-submit").click()
+
+
+def _plotted(driver: WebDriver, graph_id: str) -> bool:
+    """Whether Plotly has drawn the graph with at least one trace."""
+    script = (
+        "const plot = document.querySelector(arguments[0] + ' .js-plotly-plot');"
+        "return plot !== null && Array.isArray(plot.data) ? plot.data.length : 0;"
+    )
+    return int(driver.execute_script(script, f"#{graph_id}")) > 0
+
+
+def test_login_and_the_live_hall(browser: WebDriver, site: Site) -> None:
+    url = site.url
+    browser.get(url + "/")
+    _wait(browser, "the login page", lambda d: d.find_elements(By.ID, "login-submit"))
+    _login(browser, url, OPERATOR, "not-the-password")
+    _wait_text(browser, "login-error", "wrong user name or password")
+    _shot(browser, "login")
+    _login(browser, url, OPERATOR, OPERATOR_PASSWORD)
+    _wait_text(browser, HallIds.SUMMARY, "hottest rack inlet")
+    for graph in (HallIds.HEATMAP, HallIds.TEMPERATURES, HallIds.POWER, HallIds.PUE):
+        _wait_plotted(browser, graph)
+    assert HOT_POINT in _text(browser, HallIds.SUMMARY)
+    assert HOT_POINT in _text(browser, HallIds.ALARMS)
+    assert "outdoor_rel_hum_frac" in _text(browser, HallIds.STALE)
+    assert "olga (operator)" in _text(browser, FrameIds.USER)
+    _shot(browser, "hall")
+
+
+def test_twin_page(browser: WebDriver) -> None:
+    browser.find_element(By.ID, "nav-twin").click()
+    _wait_plotted(browser, TwinIds.COMPARE)
+    _wait_text(browser, TwinIds.SUMMARY, "median |error|")
+    _wait_plotted(browser, TwinIds.PARAMETERS)
+    assert "ua_scale" in _text(browser, TwinIds.SUMMARY)
+    _shot(browser, "twin")
+
+
+def test_reservoir_page(browser: WebDriver, site: Site) -> None:
+    url = site.url
+    browser.get(url + "/reservoir?policy=tr-candidate@1")
+    _wait_text(browser, ReservoirIds.TABLE, "saving vs fixed-setpoints@1")
+    _wait_text(browser, ReservoirIds.DETAIL, "verified")
+    _wait_plotted(browser, ReservoirIds.PLOTS)
+    _wait(
+        browser,
+        "the report image",
+        lambda d: d.find_elements(By.CSS_SELECTOR, f"#{ReservoirIds.IMAGES} img"),
+    )
+    _shot(browser, "reservoir")
+    browser.get(url + "/reservoir?policy=ghost@1")
+    _wait_text(browser, ReservoirIds.NOTICE, "unknown policy 'ghost'")
+    assert _text(browser, ReservoirIds.DETAIL) == ""
+
+
+def _decide(driver: WebDriver, button: ApprovalIds, reason: str) -> None:
+    box = driver.find_element(By.ID, ApprovalIds.REASON)
+    box.clear()
+    if reason:
+        box.send_keys(reason)
+    driver.find_element(By.ID, button).click()
+
+
+def test_operator_decides_and_rolls_back(browser: WebDriver, site: Site) -> None:
+    url, data = site.url, site.data
+    browser.get(url + "/approvals?policy=tr-candidate@1")
+    _wait_text(browser, ApprovalIds.PENDING, "tr-candidate@1")
+    _wait_text(browser, ApprovalIds.WRITES, "outside the envelope")
+    _decide(browser, ApprovalIds.APPROVE, "")
+    _wait_text(browser, ApprovalIds.MESSAGE, "approve refused: give a reason")
+    with Reservoir(data.reservoir) as res:
+        assert res.get("tr-candidate@1").state == "pre_evaluated"
+    _decide(browser, ApprovalIds.APPROVE, "twin evidence holds")
+    _wait_text(browser, ApprovalIds.MESSAGE, "tr-candidate@1 is now approved (approve by olga)")
+    _wait_text(browser, ApprovalIds.DECISIONS, "twin evidence holds")
+    _shot(browser, "approvals")
+    _decide(browser, ApprovalIds.PROMOTE, "to shadow")
+    _wait_text(browser, ApprovalIds.MESSAGE, "is now shadow")
+    _decide(browser, ApprovalIds.PROMOTE, "shadow matched the twin")
+    _wait_text(browser, ApprovalIds.MESSAGE, "is now live")
+    _wait_text(browser, ApprovalIds.CONTROL, "tr-candidate@1")
+    _decide(browser, ApprovalIds.ROLLBACK, "inlets rising")
+    _wait_text(browser, ApprovalIds.MESSAGE, "rolled back by olga")
+    _wait_text(browser, ApprovalIds.CONTROL, "the site's own control")
+    with Reservoir(data.reservoir) as res:
+        history = res.history("tr-candidate@1")
+    assert [(h.to_state, h.actor) for h in history[-4:]] == [
+        ("approved", "olga"),
+        ("shadow", "olga"),
+        ("live", "olga"),
+        ("rolled_back", "olga"),
+    ]
+    _shot(browser, "approvals-after-rollback")
+
+
+def test_a_viewer_cannot_act(browser: WebDriver, site: Site) -> None:
+    url, data = site.url, site.data
+    _login(browser, url, VIEWER, VIEWER_PASSWORD)
+    _wait_text(browser, FrameIds.USER, "victor (viewer)")
+    browser.get(url + "/approvals?policy=fixed-candidate@1")
+    _wait_text(browser, ApprovalIds.PENDING, "fixed-candidate@1")
+    assert "victor is a viewer" in _body(browser)
+    for button in (
+        ApprovalIds.APPROVE,
+        ApprovalIds.REJECT,
+        ApprovalIds.PROMOTE,
+        ApprovalIds.ROLLBACK,
+    ):
+        assert not browser.find_element(By.ID, button).is_enabled()
+    # A viewer posting the reject callback from the page's own session (as from the browser's
+    # console, with the CSRF token of the cookie): the server refuses it all the same.
+    body = callback_request(site.app, "fixed-candidate@1", "forged", ApprovalIds.REJECT)
+    answer = browser.execute_async_script(FORGE, json.dumps(body))
+    assert "victor is a viewer: only an operator may reject policies" in answer
+    with Reservoir(data.reservoir) as res:
+        assert res.get("fixed-candidate@1").state == "pre_evaluated"
+    _shot(browser, "approvals-viewer")
+
+
+def test_an_expired_session_is_told_so(browser: WebDriver, site: Site) -> None:
+    data = site.data
+    app = create_app(
+        data.historian,
+        data.reservoir,
+        data.users,
+        session_ttl_s=4.0,
+        refresh_s=1.0,
+        secret_file=data.users.parent / "short.secret",
+    )
+    with DashboardServer(app, "127.0.0.1", 0) as server:  # another host name: own cookies
+        url = server.url
+        _login(browser, url, OPERATOR, OPERATOR_PASSWORD)
+        browser.get(url + "/approvals?policy=fixed-candidate@1")
+        _wait_text(browser, ApprovalIds.PENDING, "fixed-candidate@1")
+        time.sleep(4.2)
+        _decide(browser, ApprovalIds.REJECT, "too late")
+        _wait_text(browser, ApprovalIds.MESSAGE, "your session has expired; log in again")
+        with Reservoir(data.reservoir) as res:
+            assert res.get("fixed-candidate@1").state == "pre_evaluated"
+        _shot(browser, "session-expired")
+        browser.get(url + "/approvals")
+        _wait(browser, "the login page", lambda d: d.find_elements(By.ID, "login-info"))
+        assert "Your session has expired" in _text(browser, "login-info")
