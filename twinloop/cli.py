@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from physics.plant.scenario import ScenarioError, load_scenario, shipped_scenarios
 from physics.weather import WeatherError
 from twinloop.cli_compare import add_compare_commands
+from twinloop.cli_connectors import add_connectors_commands
 from twinloop.cli_dashboard import add_dashboard_commands
 from twinloop.cli_live import add_live_commands
 
@@ -315,7 +316,6 @@ def _check_ray_flags(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from control.catalog import PolicyNotFoundError
     from control.evaluation import EvaluationResult, write_comparison
     from control.scaleout import RayUnavailableError, ScaleOutError, evaluate_many
     from control.suites import SuiteError, expand
@@ -354,13 +354,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             on_result=write,
         )
-    except (PolicyNotFoundError, TwinLoadError, _TwinInputError, SuiteError) as exc:
+    except (TwinLoadError, SuiteError, RayUnavailableError, ValueError) as exc:
+        # Bad input (a policy, suite, twin, flag or Ray address): nothing ran.
         print(f"twinloop: error: {exc}", file=sys.stderr)
         return 2
-    except RayUnavailableError as exc:
-        print(f"twinloop: error: {exc}", file=sys.stderr)
-        return 2
-    except ScaleOutError as exc:
+    except ScaleOutError as exc:  # a run failed; the finished ones are written
         print(f"twinloop: error: {exc}", file=sys.stderr)
         return 1
     write_comparison(results, out_dir)
@@ -708,7 +706,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     def finished(i: int, trained: TrainedAgent) -> None:
         run: Candidate = runs[i]
         final = trained.final_mean_return
-        label = f"{run.label}" if len(runs) > 1 else run.config.algo
+        label = run.label if len(runs) > 1 else run.config.algo
         print(
             f"{label}: {trained.timesteps:,} steps in {trained.wall_s:.0f} s; mean episode "
             f"return at the end {'n/a' if final is None else f'{final:.2f}'}"
@@ -745,10 +743,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             on_result=finished,
         )
-    except RayUnavailableError as exc:
+    except (RayUnavailableError, ValueError) as exc:  # Ray's address: nothing ran
         print(f"twinloop: error: {exc}", file=sys.stderr)
         return 2
-    except ScaleOutError as exc:
+    except ScaleOutError as exc:  # a run failed; the finished ones are saved (registered)
         print(f"twinloop: error: {exc}", file=sys.stderr)
         return 1
     return 2 if failed else 0
@@ -921,6 +919,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_commands(sub)
     add_dashboard_commands(sub)
     add_live_commands(sub)
+    add_connectors_commands(sub)
     return parser
 
 

@@ -1,0 +1,217 @@
+"""``twinloop broker`` (run a secured Mosquitto), ``twinloop emulate`` (serve a scenario's
+plant over MQTT as a BMS) and ``twinloop ingest`` (MQTT → historian)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from connectors.broker import BrokerAddress
+
+logger = logging.getLogger(__name__)
+
+
+def _error(message: str) -> int:
+    print(f"twinloop: error: {message}", file=sys.stderr)
+    return 2
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM, so a foreground service stops cleanly."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous = {
+            sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.event.set()
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _address(args: argparse.Namespace, identity: str) -> BrokerAddress:
+    from connectors.broker import BrokerAddress
+
+    if args.credentials:
+        return BrokerAddress.from_credentials(
+            args.credentials, args.identity or identity, tls=args.tls
+        )
+    password = None
+    if args.password_file:
+        password = Path(args.password_file).read_text(encoding="utf-8").strip()
+    return BrokerAddress(
+        host=args.host,
+        port=args.port,
+        username=args.username,
+        password=password,
+        ca_file=Path(args.ca_file) if args.ca_file else None,
+    )
+
+
+# --------------------------------------------------------------------------- broker
+def _cmd_broker(args: argparse.Namespace) -> int:
+    from connectors.broker import BrokerError, MosquittoBroker
+
+    folder = Path(args.dir)
+    if folder.exists() and not folder.is_dir():
+        return _error(f"broker --dir {folder} exists and is not a folder")
+    try:
+        broker = MosquittoBroker(folder, port=args.port, tls_port=args.tls_port, host=args.host)
+        stop = _StopFlag()
+        try:
+            broker.start()
+        except BrokerError:
+            stop.restore()
+            raise
+    except (BrokerError, OSError) as exc:
+        return _error(str(exc).splitlines()[0])
+    try:
+        print(f"mosquitto running: mqtt://{broker.host}:{broker.port}", flush=True)
+        print(
+            f"TLS listener: mqtts://{broker.host}:{broker.tls_port} "
+            f"(CA {broker.tls_files.ca_file})",
+            flush=True,
+        )
+        print(
+            f"credentials: {broker.credentials_file} (identities: {', '.join(broker.users)})",
+            flush=True,
+        )
+        print("press Ctrl-C to stop", flush=True)
+        while not stop.event.wait(0.5):
+            if not broker.running:
+                tail = broker.log_tail(5).replace("\n", " | ")
+                print(f"twinloop: error: mosquitto exited unexpectedly: {tail}", file=sys.stderr)
+                return 1
+    finally:
+        broker.stop()
+        stop.restore()
+    print("mosquitto stopped", flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- emulate
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    from connectors.bms_emulator import BmsEmulator
+    from connectors.broker import BrokerError
+    from connectors.topics import Topics
+    from physics.plant.scenario import load_scenario
+    from physics.plant.simulation import build_plant
+
+    if not args.speed > 0:
+        return _error(f"emulate --speed must be positive, got {args.speed}")
+    try:
+        topics = Topics(args.site, prefix=args.prefix)
+        address = _address(args, "bms")
+    except (ValueError, OSError, BrokerError) as exc:
+        return _error(str(exc))
+    scenario = load_scenario(args.scenario)
+    plant = build_plant(scenario)
+    emulator = BmsEmulator(plant, address, topics, speed=args.speed)
+    stop = _StopFlag()
+    try:
+        emulator.start(wait_s=args.connect_timeout)
+        print(
+            f"BMS emulator: {scenario.name} on {address} as site {topics.site!r} "
+            f"({len(plant.point_names)} points every {plant.step_s:g} s of plant time, "
+            f"speed x{args.speed:g}); Ctrl-C stops",
+            flush=True,
+        )
+        while not stop.event.wait(1.0) and not plant.done:
+            pass
+    except BrokerError as exc:
+        return _error(str(exc))
+    finally:
+        emulator.stop()
+        stop.restore()
+    print(json.dumps(emulator.counters()), flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- ingest
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from connectors.broker import BrokerError
+    from connectors.historian import Historian, HistorianError
+    from connectors.ingestion import MqttIngestor
+    from connectors.topics import Topics
+
+    try:
+        topics = Topics(args.site, prefix=args.prefix)
+        address = _address(args, "ingest")
+        historian = Historian(args.historian)
+    except (ValueError, OSError, HistorianError, BrokerError) as exc:
+        return _error(str(exc))
+    ingestor = MqttIngestor(address, topics, historian)
+    stop = _StopFlag()
+    try:
+        ingestor.start(wait_s=args.connect_timeout)
+        print(f"ingesting {topics.sensors_filter} from {address} into {args.historian}", flush=True)
+        last = time.monotonic()
+        while not stop.event.wait(0.5):
+            if time.monotonic() - last >= args.report_every:
+                last = time.monotonic()
+                print(json.dumps(ingestor.stats()), flush=True)
+    except BrokerError as exc:
+        return _error(str(exc))
+    finally:
+        ingestor.stop()
+        historian.close()
+        stop.restore()
+    print(json.dumps(ingestor.stats()), flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def _add_address_flags(p: argparse.ArgumentParser, identity: str) -> None:
+    g = p.add_argument_group("broker")
+    g.add_argument("--credentials", help="credentials.json written by `twinloop broker`")
+    g.add_argument("--identity", default=None, help=f"identity in --credentials ({identity})")
+    g.add_argument("--tls", action="store_true", help="use the TLS listener from --credentials")
+    g.add_argument("--host", default="127.0.0.1", help="your broker's host (no --credentials)")
+    g.add_argument("--port", type=int, default=1883, help="your broker's port")
+    g.add_argument("--username", default=None)
+    g.add_argument("--password-file", default=None, help="file holding the password")
+    g.add_argument("--ca-file", default=None, help="CA certificate for a TLS broker")
+    g.add_argument("--connect-timeout", type=float, default=10.0, help="seconds (default 10)")
+
+
+def add_connectors_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``broker``, ``emulate`` and ``ingest``."""
+    br = sub.add_parser(
+        "broker", help="run a secured Mosquitto broker in the foreground (Ctrl-C stops)"
+    )
+    br.add_argument("--dir", required=True, help="folder for config, credentials, TLS, data")
+    br.add_argument("--port", type=int, default=0, help="plain listener (default: free port)")
+    br.add_argument("--tls-port", type=int, default=0, help="TLS listener (default: free port)")
+    br.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
+    br.set_defaults(func=_cmd_broker)
+
+    em = sub.add_parser("emulate", help="serve a scenario's plant over MQTT as a site's BMS")
+    em.add_argument("--scenario", required=True, help="scenario YAML file or shipped name")
+    em.add_argument("--site", default="site1", help="site name in the topics (default site1)")
+    em.add_argument("--prefix", default="twinloop", help="topic prefix (default twinloop)")
+    em.add_argument(
+        "--speed", type=float, default=60.0, help="plant seconds per wall second (default 60)"
+    )
+    _add_address_flags(em, "bms")
+    em.set_defaults(func=_cmd_emulate)
+
+    ing = sub.add_parser("ingest", help="store a site's sensor readings in a historian")
+    ing.add_argument("--historian", required=True, help="historian SQLite file")
+    ing.add_argument("--site", default="site1", help="site name in the topics (default site1)")
+    ing.add_argument("--prefix", default="twinloop", help="topic prefix (default twinloop)")
+    ing.add_argument("--report-every", type=float, default=10.0, help="seconds between stats")
+    _add_address_flags(ing, "ingest")
+    ing.set_defaults(func=_cmd_ingest)
