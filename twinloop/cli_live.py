@@ -84,6 +84,38 @@ def _twin_summary(reservoir: object, ref: str) -> str:
     return f"{len(twin)} twin scenario(s), cooling {cooling:,.0f} kWh, max inlet {worst:.2f} °C"
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from connectors.broker import BrokerError
+    from control.reservoir import ReservoirError
+    from control.service import LiveService, ServiceConfigError, load_service_config
+
+    path = Path(args.site)
+    try:
+        config = load_service_config(path)
+        if not (config.reservoir / "reservoir.sqlite").is_file():
+            return _error(f"site config {path}: reservoir: no reservoir at {config.reservoir}")
+        service = LiveService(config, base=path.parent)
+    except (ServiceConfigError, ReservoirError, BrokerError) as exc:
+        return _error(str(exc))
+    try:
+        service.start()
+    except BrokerError as exc:
+        service.close()
+        return _error(f"cannot reach the broker: {exc}")
+    print(
+        f"serving site {config.site}: control period {config.control_period_s:g} s, "
+        f"historian {config.historian}, reservoir {config.reservoir} (Ctrl-C stops)",
+        flush=True,
+    )
+    try:
+        service.run(periods=args.periods)
+    except KeyboardInterrupt:
+        print("twinloop: stopping: the site's own control takes over", file=sys.stderr)
+    finally:
+        service.close()
+    return 0
+
+
 def add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``twinloop gate …`` and ``twinloop serve``."""
     gate = sub.add_parser(
@@ -119,3 +151,12 @@ def add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     back.add_argument("--reason", default=None, help="why, recorded in the history (required)")
     back.set_defaults(func=_cmd_gate)
+
+    serve = sub.add_parser(
+        "serve", help="run the live control service for a site (foreground; Ctrl-C stops)"
+    )
+    serve.add_argument("--site", required=True, metavar="CONFIG", help="site YAML file")
+    serve.add_argument(
+        "--periods", type=int, default=None, help="stop after this many control periods"
+    )
+    serve.set_defaults(func=_cmd_serve)

@@ -1,0 +1,290 @@
+"""The live control service behind ``twinloop serve --site CONFIG``.
+
+A site file (YAML, validated with pydantic; unknown keys refused) names the site, the MQTT
+broker and the identities to use there, the historian, the reservoir, the control period,
+the shield and watchdog limits, and how to tell time::
+
+    site: hall-a                  # MQTT topics twinloop/hall-a/...
+    site_variant: reference       # the site's design (physics.plant.site.SITE_VARIANTS)
+    broker:
+      host: 127.0.0.1
+      port: 1883
+      credentials: broker/credentials.json   # or username/password per identity below
+      ingest: {username: ingest, password: ...}
+      controller: {username: controller, password: ...}
+    historian: runs/historian.sqlite
+    reservoir: runs/reservoir
+    control_period_s: 300
+    clock: unix                   # unix: wall clock; plant: the data's own clock (emulators)
+    time_scale: 1.0               # plant seconds per wall second (an emulator running fast)
+    scenario: null                # optional: weather forecasts (and MPC) from a scenario
+    shield: {supply_air_step_k: 0.5, ...}
+    watchdog: {stale_after_s: 180, ...}
+
+:class:`LiveService` starts ingestion, the setpoint writer and the override monitor, and runs
+:class:`~control.live.LiveController` once per control period until stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from connectors.broker import BrokerAddress
+from connectors.historian import Historian
+from connectors.ingestion import MqttIngestor
+from connectors.setpoint_writer import SetpointWriter
+from connectors.topics import Topics
+from control.catalog import PolicyNotFoundError
+from control.live import (
+    LiveController,
+    persistence_forecast,
+    plant_hour_of_year,
+    unix_hour_of_year,
+)
+from control.policy import Policy
+from control.preevaluation import policy_factory_of
+from control.reservoir import PolicyRecord, Reservoir
+from control.shield import ShieldConfig
+from control.site_link import MqttSetpointSink, OverrideMonitor
+from control.watchdog import WatchdogConfig
+from physics.plant.scenario import Scenario, load_scenario
+from physics.plant.site import SITE_VARIANTS, site_variant
+from twin.spaces import HallReadings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SCENARIO = "tropical-typical-week"
+_T = TypeVar("_T")
+
+
+class ServiceConfigError(ValueError):
+    """A site file that cannot be used; the message names the file and the problem."""
+
+
+class Identity(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    username: str = Field(min_length=1)
+    password: str | None = None
+
+
+class BrokerSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, gt=0, lt=65536)
+    ca_file: Path | None = None
+    credentials: Path | None = None
+    """A ``credentials.json`` written by ``twinloop broker`` (host, port and identities)."""
+    ingest: Identity | None = None
+    controller: Identity | None = None
+
+    @model_validator(mode="after")
+    def _identities(self) -> BrokerSection:
+        if self.credentials is None and (self.ingest is None or self.controller is None):
+            raise ValueError("give either 'credentials' or both 'ingest' and 'controller'")
+        return self
+
+    def address(self, identity: Literal["ingest", "controller"], base: Path) -> BrokerAddress:
+        if self.credentials is not None:
+            path = self.credentials if self.credentials.is_absolute() else base / self.credentials
+            return BrokerAddress.from_credentials(path, identity, tls=self.ca_file is not None)
+        ident = self.ingest if identity == "ingest" else self.controller
+        assert ident is not None
+        return BrokerAddress(self.host, self.port, ident.username, ident.password, self.ca_file)
+
+
+class ServiceConfig(BaseModel):
+    """A site file (module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    site: str = Field(min_length=1)
+    site_variant: str = "reference"
+    broker: BrokerSection
+    historian: Path
+    reservoir: Path
+    control_period_s: float = Field(default=300.0, gt=0)
+    clock: Literal["unix", "plant"] = "unix"
+    time_scale: float = Field(default=1.0, gt=0)
+    scenario: str | None = None
+    shield: dict[str, Any] = Field(default_factory=dict)
+    watchdog: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _checks(self) -> ServiceConfig:
+        if self.site_variant not in SITE_VARIANTS:
+            raise ValueError(
+                f"unknown site_variant {self.site_variant!r} (known: {', '.join(SITE_VARIANTS)})"
+            )
+        Topics(self.site)  # raises for a name that cannot be a topic level
+        self.shield_config()
+        self.watchdog_config()
+        return self
+
+    def shield_config(self) -> ShieldConfig:
+        return _dataclass_from(ShieldConfig, self.shield, "shield")
+
+    def watchdog_config(self) -> WatchdogConfig:
+        return _dataclass_from(WatchdogConfig, self.watchdog, "watchdog")
+
+
+def _dataclass_from(cls: type[_T], values: dict[str, Any], section: str) -> _T:
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"{section}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
+    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    try:
+        return cls(**converted)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{section}: {exc}") from None
+
+
+def load_service_config(path: Path) -> ServiceConfig:
+    """Read and validate a site file; relative paths in it are relative to the file."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ServiceConfigError(f"site config {path}: cannot read ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ServiceConfigError(f"site config {path}: expected a mapping of settings")
+    try:
+        config = ServiceConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "file"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ServiceConfigError(f"site config {path}: {where}: {message}") from None
+    base = path.parent
+    return config.model_copy(
+        update={
+            "historian": config.historian
+            if config.historian.is_absolute()
+            else base / config.historian,
+            "reservoir": config.reservoir
+            if config.reservoir.is_absolute()
+            else base / config.reservoir,
+        }
+    )
+
+
+class ScenarioForecast:
+    """Forecasts from a scenario's weather (an emulated site: the weather file is the truth)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self._weather = scenario.weather()
+        self._last_h = float(self._weather.time_h[-1])
+
+    def __call__(self, time_h: float, hall: HallReadings) -> tuple[float, float, float]:
+        ahead = [min(time_h + 1.0, self._last_h), min(time_h + 3.0, self._last_h)]
+        wet_bulb = self._weather.at(ahead).wet_bulb_c
+        return float(wet_bulb[0]), float(wet_bulb[1]), float(hall.it_power_kw[0])
+
+
+class LiveService:
+    """Ingestion + controller + setpoint writer for one site (module docstring)."""
+
+    def __init__(self, config: ServiceConfig, *, base: Path = Path(".")) -> None:
+        self.config = config
+        self.topics = Topics(config.site)
+        self.site = site_variant(config.site_variant)
+        self._stop = threading.Event()
+        self._scenario: Scenario | None = None
+        self.historian = Historian(config.historian)
+        self.reservoir = Reservoir(config.reservoir, create=False)
+        self.ingestor = MqttIngestor(
+            config.broker.address("ingest", base),
+            self.topics,
+            self.historian,
+            stale_after_s=max(3.0 * 60.0 / config.time_scale, 1.0),
+        )
+        self.writer = SetpointWriter(
+            config.broker.address("controller", base), self.topics, self.historian
+        )
+        self.override = OverrideMonitor(
+            config.broker.address("controller", base),
+            self.topics,
+            client_id=f"twinloop-override-{config.site}",
+        )
+        forecaster = ScenarioForecast(self.scenario()) if config.scenario else persistence_forecast
+        self.controller = LiveController(
+            reservoir=self.reservoir,
+            snapshot=self.ingestor.snapshot,
+            sink=MqttSetpointSink(self.writer),
+            historian=self.historian,
+            loader=self.load_policy,
+            site=self.site,
+            control_period_s=config.control_period_s,
+            shield=config.shield_config(),
+            watchdog=config.watchdog_config(),
+            override=self.override,
+            forecaster=forecaster,
+            hour_of_year=plant_hour_of_year if config.clock == "plant" else unix_hour_of_year,
+        )
+
+    def scenario(self) -> Scenario:
+        if self._scenario is None:
+            self._scenario = load_scenario(self.config.scenario or DEFAULT_SCENARIO)
+        return self._scenario
+
+    def load_policy(self, record: PolicyRecord) -> Policy:
+        if record.kind == "mpc" and self.config.scenario is None:
+            raise PolicyNotFoundError(f"{record.ref}: an MPC needs 'scenario' for its forecasts")
+        return policy_factory_of(self.reservoir, record)(self.scenario())
+
+    def now_s(self) -> float:
+        """Plant time now: the wall clock, or the newest sample's time plus its age."""
+        if self.config.clock == "unix":
+            return time.time()
+        snapshot = self.ingestor.snapshot()
+        if not snapshot:
+            return math.nan
+        newest = max(snapshot.values(), key=lambda s: s.ts)
+        return newest.ts + newest.age_s * self.config.time_scale
+
+    def start(self) -> LiveService:
+        self.ingestor.start()
+        self.writer.start()
+        self.override.start()
+        return self
+
+    def run(self, *, periods: int | None = None) -> int:
+        """One controller step per control period (wall time scaled by ``time_scale``) until
+        :meth:`stop` or ``periods`` steps; the number of steps run."""
+        wall_period_s = self.config.control_period_s / self.config.time_scale
+        done, last = 0, -math.inf
+        next_tick = time.monotonic()
+        while not self._stop.is_set() and (periods is None or done < periods):
+            now = self.now_s()
+            if math.isfinite(now) and now > last:
+                report = self.controller.step(now)
+                last = now
+                done += 1
+                logger.info("period at %.0f s: %s %s", now, report.mode, dict(report.written))
+            else:
+                logger.warning("no sensor data yet; waiting")
+            next_tick += wall_period_s
+            self._stop.wait(max(0.0, next_tick - time.monotonic()))
+        return done
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        """Stop the MQTT clients and close the stores (nothing written is lost)."""
+        for part in (self.override, self.writer, self.ingestor):
+            try:
+                part.stop()
+            except Exception:
+                logger.exception("service: stopping %r failed", part)
+        self.reservoir.close()
+        self.historian.close()
