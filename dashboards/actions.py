@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from control import approval
 from control.reservoir import ReservoirError
-from dashboards import approval_adapter as approval
 from dashboards.auth import AuthError, require_operator
 from dashboards.context import AppContext, DataUnavailableError
 

@@ -12,6 +12,7 @@ import dash
 from dash import Dash, Input, Output, State, dcc, html
 from dash.development.base_component import Component
 
+from control import approval
 from control.reservoir import PolicyRecord
 from dashboards.actions import act
 from dashboards.auth import AuthError, SessionUser, session_user
@@ -102,15 +103,14 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:+.2f} %"
 
 
-def _control(records: list[PolicyRecord]) -> list[Component]:
-    live = next((r.ref for r in records if r.state == "live"), None)
+def _control(live: PolicyRecord | None, records: list[PolicyRecord]) -> list[Component]:
     shadows = [r.ref for r in records if r.state == "shadow"]
     return [
         html.Div(
             [
                 html.Div("in control", className="tl-card-label"),
                 html.Div(
-                    live or "the site's own control",
+                    live.ref if live is not None else "the site's own control",
                     id="approvals-in-control",
                     className="tl-card-value",
                 ),
@@ -132,13 +132,14 @@ def view(ctx: AppContext) -> tuple[Any, Any, list[dict[str, str]], Any, Any]:
     try:
         with ctx.reservoir() as res:
             records = res.list()
+            live = approval.in_control(res)
+            pending = approval.pending(res)
             rows = {r.ref: r for r in policy_rows(res)}
             history = list(reversed(res.history()))[:AUDIT_ROWS]
             reasons = {h.policy: h.reason for h in res.history() if h.to_state == "pre_evaluated"}
     except DataUnavailableError as exc:
         error = notice(str(exc), kind="error")
         return error, [], [], [], []
-    pending = [r for r in records if r.state == "pre_evaluated"]
     queue = (
         table(
             [
@@ -211,7 +212,7 @@ def view(ctx: AppContext) -> tuple[Any, Any, list[dict[str, str]], Any, Any]:
         )
     except DataUnavailableError as exc:
         writes = notice(str(exc), kind="error")
-    return _control(records), queue, options, decisions, writes
+    return _control(live, records), queue, options, decisions, writes
 
 
 def decide(

@@ -109,8 +109,8 @@ def res_hash(data: Built, ref: str) -> str:
             ApprovalIds.PROMOTE,
             "fixed-setpoints@1",
             "go",
-            "promote refused: fixed-setpoints@1 is candidate: only an approved or shadow policy is "
-            "promoted",
+            "promote refused: policy fixed-setpoints@1 is candidate; only an approved policy goes "
+            "to shadow and only a shadow policy goes live",
         ),
         (
             OLGA,
