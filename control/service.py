@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -237,9 +237,12 @@ class LiveService:
         return self._scenario
 
     def load_policy(self, record: PolicyRecord) -> Policy:
-        if record.kind == "mpc" and self.config.scenario is None:
+        make = policy_factory_of(self.reservoir, record)
+        if record.kind != "mpc":  # rule and DRL factories do not look at the scenario
+            return make(cast(Scenario, None))
+        if self.config.scenario is None:
             raise PolicyNotFoundError(f"{record.ref}: an MPC needs 'scenario' for its forecasts")
-        return policy_factory_of(self.reservoir, record)(self.scenario())
+        return make(self.scenario())
 
     def now_s(self) -> float:
         """Plant time now: the wall clock, or the newest sample's time plus its age."""

@@ -105,3 +105,119 @@ def test_missing_reservoir_is_an_error_not_a_new_store(tmp_path: Path) -> None:
     assert result.returncode == 2
     one_error_line(result.stderr)
     assert not missing.exists()
+
+
+def _site_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "site.yaml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("site: a\nhistorian: h.sqlite\nreservoir: r\n", "broker: Field required"),
+        (
+            "site: a\nbroker: {credentials: c.json}\nhistorian: h.sqlite\nreservoir: r\n"
+            "control_period_s: -5\n",
+            "control_period_s",
+        ),
+        (
+            "site: a\nbroker: {credentials: c.json}\nhistorian: h.sqlite\nreservoir: nowhere\n",
+            "no reservoir at",
+        ),
+    ],
+)
+def test_serve_refuses_a_bad_site_file_with_one_line(
+    tmp_path: Path, body: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = _site_file(tmp_path, body)
+    assert main(["serve", "--site", str(site)]) == 2
+    assert message in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "h.sqlite").exists()  # nothing is created for a bad file
+
+
+def test_serve_without_the_file_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--site", str(tmp_path / "none.yaml")]) == 2
+    assert "cannot read" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_serve_controls_an_emulated_site_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+    from dataclasses import replace
+
+    from connectors.bms_emulator import BmsEmulator
+    from connectors.broker import MosquittoBroker, mosquitto_available
+    from connectors.historian import Historian
+    from connectors.topics import Topics
+    from control import approval
+    from control.preevaluation import register_builtin
+    from physics.plant.scenario import load_scenario
+    from physics.plant.simulation import build_plant
+
+    if not mosquitto_available():
+        pytest.skip("Mosquitto is not installed (/usr/sbin/mosquitto)")
+    root = tmp_path / "reservoir"
+    with Reservoir(root) as res:
+        ref = register_builtin(res, "trim-and-respond", actor="test").ref
+        res.add_evaluation(ref, on="twin", scenario="w", kpis={"cooling_kwh": 1.0})
+        res.transition(ref, "pre_evaluated", actor="gate1", reason="passed")
+        approval.approve(res, ref, operator="ann", reason="ok")
+        approval.promote(res, ref, operator="ann", reason="shadow")
+        approval.promote(res, ref, operator="ann", reason="live")
+    scenario = replace(load_scenario("tropical-typical-week"), duration_h=12.0)
+    speed = 300.0  # five plant minutes per wall second
+    with MosquittoBroker(tmp_path / "broker") as broker:
+        plant = build_plant(scenario)
+        emulator = BmsEmulator(
+            plant,
+            broker.address("bms"),
+            Topics("hall-a"),
+            speed=speed,
+            epoch_s=scenario.start_h * 3600.0,
+        )
+        site = _site_file(
+            tmp_path,
+            "site: hall-a\n"
+            f"broker: {{credentials: {broker.credentials_file}}}\n"
+            "historian: historian.sqlite\n"
+            "reservoir: reservoir\n"
+            "control_period_s: 300\n"
+            "clock: plant\n"
+            f"time_scale: {speed}\n",
+        )
+        with emulator:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "twinloop.cli", "serve", "--site", str(site)],
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                deadline = time.monotonic() + 90.0
+                while emulator.counters()["applied"] < 10 and time.monotonic() < deadline:
+                    assert proc.poll() is None, proc.communicate()
+                    time.sleep(0.2)
+                assert emulator.counters()["applied"] >= 10
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
+    assert proc.returncode == 0, err
+    assert "serving site hall-a" in out and "site's own control takes over" in err
+    store = Historian(tmp_path / "historian.sqlite", readonly=True)
+    try:
+        assert len(store.series(["ctl.supply_air_c"])) >= 2
+        assert store.latest(["kpi.pue"])["kpi.pue"].value > 1.0
+    finally:
+        store.close()
