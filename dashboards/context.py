@@ -40,15 +40,34 @@ class DashboardConfig:
     """How often the live pages poll the historian."""
     stale_after_s: float = 900.0
     """A point whose newest reading is this much older than the hall's newest is stale."""
+    feed_silent_after_s: float = 60.0
+    """Wall-clock seconds without a newer reading before the feed counts as silent."""
     inlet_alarm_c: float = 27.0
     """Rack inlets above this (ASHRAE recommended limit) raise an alarm."""
     secure_cookies: bool = False
     """Send the session cookie over HTTPS only (set when served behind TLS)."""
 
     def __post_init__(self) -> None:
-        for name in ("session_ttl_s", "refresh_s", "stale_after_s"):
+        for name in ("session_ttl_s", "refresh_s", "stale_after_s", "feed_silent_after_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"dashboard {name} must be positive, got {getattr(self, name)}")
+
+
+class FeedWatch:
+    """How long (wall clock) the historian's newest reading has not moved on: a feed that
+    stops leaves every point equally old, which no point-by-point comparison can see."""
+
+    def __init__(self) -> None:
+        self._newest_s: float | None = None
+        self._since_s = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, newest_s: float, now_s: float) -> float:
+        """Seconds since ``newest_s`` last changed (0 when it just did, or on first sight)."""
+        with self._lock:
+            if self._newest_s is None or newest_s > self._newest_s:
+                self._newest_s, self._since_s = newest_s, now_s
+            return max(0.0, now_s - self._since_s)
 
 
 class AppContext:
@@ -57,6 +76,7 @@ class AppContext:
     def __init__(self, config: DashboardConfig) -> None:
         self.config = config
         self.users = UserStore(config.users_file)
+        self.feed = FeedWatch()
         self._historian: Historian | None = None
         self._lock = threading.Lock()
 

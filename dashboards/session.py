@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import threading
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -29,6 +30,7 @@ LOGOUT_PATH = "/logout"
 CSRF_COOKIE = "_csrf_token"
 CSRF_HEADER = "X-CSRFToken"
 CALLBACK_PATH = "/_dash-update-component"
+_MAX_TRACKED_NAMES = 10_000
 _COOKIE_GRACE_S = 86_400.0
 """Cookies outlive the session by this much so that a late request is told it expired."""
 _OPEN_PREFIXES = ("/_dash-component-suites/", "/assets/", "/_favicon.ico")
@@ -61,6 +63,43 @@ button { margin-top: 18px; width: 100%; padding: 9px; font-size: 15px; backgroun
 """
 
 
+class LoginThrottle:
+    """Refuses a user name for ``lockout_s`` after ``max_failures`` wrong passwords within
+    ``lockout_s`` (slows down password guessing; a right password resets the count)."""
+
+    def __init__(self, max_failures: int = 5, lockout_s: float = 300.0) -> None:
+        self.max_failures, self.lockout_s = max_failures, lockout_s
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, name: str, now_s: float) -> list[float]:
+        recent = [t for t in self._failures.get(name, []) if now_s - t < self.lockout_s]
+        if recent:
+            self._failures[name] = recent
+        else:
+            self._failures.pop(name, None)
+        return recent
+
+    def wait_s(self, name: str, now_s: float) -> float:
+        """Seconds until ``name`` may try again (0: now)."""
+        with self._lock:
+            recent = self._recent(name, now_s)
+            if len(recent) < self.max_failures:
+                return 0.0
+            return max(0.0, recent[-self.max_failures] + self.lockout_s - now_s)
+
+    def failed(self, name: str, now_s: float) -> None:
+        with self._lock:
+            self._failures[name] = [*self._recent(name, now_s), now_s]
+            if len(self._failures) > _MAX_TRACKED_NAMES:  # a spray of names: forget old ones
+                for other in list(self._failures):
+                    self._recent(other, now_s)
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(name, None)
+
+
 def signed_in(ctx: AppContext) -> SessionUser:
     """The user of this request's session; no update (:class:`PreventUpdate`) without one."""
     try:
@@ -87,6 +126,7 @@ def _safe_next(target: str | None) -> str:
 def install(server: flask.Flask, ctx: AppContext, secret: bytes) -> None:
     """Add the login/logout routes and the request guard to the app's Flask server."""
     server.secret_key = secret
+    throttle = LoginThrottle()
     server.config.update(
         SESSION_COOKIE_NAME="twinloop_session",
         SESSION_COOKIE_HTTPONLY=True,
@@ -109,12 +149,18 @@ def install(server: flask.Flask, ctx: AppContext, secret: bytes) -> None:
             info = "Your session has expired; log in again." if reason == "expired" else ""
             return login_page(info=info, next_=flask.request.args.get("next", "/"))
         form = flask.request.form
-        next_ = form.get("next", "/")
+        next_, name = form.get("next", "/"), form.get("username", "")
+        wait_s = throttle.wait_s(name, ctx.now_s())
+        if wait_s > 0:
+            error = f"too many failed logins for {name}; try again in {wait_s:.0f} s"
+            return login_page(error=error, next_=next_, status=429)
         try:
-            user = ctx.users.authenticate(form.get("username", ""), form.get("password", ""))
+            user = ctx.users.authenticate(name, form.get("password", ""))
         except AuthError as exc:
-            logger.warning("dashboard: failed login for %r", form.get("username", ""))
+            throttle.failed(name, ctx.now_s())
+            logger.warning("dashboard: failed login for %r", name)
             return login_page(error=str(exc), next_=next_, status=401)
+        throttle.succeeded(name)
         start_session(flask.session, user, ttl_s=ctx.config.session_ttl_s, now_s=ctx.now_s())
         token = secrets.token_urlsafe(32)
         flask.session["csrf"] = token

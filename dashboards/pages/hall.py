@@ -201,6 +201,15 @@ def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
         ),
     ]
     found = alarms(latest, historian.events(limit=20), inlet_limit_c=limit)
+    silent_s = ctx.feed.observe(newest_s, ctx.now_s())
+    feed_silent = silent_s >= ctx.config.feed_silent_after_s
+    if feed_silent:
+        message = f"no new readings for {silent_s:,.0f} s: ingestion or the BMS link is down"
+        found.insert(0, Alarm(newest_s, "feed", message))
+    summary.insert(
+        1,
+        card("feed", f"silent for {silent_s:,.0f} s" if feed_silent else "live", alarm=feed_silent),
+    )
     alarm_table = (
         table(
             ["time", "source", "alarm"], [(time_text(a.time_s), a.source, a.message) for a in found]

@@ -143,3 +143,16 @@ def test_an_expired_session_is_told_so_and_changes_nothing(
     assert "your session has expired; log in again" in json.dumps(answer[str(ApprovalIds.MESSAGE)])
     assert set(answer) == {str(ApprovalIds.MESSAGE)}  # no data for an expired session
     assert _state(data, "tr-candidate@1") == "pre_evaluated"
+
+
+def test_password_guessing_is_slowed_down(app_and_clock: tuple[Dash, _Clock]) -> None:
+    app, clock = app_and_clock
+    client = app.server.test_client()
+    for _ in range(5):
+        assert _login(client, OPERATOR, "guess-guess").status_code == 401
+    locked = _login(client, OPERATOR, OPERATOR_PASSWORD)  # even the right password waits
+    assert locked.status_code == 429
+    assert b"too many failed logins for olga; try again in 300 s" in locked.data
+    assert _login(client, VIEWER, VIEWER_PASSWORD).status_code == 302  # others are not locked
+    clock.now_s += 301.0
+    assert _login(client, OPERATOR, OPERATOR_PASSWORD).status_code == 302

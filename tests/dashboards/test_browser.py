@@ -23,6 +23,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from connectors.historian import Historian, Reading
 from control.reservoir import Reservoir
 from dashboards.app import create_app
 from dashboards.ids import ApprovalIds, FrameIds, HallIds, ReservoirIds, TwinIds
@@ -163,6 +164,11 @@ def test_login_and_the_live_hall(browser: WebDriver, site: Site) -> None:
     assert "outdoor_rel_hum_frac" in _text(browser, HallIds.STALE)
     assert "olga (operator)" in _text(browser, FrameIds.USER)
     _shot(browser, "hall")
+    # Live: a new reading in the historian shows up without reloading the page.
+    with Historian(site.data.historian) as hist:
+        hist.write([Reading("rack_inlet_c.3.11", site.data.newest_s + 120.0, 29.9, "degC")])
+    _wait_text(browser, HallIds.SUMMARY, "29.9 °C (rack_inlet_c.3.11)")
+    assert "rack_inlet_c.3.11 at 29.9 °C" in _text(browser, HallIds.ALARMS)
 
 
 def test_twin_page(browser: WebDriver) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from connectors.historian import Historian
+from connectors.historian import Historian, Reading
 from dashboards.context import AppContext
 from dashboards.pages import hall
 from tests.dashboards.conftest import (
@@ -85,3 +85,18 @@ def test_missing_historian_is_a_message_not_a_crash(ctx: AppContext, data: Built
     summary, heatmap, *_ = hall.update(ctx, 3.0)
     assert "does not exist" in text_of(summary)
     assert heatmap.layout.annotations[0].text == "no data"
+
+
+def test_a_silent_feed_raises_an_alarm(ctx: AppContext, data: Built) -> None:
+    clock = [1000.0]
+    ctx.now_s = lambda: clock[0]  # type: ignore[method-assign]
+    summary, *_, alarms, _ = hall.update(ctx, 3.0)
+    assert "feed live" in text_of(summary) and "no new readings" not in text_of(alarms)
+    clock[0] += 61.0
+    summary, *_, alarms, _ = hall.update(ctx, 3.0)
+    assert "feed silent for 61 s" in text_of(summary)
+    assert text_of(alarms).index("no new readings for 61 s") < text_of(alarms).index(HOT_POINT)
+    with Historian(data.historian) as hist:  # the feed resumes
+        hist.write([Reading("supply_air_c", data.newest_s + 60.0, 20.1, "degC")])
+    summary, *_ = hall.update(ctx, 3.0)
+    assert "feed live" in text_of(summary)
