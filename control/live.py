@@ -29,7 +29,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
@@ -41,6 +41,7 @@ from control import approval
 from control.policy import Policy
 from control.reservoir import PolicyRecord, Reservoir
 from control.shield import Shield, ShieldConfig, ShieldResult, site_reference
+from control.twin_tracker import TwinTracker
 from control.watchdog import Freshness, Sample, Trip, Watchdog, WatchdogConfig
 from physics.plant.sensors import point_catalog
 from physics.plant.site import SiteConfig, site_variant
@@ -141,6 +142,7 @@ class LiveController:
         override: Callable[[], bool] = lambda: False,
         forecaster: Forecaster = persistence_forecast,
         hour_of_year: Callable[[float], float] = unix_hour_of_year,
+        twin: TwinTracker | None = None,
     ) -> None:
         if not (math.isfinite(control_period_s) and control_period_s > 0):
             raise ValueError("control_period_s must be a positive number of seconds")
@@ -162,11 +164,13 @@ class LiveController:
         self._override = override
         self._forecaster = forecaster
         self._hour_of_year = hour_of_year
+        self.twin = twin
         self._live: _Slot | None = None
         self._shadow: _Slot | None = None
         self._writing = False
         self._override_active = False
         self._last_time_s = -math.inf
+        self._inputs: tuple[Freshness, HallReadings]
 
     # ------------------------------------------------------------------ policies
     @property
@@ -227,6 +231,16 @@ class LiveController:
         if not math.isfinite(now_s) or now_s <= self._last_time_s:
             raise ValueError(f"control time must increase: {now_s} after {self._last_time_s}")
         self._last_time_s = now_s
+        report = self._decide(now_s)
+        # Off the sensor → setpoint path: the shadow, KPIs and the twin come after the write.
+        fresh, hall = self._inputs
+        report = replace(report, shadow=self._run_shadow(now_s, fresh, hall))
+        self._kpis(now_s, hall)
+        if self.twin is not None:
+            self._track(now_s, report)
+        return report
+
+    def _decide(self, now_s: float) -> StepReport:
         try:
             snapshot: Mapping[str, Sample] | None = self._snapshot()
         except Exception:
@@ -236,19 +250,16 @@ class LiveController:
         hall = self._hall(snapshot or {}, now_s)
         wet_bulb = float(hall.outdoor_wet_bulb_c[0])
         self._sync(now_s, wet_bulb if math.isfinite(wet_bulb) else 25.0)
-        self._kpis(now_s, hall)
-        shadow = self._run_shadow(now_s, fresh, hall)
+        self._inputs = (fresh, hall)
         override = self._check_override(now_s)
         if self._live is None:
             self._writing = False
-            return StepReport(
-                now_s, "override" if override else "site", shadow=shadow, freshness=fresh
-            )
+            return StepReport(now_s, "override" if override else "site", freshness=fresh)
         if override:
             self._writing = False
-            return StepReport(now_s, "override", shadow=shadow, freshness=fresh)
+            return StepReport(now_s, "override", freshness=fresh)
         slot = self._live
-        trip = self.watchdog.check(now_s, fresh)
+        trip = self.watchdog.check(now_s, fresh, predicted_inlet_c=self._predicted_inlet(now_s))
         action: FloatArray | None = None
         if trip is None:
             try:
@@ -259,15 +270,32 @@ class LiveController:
         if trip is not None or action is None:
             assert trip is not None
             self._trip(slot, trip)
-            return StepReport(now_s, "tripped", shadow=shadow, trip=trip, freshness=fresh)
+            return StepReport(now_s, "tripped", trip=trip, freshness=fresh)
         if not self._writing:  # taking over from the site: pace from its setpoints
             reference = site_reference(self.site.defaults, wet_bulb)
             slot.shield.reset(reference, now_s)
         result = slot.shield.project_action(action, self.scale, now_s)
         written = self._write(slot, result, now_s)
-        return StepReport(
-            now_s, "live", written=written, shadow=shadow, freshness=fresh, shield=result
-        )
+        return StepReport(now_s, "live", written=written, freshness=fresh, shield=result)
+
+    def _predicted_inlet(self, now_s: float) -> float | None:
+        """The twin's forecast, made one period ago, of the hottest inlet now."""
+        pending = None if self.twin is None else self.twin.pending
+        if pending is None or abs(pending.time_s - now_s) > self.period_s / 2.0:
+            return None
+        return pending.rack_inlet_max_c
+
+    def _track(self, now_s: float, report: StepReport) -> None:
+        """Keep the twin calibrated and log its forecast of the coming period."""
+        assert self.twin is not None
+        command = report.written if report.written else None
+        try:
+            values = self.twin.update(now_s, command, report.shadow)
+        except Exception as exc:  # the twin informs; it never stops the loop
+            logger.exception("live controller: twin update failed")
+            self._event(now_s, "twin_error", f"{type(exc).__name__}: {exc}")
+            return
+        self._record(now_s, "twin", values)
 
     def _act(self, slot: _Slot, hall: HallReadings, now_s: float) -> FloatArray:
         obs = self._observe(hall, now_s, slot.last_action)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors.historian import Historian
+from connectors.historian import Historian, Reading
 from control import approval
 from control.catalog import RULE_POLICIES
 from control.live import LiveController
@@ -20,11 +20,15 @@ from control.policy import Obs, Policy
 from control.preevaluation import register_builtin
 from control.reservoir import PolicyRecord, Reservoir
 from control.shield import ShieldConfig
+from control.twin_tracker import TwinTracker
 from control.watchdog import WatchdogConfig
 from physics.plant.plant import Plant
 from physics.plant.scenario import Scenario, load_scenario
 from physics.plant.simulation import build_plant
 from physics.plant.site_control import SETPOINT_FIELDS, SetpointCommand
+from twin.assimilation import EnsembleKalmanAssimilator, FilterConfig
+from twin.design import TwinDesign
+from twin.surrogate import PhysicsTwin
 
 PERIOD_S = 300.0
 
@@ -40,8 +44,9 @@ class Sample:
 class PlantSite:
     """The plant as a site: sensor snapshots, and a sink that applies commands to it."""
 
-    def __init__(self, plant: Plant) -> None:
+    def __init__(self, plant: Plant, historian: Historian | None = None) -> None:
         self.plant = plant
+        self.historian = historian
         self.frozen_at: float | None = None
         self.commands: list[SetpointCommand] = []
         self.fail_writes = False
@@ -49,7 +54,17 @@ class PlantSite:
 
     def advance(self, seconds: float) -> float:
         steps = round(seconds / self.plant.step_s)
+        first_s = self.plant.time_s
         _, readings = self.plant.advance(steps)
+        if self.historian is not None and self.frozen_at is None:  # what ingestion stores
+            self.historian.write(
+                [
+                    Reading(n, first_s + (k + 1) * self.plant.step_s, float(v))
+                    for k in range(steps)
+                    for n, v in zip(self.plant.point_names, readings[k, 0], strict=True)
+                    if math.isfinite(v)
+                ]
+            )
         if self.frozen_at is None:
             ts = self.plant.time_s
             self._frame = {
@@ -342,3 +357,73 @@ def test_time_must_increase(
     ctl.step(100.0)
     with pytest.raises(ValueError, match="must increase"):
         ctl.step(100.0)
+
+
+def _tracker(historian: Historian, scenario: Scenario, ctl_points: tuple[str, ...]) -> TwinTracker:
+    model = PhysicsTwin(TwinDesign.for_variant("reference"), residual_hidden=0)
+    return TwinTracker(
+        EnsembleKalmanAssimilator(model, FilterConfig(members=16)),
+        historian,
+        points=ctl_points,
+        step_s=scenario.step_s,
+        control_period_s=PERIOD_S,
+        hour_of_year=lambda now_s: scenario.start_h + now_s / 3600.0,
+    )
+
+
+def test_twin_is_assimilated_and_predicts_each_period(
+    scenario: Scenario, reservoir: Reservoir, historian: Historian
+) -> None:
+    site = PlantSite(build_plant(replace(scenario, duration_h=12.0)), historian)
+    for _ in range(3):  # three periods of readings before control starts
+        site.advance(PERIOD_S)
+    deploy(reservoir)
+    ref = deploy(reservoir, "fixed-setpoints", live=False)  # a shadow beside the live one
+    ctl = controller(site, reservoir, historian, scenario)
+    ctl.twin = _tracker(historian, scenario, ctl.points)
+    errors = []
+    for _ in range(8):
+        due = ctl.twin.pending
+        report = ctl.step(site.plant.time_s)
+        assert report.mode == "live" and ctl.shadow_ref == ref
+        if due is not None:
+            assert report.freshness is not None
+            errors.append(abs(due.rack_inlet_max_c - report.freshness.hottest_inlet_c))
+        site.advance(PERIOD_S)
+    assert len(errors) == 7
+    assert float(np.median(errors)) < 1.5  # the drawings' physics, calibrated online
+    names = historian.points("twin.")
+    for name in (
+        "twin.rack_inlet_max_c",
+        "twin.cooling_power_kw",
+        "twin.param.coil_ua_mult",
+        "twin.std.rack_inlet_max_c",
+        "twin.shadow.cooling_power_kw",
+    ):
+        assert name in names, names
+    predicted = historian.series(["twin.cooling_power_kw", "kpi.cooling_power_kw"]).dropna()
+    assert len(predicted) == 8
+    ratio = predicted["twin.cooling_power_kw"] / predicted["kpi.cooling_power_kw"]
+    assert ratio.between(0.5, 1.5).all()
+
+
+def test_twin_plant_divergence_trips(
+    scenario: Scenario, reservoir: Reservoir, historian: Historian
+) -> None:
+    site = PlantSite(build_plant(replace(scenario, duration_h=12.0)), historian)
+    for _ in range(3):
+        site.advance(PERIOD_S)
+    ref = deploy(reservoir)
+    strict = WatchdogConfig(divergence_c=0.001, divergence_periods=2)
+    ctl = controller(site, reservoir, historian, scenario, watchdog=strict)
+    ctl.twin = _tracker(historian, scenario, ctl.points)
+    modes = []
+    for _ in range(4):
+        report = ctl.step(site.plant.time_s)
+        modes.append(report.mode)
+        site.advance(PERIOD_S)
+        if report.mode == "tripped":
+            assert report.trip is not None and report.trip.kind == "divergence"
+            break
+    assert modes == ["live", "live", "tripped"]
+    assert reservoir.get(ref).state == "rolled_back"
