@@ -76,10 +76,16 @@ seed: 4
 
 
 @pytest.fixture(scope="session")
-def fouling_periods(tmp_path_factory: pytest.TempPathFactory, design: TwinDesign) -> PeriodData:
+def fouling_recordings(tmp_path_factory: pytest.TempPathFactory) -> list[Recording]:
     """Twelve exploratory hours of July with every CRAH coil losing 30 % of its UA at 4 h."""
     tmp = tmp_path_factory.mktemp("fouling")
     path = tmp / "fouling.yaml"
     path.write_text(FOULING)
     record_run(load_scenario(path), policy="explore", seed=4, out_dir=tmp / "rec")
-    return periods_from_recordings(load_recordings(tmp / "rec"), design)
+    return load_recordings(tmp / "rec")
+
+
+@pytest.fixture(scope="session")
+def fouling_periods(fouling_recordings: list[Recording], design: TwinDesign) -> PeriodData:
+    """The fouling run as control periods."""
+    return periods_from_recordings(fouling_recordings, design)
