@@ -76,7 +76,8 @@ _INDEX = (
 )
 
 
-def frame_layout() -> Component:
+def frame_layout(clock_s: float = 15.0) -> Component:
+    """Navigation, the user, the session notice (checked every ``clock_s``) and the page."""
     nav: list[Component] = [html.Span("TwinLoop", className="tl-brand")]
     nav += [
         dcc.Link(page.TITLE, href=page.PATH, id=f"nav-{page.__name__.rsplit('.', 1)[-1]}")
@@ -89,7 +90,7 @@ def frame_layout() -> Component:
     return html.Div(
         [
             dcc.Location(id=FrameIds.URL),
-            dcc.Interval(id=FrameIds.CLOCK, interval=15_000),
+            dcc.Interval(id=FrameIds.CLOCK, interval=int(clock_s * 1000)),
             html.Div(nav, className="tl-header"),
             html.Div(
                 [html.Div(id=FrameIds.SESSION_NOTICE), html.Div(id=FrameIds.PAGE)],
@@ -119,7 +120,7 @@ def session_banner(session: dict[str, Any], *, now_s: float) -> tuple[Any, Any]:
     try:
         user = session_user(session, now_s=now_s)
     except AuthError as exc:
-        link = html.A("log in again", href=LOGIN_PATH + "?reason=expired")
+        link = html.A("Log in", href=LOGIN_PATH + "?reason=expired")
         return "", html.Div(
             [str(exc), " — ", link],
             className="tl-notice tl-notice-error",
@@ -164,7 +165,7 @@ def create_app(
         index_string=_INDEX,
     )
     install(app.server, ctx, load_or_create_secret(config.secret_file))
-    app.layout = frame_layout()
+    app.layout = frame_layout(clock_s=min(15.0, 3.0 * refresh_s))
 
     @app.callback(
         Output(FrameIds.PAGE, "children"),

@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
+from control.approval import AUTOMATIC_ACTORS
+
 logger = logging.getLogger(__name__)
 
 Role = Literal["operator", "viewer"]
@@ -109,6 +111,11 @@ def check_user_name(name: str) -> str:
         raise AuthError(
             f"bad user name {name!r}: use 1-64 letters, digits, '.', '-' or '_', "
             "starting with a letter, digit or '_'"
+        )
+    if name in AUTOMATIC_ACTORS:
+        raise AuthError(
+            f"user name {name!r} is reserved for TwinLoop's automatic actors "
+            f"({', '.join(sorted(AUTOMATIC_ACTORS))}): the audit log must tell people from them"
         )
     return name
 

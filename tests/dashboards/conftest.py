@@ -31,7 +31,7 @@ from dashboards.app import create_app
 from dashboards.auth import UserStore
 from dashboards.context import AppContext
 from dashboards.ids import ApprovalIds
-from physics.plant.scenario import load_scenario
+from physics.plant.scenario import Scenario, load_scenario
 from physics.plant.sensors import point_catalog
 from physics.plant.simulation import run_scenario
 
@@ -52,8 +52,8 @@ class Built:
     newest_s: float
 
 
-def _write_historian(path: Path) -> float:
-    scenario = dataclasses.replace(load_scenario("tropical-typical-week"), duration_h=3.0)
+def _write_historian(path: Path, week: Scenario) -> float:
+    scenario = dataclasses.replace(week, duration_h=3.0)
     result = run_scenario(scenario, engine="numpy")
     units = {p.name: p.unit for p in point_catalog(scenario.site)}
     times_s = result.readings["time_h"].to_numpy() * 3600.0
@@ -109,8 +109,8 @@ def _write_historian(path: Path) -> float:
     return newest_s
 
 
-def _write_reservoir(root: Path, report_root: Path) -> None:
-    scenario = dataclasses.replace(load_scenario("tropical-typical-week"), duration_h=2.0)
+def _write_reservoir(root: Path, report_root: Path, week: Scenario) -> None:
+    scenario = dataclasses.replace(week, duration_h=2.0)
     with Reservoir(root) as res:
         for name in ("fixed-setpoints", "trim-and-respond"):
             register_builtin(res, name, actor="installer")
@@ -134,7 +134,8 @@ def _write_reservoir(root: Path, report_root: Path) -> None:
             result = evaluate(builtin_factory(builtin)(scenario), scenario, on="twin")
             folder = report_root / ref
             result.write(folder)
-            write_comparison([result], folder)  # summary.csv + evaluation.png
+            if ref == CANDIDATES[0]:
+                write_comparison([result], folder)  # summary.csv + evaluation.png
             kpis = {k: float(v) for k, v in result.kpis.items() if isinstance(v, float | int)}
             res.add_evaluation(ref, on="twin", scenario=scenario.name, kpis=kpis, report_dir=folder)
         for ref in CANDIDATES:
@@ -144,8 +145,9 @@ def _write_reservoir(root: Path, report_root: Path) -> None:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     base = tmp_path_factory.mktemp("dashboard-data")
-    newest_s = _write_historian(base / "historian.sqlite")
-    _write_reservoir(base / "reservoir", base / "reports")
+    week = load_scenario("tropical-typical-week")  # slow (weather): once
+    newest_s = _write_historian(base / "historian.sqlite", week)
+    _write_reservoir(base / "reservoir", base / "reports", week)
     users = UserStore(base / "users.json")
     users.add(OPERATOR, OPERATOR_PASSWORD, "operator")
     users.add(VIEWER, VIEWER_PASSWORD, "viewer")

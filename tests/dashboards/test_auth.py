@@ -58,6 +58,8 @@ def test_bad_users_and_logins_are_refused(tmp_path: Path) -> None:
         store.add("ann", "short", "viewer")
     with pytest.raises(AuthError, match="bad user name"):
         store.add("../x", "s3cret-pass", "viewer")
+    with pytest.raises(AuthError, match="'watchdog' is reserved for TwinLoop's automatic actors"):
+        store.add("watchdog", "s3cret-pass", "operator")
     # Same message for an unknown user and a wrong password.
     for name, password in (("olga", "wrong-pass"), ("ghost", "s3cret-pass")):
         with pytest.raises(AuthError, match=r"^wrong user name or password$"):

@@ -26,6 +26,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from connectors.historian import Historian, Reading
 from control.reservoir import Reservoir
 from dashboards.app import create_app
+from dashboards.context import AppContext
 from dashboards.ids import ApprovalIds, FrameIds, HallIds, ReservoirIds, TwinIds
 from dashboards.server import DashboardServer
 from tests.dashboards.conftest import (
@@ -267,16 +268,21 @@ def test_an_expired_session_is_told_so(browser: WebDriver, site: Site) -> None:
         data.historian,
         data.reservoir,
         data.users,
-        session_ttl_s=4.0,
+        session_ttl_s=60.0,
         refresh_s=1.0,
         secret_file=data.users.parent / "short.secret",
     )
+    context = app.server.extensions["twinloop_dashboard"]
+    assert isinstance(context, AppContext)
+    clock = [time.time()]
+    context.now_s = lambda: clock[0]  # type: ignore[method-assign]
     with DashboardServer(app, "127.0.0.1", 0) as server:  # another host name: own cookies
         url = server.url
         _login(browser, url, OPERATOR, OPERATOR_PASSWORD)
         browser.get(url + "/approvals?policy=fixed-candidate@1")
         _wait_text(browser, ApprovalIds.PENDING, "fixed-candidate@1")
-        time.sleep(4.2)
+        clock[0] += 61.0  # the session's minute is up (the app's clock: no sleep)
+        _wait_text(browser, FrameIds.SESSION_NOTICE, "your session has expired")
         _decide(browser, ApprovalIds.REJECT, "too late")
         _wait_text(browser, ApprovalIds.MESSAGE, "your session has expired; log in again")
         with Reservoir(data.reservoir) as res:
