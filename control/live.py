@@ -17,7 +17,11 @@ Every period (:meth:`LiveController.step`):
 5. the action goes through the :class:`~control.shield.Shield` to the
    :class:`SetpointSink` with an id and an expiry of one control period;
    ``ctl.<field>``, ``kpi.*`` and events (trips, rollbacks, shield interventions, write
-   errors) go to the historian.
+   errors) go to the historian;
+6. after the write (off the sensor → setpoint path), with a twin given
+   (:class:`~control.twin_tracker.TwinTracker`), the period that ended is assimilated and the
+   next one forecast (``twin.*``); that forecast is what the watchdog holds against the
+   measured hottest inlet one period later (twin–plant divergence).
 
 Everything outside (sensor snapshot, override, sink, historian, policy loading) is passed
 in, so the controller runs the same against the real MQTT connectors and in a unit test.

@@ -18,6 +18,7 @@ the shield and watchdog limits, and how to tell time::
     clock: unix                   # unix: wall clock; plant: the data's own clock (emulators)
     time_scale: 1.0               # plant seconds per wall second (an emulator running fast)
     scenario: null                # optional: weather forecasts (and MPC) from a scenario
+    twin: null                    # optional: a saved twin folder, or "drawings"
     shield: {supply_air_step_k: 0.5, ...}
     watchdog: {stale_after_s: 180, ...}
 
@@ -31,6 +32,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -55,10 +57,16 @@ from control.preevaluation import policy_factory_of
 from control.reservoir import PolicyRecord, Reservoir
 from control.shield import ShieldConfig
 from control.site_link import MqttSetpointSink, OverrideMonitor
+from control.twin_tracker import TwinTracker
 from control.watchdog import WatchdogConfig
 from physics.plant.scenario import Scenario, load_scenario
+from physics.plant.sensors import point_catalog
 from physics.plant.site import SITE_VARIANTS, site_variant
+from twin.assimilation import EnsembleKalmanAssimilator
+from twin.design import TwinDesign
+from twin.ensemble import TwinEnsemble
 from twin.spaces import HallReadings
+from twin.surrogate import PhysicsTwin
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +122,11 @@ class ServiceConfig(BaseModel):
     clock: Literal["unix", "plant"] = "unix"
     time_scale: float = Field(default=1.0, gt=0)
     scenario: str | None = None
+    twin: Path | None = None
+    """A saved twin (``twinloop twin fit``): assimilated and forecasting beside the loop; its
+    forecasts feed the watchdog's divergence rule. "drawings": the site's physics alone."""
+    sensor_step_s: float = Field(default=60.0, gt=0)
+    """How often the BMS samples every point (the twin cuts periods from these rows)."""
     shield: dict[str, Any] = Field(default_factory=dict)
     watchdog: dict[str, Any] = Field(default_factory=dict)
 
@@ -216,6 +229,7 @@ class LiveService:
             client_id=f"twinloop-override-{config.site}",
         )
         forecaster = ScenarioForecast(self.scenario()) if config.scenario else persistence_forecast
+        hour_of_year = plant_hour_of_year if config.clock == "plant" else unix_hour_of_year
         self.controller = LiveController(
             reservoir=self.reservoir,
             snapshot=self.ingestor.snapshot,
@@ -228,8 +242,30 @@ class LiveService:
             watchdog=config.watchdog_config(),
             override=self.override,
             forecaster=forecaster,
-            hour_of_year=plant_hour_of_year if config.clock == "plant" else unix_hour_of_year,
+            hour_of_year=hour_of_year,
+            twin=self._twin(hour_of_year) if config.twin is not None else None,
         )
+
+    def _twin(self, hour_of_year: Callable[[float], float]) -> TwinTracker:
+        """The tracker over the configured twin (raises TwinLoadError for a bad folder)."""
+        assert self.config.twin is not None
+        if str(self.config.twin) == "drawings":
+            model = PhysicsTwin(TwinDesign.from_site(self.site), residual_hidden=0)
+            assimilator = EnsembleKalmanAssimilator(model)
+        else:
+            ensemble = TwinEnsemble.load(self.config.twin)
+            assimilator = EnsembleKalmanAssimilator.for_ensemble(ensemble)
+        return TwinTracker(
+            assimilator,
+            self.historian,
+            points=self.controller_points(),
+            step_s=self.config.sensor_step_s,
+            control_period_s=self.config.control_period_s,
+            hour_of_year=hour_of_year,
+        )
+
+    def controller_points(self) -> tuple[str, ...]:
+        return tuple(p.name for p in point_catalog(self.site))
 
     def scenario(self) -> Scenario:
         if self._scenario is None:

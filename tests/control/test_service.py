@@ -263,8 +263,10 @@ def test_site_file_is_validated(tmp_path: Path) -> None:
         "control_period_s: 60\n"
         "shield: {supply_air_c: [18, 25], supply_air_step_k: 0.3}\n"
         "watchdog: {stale_after_s: 120}\n"
+        "twin: drawings\n"
     )
     config = load_service_config(good)
+    assert config.twin is not None and str(config.twin) == "drawings"
     assert config.historian == tmp_path / "data" / "historian.sqlite"
     assert config.shield_config().supply_air_c == (18.0, 25.0)
     assert config.watchdog_config().stale_after_s == 120.0
