@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -16,7 +16,21 @@ logger = logging.getLogger(__name__)
 _EPOCH_LIKE_S = 1.0e9
 """Times past this (2001) read as Unix time; smaller ones are plant time from its year's start."""
 
-WINDOWS_H: tuple[float, ...] = (1.0, 3.0, 6.0, 24.0, 168.0)
+WINDOWS_H: tuple[float, ...] = (1.0, 3.0, 6.0, 24.0)
+
+
+MAX_POINTS = 2000
+"""Samples per trace sent to the browser; longer series are thinned evenly."""
+
+FrameOrSeries = TypeVar("FrameOrSeries", pd.DataFrame, pd.Series)
+
+
+def thin(data: FrameOrSeries, max_points: int = MAX_POINTS) -> FrameOrSeries:
+    """Every k-th sample so that at most ``max_points`` remain (the newest always kept)."""
+    step = -(-len(data) // max_points)
+    if step <= 1:
+        return data
+    return data.iloc[::-1].iloc[::step].iloc[::-1]
 
 
 def window_options() -> list[dict[str, Any]]:

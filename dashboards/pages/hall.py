@@ -24,6 +24,7 @@ from dashboards.figures import (
     number,
     style,
     table,
+    thin,
     time_text,
     time_values,
     window_options,
@@ -138,14 +139,14 @@ def _temperatures(ctx: AppContext, names: list[str], since_s: float) -> go.Figur
     present = [(p, label) for p, label in pts.TEMPERATURES if p in names]
     if not present:
         return empty_figure("no supply/return temperature points")
-    frame = ctx.historian().series([p for p, _ in present], since_s=since_s)
+    frame = thin(ctx.historian().series([p for p, _ in present], since_s=since_s))
     x, x_title = time_values(frame.index)
     fig = go.Figure([go.Scatter(x=x, y=frame[p], name=label, mode="lines") for p, label in present])
     return style(fig, "Supply and return temperatures", y_title="°C").update_xaxes(title=x_title)
 
 
 def _power_and_pue(ctx: AppContext, names: list[str], since_s: float) -> tuple[go.Figure, ...]:
-    frame = ctx.historian().series(pts.power_points(names), since_s=since_s)
+    frame = thin(ctx.historian().series(pts.power_points(names), since_s=since_s))
     parts = pts.subsystem_power(frame)
     if parts.empty or parts.dropna(how="all").empty:
         return empty_figure("no power meters"), empty_figure("no PUE: no power meters")
@@ -159,7 +160,7 @@ def _power_and_pue(ctx: AppContext, names: list[str], since_s: float) -> tuple[g
     style(power, "Power by subsystem (stacked)", y_title="kW").update_xaxes(title=x_title)
     pue = go.Figure(go.Scatter(x=x, y=pts.pue(frame), name="PUE (meters)", mode="lines"))
     if pts.KPI_PUE in names:
-        kpi = ctx.historian().series([pts.KPI_PUE], since_s=since_s)[pts.KPI_PUE]
+        kpi = thin(ctx.historian().series([pts.KPI_PUE], since_s=since_s)[pts.KPI_PUE])
         kx, _ = time_values(kpi.index)
         pue.add_trace(go.Scatter(x=kx, y=kpi, name="PUE (controller KPI)", mode="lines"))
     style(pue, "PUE", y_title="facility / IT").update_xaxes(title=x_title)

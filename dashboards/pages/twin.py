@@ -21,6 +21,7 @@ from dashboards.figures import (
     number,
     style,
     table,
+    thin,
     time_values,
     window_options,
 )
@@ -149,7 +150,8 @@ def _compare(
 def _parameters(frame: pd.DataFrame) -> tuple[go.Figure, list[tuple[str, str, str, str]]]:
     if frame.empty or frame.dropna(how="all").empty:
         return empty_figure("no assimilated parameters (twin.param.*)"), []
-    x, x_title = time_values(frame.index)
+    shown = thin(frame)
+    x, x_title = time_values(shown.index)
     fig = go.Figure()
     rows = []
     for column in frame.columns:
@@ -158,7 +160,7 @@ def _parameters(frame: pd.DataFrame) -> tuple[go.Figure, list[tuple[str, str, st
             continue
         first, last = float(values.iloc[0]), float(values.iloc[-1])
         scale = abs(first) if first != 0 else 1.0
-        drift = (frame[column] - first) / scale * 100.0
+        drift = (shown[column] - first) / scale * 100.0
         label = column.removeprefix(pts.TWIN_PARAM_PREFIX)
         fig.add_trace(
             go.Scatter(
@@ -167,7 +169,7 @@ def _parameters(frame: pd.DataFrame) -> tuple[go.Figure, list[tuple[str, str, st
                 mode="lines",
                 name=label,
                 connectgaps=True,
-                customdata=frame[column],
+                customdata=shown[column],
                 hovertemplate=label + ": %{customdata:.4g} (%{y:+.2f} %)<extra></extra>",
             )
         )
@@ -213,15 +215,16 @@ def update(ctx: AppContext, name: str | None, window_h: float | None) -> tuple[A
         msg = f"the plant has no measurement of {name} to compare with"
         return notice(msg, kind="error"), empty_figure(msg), empty_figure(msg), param_fig
     pairs = pts.align(predicted, actual, tolerance_s=ALIGN_TOLERANCE_S)
-    compare = _compare(name, predicted.dropna(), std, actual.dropna())
+    compare = _compare(name, thin(predicted.dropna()), std, thin(actual.dropna()))
     if pairs.empty:
         msg = f"no prediction of {name} lies near a measurement"
         return notice(msg), compare, empty_figure(msg), param_fig
     unit = _unit(name)
-    ex, x_title = time_values(pairs.index)
-    error = go.Figure(go.Scatter(x=ex, y=pairs["error"], mode="lines", name="predicted − measured"))
+    shown = thin(pairs)
+    ex, x_title = time_values(shown.index)
+    error = go.Figure(go.Scatter(x=ex, y=shown["error"], mode="lines", name="predicted − measured"))
     if std is not None:
-        sigma = std.reindex(pairs.index, method="nearest").to_numpy() * BAND_SIGMAS
+        sigma = std.dropna().reindex(shown.index, method="nearest").to_numpy() * BAND_SIGMAS
         error.add_trace(
             go.Scatter(
                 x=ex, y=sigma, mode="lines", line={"dash": "dot"}, name=f"+{BAND_SIGMAS:g} σ"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
 from connectors.historian import Historian, Reading
 from dashboards.context import AppContext
+from dashboards.figures import thin
 from dashboards.pages import hall
 from tests.dashboards.conftest import (
     BAD_POINT,
@@ -100,3 +102,11 @@ def test_a_silent_feed_raises_an_alarm(ctx: AppContext, data: Built) -> None:
         hist.write([Reading("supply_air_c", data.newest_s + 60.0, 20.1, "degC")])
     summary, *_ = hall.update(ctx, 3.0)
     assert "feed live" in text_of(summary)
+
+
+def test_long_series_are_thinned_evenly_keeping_the_newest() -> None:
+    frame = pd.DataFrame({"v": np.arange(4001.0)}, index=np.arange(4001.0))
+    shown = thin(frame, 2000)
+    assert len(shown) == 1334 and shown.index[-1] == 4000.0
+    assert set(np.diff(shown.index)) == {3.0}
+    assert len(thin(frame.iloc[:2000], 2000)) == 2000
