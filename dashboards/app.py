@@ -163,6 +163,7 @@ def create_app(
         update_title="",
         suppress_callback_exceptions=True,
         index_string=_INDEX,
+        enable_mcp=False,  # whatever DASH_MCP_ENABLED says: no tool endpoint beside the login
     )
     install(app.server, ctx, load_or_create_secret(config.secret_file))
     app.layout = frame_layout(clock_s=min(15.0, 3.0 * refresh_s))
