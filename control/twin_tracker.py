@@ -91,11 +91,18 @@ class TwinTracker:
     def _frame(self, now_s: float, command: Mapping[str, float] | None) -> pd.DataFrame | None:
         """The last three periods of readings, plus the coming period's rows (the last
         reading repeated) with ``command`` in force; None if readings are missing."""
-        since = now_s - 3 * self.period_s + self.step_s / 2.0
+        since = now_s - 3 * self.period_s - 2 * self.step_s
         frame = self.historian.series(list(self.points), since_s=since, until_s=now_s)
-        if len(frame) != 3 * self.per or frame.index[-1] != now_s:
+        while len(frame) and frame.iloc[-1].isna().any():  # a step still arriving
+            frame = frame.iloc[:-1]
+        frame = frame.iloc[-3 * self.per :]
+        if len(frame) != 3 * self.per:
             return None
         times = np.asarray(frame.index, dtype=np.float64)
+        anchor = float(times[-1])  # the newest complete step: the period ends here
+        spacing_ok = abs(times[-1] - times[0] - (3 * self.per - 1) * self.step_s) < 1e-3
+        if now_s - anchor > self.step_s + 1e-6 or not spacing_ok:
+            return None  # stale or gapped: nothing trustworthy to assimilate
         ctl_names = [f"ctl.{f}" for f in SETPOINT_FIELDS]
         ctl = self.historian.series(ctl_names, since_s=since - self.period_s, until_s=now_s)
         # A command written at t is in force over (t, t + period].
@@ -110,12 +117,13 @@ class TwinTracker:
         coming = pd.DataFrame(
             np.repeat(frame.iloc[[-1]].to_numpy(), self.per, axis=0), columns=frame.columns
         )
-        coming.index = now_s + self.step_s * np.arange(1, self.per + 1)
+        coming.index = anchor + self.step_s * np.arange(1, self.per + 1)
         for name in SETPOINT_FIELDS:
             value = None if command is None else command.get(name)
             coming[f"cmd.{name}"] = np.nan if value is None else float(value)
         out = pd.concat([frame, coming])
         out["time_h"] = [self._hour_of_year(float(t)) for t in out.index]
+        out["time_s"] = np.asarray(out.index, dtype=np.float64)
         return out.reset_index(drop=True)
 
     def _periods(self, frame: pd.DataFrame) -> PeriodData | None:
@@ -141,7 +149,7 @@ class TwinTracker:
         ``command`` (None: the site's own setpoints); the ``twin.*`` values to log."""
         frame = self._frame(now_s, command)
         data = None if frame is None else self._periods(frame)
-        if data is None:
+        if frame is None or data is None:
             self.pending = None
             return {}
         step = self.assimilator.update(data, 1)
@@ -151,7 +159,8 @@ class TwinTracker:
             values[f"param.{name}"] = float(step.theta_mean[i])
             values[f"std.{name}"] = float(step.theta_std[i])
         _, forecast = self.assimilator.forecast(data, 2)
-        prediction = _summary(forecast, now_s + self.period_s)
+        due_s = float(frame["time_s"].iloc[3 * self.per - 1]) + self.period_s
+        prediction = _summary(forecast, due_s)
         self.pending = prediction
         values["rack_inlet_max_c"] = prediction.rack_inlet_max_c
         values["std.rack_inlet_max_c"] = prediction.rack_inlet_max_std_c
@@ -165,7 +174,7 @@ class TwinTracker:
                 **{**{f: getattr(data, f) for f in data.__dataclass_fields__}, "setpoints": sp}
             )
             _, shadow_step = self.assimilator.forecast(shadow_data, 2)
-            shadow = _summary(shadow_step, now_s + self.period_s)
+            shadow = _summary(shadow_step, due_s)
             values["shadow.rack_inlet_max_c"] = shadow.rack_inlet_max_c
             values["shadow.cooling_power_kw"] = shadow.cooling_power_kw
         return values
