@@ -1,5 +1,6 @@
 """The operator's decisions from the dashboard: checked here (a valid session, the operator
-role read again from the users file, a reason, a policy), then handed to
+role read again from the users file, a reason — except for a rollback, which is one click —
+and a policy), then handed to
 :mod:`control.approval`, which records who, when, why and the artifact's hash.
 
 Nothing here trusts the page: a viewer's request, a forged one, one from an expired session
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 Action = Literal["approve", "reject", "promote", "rollback"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
+ONE_CLICK_ROLLBACK = "one-click rollback from the dashboard (no reason typed)"
+"""The reason recorded for a rollback clicked with the reason box empty."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ def act(
         logger.warning("dashboard: %s refused: %s", action, exc)
         return Outcome(False, f"{action} refused: {exc}")
     why = (reason or "").strip()
+    if not why and action == "rollback":  # one click in an emergency: the reason can wait
+        why = ONE_CLICK_ROLLBACK
     if not why:
         return Outcome(False, f"{action} refused: give a reason (it is kept in the audit log)")
     target = (ref or "").strip()

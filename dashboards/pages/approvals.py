@@ -82,7 +82,7 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
                     ),
                     dcc.Textarea(
                         id=ApprovalIds.REASON,
-                        placeholder="reason (required; kept in the audit log)",
+                        placeholder="reason, kept in the audit log (required, except to roll back)",
                         className="tl-reason",
                         disabled=viewer,
                     ),

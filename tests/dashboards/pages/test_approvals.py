@@ -7,6 +7,7 @@ import dash
 import pytest
 
 from control.reservoir import Reservoir
+from dashboards.actions import ONE_CLICK_ROLLBACK
 from dashboards.context import AppContext
 from dashboards.ids import ApprovalIds
 from dashboards.pages import approvals
@@ -165,3 +166,23 @@ def test_bad_requests_are_refused_and_change_nothing(
     assert _snapshot(data) == before
     if "session" in expected or "logged in" in expected:
         assert all(part is dash.no_update for part in out[2:])  # and no data is shown
+
+
+def test_rollback_is_one_click(ctx: AppContext, data: Built) -> None:
+    for button, reason in ((ApprovalIds.APPROVE, "good"), (ApprovalIds.PROMOTE, "shadow")):
+        _click(ctx, OLGA, button, "tr-candidate@1", reason)
+    message, _ = _click(ctx, OLGA, ApprovalIds.ROLLBACK, None, "")
+    assert message == "rolled back by olga: the site's own control is now in control"
+    with Reservoir(data.reservoir) as res:
+        last = res.history("tr-candidate@1")[-1]
+    assert (last.to_state, last.actor, last.reason) == ("rolled_back", "olga", ONE_CLICK_ROLLBACK)
+
+
+def test_a_historian_made_after_the_app_is_picked_up(ctx: AppContext, data: Built) -> None:
+    moved = data.historian.with_name("later.sqlite")
+    data.historian.rename(moved)
+    *_, writes = approvals.refresh(ctx, OLGA)
+    assert "does not exist" in text_of(writes)
+    moved.rename(data.historian)  # the live loop has started writing
+    *_, writes = approvals.refresh(ctx, OLGA)
+    assert "cmd-9" in text_of(writes)
