@@ -118,8 +118,11 @@ def ray_session(ray_address: str, workers: int | None = None) -> Iterator[None]:
     }
     try:
         if ray_address == LOCAL:
+            # Ray runs workers at nice 15; on a shared machine that puts the suite behind
+            # everything else, where a run here would have the usual priority.
+            os.environ.setdefault("RAY_worker_niceness", "0")
             cpus = workers or os.cpu_count() or 1
-            ray.init(num_cpus=cpus, object_store_memory=OBJECT_STORE_BYTES, **options)
+            ray.init(LOCAL, num_cpus=cpus, object_store_memory=OBJECT_STORE_BYTES, **options)
         else:
             _check_reachable(ray_address)
             ray.init(address=ray_address, **options)
@@ -184,8 +187,8 @@ def _gather_on_ray(
 ) -> None:
     import ray
 
-    remote = ray.remote(num_cpus=1)(task)
-    index = {remote.remote(*args): i for i, (_, args) in enumerate(jobs)}
+    remote = ray.remote(num_cpus=1)(_in_worker)
+    index = {remote.remote(task, *args): i for i, (_, args) in enumerate(jobs)}
     pending = list(index)
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
@@ -203,12 +206,14 @@ def _gather_on_ray(
             bar.update(1)
 
 
-def _one_thread() -> None:
-    """Workers share the machine's cores: one torch thread each (a Ray task gets one CPU)."""
+def _in_worker(task: Callable[..., R], *args: Any) -> R:
+    """The body of every Ray task: ``task(*args)`` on one torch thread (a task holds one
+    CPU; the workers of a machine share its cores)."""
     import torch
 
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
+    return task(*args)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -222,8 +227,7 @@ def _twin(twin_dir: str) -> TwinEnsemble:
 def _evaluate_one(
     policy_spec: str, scenario: Scenario, on: Target, twin_dir: str | None
 ) -> EvaluationResult:
-    """One evaluation, the policy built here from its spec (the body of a Ray task)."""
-    _one_thread()
+    """One evaluation, the policy built here from its spec."""
     twin = _twin(twin_dir) if on == "twin" and twin_dir is not None else None
     policy = policy_factory(policy_spec, twin=twin)(scenario)
     return evaluate(policy, scenario, on=on, twin=twin)
@@ -308,10 +312,9 @@ def candidates(configs: Sequence[TrainConfig], parallel: int, out_dir: Path) -> 
 
 
 def _train_one(config: TrainConfig, out_dir: Path, progress: bool) -> TrainedAgent:
-    """One training run (the body of a Ray task: no progress bar there)."""
+    """One training run."""
     from control.training import train_agent
 
-    _one_thread()
     return train_agent(config, out_dir, progress=progress)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from control.reservoir import Reservoir
 from tests.control.test_scaleout import ray_daemons, wait_gone
@@ -101,6 +103,16 @@ def test_train_flags_are_checked_before_training(
     assert not (out / "ppo-seed0").exists()
 
 
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """A tiny network: a second thread only contends (as Ray's workers run)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
 def test_train_parallel_here_registers_each_candidate(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -118,6 +130,7 @@ def test_train_parallel_here_registers_each_candidate(
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # a second Ray start; tests/control/test_scaleout.py covers Ray by default
 def test_evaluate_on_local_ray_matches_a_run_here(scenarios: list[Path], tmp_path: Path) -> None:
     """`twinloop evaluate --ray local --workers 2` as a user runs it: the same KPIs as
     without Ray, and no Ray process left once the command has ended."""
