@@ -105,6 +105,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         server = DashboardServer(app, args.host, args.port)
     except (AuthError, OSError, ValueError) as exc:
         return _error(str(exc))
+    for what, path in (("historian", Path(args.historian)), ("reservoir", Path(args.reservoir))):
+        if not path.exists():
+            print(
+                f"note: no {what} at {path} yet; its pages show data once it exists",
+                file=sys.stderr,
+            )
     if not _is_loopback(args.host) and not args.secure_cookies:
         print(
             f"warning: serving on {args.host} without TLS: passwords and session cookies cross "
