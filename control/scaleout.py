@@ -318,6 +318,16 @@ def _train_one(config: TrainConfig, out_dir: Path, progress: bool) -> TrainedAge
     return train_agent(config, out_dir, progress=progress)
 
 
+def _portable_config(config: TrainConfig) -> TrainConfig:
+    """``config`` with its twin folder and scenario files as absolute paths (a worker's
+    working folder is not this process's)."""
+    from dataclasses import replace
+
+    scenarios = tuple(str(Path(s).resolve()) if Path(s).is_file() else s for s in config.scenarios)
+    twin = None if config.twin is None else str(Path(config.twin).resolve())
+    return replace(config, scenarios=scenarios, twin=twin)
+
+
 def train_many(
     runs: Sequence[Candidate],
     *,
@@ -334,7 +344,14 @@ def train_many(
         raise ValueError("no candidates to train")
     here = ray_address is None
     jobs = [
-        (f"candidate {r.label}", (r.config, Path(r.out_dir).resolve(), progress and here))
+        (
+            f"candidate {r.label}",
+            (
+                r.config if here else _portable_config(r.config),
+                Path(r.out_dir).resolve(),
+                progress and here,
+            ),
+        )
         for r in runs
     ]
     return _run_all(

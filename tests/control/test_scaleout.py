@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from control.scaleout import (
     LOCAL,
     RayUnavailableError,
     ScaleOutError,
+    _portable_config,
     candidates,
     evaluate_many,
     ray_session,
@@ -192,6 +194,21 @@ def test_candidates_are_seeds_of_each_algorithm(tmp_path: Path) -> None:
         candidates([base], 0, tmp_path)
     with pytest.raises(ValueError, match="same algorithm and seed"):
         candidates([base, base], 1, tmp_path)
+
+
+def test_training_sent_to_ray_names_files_by_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("mine.yaml").write_text(SCENARIO.format(name="mine", seed=1, start="07-01"))
+    config = TrainConfig.from_yaml(
+        "ppo",
+        overrides={"n_envs": 2, "scenarios": ["mine.yaml", "tropical-typical-week"]},
+    )
+    sent = _portable_config(replace(config, twin="twins/t1"))
+    assert sent.scenarios == (str(tmp_path / "mine.yaml"), "tropical-typical-week")
+    assert sent.twin == str(tmp_path / "twins" / "t1")
+    assert _portable_config(config).twin is None
 
 
 @pytest.mark.integration
