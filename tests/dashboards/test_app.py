@@ -156,3 +156,14 @@ def test_password_guessing_is_slowed_down(app_and_clock: tuple[Dash, _Clock]) ->
     assert _login(client, VIEWER, VIEWER_PASSWORD).status_code == 302  # others are not locked
     clock.now_s += 301.0
     assert _login(client, OPERATOR, OPERATOR_PASSWORD).status_code == 302
+
+
+def test_the_login_page_escapes_what_it_echoes(app_and_clock: tuple[Dash, _Clock]) -> None:
+    app, _ = app_and_clock
+    client = app.server.test_client()
+    name = "<script>alert(1)</script>"
+    for _ in range(6):
+        response = _login(client, name, "guess-guess", next_='"><script>x</script>')
+    assert response.status_code == 429
+    assert b"<script>" not in response.data
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in response.data
