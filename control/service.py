@@ -296,10 +296,27 @@ class LiveService:
         self.override.start()
         return self
 
+    def wait_for_data(self, timeout_s: float) -> bool:
+        """Wait until ingestion has seen every point of the site (a service just started
+        must not judge the site stale before its first readings arrive)."""
+        wanted = set(self.controller.points)
+        deadline = time.monotonic() + timeout_s
+        while not self._stop.is_set():
+            if wanted <= set(self.ingestor.snapshot()):
+                return True
+            if time.monotonic() > deadline:
+                missing = len(wanted - set(self.ingestor.snapshot()))
+                logger.warning("service: %d point(s) never arrived; starting anyway", missing)
+                return False
+            self._stop.wait(0.05)
+        return False
+
     def run(self, *, periods: int | None = None) -> int:
         """One controller step per control period (wall time scaled by ``time_scale``) until
-        :meth:`stop` or ``periods`` steps; the number of steps run."""
+        :meth:`stop` or ``periods`` steps; the number of steps run. The first waits (up to
+        two control periods) for the site's first complete set of readings."""
         wall_period_s = self.config.control_period_s / self.config.time_scale
+        self.wait_for_data(2.0 * wall_period_s)
         done, last = 0, -math.inf
         next_tick = time.monotonic()
         while not self._stop.is_set() and (periods is None or done < periods):
