@@ -91,6 +91,12 @@ def _mosquitto_pub(address: BrokerAddress, worker: int, n: int, qos: int, folder
     return subprocess.Popen(args, stdin=lines.open("rb"))
 
 
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
     messages: int, publishers: int, points: int, qos: int, volatile: bool, client: str
 ) -> dict[str, Any]:
@@ -106,6 +112,8 @@ def measure(
             first: list[float] = []
             ingestor.add_handler(lambda r: first.append(time.perf_counter()) if not first else None)
             with ingestor:
+                assert broker.proc is not None
+                broker_cpu0, cpu0 = _proc_cpu_s(broker.proc.pid), time.process_time()
                 ctx = multiprocessing.get_context("spawn")
                 procs: list[Any] = []
                 if client == "c":
@@ -126,20 +134,28 @@ def measure(
                     started = time.perf_counter()
                     for proc in procs:
                         proc.start()
-                with tqdm(total=total, unit="msg", desc="ingested", leave=False) as bar:
-                    done, progress_at = 0, time.monotonic()
-                    while done < total and time.monotonic() - progress_at < 15.0:
-                        time.sleep(0.05)
-                        now = int(ingestor.stats()["written"])
-                        if now > done:
-                            bar.update(now - done)
-                            done, progress_at = now, time.monotonic()
-                finished = time.perf_counter()
-                for proc in procs:
-                    if isinstance(proc, subprocess.Popen):
-                        proc.wait(timeout=60)
-                    else:
-                        proc.join(timeout=60)
+                try:
+                    with tqdm(total=total, unit="msg", desc="ingested", leave=False) as bar:
+                        done, progress_at = 0, time.monotonic()
+                        while done < total and time.monotonic() - progress_at < 15.0:
+                            time.sleep(0.05)
+                            now = int(ingestor.stats()["written"])
+                            if now > done:
+                                bar.update(now - done)
+                                done, progress_at = now, time.monotonic()
+                    finished = time.perf_counter()
+                    cpu = time.process_time() - cpu0
+                    broker_cpu = _proc_cpu_s(broker.proc.pid) - broker_cpu0
+                finally:
+                    for proc in procs:  # stop publishers still running (interrupted run)
+                        if isinstance(proc, subprocess.Popen):
+                            if proc.poll() is None:
+                                proc.terminate()
+                            proc.wait(timeout=60)
+                        else:
+                            if proc.is_alive():
+                                proc.terminate()
+                            proc.join(timeout=60)
                 stats = ingestor.stats()
             stored = len(historian.series(["p0_000"]))
     written = int(stats.get("written", 0))
@@ -156,8 +172,43 @@ def measure(
         "wall_s": round(wall, 3),
         "end_to_end_s": round(finished - started, 3),
         "msgs_per_s": round(written / wall, 1) if wall > 0 else 0.0,
+        "ingest_cpu_s": round(cpu, 3),
+        "ingest_msgs_per_cpu_s": round(written / cpu, 1) if cpu > 0 else 0.0,
+        "broker_cpu_s": round(broker_cpu, 3),
         "batches": stats.get("batches", 0),
         "stored_rows_p0_000": stored,
+    }
+
+
+def measure_consumer(messages: int, points: int) -> dict[str, Any]:
+    """The stage after MQTT alone: queue -> decode/validate -> batched historian commits."""
+    with tempfile.TemporaryDirectory() as tmp, Historian(Path(tmp) / "h.sqlite") as historian:
+        topics = [TOPICS.sensor(f"p{i:03d}") for i in range(points)]
+        items = []
+        for k in range(messages):
+            seq, point = divmod(k, points)
+            msg = SensorMessage(20.0 + (k % 7) * 0.1, "degC", 60.0 * seq, "good", seq + 1)
+            items.append((topics[point], msg.encode()))
+        ingestor = MqttIngestor(BrokerAddress(), TOPICS, historian)
+        ingestor.start(connect=False)
+        cpu0 = time.process_time()
+        started = time.perf_counter()
+        for topic, payload in items:
+            ingestor.submit(topic, payload)
+        assert ingestor.drain(600), "the consumer did not finish"
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu0
+        stats = ingestor.stats()
+        ingestor.stop()
+    return {
+        "stage": "consumer only (no MQTT): decode, validate, commit",
+        "messages": messages,
+        "written": int(stats["written"]),
+        "wall_s": round(wall, 3),
+        "msgs_per_s": round(int(stats["written"]) / wall, 1),
+        "cpu_s": round(cpu, 3),
+        "msgs_per_cpu_s": round(int(stats["written"]) / cpu, 1),
+        "batches": stats["batches"],
     }
 
 
@@ -174,9 +225,23 @@ def main() -> int:
         default="python",
         help="publishers: paho processes (140 points each) or mosquitto_pub -l (one point each)",
     )
+    parser.add_argument(
+        "--consumer-only",
+        action="store_true",
+        help="measure the stage after MQTT alone (decode, validate, historian commits)",
+    )
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.consumer_only:
+        stage = measure_consumer(args.messages, args.points)
+        print(json.dumps(stage, indent=2))
+        print(
+            f"RESULT ingestion consumer stage: {stage['written']}/{stage['messages']} messages "
+            f"decoded, validated and committed at {stage['msgs_per_s']:,.0f} msg/s (no MQTT); "
+            f"{stage['msgs_per_cpu_s']:,.0f} msg per CPU second"
+        )
+        return 0 if stage["written"] == stage["messages"] else 1
     result = measure(
         args.messages, args.publishers, args.points, args.qos, args.volatile, args.client
     )

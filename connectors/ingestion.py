@@ -134,6 +134,7 @@ class MqttIngestor:
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._consumer: threading.Thread | None = None
+        self._client_started = False
         self.last_connect_mono: float | None = None
         self._client = make_client(
             address,
@@ -186,29 +187,41 @@ class MqttIngestor:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         # Only copy and enqueue: nothing here may raise into paho's network thread.
         try:
-            if self._enqueued - self._processed >= self.max_queue:
-                self._net["dropped_queue_full"] += 1
-                return
             try:
                 topic: str | None = message.topic
             except UnicodeDecodeError:
                 topic = None
-            self._inbox.put((topic, bytes(message.payload)))
-            self._enqueued += 1
+            self.submit(topic, bytes(message.payload))
         except Exception:
             logger.exception("ingestion: could not enqueue a message")
             self._net["enqueue_error"] += 1
 
+    def submit(self, topic: str | None, payload: bytes) -> None:
+        """Queue one message for the consumer thread, as ``on_message`` does (one caller
+        thread at a time); a full queue drops it and counts ``dropped_queue_full``."""
+        if self._enqueued - self._processed >= self.max_queue:
+            self._net["dropped_queue_full"] += 1
+            return
+        self._inbox.put((topic, payload))
+        self._enqueued += 1
+
     # ------------------------------------------------------------------ lifecycle
-    def start(self, *, wait_s: float | None = 10.0) -> MqttIngestor:
-        """Start the consumer thread and connect; wait for the first connection if asked."""
+    def start(self, *, wait_s: float | None = 10.0, connect: bool = True) -> MqttIngestor:
+        """Start the consumer thread and connect; wait for the first connection if asked.
+
+        ``connect=False`` runs only the consumer (messages come from :meth:`submit`).
+        """
         if self._consumer is None:
             self._stop.clear()
             self._consumer = threading.Thread(
                 target=self._consume, name=f"ingest-{self.topics.site}", daemon=True
             )
             self._consumer.start()
-            start_client(self._client, self.address, session_expiry_s=self.session_expiry_s)
+            if connect:
+                start_client(self._client, self.address, session_expiry_s=self.session_expiry_s)
+                self._client_started = True
+        if not connect:
+            return self
         if wait_s is not None and not self._connected.wait(wait_s):
             raise BrokerError(f"ingestion could not connect to {self.address} within {wait_s} s")
         return self
@@ -217,7 +230,9 @@ class MqttIngestor:
         """Disconnect (the session stays on the broker), store what is queued, stop."""
         if self._consumer is None:
             return
-        stop_client(self._client)
+        if self._client_started:
+            stop_client(self._client)
+            self._client_started = False
         self.drain(drain_s)
         self._stop.set()
         self._consumer.join(timeout=drain_s)
