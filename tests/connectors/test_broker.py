@@ -20,6 +20,7 @@ from connectors.mqtt_client import make_client
 from connectors.setpoint_writer import SetpointRefusedError, SetpointWriter
 from connectors.topics import Topics
 from physics.plant.plant import Plant
+from tests.connectors.conftest import needs_mosquitto
 
 TOPICS = Topics("hall1")
 
@@ -67,6 +68,7 @@ def _publish_rc(address: BrokerAddress, topic: str) -> Any:
         client.loop_stop()
 
 
+@needs_mosquitto
 def test_generated_files_and_acl(tmp_path: Path) -> None:
     broker = MosquittoBroker(tmp_path / "b")
     conf = broker.config_file.read_text()
