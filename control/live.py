@@ -299,6 +299,8 @@ class LiveController:
             logger.exception("live controller: twin update failed")
             self._event(now_s, "twin_error", f"{type(exc).__name__}: {exc}")
             return
+        if "savings_pct" in values:
+            self._record(now_s, "kpi", {"savings_pct": values.pop("savings_pct")})
         self._record(now_s, "twin", values)
 
     def _act(self, slot: _Slot, hall: HallReadings, now_s: float) -> FloatArray:

@@ -9,7 +9,10 @@ Every control period, from the historian's last three control periods of sensor 
 2. predicts the coming period from the state now under the command about to be applied
    (the live command, or the site's own setpoints) — ``twin.rack_inlet_max_c``,
    ``twin.cooling_power_kw`` and the ensemble's spread ``twin.std.rack_inlet_max_c`` — and,
-   when a shadow policy runs, under the shadow's command too (``twin.shadow.*``).
+   when a shadow policy runs, under the shadow's command too (``twin.shadow.*``); with a
+   live command, also under the site's own setpoints (``twin.site.cooling_power_kw``), which
+   gives the live controller's ``kpi.savings_pct`` (the twin's estimate of the cooling power
+   the command saves this period; as good as the twin is calibrated).
 
 The exogenous inputs of the coming period (IT power, outdoor air) are held at their current
 readings (persistence): the last reading is repeated as the coming period's rows, which is
@@ -31,7 +34,7 @@ import torch
 from connectors.historian import HistorianStore
 from physics.plant.site_control import SETPOINT_FIELDS
 from twin.assimilation import AssimilationStep, EnsembleKalmanAssimilator
-from twin.dataset import DatasetError, PeriodData, periods_from_frame
+from twin.dataset import DatasetError, PeriodData, applied_setpoints, periods_from_frame
 from twin.design import TwinDesign
 from twin.surrogate import THETA_NAMES, TwinStep
 
@@ -166,15 +169,31 @@ class TwinTracker:
         values["std.rack_inlet_max_c"] = prediction.rack_inlet_max_std_c
         values["cooling_power_kw"] = prediction.cooling_power_kw
         if shadow_command:
-            sp = data.setpoints.clone()
-            for i, name in enumerate(SETPOINT_FIELDS):
-                if name in shadow_command and math.isfinite(shadow_command[name]):
-                    sp[2, i] = float(shadow_command[name])
-            shadow_data = PeriodData(
-                **{**{f: getattr(data, f) for f in data.__dataclass_fields__}, "setpoints": sp}
-            )
-            _, shadow_step = self.assimilator.forecast(shadow_data, 2)
-            shadow = _summary(shadow_step, due_s)
+            shadow = _summary(self._forecast_under(data, frame, shadow_command), due_s)
             values["shadow.rack_inlet_max_c"] = shadow.rack_inlet_max_c
             values["shadow.cooling_power_kw"] = shadow.cooling_power_kw
+        if command:
+            # The same period under the site's own setpoints: the saving the command buys.
+            site = _summary(self._forecast_under(data, frame, None), due_s)
+            values["site.cooling_power_kw"] = site.cooling_power_kw
+            if site.cooling_power_kw > 0:
+                saved = site.cooling_power_kw - prediction.cooling_power_kw
+                values["savings_pct"] = 100.0 * saved / site.cooling_power_kw
         return values
+
+    def _forecast_under(
+        self, data: PeriodData, frame: pd.DataFrame, command: Mapping[str, float] | None
+    ) -> TwinStep:
+        """The coming period's forecast with ``command`` (None: the site's setpoints)."""
+        coming = frame.iloc[3 * self.per :].copy()
+        for name in SETPOINT_FIELDS:
+            value = None if command is None else command.get(name)
+            ok = value is not None and math.isfinite(value)
+            coming[f"cmd.{name}"] = float(value) if ok and value is not None else np.nan
+        wet = coming["outdoor_wet_bulb_c"].to_numpy(dtype=np.float64)
+        setpoints = applied_setpoints(coming, self.design.defaults, wet)[0]
+        sp = data.setpoints.clone()
+        sp[2] = torch.as_tensor(setpoints, dtype=sp.dtype)
+        fields = {f: getattr(data, f) for f in data.__dataclass_fields__}
+        _, step = self.assimilator.forecast(PeriodData(**{**fields, "setpoints": sp}), 2)
+        return step

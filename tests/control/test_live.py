@@ -401,6 +401,9 @@ def test_twin_is_assimilated_and_predicts_each_period(
         "twin.shadow.cooling_power_kw",
     ):
         assert name in names, names
+    savings = historian.series(["kpi.savings_pct"])["kpi.savings_pct"]
+    assert len(savings) == 8 and savings.between(-50.0, 50.0).all()
+    assert "twin.site.cooling_power_kw" in names
     predicted = historian.series(["twin.cooling_power_kw", "kpi.cooling_power_kw"]).dropna()
     assert len(predicted) == 8
     ratio = predicted["twin.cooling_power_kw"] / predicted["kpi.cooling_power_kw"]
