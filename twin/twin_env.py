@@ -102,6 +102,9 @@ class TwinEnv(gym.Env[Obs, Obs]):
         setpoints = self.sim.action_scale.to_setpoints(a.astype(np.float64))
         info["setpoints"] = dict(zip(ACTION_NAMES, map(float, setpoints), strict=True))
         info["facility_kw"] = float(self.sim.last_facility_kw[0])
+        # Hour of the year at the end of the period (the new observation's), as on the plant.
+        row = min(int(self.sim.start[0] + self.sim.elapsed[0]), len(self.sim.table.time_h) - 1)
+        info["time_h"] = float(self.sim.table.time_h[row])
         if self.sim.track_spread:
             info["inlet_spread_c"] = float(self.sim.last_inlet_spread_c[0])
         return self.sim.observe()[0], float(reward[0]), False, truncated, info

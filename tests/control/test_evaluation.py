@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from control.baselines import FixedSetpoints, TrimAndRespond
@@ -51,6 +52,9 @@ def test_twin_evaluation_predicts_the_plant(scenario: Scenario) -> None:
     plant = evaluate(FixedSetpoints(), scenario, on="plant")
     twin = evaluate(FixedSetpoints(), scenario, on="twin")  # the drawings' physics
     assert set(HEADLINE_KPIS) <= set(twin.kpis)
+    # Twin runs carry the hour of each period's end, as plant runs do (plots need it).
+    steps_h = np.diff(twin.series["time_h"].to_numpy())
+    assert twin.series["time_h"].notna().all() and steps_h == pytest.approx(5 / 60)
     assert twin.kpis["cooling_kwh"] == pytest.approx(plant.kpis["cooling_kwh"], rel=0.15)
     assert twin.kpis["pue"] == pytest.approx(plant.kpis["pue"], rel=0.05)
     with pytest.raises(ValueError, match="one scenario"):
