@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= out/demo
 
-.PHONY: setup demo test test-slow lint typecheck format bench clean
+.PHONY: setup demo report test test-slow lint typecheck format bench clean
 
 # Idempotent set-up: Debian packages (Mosquitto, Chromium), a virtual environment, the project.
 $(STAMP): pyproject.toml scripts/setup.sh
@@ -14,10 +14,16 @@ $(STAMP): pyproject.toml scripts/setup.sh
 
 setup: $(STAMP)
 
-# The main job: simulate the reference site on the default scenario (KPI report + plots),
-# then record exploration data, fit a digital twin on mild days and report its accuracy on
-# held-out summer days.
+# The main job: the whole dual loop on this machine (Mosquitto, the emulated site, the twin,
+# the reservoir and gate 1, the operator dashboard, shadow then live control). It prints the
+# dashboard's address and the operator's password and waits for an approval there; Ctrl-C
+# stops it and everything it started. DEMO_ARGS=--auto-approve runs it unattended.
 demo: $(STAMP)
+	$(BIN)/twinloop demo $(DEMO_ARGS)
+
+# The offline tour: simulate the reference site for a week (KPI report + plots), record
+# exploration data, fit a twin on mild days and report its accuracy on held-out summer days.
+report: $(STAMP)
 	$(BIN)/twinloop simulate --scenario tropical-typical-week --out $(OUT)
 	$(BIN)/twinloop twin record --scenario twin-train-mild --out $(OUT)/twin-data/train --overwrite --quiet
 	$(BIN)/twinloop twin record --scenario twin-test-summer --seed 1 --out $(OUT)/twin-data/summer --overwrite --quiet

@@ -18,6 +18,7 @@ from physics.weather import WeatherError
 from twinloop.cli_compare import add_compare_commands
 from twinloop.cli_connectors import add_connectors_commands
 from twinloop.cli_dashboard import add_dashboard_commands
+from twinloop.cli_demo import add_demo_commands
 from twinloop.cli_live import add_live_commands
 
 if TYPE_CHECKING:
@@ -920,6 +921,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dashboard_commands(sub)
     add_live_commands(sub)
     add_connectors_commands(sub)
+    add_demo_commands(sub)
     return parser
 
 

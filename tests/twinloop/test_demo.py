@@ -1,0 +1,76 @@
+"""The one-command demo end to end: real Mosquitto, the emulated site, the live service, the
+dashboard, the twin, gate 1, approval, shadow, live; and nothing left running afterwards."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from control.reservoir import Reservoir
+from twinloop.demo import Demo, DemoConfig
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
+        reason="Mosquitto is not installed (scripts/setup.sh installs it)",
+    ),
+]
+
+
+def _mosquittos(home: Path) -> list[str]:
+    """Command lines of running Mosquitto processes configured under ``home``."""
+    found = []
+    for cmdline_file in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmdline = cmdline_file.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended meanwhile
+            continue
+        if "mosquitto" in cmdline and str(home) in cmdline:
+            found.append(cmdline)
+    return found
+
+
+@pytest.mark.slow
+def test_demo_runs_the_dual_loop_unattended_and_leaves_nothing_running(tmp_path: Path) -> None:
+    home = tmp_path / "demo"
+    config = DemoConfig(
+        home=home,
+        speed=1200.0,
+        port=0,
+        auto_approve=True,
+        live_hours=1.0,
+        shadow_periods=2,
+        fit_iterations=10,
+        commissioning_days=1.0,
+        candidate="trim-and-respond",
+    )
+    lines: list[str] = []
+    threads_before = threading.active_count()
+    with Demo(config, say=lines.append) as demo:
+        demo.start()
+        assert demo.dashboard_url is not None
+        with urllib.request.urlopen(demo.dashboard_url + "/", timeout=10) as response:
+            assert response.status == 200
+        assert _mosquittos(home), "the demo's broker is running"
+        status = demo.wait(progress=False)
+    assert status.gate1.startswith("passed"), lines
+    assert any("is live" in line for line in lines), lines
+    assert status.live_hours >= 1.0
+    assert math.isfinite(status.savings_live_pct)
+    assert status.violation_kh_above_27 == pytest.approx(0.0, abs=0.05)
+    with Reservoir(home / "reservoir", create=False) as reservoir:
+        record = reservoir.get("trim-and-respond")
+        assert record.state == "live"
+        actors = [h.actor for h in reservoir.history("trim-and-respond")]
+        assert "gate1" in actors and "demo-auto" in actors
+    # Everything stopped: the broker process, the dashboard's port, the threads.
+    assert not _mosquittos(home)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(demo.dashboard_url + "/", timeout=2)
+    assert threading.active_count() <= threads_before + 1

@@ -1,0 +1,508 @@
+"""The one-command demo of the whole dual loop (``twinloop demo``), on embedded defaults.
+
+What runs, all on this machine and on loopback:
+
+- **outer loop:** Mosquitto (generated config, one identity per service, ACLs), the plant
+  of ``tropical-typical-week`` behind the BMS emulator at ``speed`` × real time, the live
+  service (MQTT ingestion into the SQLite historian, the live controller behind the shield
+  and watchdog, the setpoint writer, the twin assimilating beside the loop) and the operator
+  dashboard;
+- **inner loop:** the twin fitted from a commissioning recording of the same site (three
+  days under exploration before the live week), a reservoir seeded with the baselines and
+  the MPC, pre-evaluation of the MPC against the site's own control in the twin and gate 1;
+  then the operator's approval (dashboard, or ``auto_approve``), a shadow window, and live
+  control;
+- **the score:** a second copy of the plant runs the same week under the site's built-in
+  control in lock-step (possible only because the site is emulated), so the savings shown
+  are measured against the true counterfactual, not predicted.
+
+:class:`Demo` is a context manager: leaving it (Ctrl-C included) stops every thread and the
+broker process; nothing is left running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from connectors.bms_emulator import BmsEmulator
+from connectors.broker import MosquittoBroker
+from connectors.historian import Event, Historian, Reading
+from connectors.topics import Topics
+from control import approval
+from control.preevaluation import register_builtin
+from control.reservoir import Reservoir
+from control.service import BrokerSection, LiveService, ServiceConfig
+from physics.plant.plant import Plant
+from physics.plant.scenario import Scenario, load_scenario
+from physics.plant.simulation import build_plant
+from twin.spaces import HallReadings
+
+logger = logging.getLogger(__name__)
+
+SITE = "demo-hall"
+SCENARIO = "tropical-typical-week"
+CANDIDATE = "mpc"
+INCUMBENT = "fixed-setpoints"
+DEMO_SUITE = "demo"
+OPERATOR = "operator"
+VIEWER = "viewer"
+AUTO = "demo-auto"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    home: Path
+    scenario: str = SCENARIO
+    speed: float = 300.0
+    """Plant seconds per wall second (300: a 5-min control period every second)."""
+    host: str = "127.0.0.1"
+    port: int = 8050
+    auto_approve: bool = False
+    live_hours: float | None = None
+    """Stop after this many simulated hours of live control (None: at the end of the
+    scenario, or Ctrl-C)."""
+    shadow_periods: int = 12
+    fit_iterations: int = 200
+    commissioning_days: float = 3.0
+    candidate: str = CANDIDATE
+    """The built-in policy put through the gate (the MPC; trim-and-respond is quicker)."""
+    suite: str = DEMO_SUITE
+
+
+@dataclass
+class DemoStatus:
+    """What the console and the summary show."""
+
+    phase: str = "starting"
+    hours: float = 0.0
+    live_hours: float = 0.0
+    mode: str = "site"
+    live: str | None = None
+    cooling_kwh: float = 0.0
+    reference_cooling_kwh: float = 0.0
+    live_cooling_kwh: float = 0.0
+    live_reference_kwh: float = 0.0
+    violation_kh_above_27: float = 0.0
+    max_inlet_c: float = -math.inf
+    gate1: str = ""
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def savings_live_pct(self) -> float:
+        """Cooling savings vs the site's own control over the hours a policy was live."""
+        if self.live_reference_kwh <= 0:
+            return math.nan
+        return (1.0 - self.live_cooling_kwh / self.live_reference_kwh) * 100.0
+
+
+def _commissioning_scenario(live: Scenario, days: float, out: Path) -> Path:
+    """A scenario of the live site in the days just before the live week (exploration)."""
+    start_h = live.start_h - days * 24.0
+    start = time.strftime("%m-%d", time.gmtime(start_h * 3600.0))
+    text = (
+        f"name: {live.name}-commissioning\n"
+        f"description: Commissioning recording of the demo site before the live week.\n"
+        f"site: {{variant: {live.site.name}, seed: {live.site_seed}}}\n"
+        f'weather: {{file: "pvlib:miami", start: "{start}"}}\n'
+        "workload: {kind: diurnal, mean_frac: 0.6, amplitude_frac: 0.15}\n"
+        f"duration: {days:g} d\nstep: {live.step_s:g} s\n"
+        f"control_period: {live.control_period_s:g} s\nsensor_noise: 1.0\nseed: 5\n"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "commissioning.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def fit_site_twin(config: DemoConfig, scenario: Scenario, say: Callable[[str], None]) -> Path:
+    """The twin of the demo site, fitted on a commissioning recording (reused if saved).
+
+    The commissioning run is the site's exploration test before the live week (setpoint
+    steps under the site's supervision, as :mod:`twin.recording` records it): live data under
+    one fixed control would not excite the plant enough to identify it."""
+    from twin.dataset import design_of, periods_from_recordings
+    from twin.recording import load_recordings, record_run
+    from twin.training import FitConfig, fit_twin
+
+    twin_dir = config.home / "twin"
+    if (twin_dir / "twin.pt").exists():
+        say(f"twin: reusing {twin_dir}")
+        return twin_dir
+    data_dir = config.home / "commissioning"
+    path = _commissioning_scenario(scenario, config.commissioning_days, data_dir)
+    say(f"twin: recording {config.commissioning_days:g} commissioning days of the site")
+    record_run(load_scenario(path), policy="explore", seed=5, out_dir=data_dir, overwrite=True)
+    recordings = load_recordings(data_dir)
+    periods = periods_from_recordings(recordings, design_of(recordings))
+    say(f"twin: fitting ({config.fit_iterations} iterations, {len(periods)} periods)")
+    fit = FitConfig(ensemble_size=1, iterations=config.fit_iterations)
+    ensemble = fit_twin(design_of(recordings), periods, fit, progress=True)
+    ensemble.save(twin_dir)
+    return twin_dir
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class ReferenceSite:
+    """The same plant under the site's built-in control, stepped to the live plant's time."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.plant: Plant = build_plant(scenario)
+        self.site = scenario.site
+
+    def advance_to(self, time_s: float) -> tuple[float, float] | None:
+        """Step to ``time_s``; the cooling power (kW) read at the end and the hours stepped,
+        or None if already there."""
+        steps = round((time_s - self.plant.time_s) / self.plant.step_s)
+        steps = min(steps, self.plant.n_steps - self.plant.step_index)
+        if steps < 1:
+            return None
+        self.plant.advance(steps)
+        frame = self.plant.last_frame
+        assert frame is not None
+        hall = HallReadings.from_points(
+            frame.names, frame.values, self.site.n_pods, self.site.racks_per_pod
+        )
+        return float(hall.cooling_power_kw[0]), steps * self.plant.step_s / 3600.0
+
+
+class Demo:
+    """Everything of the demo; see the module docstring."""
+
+    def __init__(self, config: DemoConfig, *, say: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.say = say
+        self.status = DemoStatus()
+        self.scenario = load_scenario(config.scenario)
+        self.home = config.home
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._cleanup: list[Callable[[], None]] = []
+        self.dashboard_url: str | None = None
+        self.operator_password = ""
+        self.error: BaseException | None = None
+        self.service: LiveService | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> Demo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop every thread and process the demo started (in reverse order)."""
+        self._stop.set()
+        if self.service is not None:
+            self.service.stop()
+        for thread in self._threads:
+            thread.join(timeout=30.0)
+        while self._cleanup:
+            step = self._cleanup.pop()
+            try:
+                step()
+            except Exception:
+                logger.exception("demo: clean-up step failed")
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        def guarded() -> None:
+            try:
+                target()
+            except Exception as exc:
+                logger.exception("demo: %s failed", name)
+                self.error = exc
+                self._stop.set()
+
+        thread = threading.Thread(target=guarded, name=f"demo-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    @property
+    def live_service(self) -> LiveService:
+        if self.service is None:
+            raise RuntimeError("the live service is not running")
+        return self.service
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    # ------------------------------------------------------------------ start-up
+    def start(self) -> Demo:
+        cfg = self.config
+        # The twin is fitted before the live parts start: fitting beside them in one process
+        # would fight the MQTT threads for the interpreter lock (about 30 s on 2 cores).
+        self.status.phase = "fitting the twin"
+        self.twin_dir = fit_site_twin(cfg, self.scenario, self.say)
+        broker = MosquittoBroker(self.home / "broker").start()
+        self._cleanup.append(broker.stop)
+        self.say(f"broker: Mosquitto on {broker.host}:{broker.port} (TLS {broker.tls_port})")
+        self.reservoir_root = self.home / "reservoir"
+        with Reservoir(self.reservoir_root) as reservoir:
+            names = {r.name for r in reservoir.list()}
+            for name in dict.fromkeys((INCUMBENT, "trim-and-respond", CANDIDATE, cfg.candidate)):
+                if name not in names:
+                    register_builtin(reservoir, name, actor=AUTO)
+        self.historian_path = self.home / "historian.sqlite"
+        Historian(self.historian_path).close()
+        topics = Topics(SITE)
+        plant = build_plant(self.scenario)
+        self._inlet_columns = np.array(
+            [i for i, n in enumerate(plant.log_names) if n.startswith("rack_inlet_c.")]
+        )
+        self.emulator = BmsEmulator(
+            plant,
+            broker.address("bms"),
+            topics,
+            speed=cfg.speed,
+            epoch_s=self.scenario.start_h * 3600.0,
+        )
+        service_config = ServiceConfig(
+            site=SITE,
+            broker=BrokerSection(
+                host=broker.host, port=broker.port, credentials=broker.credentials_file
+            ),
+            historian=self.historian_path,
+            reservoir=self.reservoir_root,
+            control_period_s=self.scenario.control_period_s,
+            clock="plant",
+            time_scale=cfg.speed,
+            scenario=cfg.scenario,
+            twin=self.twin_dir,
+            sensor_step_s=self.scenario.step_s,
+        )
+        # The service's stores belong to the thread that runs it: made, run and closed there.
+        ready = threading.Event()
+        self._spawn("service", lambda: self._run_service(service_config, ready))
+        if not ready.wait(60.0) or self.error is not None:
+            raise RuntimeError(f"the live service did not start: {self.error}")
+        self.emulator.start()
+        self._cleanup.append(self.emulator.stop)
+        self._start_dashboard()
+        self._spawn("inner-loop", self._inner_loop)
+        self._spawn("score", self._score)
+        return self
+
+    def _run_service(self, config: ServiceConfig, ready: threading.Event) -> None:
+        self.service = LiveService(config)
+        try:
+            self.service.start()
+            ready.set()
+            self.service.run()
+        finally:
+            self.service.close()
+
+    def _start_dashboard(self) -> None:
+        from dashboards.app import create_app
+        from dashboards.auth import UserStore
+        from dashboards.server import DashboardServer
+
+        users_file = self.home / "dashboard" / "users.json"
+        store = UserStore(users_file)
+        self.operator_password = secrets.token_urlsafe(9)
+        store.add(OPERATOR, self.operator_password, "operator", replace=True)
+        store.add(VIEWER, secrets.token_urlsafe(9), "viewer", replace=True)
+        app = create_app(self.historian_path, self.reservoir_root, users_file, refresh_s=2.0)
+        server = DashboardServer(app, self.config.host, self.config.port).start()
+        self._cleanup.append(server.stop)
+        self.dashboard_url = server.url
+        self.say(
+            f"dashboard: {server.url}  (log in as '{OPERATOR}' with password "
+            f"'{self.operator_password}'; users in {users_file})"
+        )
+
+    # ------------------------------------------------------------------ inner loop
+    def _event(self, kind: str, message: str) -> None:
+        self.status.events.append(message)
+        self.say(message)
+        self.live_service.historian.add_event(Event(self._plant_time_s(), "demo", kind, message))
+
+    def _plant_time_s(self) -> float:
+        return self.scenario.start_h * 3600.0 + self.emulator.plant.time_s
+
+    def _pre_evaluate(self) -> dict[str, Any] | None:
+        """Loop 1 as ``twinloop preevaluate`` in its own process (the suite in the twin is
+        CPU work that would otherwise compete with the live loop's threads)."""
+        out = self.home / "gate1"
+        command = [
+            sys.executable, "-m", "twinloop.cli", "preevaluate", self.config.candidate,
+            "--incumbent", INCUMBENT, "--suite", self.config.suite, "--twin", str(self.twin_dir),
+            "--root", str(self.reservoir_root), "--out", str(out), "--quiet",
+        ]  # fmt: skip
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._cleanup.append(lambda: _terminate(proc))
+        while proc.poll() is None:
+            if self._stop.wait(0.5):
+                return None
+        output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+        if not (out / "gate1.json").exists():
+            raise RuntimeError(f"pre-evaluation failed (exit {proc.returncode}): {output[-800:]}")
+        report: dict[str, Any] = json.loads((out / "gate1.json").read_text(encoding="utf-8"))
+        return report
+
+    def _inner_loop(self) -> None:
+        cfg = self.config
+        with Reservoir(self.reservoir_root) as reservoir:
+            record = reservoir.get(self.config.candidate)
+            if record.state == "candidate":
+                self.status.phase = "pre-evaluation"
+                self.say(
+                    f"pre-evaluation: {self.config.candidate} vs {INCUMBENT} in the twin "
+                    f"({self.config.suite})"
+                )
+                report = self._pre_evaluate()
+                if report is None:
+                    return
+                self.status.gate1 = (
+                    f"passed: {report['savings_percent']:.1f} % predicted savings"
+                    if report["passed"]
+                    else "failed: " + "; ".join(report["reasons"])
+                )
+                self._event("gate1", f"gate 1 {self.status.gate1}")
+                if not report["passed"]:
+                    return
+            self.status.phase = "awaiting approval"
+            if cfg.auto_approve and reservoir.get(self.config.candidate).state == "pre_evaluated":
+                approval.approve(
+                    reservoir,
+                    self.config.candidate,
+                    operator=AUTO,
+                    reason="--auto-approve (unattended demo)",
+                )
+            elif reservoir.get(self.config.candidate).state == "pre_evaluated":
+                self.say(
+                    f"waiting for an operator to approve {self.config.candidate} at "
+                    f"{self.dashboard_url}"
+                )
+            while not self._stop.wait(0.5):
+                state = reservoir.get(self.config.candidate).state
+                if state != "pre_evaluated":
+                    break
+            state = reservoir.get(self.config.candidate).state
+            if state != "approved":
+                self._event(
+                    "approval",
+                    f"{self.config.candidate} is {state}; the site keeps its own control",
+                )
+                return
+            self._event(
+                "approval",
+                f"{self.config.candidate} approved; {cfg.shadow_periods} periods in shadow",
+            )
+            approval.promote(
+                reservoir,
+                self.config.candidate,
+                operator=AUTO,
+                reason="operator approved: shadow window",
+            )
+            self.status.phase = "shadow"
+            shadow_s = cfg.shadow_periods * self.scenario.control_period_s
+            started = self._plant_time_s()
+            while not self._stop.wait(0.5):
+                if reservoir.get(self.config.candidate).state != "shadow":
+                    return
+                if self._plant_time_s() - started >= shadow_s:
+                    break
+            if self.stopped:
+                return
+            approval.promote(
+                reservoir,
+                self.config.candidate,
+                operator=AUTO,
+                reason=f"shadow window of {cfg.shadow_periods} periods passed without a trip",
+            )
+            self.status.phase = "live"
+            self._event("live", f"{self.config.candidate} is live")
+
+    # ------------------------------------------------------------------ the score
+    def _score(self) -> None:
+        """Every control period: the live plant's and the reference plant's cooling power,
+        violation degree-hours, and the savings while a policy was live."""
+        reference = ReferenceSite(self.scenario)
+        limit_h = self.config.live_hours
+        historian = self.live_service.historian
+        site = self.scenario.site
+        with Reservoir(self.reservoir_root) as reservoir:
+            while not self._stop.wait(0.2):
+                plant = self.emulator.plant
+                frame = plant.last_frame
+                stepped = reference.advance_to(plant.time_s)
+                if stepped is None or frame is None:
+                    continue
+                ref_kw, dt_h = stepped
+                hall = HallReadings.from_points(
+                    frame.names, frame.values, site.n_pods, site.racks_per_pod
+                )
+                cooling_kw = float(hall.cooling_power_kw[0])
+                inlets = plant.last_log[0][self._inlet_columns]
+                live = approval.in_control(reservoir)
+                s = self.status
+                s.hours = plant.time_s / 3600.0
+                s.live = None if live is None else live.ref
+                s.mode = "site" if live is None else "live"
+                s.cooling_kwh += cooling_kw * dt_h
+                s.reference_cooling_kwh += ref_kw * dt_h
+                if live is not None:
+                    s.live_cooling_kwh += cooling_kw * dt_h
+                    s.live_reference_kwh += ref_kw * dt_h
+                    s.live_hours += dt_h
+                s.max_inlet_c = max(s.max_inlet_c, float(inlets.max()))
+                s.violation_kh_above_27 += float(np.maximum(inlets - 27.0, 0.0).sum()) * dt_h
+                values = {
+                    "kpi.reference_cooling_power_kw": ref_kw,
+                    "kpi.savings_live_pct": s.savings_live_pct,
+                    "kpi.violation_kh_above_27": s.violation_kh_above_27,
+                }
+                now_s = self.scenario.start_h * 3600.0 + plant.time_s
+                historian.write(
+                    [Reading(k, now_s, v) for k, v in values.items() if math.isfinite(v)]
+                )
+                if (limit_h is not None and s.live_hours >= limit_h) or plant.done:
+                    self.say(f"demo: {s.hours:.1f} simulated hours, {s.live_hours:.1f} live")
+                    self._stop.set()
+                    return
+
+    # ------------------------------------------------------------------ console
+    def wait(self, *, progress: bool = True) -> DemoStatus:
+        """Block until the demo ends (hours reached, scenario over, error) or Ctrl-C."""
+        from tqdm import tqdm
+
+        total = self.scenario.duration_h
+        with tqdm(total=round(total, 1), unit="h", disable=not progress, desc="demo") as bar:
+            while not self._stop.wait(1.0):
+                s = self.status
+                bar.n = round(min(s.hours, total), 1)
+                saving = s.savings_live_pct
+                bar.set_postfix_str(
+                    f"{s.phase}; {s.mode}"
+                    + (f" {s.live}" if s.live else "")
+                    + (f"; saving {saving:.1f} %" if math.isfinite(saving) else "")
+                    + f"; {s.violation_kh_above_27:.2f} K·h>27",
+                    refresh=False,
+                )
+                bar.refresh()
+        if self.error is not None:
+            raise self.error
+        return self.status
