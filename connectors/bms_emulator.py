@@ -117,7 +117,9 @@ class BmsEmulator:
         self._client.will_set(
             topics.status, self._status_payload("offline", "site"), qos=1, retain=True
         )
+        self._subscribe_mid: int | None = None
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
 
@@ -144,14 +146,31 @@ class BmsEmulator:
             if reason_code.is_failure:
                 logger.error("bms emulator: broker refused connection: %s", reason_code)
                 return
-            client.subscribe([(self.topics.setpoints_filter, 1), (self.topics.override, 1)])
+            # Online only once the broker confirms the subscriptions (SUBACK): a command
+            # published before that would find no subscriber.
+            _, self._subscribe_mid = client.subscribe(
+                [(self.topics.setpoints_filter, 1), (self.topics.override, 1)]
+            )
+        except Exception:
+            logger.exception("bms emulator: on_connect failed")
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, props: Any
+    ) -> None:
+        try:
+            if mid != self._subscribe_mid:
+                return
+            refused = [rc for rc in reason_codes if rc.is_failure]
+            if refused:
+                logger.error("bms emulator: broker refused the subscriptions: %s", refused)
+                return
             client.publish(
                 self.topics.status, self._status_payload("online", self.control), 1, True
             )
             self._connected.set()
             logger.info("bms emulator online at %s", self.address)
         except Exception:
-            logger.exception("bms emulator: on_connect failed")
+            logger.exception("bms emulator: on_subscribe failed")
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, props: Any

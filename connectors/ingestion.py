@@ -142,7 +142,9 @@ class MqttIngestor:
             reconnect_min_s=reconnect_min_s,
             reconnect_max_s=reconnect_max_s,
         )
+        self._subscribe_mid: int | None = None
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
 
@@ -160,10 +162,10 @@ class MqttIngestor:
                 logger.error("ingestion: broker refused connection: %s", reason_code)
                 self._net["connect_refused"] += 1
                 return
-            client.subscribe(self.topics.sensors_filter, qos=self.qos)
+            # Connected only once the broker confirms the subscription (SUBACK).
+            _, self._subscribe_mid = client.subscribe(self.topics.sensors_filter, qos=self.qos)
             self.last_connect_mono = time.monotonic()
             self._net["connects"] += 1
-            self._connected.set()
             logger.info(
                 "ingestion connected to %s (session present: %s)",
                 self.address,
@@ -171,6 +173,21 @@ class MqttIngestor:
             )
         except Exception:
             logger.exception("ingestion: on_connect failed")
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, props: Any
+    ) -> None:
+        try:
+            if mid != self._subscribe_mid:
+                return
+            refused = [rc for rc in reason_codes if rc.is_failure]
+            if refused:
+                logger.error("ingestion: broker refused the subscription: %s", refused)
+                self._net["subscribe_refused"] += 1
+                return
+            self._connected.set()
+        except Exception:
+            logger.exception("ingestion: on_subscribe failed")
 
     def _on_disconnect(
         self,

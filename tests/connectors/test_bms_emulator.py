@@ -60,13 +60,15 @@ def rig(broker: MosquittoBroker, plant: Plant) -> Iterator[tuple[BmsEmulator, Se
         yield emulator, writer
 
 
-def _settle(emulator: BmsEmulator, expect: str, n: int = 1, steps: int = 200) -> None:
-    for _ in range(steps):
-        emulator.step()
-        if emulator.counters()[expect] >= n:
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"{expect} never reached {n}: {emulator.counters()}")
+def _settle(emulator: BmsEmulator, expect: str, n: int = 1, timeout_s: float = 15.0) -> None:
+    """Process arriving commands (plant time stands still) until counter ``expect`` reaches
+    ``n``, then advance the plant one step so what was applied shows in its log."""
+    deadline = time.monotonic() + timeout_s
+    while emulator.counters()[expect] < n:
+        assert time.monotonic() < deadline, f"{expect} never reached {n}: {emulator.counters()}"
+        emulator.process_commands()
+        time.sleep(0.01)
+    emulator.step()
 
 
 def _applied_sp(plant: Plant, field: str) -> float:
