@@ -292,6 +292,10 @@ class Demo:
             scenario=cfg.scenario,
             twin=self.twin_dir,
             sensor_step_s=self.scenario.step_s,
+            # At hundreds of times real time one 60-s sample lasts a fraction of a wall
+            # second; data older than three control periods (3 s of wall time at 300×) is
+            # stale here, instead of three samples.
+            watchdog={"stale_after_s": 3.0 * self.scenario.control_period_s},
         )
         # The service's stores belong to the thread that runs it: made, run and closed there.
         ready = threading.Event()
