@@ -24,6 +24,7 @@ import logging
 import math
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,6 +182,30 @@ class SetpointWriter:
         return self._connected.wait(timeout_s)
 
     # ------------------------------------------------------------------ writing
+    def _message(
+        self, field: str, value: float, expires_at: float, issued_at: float, command_id: str | None
+    ) -> tuple[str, SetpointMessage]:
+        topic = self.topics.setpoint(field)  # ValueError for a field that is not writable
+        if not (math.isfinite(value) and math.isfinite(expires_at) and math.isfinite(issued_at)):
+            raise ValueError("setpoint value, expires_at and issued_at must be finite")
+        if expires_at <= issued_at:
+            raise ValueError("a setpoint must expire after it is issued")
+        message = SetpointMessage(
+            id=command_id or uuid.uuid4().hex,
+            value=float(value),
+            expires_at=expires_at,
+            issued_at=issued_at,
+        )
+        return topic, message
+
+    @staticmethod
+    def _raise_for(result: WriteResult) -> None:
+        what = f"{result.field}={result.value}"
+        if result.outcome == "refused":
+            raise SetpointRefusedError(f"broker refused {what}: {result.detail}", result)
+        if result.outcome != "published":
+            raise SetpointError(f"setpoint {what} not confirmed: {result.detail}", result)
+
     def write(
         self,
         field: str,
@@ -195,51 +220,85 @@ class SetpointWriter:
         Returns the result when the broker accepted it; raises :class:`SetpointRefusedError` when
         the broker refused it and :class:`SetpointError` when it could not be confirmed.
         """
-        topic = self.topics.setpoint(field)  # ValueError for a field that is not writable
-        if not (math.isfinite(value) and math.isfinite(expires_at) and math.isfinite(issued_at)):
-            raise ValueError("setpoint value, expires_at and issued_at must be finite")
-        if expires_at <= issued_at:
-            raise ValueError("a setpoint must expire after it is issued")
-        message = SetpointMessage(
-            id=command_id or uuid.uuid4().hex,
-            value=float(value),
-            expires_at=expires_at,
-            issued_at=issued_at,
+        message = self._message(field, float(value), expires_at, issued_at, command_id)
+        return self._write_all([(field, *message)])[0]
+
+    def write_many(
+        self,
+        values: Mapping[str, float],
+        *,
+        expires_at: float,
+        issued_at: float,
+        command_id: str | None = None,
+    ) -> list[WriteResult]:
+        """Publish one command per field, then wait for all their PUBACKs at once (one round
+        trip instead of one per field); audit every outcome. Ids are ``<command_id>.<field>``
+        (random without ``command_id``). Raises as :meth:`write` does for the first field that
+        was not confirmed, after every outcome is audited."""
+        return self._write_all(
+            [
+                (
+                    field,
+                    *self._message(
+                        field,
+                        float(value),
+                        expires_at,
+                        issued_at,
+                        f"{command_id}.{field}" if command_id else None,
+                    ),
+                )
+                for field, value in values.items()
+            ]
         )
+
+    def _write_all(self, messages: list[tuple[str, str, SetpointMessage]]) -> list[WriteResult]:
         with self._write_lock:
-            result = self._publish(topic, field, message)
-        self._audit(result)
-        if result.outcome == "refused":
-            raise SetpointRefusedError(f"broker refused {field}={value}: {result.detail}", result)
-        if result.outcome != "published":
-            raise SetpointError(f"setpoint {field}={value} not confirmed: {result.detail}", result)
-        return result
+            sent = [(field, topic, m, self._send(topic, m)) for field, topic, m in messages]
+            results = [self._confirm(field, topic, m, info) for field, topic, m, info in sent]
+        for result in results:
+            self._audit(result)
+        for result in results:
+            self._raise_for(result)
+        return results
 
-    def _publish(self, topic: str, field: str, message: SetpointMessage) -> WriteResult:
-        def result(outcome: str, code: int | None, detail: str) -> WriteResult:
-            return WriteResult(
-                message.id,
-                field,
-                message.value,
-                message.expires_at,
-                message.issued_at,
-                outcome,
-                code,
-                detail,
-            )
+    @staticmethod
+    def _result(
+        field: str, message: SetpointMessage, outcome: str, code: int | None, detail: str
+    ) -> WriteResult:
+        return WriteResult(
+            message.id,
+            field,
+            message.value,
+            message.expires_at,
+            message.issued_at,
+            outcome,
+            code,
+            detail,
+        )
 
+    def _send(self, topic: str, message: SetpointMessage) -> mqtt.MQTTMessageInfo | str:
+        """The publish in flight, or why it could not be sent."""
         if not self._connected.is_set():
-            return result("error", None, f"not connected to {self.address}")
+            return f"not connected to {self.address}"
         info = self._client.publish(topic, message.encode(), qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            return result("error", None, f"publish failed: {mqtt.error_string(info.rc)}")
+            return f"publish failed: {mqtt.error_string(info.rc)}"
+        return info
+
+    def _confirm(
+        self, field: str, topic: str, message: SetpointMessage, info: mqtt.MQTTMessageInfo | str
+    ) -> WriteResult:
+        if isinstance(info, str):
+            return self._result(field, message, "error", None, info)
         with self._cond:
             got = self._cond.wait_for(lambda: info.mid in self._acks, timeout=self.timeout_s)
             reason = self._acks.pop(info.mid, None)
             if not got:
                 self._abandoned.add(info.mid)
         if not got or reason is None:
-            return result(
+            return self._result(
+                field,
+                message,
                 "error",
                 None,
                 f"no PUBACK within {self.timeout_s:.1f} s (it may still be delivered before "
@@ -247,10 +306,12 @@ class SetpointWriter:
             )
         code = int(reason.value)
         if reason.is_failure:
-            return result("refused", code, f"PUBACK reason 0x{code:02X} {reason.getName()}")
+            return self._result(
+                field, message, "refused", code, f"PUBACK reason 0x{code:02X} {reason.getName()}"
+            )
         # 0x10 "no matching subscribers" is a success: the broker accepted the message.
         self._remember(topic, message)
-        return result("published", code, reason.getName())
+        return self._result(field, message, "published", code, reason.getName())
 
     def _remember(self, topic: str, message: SetpointMessage) -> None:
         with self._cond:

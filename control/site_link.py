@@ -45,14 +45,13 @@ class MqttSetpointSink:
         issued_at_s: float,
         command_id: str,
     ) -> None:
-        for name, value in command_fields.items():
-            self.writer.write(
-                name,
-                float(value),
-                expires_at=expires_at_s,
-                issued_at=issued_at_s,
-                command_id=f"{command_id}.{name}",
-            )
+        # All fields in flight at once, one wait for their PUBACKs; ids <command_id>.<field>.
+        self.writer.write_many(
+            {name: float(value) for name, value in command_fields.items()},
+            expires_at=expires_at_s,
+            issued_at=issued_at_s,
+            command_id=command_id,
+        )
 
 
 class OverrideMonitor:

@@ -11,7 +11,7 @@ import pytest
 from connectors.bms_emulator import BmsEmulator
 from connectors.broker import BrokerAddress, MosquittoBroker
 from connectors.historian import Historian
-from connectors.setpoint_writer import SetpointError, SetpointWriter
+from connectors.setpoint_writer import SetpointError, SetpointRefusedError, SetpointWriter
 from connectors.topics import Topics
 from physics.plant.plant import Plant
 
@@ -56,6 +56,36 @@ def test_published_without_subscribers_is_success(broker: MosquittoBroker, tmp_p
         assert historian.audit()[0].outcome == "published"
     assert result.outcome == "published"
     assert result.reason_code in (0x00, 0x10)  # success / no matching subscribers
+
+
+@pytest.mark.integration
+def test_write_many_confirms_every_field_and_a_refusal_is_never_a_success(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    command = {"supply_air_c": 21.0, "chw_supply_c": 9.0, "cw_supply_c": 27.0}
+    with (
+        Historian(tmp_path / "h.sqlite") as historian,
+        SetpointWriter(broker.address("controller"), TOPICS, historian) as writer,
+    ):
+        results = writer.write_many(command, expires_at=300.0, issued_at=0.0, command_id="k7")
+        assert [r.command_id for r in results] == [
+            "k7.supply_air_c",
+            "k7.chw_supply_c",
+            "k7.cw_supply_c",
+        ]
+        assert [r.outcome for r in results] == ["published"] * 3
+        assert sorted(a.command_id for a in historian.audit()) == sorted(
+            r.command_id for r in results
+        )
+    # The ingestion identity may not write setpoints: every field is refused (0x87) and
+    # audited as refused; the call raises instead of reporting success.
+    with (
+        Historian(tmp_path / "h2.sqlite") as historian,
+        SetpointWriter(broker.address("ingest"), TOPICS, historian) as intruder,
+    ):
+        with pytest.raises(SetpointRefusedError, match="0x87"):
+            intruder.write_many(command, expires_at=300.0, issued_at=0.0, command_id="x1")
+        assert [a.outcome for a in historian.audit()] == ["refused"] * 3
 
 
 @pytest.mark.integration
