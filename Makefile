@@ -56,6 +56,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/twin_figures.py
 	$(BIN)/python benchmarks/twin_speed.py --twin out/bench/twin/twin
 	$(BIN)/python benchmarks/twin_extrapolation.py --members 1 --iterations 300
+	$(BIN)/python benchmarks/heldout_suite.py --policy fixed-setpoints --policy trim-and-respond --policy mpc --policy oracle-mpc
+	$(BIN)/python benchmarks/gate_figures.py --twin out/bench/twin/twin
+	$(BIN)/python benchmarks/ray_suite_speed.py --rounds 2
+	$(BIN)/python benchmarks/control_latency.py --periods 300
+	$(BIN)/python benchmarks/ingestion_speed.py --client c --messages 100000
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info
