@@ -10,8 +10,13 @@ Per field the shield enforces, in this order of precedence:
    :class:`~physics.plant.site.SetpointLimits` (always wins);
 3. a rate limit per control period (one :meth:`Shield.project` call) relative to the last
    value written;
-4. a rate limit per hour: over any window of ``window_s`` (default one hour) the values
-   written span at most ``max_per_hour`` (so no two writes an hour apart differ by more);
+4. a rate limit per hour: over any window of ``window_s`` (default one hour) a move away
+   from the window's lowest (highest) value is at most ``max_per_hour`` up (down);
+
+the rate limits pace moves *away* from the site's own setpoint (the reference); a move back
+towards it, up to it, is never held back (that is where a rollback lands anyway, and a policy
+that must cool fast when the load rises may not be slowed: measured offline, the MPC behind
+symmetric limits overshot 27 °C);
 5. the economiser switches at most once per ``economiser_min_dwell_s``.
 
 A value that is not finite (NaN, ±Inf) holds the last safe value (``invalid="hold"``) or is
@@ -321,6 +326,14 @@ class Shield:
         if low > high:  # cannot happen from a consistent history; the envelope wins
             low, high = env_low, env_high
             value = track.last
+        # Rate limits pace moves away from the site's own setpoint, never the way back to
+        # it: the site's setpoint is where a rollback lands in one period anyway, and a
+        # policy that must cool fast (load rising, a coil fouling) may not be held back.
+        reference = min(max(self._reference[name], env_low), env_high)
+        if reference < track.last:
+            low = min(low, reference)
+        elif reference > track.last:
+            high = max(high, reference)
         applied = min(max(value, low), high)
         if applied == value:
             return applied, None

@@ -37,6 +37,7 @@ class WriteLog:
         }
         self.commands = 0
         self.economiser_changed_s = -math.inf
+        self.reference = dict(reference)
 
     def check(self, result: ShieldResult) -> None:
         cfg = self.config
@@ -55,10 +56,19 @@ class WriteLog:
                     assert since >= cfg.economiser_min_dwell_s
                     self.economiser_changed_s = result.time_s
             else:
-                assert abs(value - last_v) <= cfg.step_limit(name) + TOL
-                recent = [v for t, v in history if t >= result.time_s - cfg.window_s]
-                span = max([*recent, value]) - min([*recent, value])
-                assert span <= cfg.hour_limit(name) + TOL, f"{name} moved {span} within an hour"
+                ref = min(max(self.reference[name], low), high)
+                if min(last_v, ref) - TOL <= value <= max(last_v, ref) + TOL:
+                    pass  # back towards the site's setpoint: never rate-limited
+                else:
+                    assert abs(value - last_v) <= cfg.step_limit(name) + TOL
+                    recent = [v for t, v in history if t >= result.time_s - cfg.window_s]
+                    recent = recent or [last_v]
+                    # Up by at most the hourly limit from the hour's lowest value, down from its
+                    # highest (a return towards the site's setpoint may lie in between).
+                    moved = value - min(recent) if value > last_v else max(recent) - value
+                    assert moved <= cfg.hour_limit(name) + TOL, (
+                        f"{name} moved {moved} away within an hour"
+                    )
             history.append((result.time_s, value))
             while history[0][0] < result.time_s - cfg.window_s:
                 history.popleft()
@@ -180,6 +190,14 @@ def test_rate_limits_step_and_hour() -> None:
     # Once the first writes leave the window, it may climb again.
     later = shield.project({"supply_air_c": 27.0}, 300.0 * 12 + 600.0)
     assert later.fields["supply_air_c"] > 21.0
+    # The way back to the site's setpoint (19 °C) is never paced: cooling may not wait.
+    back = shield.project({"supply_air_c": 19.0}, 300.0 * 12 + 600.0)
+    assert back.fields["supply_air_c"] == pytest.approx(19.0) and not back.intervened
+    shield.commit(back)
+    # Beyond it the pacing applies again: within the hour it was at 21 °C, so 19 °C holds.
+    beyond = shield.project({"supply_air_c": 18.0}, 300.0 * 13 + 600.0)
+    assert beyond.fields["supply_air_c"] == pytest.approx(19.0)
+    assert [i.reason for i in beyond.interventions] == ["hour"]
 
 
 def test_non_finite_holds_the_last_safe_value_or_drops_the_field() -> None:
