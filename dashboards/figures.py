@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 import plotly.graph_objects as go
-from dash import html
+from dash import dcc, html
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,17 @@ def thin(data: FrameOrSeries, max_points: int = MAX_POINTS) -> FrameOrSeries:
 
 def window_options() -> list[dict[str, Any]]:
     return [{"label": f"last {h:g} h", "value": h} for h in WINDOWS_H]
+
+
+def window_dropdown(component_id: Any, hours: float) -> dcc.Dropdown:
+    """The "last N hours" picker of a page, starting at ``hours``."""
+    return dcc.Dropdown(
+        id=component_id,
+        options=window_options(),
+        value=hours,
+        clearable=False,
+        className="tl-window",
+    )
 
 
 def empty_figure(message: str, *, height: int = 320) -> go.Figure:

@@ -27,7 +27,7 @@ from dashboards.figures import (
     thin,
     time_text,
     time_values,
-    window_options,
+    window_dropdown,
 )
 from dashboards.ids import HallIds
 from dashboards.session import signed_in
@@ -45,13 +45,7 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
             html.Div(
                 [
                     html.H2(TITLE),
-                    dcc.Dropdown(
-                        id=HallIds.WINDOW,
-                        options=window_options(),
-                        value=3.0,
-                        clearable=False,
-                        className="tl-window",
-                    ),
+                    window_dropdown(HallIds.WINDOW, 3.0),
                 ],
                 className="tl-page-head",
             ),

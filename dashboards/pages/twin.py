@@ -23,7 +23,7 @@ from dashboards.figures import (
     table,
     thin,
     time_values,
-    window_options,
+    window_dropdown,
 )
 from dashboards.ids import TwinIds
 from dashboards.session import signed_in
@@ -53,13 +53,7 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
                         placeholder="twin output",
                         className="tl-point",
                     ),
-                    dcc.Dropdown(
-                        id=TwinIds.WINDOW,
-                        options=window_options(),
-                        value=6.0,
-                        clearable=False,
-                        className="tl-window",
-                    ),
+                    window_dropdown(TwinIds.WINDOW, 6.0),
                 ],
                 className="tl-page-head",
             ),
