@@ -17,7 +17,11 @@ from pathlib import Path
 import pytest
 from dash import Dash
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -104,7 +108,13 @@ class Site:
 
 def _wait(driver: WebDriver, what: str, check: Callable[[WebDriver], object]) -> None:
     try:
-        WebDriverWait(driver, WAIT_S, poll_frequency=0.2).until(lambda d: check(d))
+        # A page being replaced (navigation, a re-render) leaves stale elements: look again.
+        WebDriverWait(
+            driver,
+            WAIT_S,
+            poll_frequency=0.2,
+            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+        ).until(lambda d: check(d))
     except TimeoutException:
         _shot(driver, "failure")
         pytest.fail(f"timed out waiting for {what}; page text: {_body(driver)[:1500]}")
@@ -133,11 +143,15 @@ def _shot(driver: WebDriver, name: str) -> Path:
     return path
 
 
-def _login(driver: WebDriver, url: str, user: str, password: str) -> None:
+def _login(driver: WebDriver, url: str, user: str, password: str, *, ok: bool = True) -> None:
     driver.get(url + "/logout")
     driver.find_element(By.ID, "username").send_keys(user)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "login-submit").click()
+    # The form's POST and its redirect must finish before the next navigation, or that
+    # redirect can land after it (a race seen on a busy machine).
+    if ok:
+        _wait(driver, f"{user} logged in", lambda d: "Log out" in _body(d))
 
 
 def _plotted(driver: WebDriver, graph_id: str) -> bool:
@@ -153,7 +167,7 @@ def test_login_and_the_live_hall(browser: WebDriver, site: Site) -> None:
     url = site.url
     browser.get(url + "/")
     _wait(browser, "the login page", lambda d: d.find_elements(By.ID, "login-submit"))
-    _login(browser, url, OPERATOR, "not-the-password")
+    _login(browser, url, OPERATOR, "not-the-password", ok=False)
     _wait_text(browser, "login-error", "wrong user name or password")
     _shot(browser, "login")
     _login(browser, url, OPERATOR, OPERATOR_PASSWORD)
