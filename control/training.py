@@ -38,7 +38,7 @@ import yaml
 from numpy.typing import NDArray
 from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.noise import (
     ActionNoise,
@@ -63,10 +63,11 @@ DEFAULT_ENV_ID = "TwinLoop/DataCenter-v0"
 TRAINABLE_ENV_IDS: tuple[str, ...] = (DEFAULT_ENV_ID,)
 """Environment ids :func:`train_agent` can build a batched training environment for."""
 MODEL_FILE, METADATA_FILE, PROGRESS_FILE = "model.zip", "training.json", "progress.csv"
+CHECKPOINT_DIR, CHECKPOINT_INDEX = "checkpoints", "checkpoints.csv"
 
 CONFIG_KEYS = frozenset(
     {"n_envs", "total_timesteps", "episode_hours", "randomisation", "scenarios", "twin"}
-    | {"seed", "device", "reward"}
+    | {"seed", "device", "reward", "checkpoint_every"}
 )
 """Keys of a YAML block (or overrides) that are :class:`TrainConfig` fields, not SB3's."""
 NOISE_KEYS = frozenset({"noise_type", "noise_std"})
@@ -141,6 +142,9 @@ class TrainConfig:
     reward: dict[str, float] = field(default_factory=dict)
     """Keyword arguments of :class:`~twin.reward.CoolingEnergyReward` (e.g. the thermal
     penalty ``violation_kwh_per_kh``); empty = the default reward."""
+    checkpoint_every: int = 0
+    """Save a loadable snapshot every this many environment steps (0 = none): how good the
+    agent was after how much wall-clock, judged afterwards on the plant."""
 
     def __post_init__(self) -> None:
         algo = self.algo.lower()
@@ -161,6 +165,10 @@ class TrainConfig:
             raise ValueError(f"episode_hours must be positive, got {self.episode_hours!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.checkpoint_every, int) or isinstance(self.checkpoint_every, bool):
+            raise ValueError(f"checkpoint_every must be an integer, got {self.checkpoint_every!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be 0 or more, got {self.checkpoint_every}")
         if not isinstance(self.randomisation, bool):
             raise ValueError(f"randomisation must be true or false, got {self.randomisation!r}")
         scenarios = (self.scenarios,) if isinstance(self.scenarios, str) else self.scenarios
@@ -369,6 +377,52 @@ class TqdmProgress(BaseCallback):
         self.bar.close()
 
 
+class Checkpoints(BaseCallback):
+    """Every ``every`` environment steps, a snapshot the reservoir and ``twinloop evaluate``
+    can load: ``checkpoints/step-NNNNNNNNN/`` with ``model.zip`` and a ``training.json``
+    that records the steps and the wall-clock so far; one row per snapshot in
+    ``checkpoints.csv``."""
+
+    def __init__(self, every: int, out_dir: Path, metadata: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.every = every
+        self.out_dir = out_dir
+        self.metadata = dict(metadata)
+        self.started = time.perf_counter()
+        self.next_at = every
+
+    def _on_training_start(self) -> None:
+        self.started = time.perf_counter()
+        self.next_at = self.model.num_timesteps + self.every
+        index = self.out_dir / CHECKPOINT_INDEX
+        index.write_text("timesteps,wall_s,mean_episode_return,path\n", encoding="utf-8")
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps >= self.next_at:
+            self.save()
+            while self.next_at <= self.model.num_timesteps:
+                self.next_at += self.every
+        return True
+
+    def save(self) -> Path:
+        """Write one snapshot now and index it."""
+        wall_s = time.perf_counter() - self.started
+        steps = int(self.model.num_timesteps)
+        folder = self.out_dir / CHECKPOINT_DIR / f"step-{steps:09d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save(folder / MODEL_FILE)
+        returns = [float(e["r"]) for e in self.model.ep_info_buffer or ()]
+        mean = float(np.mean(returns)) if returns else None
+        metadata = {**self.metadata, "timesteps": steps, "wall_s": round(wall_s, 2)}
+        metadata["final_mean_episode_return"] = mean
+        (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", "utf-8")
+        with (self.out_dir / CHECKPOINT_INDEX).open("a", encoding="utf-8") as index:
+            shown = "" if mean is None else f"{mean:.3f}"
+            index.write(f"{steps},{wall_s:.2f},{shown},{folder.relative_to(self.out_dir)}\n")
+        logger.info("checkpoint at %d steps (%.0f s): %s", steps, wall_s, folder)
+        return folder
+
+
 @dataclass(frozen=True)
 class TrainedAgent:
     """What :func:`train_agent` wrote, and how the run went."""
@@ -384,6 +438,26 @@ class TrainedAgent:
     wall_s: float
     final_mean_return: float | None
     """Mean return of the last (up to ``stats_window_size``) episodes; ``None`` if none ended."""
+
+
+def _metadata(
+    config: TrainConfig, timesteps: int, wall_s: float, final: float | None, formats: list[str]
+) -> dict[str, Any]:
+    """``training.json``: what was trained, how far, how long, with which library versions."""
+    return {
+        "algo": config.algo,
+        "env_id": config.env_id,
+        "config": config.to_dict(),
+        "timesteps": timesteps,
+        "wall_s": round(wall_s, 2),
+        "final_mean_episode_return": final,
+        "log_formats": formats,
+        "versions": {
+            "stable_baselines3": stable_baselines3.__version__,
+            "torch": torch.__version__,
+            "gymnasium": gymnasium.__version__,
+        },
+    }
 
 
 def tensorboard_available() -> bool:
@@ -407,7 +481,13 @@ def train_agent(config: TrainConfig, out_dir: Path, *, progress: bool = True) ->
     )
     model.set_logger(configure(str(out_dir), formats))
     rich_bar = progress and importlib.util.find_spec("rich") is not None
-    callback = TqdmProgress(config.algo) if progress and not rich_bar else None
+    callbacks: list[BaseCallback] = []
+    if progress and not rich_bar:
+        callbacks.append(TqdmProgress(config.algo))
+    if config.checkpoint_every:
+        callbacks.append(
+            Checkpoints(config.checkpoint_every, out_dir, _metadata(config, 0, 0.0, None, formats))
+        )
     logger.info(
         "training %s on %s: %d steps, %d envs, scenarios %s",
         config.algo,
@@ -423,7 +503,7 @@ def train_agent(config: TrainConfig, out_dir: Path, *, progress: bool = True) ->
     try:
         model.learn(
             config.total_timesteps,
-            callback=callback,
+            callback=CallbackList(callbacks) if callbacks else None,
             log_interval=log_interval,
             progress_bar=rich_bar,
         )
@@ -435,20 +515,7 @@ def train_agent(config: TrainConfig, out_dir: Path, *, progress: bool = True) ->
     model.save(model_path)
     returns = [float(e["r"]) for e in model.ep_info_buffer or ()]
     final = float(np.mean(returns)) if returns else None
-    metadata = {
-        "algo": config.algo,
-        "env_id": config.env_id,
-        "config": config.to_dict(),
-        "timesteps": int(model.num_timesteps),
-        "wall_s": round(wall_s, 2),
-        "final_mean_episode_return": final,
-        "log_formats": formats,
-        "versions": {
-            "stable_baselines3": stable_baselines3.__version__,
-            "torch": torch.__version__,
-            "gymnasium": gymnasium.__version__,
-        },
-    }
+    metadata = _metadata(config, int(model.num_timesteps), wall_s, final, formats)
     metadata_path = out_dir / METADATA_FILE
     metadata_path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     logger.info("trained %s in %.1f s; model in %s", config.algo, wall_s, model_path)

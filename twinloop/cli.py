@@ -674,6 +674,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         ("twin", args.twin),
         ("seed", args.seed),
         ("device", args.device),
+        ("checkpoint_every", args.checkpoint_every),
     ):
         if value is not None:
             overrides[key] = value
@@ -835,6 +836,14 @@ def _add_reservoir_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     tr.add_argument("--twin", default=None, help="saved twin folder (default: the drawings)")
     tr.add_argument("--seed", type=int, default=None)
     tr.add_argument("--device", default=None, help="cpu or cuda")
+    tr.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="save a loadable snapshot every STEPS environment steps into checkpoints/ "
+        "(with the wall-clock so far, in checkpoints.csv)",
+    )
     tr.add_argument("--hyperparams", default=None, help="YAML (default: control/hyperparams.yaml)")
     tr.add_argument("--no-randomisation", action="store_true", help="no domain randomisation")
     tr.add_argument(

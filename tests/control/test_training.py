@@ -95,6 +95,8 @@ def test_bad_configurations_are_named(tmp_path: Path) -> None:
         TrainConfig.from_yaml("sac", overrides={"n_envs": 2})
     with pytest.raises(ValueError, match="episode_hours must be positive"):
         TrainConfig(algo="ppo", episode_hours=0.0)
+    with pytest.raises(ValueError, match="checkpoint_every must be 0 or more, got -5"):
+        TrainConfig.from_yaml("ppo", overrides={"checkpoint_every": -5})
     with pytest.raises(ValueError, match="total_timesteps must be a positive integer"):
         TrainConfig(algo="ppo", total_timesteps=1.5e5)  # type: ignore[arg-type]
     own = tmp_path / "hp.yaml"
@@ -154,6 +156,7 @@ def ppo_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedAgent:
             "n_epochs": 5,
             "learning_rate": 1e-3,
             "policy_kwargs": {"net_arch": [64, 64]},
+            "checkpoint_every": 1500,
         },
     )
     return train_agent(config, tmp_path_factory.mktemp("ppo"), progress=False)
@@ -173,6 +176,30 @@ def test_ppo_learns_in_the_twin_and_writes_its_run(ppo_run: TrainedAgent) -> Non
     assert meta["config"]["hyperparameters"]["n_steps"] == 48
     assert meta["final_mean_episode_return"] == pytest.approx(curve[-1], rel=1e-5)
     assert meta["wall_s"] > 0 and "stable_baselines3" in meta["versions"]
+
+
+def test_checkpoints_are_loadable_agents_indexed_by_steps_and_wall_clock(
+    ppo_run: TrainedAgent,
+) -> None:
+    from control.agents import Sb3Policy
+
+    index = pd.read_csv(ppo_run.out_dir / "checkpoints.csv")
+    # 8 environments: the first vector steps at or past 1,500, 3,000 and 4,500 steps.
+    assert index["timesteps"].tolist() == [1504, 3000, 4504]
+    assert index["wall_s"].is_monotonic_increasing and (index["wall_s"] > 0).all()
+    total = json.loads(ppo_run.metadata_path.read_text())["wall_s"]
+    assert index["wall_s"].iloc[-1] <= total
+    last = Sb3Policy.load(ppo_run.out_dir / index["path"].iloc[-1])
+    meta = last.metadata
+    assert meta["timesteps"] == 4504 and meta["algo"] == "ppo"
+    assert meta["config"]["checkpoint_every"] == 1500
+    first = Sb3Policy.load(ppo_run.out_dir / index["path"].iloc[0])
+    obs = np.zeros((1, 34), dtype=np.float32)
+    # Snapshots of a learning agent: later ones act differently.
+    assert not np.allclose(
+        first.model.predict(obs, deterministic=True)[0],
+        last.model.predict(obs, deterministic=True)[0],
+    )
 
 
 def test_sac_learns_over_a_scenario_mix_with_a_progress_bar(
