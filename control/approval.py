@@ -15,8 +15,9 @@ operator's rules on top:
   plant);
 * :func:`rollback` takes the live policy (or, with none live, the shadowing one) out of
   service: ``rolled_back``. Rolling back a shadow leaves the live policy in control; rolling
-  back the live policy returns control to the site's own control, since the policy it
-  replaced was retired (a final state of the reservoir's lifecycle) when it went live.
+  back the live policy hands control to the previous live policy, which has stood by since
+  it was replaced (its artifact is checked again first), or, if there is none, it is no
+  longer intact, or the operator asks for it, to the site's own control.
 """
 
 from __future__ import annotations
@@ -104,14 +105,15 @@ def reject(reservoir: Reservoir, ref: str, *, operator: str, reason: str) -> Pol
 
 
 def promote(reservoir: Reservoir, ref: str, *, operator: str, reason: str) -> PolicyRecord:
-    """approved → shadow, or shadow → live (the live one it replaces is retired)."""
+    """approved → shadow, shadow → live, or standby → live again (the live one it replaces
+    goes to standby)."""
     who, why = _operator(operator), _text("reason", reason)
     record = _get(reservoir, ref)
-    steps = {"approved": "shadow", "shadow": "live"}
+    steps = {"approved": "shadow", "shadow": "live", "standby": "live"}
     if record.state not in steps:
         raise ApprovalError(
             f"policy {record.ref} is {record.state}; only an approved policy goes to shadow "
-            "and only a shadow policy goes live"
+            "and only a shadow or standby policy goes live"
         )
     approval = approval_of(reservoir, record.ref)
     if approval is None:
@@ -140,9 +142,38 @@ def in_control(reservoir: Reservoir) -> PolicyRecord | None:
     return live[0] if live else None
 
 
-def rollback(reservoir: Reservoir, *, operator: str, reason: str) -> PolicyRecord | None:
+def standby(reservoir: Reservoir) -> PolicyRecord | None:
+    """The previous live policy, ready to take over again on a rollback (None if none)."""
+    waiting = reservoir.list(state="standby")
+    return waiting[0] if waiting else None
+
+
+def _resume_standby(reservoir: Reservoir, *, actor: str, rolled_back: str) -> None:
+    """After ``rolled_back`` left live: the standby policy goes live again, unless its
+    artifact changed (then it is retired and the site's own control runs)."""
+    previous = standby(reservoir)
+    if previous is None:
+        return
+    why = f"resumes control after the rollback of {rolled_back}"
+    try:
+        reservoir.transition(previous.ref, "live", actor=actor, reason=why)
+    except ReservoirError as exc:
+        logger.error("standby %s cannot resume: %s", previous.ref, exc)
+        _move(
+            reservoir,
+            previous.ref,
+            "retired",
+            actor=actor,
+            reason=f"could not resume after the rollback of {rolled_back}: {exc}",
+        )
+
+
+def rollback(
+    reservoir: Reservoir, *, operator: str, reason: str, to_site: bool = False
+) -> PolicyRecord | None:
     """The live policy (else the shadow one) → rolled_back; the policy now in control, or
-    None for the site's own control (see the module docstring). ``operator`` may be the
+    None for the site's own control (see the module docstring). ``to_site`` leaves the
+    standby policy standing by and hands control to the site. ``operator`` may be the
     ``watchdog`` here: an automatic rollback is recorded under that name."""
     who, why = _text("operator", operator), _text("reason", reason)
     target = in_control(reservoir)
@@ -152,6 +183,8 @@ def rollback(reservoir: Reservoir, *, operator: str, reason: str) -> PolicyRecor
             raise ApprovalError("nothing to roll back: no policy is live or in shadow")
         target = shadows[0]
     _move(reservoir, target.ref, "rolled_back", actor=who, reason=why)
+    if target.state == "live" and not to_site:
+        _resume_standby(reservoir, actor=who, rolled_back=target.ref)
     now = in_control(reservoir)
     logger.warning(
         "%s rolled back by %s (%s); in control: %s",
@@ -167,7 +200,8 @@ def rollback_policy(
     reservoir: Reservoir, ref: str, *, operator: str, reason: str
 ) -> PolicyRecord | None:
     """Roll back one named shadow or live policy (the watchdog's targeted rollback, e.g. of
-    a shadow policy that crashed while another is live); the policy now in control."""
+    a shadow policy that crashed while another is live); the policy now in control (a live
+    one's standby resumes, as in :func:`rollback`)."""
     who, why = _text("operator", operator), _text("reason", reason)
     record = _get(reservoir, ref)
     if record.state not in ("shadow", "live"):
@@ -175,5 +209,7 @@ def rollback_policy(
             f"policy {record.ref} is {record.state}; only a shadow or live policy is rolled back"
         )
     _move(reservoir, record.ref, "rolled_back", actor=who, reason=why)
+    if record.state == "live":
+        _resume_standby(reservoir, actor=who, rolled_back=record.ref)
     logger.warning("%s rolled back by %s (%s)", record.ref, who, why)
     return in_control(reservoir)

@@ -18,10 +18,12 @@ state, which moves only together with a history row. The lifecycle of a policy::
 
     candidate → pre_evaluated → approved → shadow → live → retired | rolled_back
                 pre_evaluated, approved → rejected;  shadow → rolled_back
+                live → standby → live (again) | retired
                 any state not yet final → retired
 
 A policy is pre-evaluated only once it has an evaluation in the twin. At most one policy is
-live: promoting one retires the previous in the same transaction. An oracle (the MPC that
+live: promoting one puts the previous on standby in the same transaction (the policy a
+rollback returns to; at most one stands by, an older one is retired). An oracle (the MPC that
 sees the plant's truth) is an upper bound and never deployable, and no policy whose artifact
 changed since registration may be approved, shadowed or put live.
 """
@@ -60,6 +62,7 @@ PolicyState = Literal[
     "approved",
     "shadow",
     "live",
+    "standby",
     "retired",
     "rejected",
     "rolled_back",
@@ -75,12 +78,15 @@ TRANSITIONS: Mapping[PolicyState, frozenset[PolicyState]] = {
     "pre_evaluated": frozenset({"approved", "rejected", "retired"}),
     "approved": frozenset({"shadow", "rejected", "retired"}),
     "shadow": frozenset({"live", "rolled_back", "retired"}),
-    "live": frozenset({"retired", "rolled_back"}),
+    "live": frozenset({"standby", "retired", "rolled_back"}),
+    "standby": frozenset({"live", "retired"}),
     "retired": frozenset(),
     "rejected": frozenset(),
     "rolled_back": frozenset(),
 }
-"""The legal moves from each state; the last three are final."""
+"""The legal moves from each state; the last three are final. ``standby`` is the policy a
+newer one replaced live: approved and intact, it takes over again if its successor is rolled
+back (at most one policy is on standby; an older one is retired)."""
 
 DEPLOYED_STATES: frozenset[PolicyState] = frozenset({"approved", "shadow", "live"})
 """States that need an intact artifact and a deployable kind (not ``oracle``)."""
@@ -175,16 +181,12 @@ class HistoryRecord:
 
 
 # --------------------------------------------------------------------------- schema
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # 1: policies, evaluations, append-only history.
-    (
-        """CREATE TABLE policies (
+_POLICIES_TABLE = """CREATE TABLE {name} (
             id INTEGER PRIMARY KEY,
             name TEXT NOT NULL,
             version INTEGER NOT NULL CHECK (version >= 1),
             kind TEXT NOT NULL CHECK (kind IN ('rule', 'drl', 'mpc', 'oracle')),
-            state TEXT NOT NULL CHECK (state IN ('candidate', 'pre_evaluated', 'approved',
-                'shadow', 'live', 'retired', 'rejected', 'rolled_back')),
+            state TEXT NOT NULL CHECK (state IN ({states})),
             artifact TEXT,
             artifact_hash TEXT NOT NULL,
             hyperparameters TEXT NOT NULL,
@@ -193,8 +195,29 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             description TEXT NOT NULL,
             created_at TEXT NOT NULL,
             UNIQUE (name, version)
-        )""",
-        "CREATE UNIQUE INDEX policies_one_live ON policies (state) WHERE state = 'live'",
+        )"""
+_STATES_SQL = ", ".join(f"'{state}'" for state in STATES)
+_POLICIES_EXTRAS: tuple[str, ...] = (
+    "CREATE UNIQUE INDEX policies_one_live ON policies (state) WHERE state = 'live'",
+    """CREATE TRIGGER policies_no_delete BEFORE DELETE ON policies
+        BEGIN SELECT RAISE(ABORT, 'policies cannot be deleted; retire them'); END""",
+    """CREATE TRIGGER policies_fixed BEFORE UPDATE OF id, name, version, kind, artifact,
+            artifact_hash, hyperparameters, training_scenarios, parent_id, description,
+            created_at ON policies
+        BEGIN SELECT RAISE(ABORT, 'a registered policy cannot be changed, only its state'); END""",
+    """CREATE TRIGGER policies_state_follows_history BEFORE UPDATE OF state ON policies
+        WHEN NEW.state IS NOT (SELECT to_state FROM history WHERE policy_id = NEW.id
+                               ORDER BY id DESC LIMIT 1)
+        BEGIN SELECT RAISE(ABORT, 'a policy changes state only with a history row'); END""",
+)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: policies, evaluations, append-only history.
+    (
+        _POLICIES_TABLE.format(
+            name="policies",
+            states="'candidate', 'pre_evaluated', 'approved', 'shadow', 'live', 'retired', "
+            "'rejected', 'rolled_back'",
+        ),
         """CREATE TABLE evaluations (
             id INTEGER PRIMARY KEY,
             policy_id INTEGER NOT NULL REFERENCES policies (id),
@@ -225,16 +248,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         BEGIN SELECT RAISE(ABORT, 'evaluations cannot be changed'); END""",
         """CREATE TRIGGER evaluations_no_delete BEFORE DELETE ON evaluations
         BEGIN SELECT RAISE(ABORT, 'evaluations cannot be deleted'); END""",
-        """CREATE TRIGGER policies_no_delete BEFORE DELETE ON policies
-        BEGIN SELECT RAISE(ABORT, 'policies cannot be deleted; retire them'); END""",
-        """CREATE TRIGGER policies_fixed BEFORE UPDATE OF id, name, version, kind, artifact,
-            artifact_hash, hyperparameters, training_scenarios, parent_id, description,
-            created_at ON policies
-        BEGIN SELECT RAISE(ABORT, 'a registered policy cannot be changed, only its state'); END""",
-        """CREATE TRIGGER policies_state_follows_history BEFORE UPDATE OF state ON policies
-        WHEN NEW.state IS NOT (SELECT to_state FROM history WHERE policy_id = NEW.id
-                               ORDER BY id DESC LIMIT 1)
-        BEGIN SELECT RAISE(ABORT, 'a policy changes state only with a history row'); END""",
+        *_POLICIES_EXTRAS,
+    ),
+    # 2: the ``standby`` state (the previous live policy, for rollback). SQLite cannot alter
+    # a CHECK constraint: the table is rebuilt (foreign keys are off while it runs) and its
+    # index and triggers made again.
+    (
+        _POLICIES_TABLE.format(name="policies_v2", states=_STATES_SQL),
+        "INSERT INTO policies_v2 SELECT * FROM policies",
+        "DROP TABLE policies",
+        "ALTER TABLE policies_v2 RENAME TO policies",
+        *_POLICIES_EXTRAS,
+        "CREATE UNIQUE INDEX policies_one_standby ON policies (state) WHERE state = 'standby'",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -418,6 +443,15 @@ class Reservoir:
     def _migrate(self) -> None:
         if self._stored_version() == SCHEMA_VERSION:
             return
+        # A migration may rebuild a referenced table; foreign keys are checked at the end
+        # instead (the pragma has no effect inside a transaction).
+        self._conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            self._migrate_locked()
+        finally:
+            self._conn.execute("PRAGMA foreign_keys = ON")
+
+    def _migrate_locked(self) -> None:
         with self._write() as db:  # again under the lock: another process may be migrating
             db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version "
@@ -435,6 +469,11 @@ class Reservoir:
                     db.execute(statement)
                 db.execute("INSERT INTO schema_version VALUES (?, ?)", (target, _now()))
                 logger.info("reservoir %s: schema migrated to version %d", self.root, target)
+            if broken := db.execute("PRAGMA foreign_key_check").fetchall():
+                raise ReservoirError(
+                    f"reservoir {self.db_path}: migration left {len(broken)} broken references; "
+                    "nothing was changed"
+                )
 
     def _stored_version(self) -> int:
         if not self._conn.execute(
@@ -732,8 +771,9 @@ class Reservoir:
 
         Refused: a move :data:`TRANSITIONS` does not allow; an empty actor or reason; an
         oracle towards approved, shadow or live, or any policy whose artifact changed since
-        registration; pre_evaluated without an evaluation in the twin. Going live retires
-        the policy that was live, in the same transaction, with its own history row.
+        registration; pre_evaluated without an evaluation in the twin. Going live puts the
+        policy that was live on ``standby`` (and retires an older standby), in the same
+        transaction, each with its own history row.
         """
         target = _check_state(to_state)
         who = _check_text("actor", actor)
@@ -757,7 +797,7 @@ class Reservoir:
             raise ReservoirError(
                 f"policy {policy} has no evaluation in the twin; add one before pre_evaluated"
             )
-        retired: str | None = None
+        moved: tuple[str, ...] = ()
         with self._write() as db:
             # Read the state again under the lock: another process may have moved it.
             current = cast(
@@ -766,27 +806,65 @@ class Reservoir:
             )
             _check_move(policy, current, target)
             now = _now()
-            if target == "live":
-                previous = db.execute("SELECT * FROM policies WHERE state = 'live'").fetchone()
-                if previous is not None:
-                    retired = f"{previous['name']}@{previous['version']}"
-                    self._move(
-                        db,
-                        int(previous["id"]),
-                        "live",
-                        "retired",
-                        actor=who,
-                        reason=f"replaced by {policy} going live: {why}",
-                        at=now,
-                        digest=self._current_hash(previous),
+            if current == "standby" and target == "live":
+                live = db.execute("SELECT name, version FROM policies WHERE state = 'live'")
+                if (other := live.fetchone()) is not None:
+                    raise ReservoirError(
+                        f"policy {other['name']}@{other['version']} is live: roll it back "
+                        f"first (then {policy}, standing by, resumes)"
                     )
+            if target == "live":
+                moved = self._stand_down(db, int(row["id"]), policy, who, why, now)
             self._move(
                 db, int(row["id"]), current, target, actor=who, reason=why, at=now, digest=digest
             )
-        if retired is not None:
-            logger.info("%s: live → retired (replaced by %s)", retired, policy)
+        for line in moved:
+            logger.info("%s", line)
         logger.info("%s: %s → %s by %s: %s", policy, current, target, who, why)
         return self.get(policy)
+
+    def _stand_down(
+        self, db: sqlite3.Connection, going_live: int, policy: str, who: str, why: str, now: str
+    ) -> tuple[str, ...]:
+        """Before ``policy`` goes live: the live one steps down to ``standby`` (or is retired
+        if its artifact is no longer intact) and an older standby is retired. Returns what
+        moved, for the log."""
+        moved: list[str] = []
+        standby = db.execute("SELECT * FROM policies WHERE state = 'standby'").fetchone()
+        if standby is not None and int(standby["id"]) != going_live:
+            ref = f"{standby['name']}@{standby['version']}"
+            self._move(
+                db,
+                int(standby["id"]),
+                "standby",
+                "retired",
+                actor=who,
+                reason=f"superseded: {policy} going live makes a newer standby ({why})",
+                at=now,
+                digest=self._current_hash(standby),
+            )
+            moved.append(f"{ref}: standby → retired (superseded)")
+        previous = db.execute("SELECT * FROM policies WHERE state = 'live'").fetchone()
+        if previous is not None:
+            ref = f"{previous['name']}@{previous['version']}"
+            digest = self._current_hash(previous)
+            intact = digest == previous["artifact_hash"]
+            to_state: PolicyState = "standby" if intact else "retired"
+            reason = f"replaced by {policy} going live: {why}"
+            if not intact:
+                reason += " (its artifact changed: it cannot stand by)"
+            self._move(
+                db,
+                int(previous["id"]),
+                "live",
+                to_state,
+                actor=who,
+                reason=reason,
+                at=now,
+                digest=digest,
+            )
+            moved.append(f"{ref}: live → {to_state} (replaced by {policy})")
+        return tuple(moved)
 
     @staticmethod
     def _move(

@@ -59,7 +59,9 @@ def _cmd_gate(args: argparse.Namespace) -> int:
             if not reason:
                 return _error(f"gate {action}: --reason is required (why, for the history)")
             if action == "rollback":
-                now = approval.rollback(reservoir, operator=operator, reason=reason)
+                now = approval.rollback(
+                    reservoir, operator=operator, reason=reason, to_site=args.to_site
+                )
                 print(f"in control: {now.ref if now else 'the site (its own control)'}")
                 return 0
             move = {
@@ -148,9 +150,15 @@ def add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     back = gate_sub.add_parser(
         "rollback",
         parents=[common, who],
-        help="take the live (else the shadow) policy out of service",
+        help="take the live (else the shadow) policy out of service; the previous live "
+        "policy (standing by) resumes, else the site's own control",
     )
     back.add_argument("--reason", default=None, help="why, recorded in the history (required)")
+    back.add_argument(
+        "--to-site",
+        action="store_true",
+        help="hand control to the site's own control even if a previous policy stands by",
+    )
     back.set_defaults(func=_cmd_gate)
 
     serve = sub.add_parser(

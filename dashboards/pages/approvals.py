@@ -105,6 +105,7 @@ def _pct(value: float | None) -> str:
 
 def _control(live: PolicyRecord | None, records: list[PolicyRecord]) -> list[Component]:
     shadows = [r.ref for r in records if r.state == "shadow"]
+    standby = [r.ref for r in records if r.state == "standby"]
     return [
         html.Div(
             [
@@ -121,6 +122,17 @@ def _control(live: PolicyRecord | None, records: list[PolicyRecord]) -> list[Com
             [
                 html.Div("in shadow", className="tl-card-label"),
                 html.Div(", ".join(shadows) or "—", className="tl-card-value"),
+            ],
+            className="tl-card",
+        ),
+        html.Div(
+            [
+                html.Div("standing by (a rollback returns to it)", className="tl-card-label"),
+                html.Div(
+                    ", ".join(standby) or "— (a rollback returns to the site)",
+                    id="approvals-standby",
+                    className="tl-card-value",
+                ),
             ],
             className="tl-card",
         ),

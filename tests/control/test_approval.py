@@ -18,6 +18,7 @@ from control.approval import (
     reject,
     rollback,
     rollback_policy,
+    standby,
 )
 from control.reservoir import Reservoir
 
@@ -157,20 +158,78 @@ def test_rollback_of_live_returns_to_site_and_of_shadow_keeps_live(
     assert (last.actor, last.reason, last.to_state) == ("watchdog", "divergence", "rolled_back")
 
 
-def test_rollback_after_a_replacement_returns_to_the_site(
+def test_rollback_after_a_replacement_returns_to_the_previous_policy(
     reservoir: Reservoir, tmp_path: Path
 ) -> None:
     a, b = _candidate(reservoir, tmp_path, "a"), _candidate(reservoir, tmp_path, "b")
     _deploy(reservoir, a)
-    _deploy(reservoir, b)  # b replaces a: a is retired
-    assert reservoir.get(a).state == "retired"
+    _deploy(reservoir, b)  # b replaces a: a stands by
+    assert reservoir.get(a).state == "standby" and standby(reservoir).ref == a  # type: ignore[union-attr]
     c = _candidate(reservoir, tmp_path, "c")
     approve(reservoir, c, operator="alice", reason="ok")
     promote(reservoir, c, operator="alice", reason="shadow")
     now = rollback(reservoir, operator="alice", reason="b misbehaves")
-    assert now is None and reservoir.get(b).state == "rolled_back"
-    now = rollback(reservoir, operator="alice", reason="c too")
-    assert now is None and reservoir.get(c).state == "rolled_back"
+    assert now is not None and now.ref == a
+    assert reservoir.get(b).state == "rolled_back" and standby(reservoir) is None
+    resumed = reservoir.history(a)[-1]
+    assert (resumed.from_state, resumed.to_state, resumed.actor) == ("standby", "live", "alice")
+    assert f"rollback of {b}" in resumed.reason
+    assert resumed.artifact_hash == reservoir.get(a).artifact_hash
+    assert reservoir.get(c).state == "shadow"  # the shadow is untouched
+    # Nothing stands by behind a: the next rollback returns to the site's own control.
+    assert rollback(reservoir, operator="alice", reason="a too") is None
+    assert reservoir.get(a).state == "rolled_back" and reservoir.get(c).state == "shadow"
+
+
+def test_rollback_to_the_site_leaves_the_previous_policy_standing_by(
+    reservoir: Reservoir, tmp_path: Path
+) -> None:
+    a, b = _candidate(reservoir, tmp_path, "a"), _candidate(reservoir, tmp_path, "b")
+    _deploy(reservoir, a)
+    _deploy(reservoir, b)
+    assert rollback(reservoir, operator="alice", reason="plant work", to_site=True) is None
+    assert reservoir.get(a).state == "standby"
+    # Later the operator puts it back by hand (its approval and hash are checked again).
+    assert promote(reservoir, a, operator="bob", reason="work done").state == "live"
+    assert in_control(reservoir).ref == a  # type: ignore[union-attr]
+
+
+def test_a_standby_policy_does_not_resume_while_another_is_live(
+    reservoir: Reservoir, tmp_path: Path
+) -> None:
+    a, b = _candidate(reservoir, tmp_path, "a"), _candidate(reservoir, tmp_path, "b")
+    _deploy(reservoir, a)
+    _deploy(reservoir, b)
+    with pytest.raises(ApprovalError, match=f"{b} is live: roll it back first"):
+        promote(reservoir, a, operator="bob", reason="prefer a")
+    assert reservoir.get(a).state == "standby" and reservoir.get(b).state == "live"
+
+
+def test_a_tampered_standby_is_retired_and_the_site_takes_over(
+    reservoir: Reservoir, tmp_path: Path
+) -> None:
+    a, b = _candidate(reservoir, tmp_path, "a"), _candidate(reservoir, tmp_path, "b")
+    _deploy(reservoir, a)
+    _deploy(reservoir, b)
+    stored = reservoir.artifact_path(a)
+    assert stored is not None
+    stored.write_bytes(b"weights of a, patched after approval")
+    now = rollback_policy(reservoir, b, operator="watchdog", reason="inlet above 27 degC")
+    assert now is None and reservoir.get(a).state == "retired"
+    assert "could not resume" in reservoir.history(a)[-1].reason
+    assert "artifact changed" in reservoir.history(a)[-1].reason
+
+
+def test_the_watchdogs_rollback_resumes_the_previous_policy(
+    reservoir: Reservoir, tmp_path: Path
+) -> None:
+    a, b = _candidate(reservoir, tmp_path, "a"), _candidate(reservoir, tmp_path, "b")
+    _deploy(reservoir, a)
+    _deploy(reservoir, b)
+    now = rollback_policy(reservoir, b, operator="watchdog", reason="stale data")
+    assert now is not None and now.ref == a
+    last = reservoir.history(a)[-1]
+    assert (last.actor, last.to_state) == ("watchdog", "live")
 
 
 def test_rollback_policy_targets_one_shadow_or_live_policy(

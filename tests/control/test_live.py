@@ -295,6 +295,25 @@ def test_crashing_policy_is_rolled_back(
     assert approval.in_control(reservoir) is None
 
 
+def test_a_crashing_policy_hands_back_to_the_previous_one_within_one_period(
+    site: PlantSite, reservoir: Reservoir, historian: Historian, scenario: Scenario
+) -> None:
+    previous = deploy(reservoir, "trim-and-respond")
+    ref = deploy(reservoir, "crashing", after=1)
+    assert reservoir.get(previous).state == "standby"
+    ctl = controller(site, reservoir, historian, scenario)
+    reports = []
+    for _ in range(4):
+        reports.append(ctl.step(site.plant.time_s))
+        site.advance(PERIOD_S)
+    assert [r.mode for r in reports] == ["live", "tripped", "live", "live"]
+    assert reservoir.get(ref).state == "rolled_back"
+    assert approval.in_control(reservoir).ref == previous  # type: ignore[union-attr]
+    assert ctl.live_ref == previous and reports[2].written  # it writes the next period
+    resumed = reservoir.history(previous)[-1]
+    assert (resumed.actor, resumed.to_state) == ("watchdog", "live")
+
+
 def test_inlet_breach_trips(
     site: PlantSite, reservoir: Reservoir, historian: Historian, scenario: Scenario
 ) -> None:

@@ -37,11 +37,13 @@ PATHS: dict[str, list[str]] = {
     "approved": ["pre_evaluated", "approved"],
     "shadow": ["pre_evaluated", "approved", "shadow"],
     "live": ["pre_evaluated", "approved", "shadow", "live"],
+    "standby": ["pre_evaluated", "approved", "shadow", "live", "<replaced>"],
     "retired": ["retired"],
     "rejected": ["pre_evaluated", "rejected"],
     "rolled_back": ["pre_evaluated", "approved", "shadow", "rolled_back"],
 }
-"""A legal way from candidate to each state."""
+"""A legal way from candidate to each state (``<replaced>``: another policy goes live and is
+rolled back at once, leaving this one standing by with none live)."""
 
 
 @pytest.fixture
@@ -65,6 +67,17 @@ def _register(res: Reservoir, name: str, artifact: Path, kind: str = "drl") -> s
 
 def _walk(res: Reservoir, ref: str, states: list[str]) -> None:
     for state in states:
+        if state == "<replaced>":
+            successor = res.register(
+                f"after-{ref.replace('@', '-')}",
+                "rule",
+                None,
+                hyperparameters={"k": 1},
+                training_scenarios=[],
+            ).ref
+            _walk(res, successor, PATHS["live"])
+            res.transition(successor, "rolled_back", actor="tester", reason="to leave standby")
+            continue
         if state == "pre_evaluated":
             res.add_evaluation(ref, on="twin", scenario="suite", kpis=KPIS)
         res.transition(ref, state, actor="tester", reason=f"to {state}")
@@ -217,9 +230,9 @@ def test_every_legal_transition_and_every_illegal_one(reservoir: Reservoir, mode
                 reservoir.transition(ref, target, actor="alice", reason="because")
             assert reservoir.get(ref).state == start
             assert reservoir.history(ref) == before
-        if reservoir.list(state="live"):  # keep the next walk to live from retiring this one
-            (live,) = reservoir.list(state="live")
-            reservoir.transition(live.ref, "retired", actor="tester", reason="clean up")
+        # Keep the next walk to live from moving this one.
+        for record in reservoir.list(state="live") + reservoir.list(state="standby"):
+            reservoir.transition(record.ref, "retired", actor="tester", reason="clean up")
 
 
 def test_pre_evaluated_needs_an_evaluation_in_the_twin(reservoir: Reservoir, model: Path) -> None:
@@ -235,7 +248,7 @@ def test_pre_evaluated_needs_an_evaluation_in_the_twin(reservoir: Reservoir, mod
     )
 
 
-def test_only_one_policy_is_live_and_the_previous_is_retired(
+def test_only_one_policy_is_live_and_the_previous_stands_by(
     reservoir: Reservoir, model: Path
 ) -> None:
     a, b = _register(reservoir, "a", model), _register(reservoir, "b", model)
@@ -244,9 +257,9 @@ def test_only_one_policy_is_live_and_the_previous_is_retired(
     reservoir.transition(b, "live", actor="operator", reason="beats a by 8 %")
 
     assert [r.ref for r in reservoir.list(state="live")] == [b]
-    assert reservoir.get(a).state == "retired"
+    assert reservoir.get(a).state == "standby"
     replaced, promoted = reservoir.history()[-2:]
-    assert (replaced.policy, replaced.from_state, replaced.to_state) == (a, "live", "retired")
+    assert (replaced.policy, replaced.from_state, replaced.to_state) == (a, "live", "standby")
     assert replaced.actor == "operator" and "replaced by b@1" in replaced.reason
     assert (promoted.policy, promoted.from_state, promoted.to_state) == (b, "shadow", "live")
     assert replaced.at == promoted.at
@@ -263,7 +276,54 @@ def test_only_one_policy_is_live_and_the_previous_is_retired(
         with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
             raw.execute("UPDATE policies SET state = 'live' WHERE id = ?", (policy_id,))
         raw.execute("ROLLBACK")
-    assert reservoir.history() == history and reservoir.get(a).state == "retired"
+    assert reservoir.history() == history and reservoir.get(a).state == "standby"
+
+    # A third going live: b stands by, a (the older standby) is retired; one standby only.
+    c = _register(reservoir, "c", model)
+    _walk(reservoir, c, PATHS["live"])
+    states = {ref: reservoir.get(ref).state for ref in (a, b, c)}
+    assert states == {a: "retired", b: "standby", c: "live"}
+    assert "superseded" in reservoir.history(a)[-1].reason
+
+
+def test_a_replaced_policy_whose_artifact_changed_is_retired_not_kept_standing_by(
+    reservoir: Reservoir, model: Path
+) -> None:
+    a, b = _register(reservoir, "a", model), _register(reservoir, "b", model)
+    _walk(reservoir, a, PATHS["live"])
+    stored = reservoir.artifact_path(a)
+    assert stored is not None
+    stored.write_bytes(b"weights v1 with a backdoor")
+    _walk(reservoir, b, PATHS["live"])
+    assert reservoir.get(a).state == "retired"
+    assert "artifact changed" in reservoir.history(a)[-1].reason
+
+
+def test_a_version_1_reservoir_migrates_to_standby_keeping_everything(
+    tmp_path: Path, model: Path
+) -> None:
+    import control.reservoir as module
+
+    root = tmp_path / "old"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(module, "_MIGRATIONS", module._MIGRATIONS[:1])
+        mp.setattr(module, "SCHEMA_VERSION", 1)
+        with Reservoir(root) as old:
+            a, b = _register(old, "a", model), _register(old, "b", model)
+            _walk(old, a, PATHS["live"])
+            old.add_evaluation(b, on="plant", scenario="week", kpis=KPIS)
+            history, evaluations = old.history(), old.evaluations(b)
+            assert old.schema_version == 1
+    with Reservoir(root) as new:
+        assert new.schema_version == SCHEMA_VERSION
+        assert new.history() == history and new.evaluations(b) == evaluations
+        assert new.get(a).state == "live" and new.verify(a)
+        _walk(new, b, PATHS["live"])
+        assert new.get(a).state == "standby"
+        with _raw(new) as raw:  # the rebuilt table kept its triggers
+            with pytest.raises(sqlite3.IntegrityError, match="cannot be deleted"):
+                raw.execute("DELETE FROM policies")
+            assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
 def test_oracle_is_never_deployable(reservoir: Reservoir, model: Path) -> None:

@@ -66,6 +66,24 @@ def test_approve_promote_rollback_with_operator_and_reason(
     assert (last.to_state, last.reason, last.actor) == ("rolled_back", "inlet too warm", "bea")
 
 
+def test_rollback_returns_to_the_previous_policy_unless_to_site(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for ref in ("ppo", "sac"):
+        _gate(capsys, root, "approve", ref, "--operator", "ann", "--reason", "ok")
+        _gate(capsys, root, "promote", ref, "--operator", "ann")
+        _gate(capsys, root, "promote", ref, "--operator", "ann")
+    status, out, _ = _gate(capsys, root, "rollback", "--operator", "ann", "--reason", "worse")
+    assert (status, out.strip()) == (0, "in control: ppo@1")
+    # ppo goes live again; sac is out; nothing stands by behind ppo.
+    with Reservoir(root, create=False) as res:
+        assert (res.get("ppo").state, res.get("sac").state) == ("live", "rolled_back")
+    status, out, _ = _gate(
+        capsys, root, "rollback", "--operator", "ann", "--reason", "maintenance", "--to-site"
+    )
+    assert (status, out.strip()) == (0, "in control: the site (its own control)")
+
+
 def test_reject_records_the_reason(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, _, _ = _gate(capsys, root, "reject", "sac", "--operator", "ann", "--reason", "risky")
     assert status == 0

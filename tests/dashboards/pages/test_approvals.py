@@ -111,7 +111,7 @@ def res_hash(data: Built, ref: str) -> str:
             "fixed-setpoints@1",
             "go",
             "promote refused: policy fixed-setpoints@1 is candidate; only an approved policy goes "
-            "to shadow and only a shadow policy goes live",
+            "to shadow and only a shadow or standby policy goes live",
         ),
         (
             OLGA,
