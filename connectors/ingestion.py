@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,7 +105,10 @@ class MqttIngestor:
         max_queue: int = 1_000_000,
         reconnect_min_s: int = 1,
         reconnect_max_s: int = 8,
+        points: Sequence[str] | None = None,
     ) -> None:
+        if points is not None and not points:
+            raise ValueError("points: give at least one point, or None for all of the site's")
         if batch_size < 1 or batch_wait_s <= 0 or stale_after_s <= 0:
             raise ValueError("batch_size, batch_wait_s and stale_after_s must be positive")
         self.address = address
@@ -118,6 +121,10 @@ class MqttIngestor:
         self.batch_wait_s = batch_wait_s
         self.stale_after_s = stale_after_s
         self.client_id = client_id or f"twinloop-ingest-{topics.site}"
+        self.subscriptions: tuple[str, ...] = (
+            (topics.sensors_filter,) if points is None else tuple(topics.sensor(p) for p in points)
+        )
+        """The sensor filter, or one topic per point of a share (:mod:`connectors.ingest_pool`)."""
         self._inbox: queue.SimpleQueue[tuple[str | None, bytes]] = queue.SimpleQueue()
         self.max_queue = max_queue
         self._handlers: list[ReadingHandler] = []
@@ -163,7 +170,7 @@ class MqttIngestor:
                 self._net["connect_refused"] += 1
                 return
             # Connected only once the broker confirms the subscription (SUBACK).
-            _, self._subscribe_mid = client.subscribe(self.topics.sensors_filter, qos=self.qos)
+            _, self._subscribe_mid = client.subscribe([(t, self.qos) for t in self.subscriptions])
             self.last_connect_mono = time.monotonic()
             self._net["connects"] += 1
             logger.info(

@@ -126,6 +126,10 @@ def _reject_constant(name: str) -> float:
     raise PayloadError("non_finite", f"JSON constant {name} is not a finite number")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+"""One decoder for every payload (``json.loads`` with an argument builds a new one per call)."""
+
+
 def load_object(payload: bytes) -> dict[str, Any]:
     """Size, UTF-8 and JSON checks; the payload must be one JSON object."""
     if len(payload) > MAX_PAYLOAD_BYTES:
@@ -135,7 +139,7 @@ def load_object(payload: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise PayloadError("non_utf8", str(exc)) from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = _DECODER.decode(text)
     except PayloadError:
         raise
     except (ValueError, RecursionError) as exc:

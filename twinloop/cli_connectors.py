@@ -144,8 +144,11 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from connectors.broker import BrokerError
     from connectors.historian import Historian, HistorianError
+    from connectors.ingest_pool import IngestPool
     from connectors.ingestion import MqttIngestor
     from connectors.topics import Topics
+    from physics.plant.sensors import point_catalog
+    from physics.plant.site import site_variant
 
     try:
         topics = Topics(args.site, prefix=args.prefix)
@@ -153,11 +156,30 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         historian = Historian(args.historian)
     except (ValueError, OSError, HistorianError, BrokerError) as exc:
         return _error(str(exc))
-    ingestor = MqttIngestor(address, topics, historian)
+    ingestor: MqttIngestor | IngestPool
+    if args.workers > 1:
+        points = [p.name for p in point_catalog(site_variant("reference"))]
+        try:
+            ingestor = IngestPool(address, topics, args.historian, points, workers=args.workers)
+        except ValueError as exc:
+            historian.close()
+            return _error(f"--workers: {exc}")
+    elif args.workers == 1:
+        ingestor = MqttIngestor(address, topics, historian)
+    else:
+        historian.close()
+        return _error(f"--workers must be at least 1 (got {args.workers})")
     stop = _StopFlag()
     try:
-        ingestor.start(wait_s=args.connect_timeout)
-        print(f"ingesting {topics.sensors_filter} from {address} into {args.historian}", flush=True)
+        if isinstance(ingestor, IngestPool):
+            ingestor.start(wait_s=max(args.connect_timeout, 30.0))
+        else:
+            ingestor.start(wait_s=args.connect_timeout)
+        print(
+            f"ingesting {topics.sensors_filter} from {address} into {args.historian} "
+            f"({args.workers} process{'es' if args.workers > 1 else ''})",
+            flush=True,
+        )
         last = time.monotonic()
         while not stop.event.wait(0.5):
             if time.monotonic() - last >= args.report_every:
@@ -213,5 +235,12 @@ def add_connectors_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     ing.add_argument("--site", default="site1", help="site name in the topics (default site1)")
     ing.add_argument("--prefix", default="twinloop", help="topic prefix (default twinloop)")
     ing.add_argument("--report-every", type=float, default=10.0, help="seconds between stats")
+    ing.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="ingestion processes, each subscribed to its share of the site's points "
+        "(default 1; more for high message rates)",
+    )
     _add_address_flags(ing, "ingest")
     ing.set_defaults(func=_cmd_ingest)

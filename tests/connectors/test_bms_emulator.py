@@ -13,7 +13,7 @@ import pytest
 
 from connectors.bms_emulator import BmsEmulator
 from connectors.broker import MosquittoBroker
-from connectors.mqtt_client import make_client
+from connectors.mqtt_client import BufferedSocket, make_client
 from connectors.payloads import OverrideMessage
 from connectors.setpoint_writer import SetpointWriter
 from connectors.topics import Topics
@@ -200,7 +200,7 @@ def test_last_will_reports_offline(broker: MosquittoBroker, plant: Plant) -> Non
         listener.until(lambda m: json.loads(m[1])["state"] == "online")
         # The gateway's connection dies without a DISCONNECT: the broker sends the will.
         sock = emulator._client.socket()
-        assert isinstance(sock, socket.socket)
+        assert isinstance(sock, BufferedSocket)  # the TCP socket under the read buffer
         sock.shutdown(socket.SHUT_RDWR)
         listener.until(lambda m: json.loads(m[1])["state"] == "offline")
         # It reconnects and says so.

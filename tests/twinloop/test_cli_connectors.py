@@ -89,7 +89,8 @@ def test_broker_runs_in_foreground_and_stops_on_ctrl_c(tmp_path: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 @needs_mosquitto
-def test_emulate_and_ingest_against_the_broker(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_emulate_and_ingest_against_the_broker(tmp_path: Path, workers: int) -> None:
     folder = tmp_path / "broker"
     broker = _spawn("broker", "--dir", str(folder), cwd=tmp_path)
     procs = [broker]
@@ -105,6 +106,8 @@ def test_emulate_and_ingest_against_the_broker(tmp_path: Path) -> None:
             str(historian),
             "--site",
             "hall9",
+            "--workers",
+            str(workers),
             cwd=tmp_path,
         )
         procs.append(ingest)
@@ -138,6 +141,10 @@ def test_emulate_and_ingest_against_the_broker(tmp_path: Path) -> None:
             assert proc.returncode == 0, err
         stats = json.loads(out.strip().splitlines()[-1])
         assert stats["written"] > 0 and stats["rejected_total"] == 0
+        if workers > 1:  # every point of the emulator is in one worker's share
+            with Historian(historian, readonly=True) as h:
+                stored = set(h.latest())
+            assert stats["workers"] == workers and len(stored) >= 140
     finally:
         for proc in procs:
             if proc.poll() is None:
