@@ -262,6 +262,9 @@ class MosquittoBroker:
             f"{autosave}"
             f"max_queued_messages {self.max_queued_messages}\n"
             "max_inflight_messages 100\n"
+            # Small control packets (PUBACKs, setpoints) go out at once: with Nagle's
+            # algorithm a second PUBACK waits for the client's delayed ACK (40 ms on Linux).
+            "set_tcp_nodelay true\n"
             f"log_dest file {self.log_file}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             "connection_messages true\n"

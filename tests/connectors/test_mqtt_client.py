@@ -57,9 +57,19 @@ def test_recv_hands_out_the_same_bytes_in_order_from_one_read() -> None:
         assert buffered.recv(1) == b""  # end of stream reaches paho
 
 
-def test_clients_are_buffered(broker: MosquittoBroker) -> None:
+def test_clients_are_buffered_and_send_small_packets_at_once(broker: MosquittoBroker) -> None:
     client = make_client(broker.address("ingest"), "buffer-check")
     assert isinstance(client, BufferedClient)
+    address = broker.address("ingest")
+    client.connect(address.host, address.port)
+    try:
+        sock = client.socket()
+        assert isinstance(sock, BufferedSocket)
+        # Nagle's algorithm would hold a second small packet for the peer's delayed ACK.
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        client.disconnect()
+    assert "set_tcp_nodelay true" in broker.config_file.read_text()
 
 
 def test_a_burst_of_small_messages_arrives_whole_and_in_order(broker: MosquittoBroker) -> None:
