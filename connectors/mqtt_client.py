@@ -85,8 +85,8 @@ class BufferedClient(mqtt.Client):
         sock = super()._create_socket()
         if self._transport == "websockets":
             return sock
-        tcp = isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6)
-        if tcp:  # plain or TLS: no Nagle delay on small packets (commands, PUBACKs)
+        if isinstance(sock, socket.socket) and sock.family != socket.AF_UNIX:
+            # TCP, plain or TLS: no Nagle delay on small packets (commands, PUBACKs)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return BufferedSocket(sock)
 
