@@ -24,6 +24,7 @@ from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 from pathlib import Path
 from typing import Any
 
+from connectors import ingestion
 from connectors.broker import BrokerAddress, BrokerError
 from connectors.payloads import REJECT_REASONS
 from connectors.topics import Topics
@@ -31,16 +32,8 @@ from connectors.topics import Topics
 logger = logging.getLogger(__name__)
 
 COUNTERS: tuple[str, ...] = (
-    "received",
-    "accepted",
-    "written",
-    "batches",
-    "gaps",
-    "handler_errors",
-    "write_errors",
-    "connects",
-    "disconnects",
-    "dropped_queue_full",
+    *ingestion.COUNTERS,
+    *ingestion.NET_COUNTERS,
     "queue_depth",
     *(f"rejected.{reason}" for reason in REJECT_REASONS),
 )

@@ -42,14 +42,15 @@ logger = logging.getLogger(__name__)
 
 ReadingHandler = Callable[[Reading], None]
 
-_NET_COUNTERS = (
+NET_COUNTERS: tuple[str, ...] = (
     "connects",
     "disconnects",
     "connect_refused",
+    "subscribe_refused",
     "dropped_queue_full",
     "enqueue_error",
 )
-_COUNTERS = (
+COUNTERS: tuple[str, ...] = (
     "received",
     "accepted",
     "written",
@@ -131,8 +132,8 @@ class MqttIngestor:
         self._tracks: dict[str, _Track] = {}
         # Counters have one writer each (paho's thread or the consumer thread), so the hot
         # path takes no lock; readers may see a value one message old.
-        self._net: Counter[str] = Counter(dict.fromkeys(_NET_COUNTERS, 0))
-        self._counts: Counter[str] = Counter(dict.fromkeys(_COUNTERS, 0))
+        self._net: Counter[str] = Counter(dict.fromkeys(NET_COUNTERS, 0))
+        self._counts: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self._rejected: Counter[str] = Counter(dict.fromkeys(REJECT_REASONS, 0))
         self._enqueued = 0
         self._processed = 0

@@ -47,6 +47,14 @@ def _deploy(res: Reservoir, ref: str) -> None:
     promote(res, ref, operator="alice", reason="shadow matched the twin")
 
 
+def _replaced(res: Reservoir, tmp_path: Path) -> tuple[str, str]:
+    """a went live, then b replaced it: a stands by."""
+    a, b = _candidate(res, tmp_path, "a"), _candidate(res, tmp_path, "b")
+    _deploy(res, a)
+    _deploy(res, b)
+    return a, b
+
+
 def test_pending_lists_pre_evaluated_only(reservoir: Reservoir, tmp_path: Path) -> None:
     a = _candidate(reservoir, tmp_path, "a")
     _candidate(reservoir, tmp_path, "b", pre_evaluated=False)
@@ -184,9 +192,7 @@ def test_rollback_after_a_replacement_returns_to_the_previous_policy(
 def test_rollback_to_the_site_leaves_the_previous_policy_standing_by(
     reservoir: Reservoir, tmp_path: Path
 ) -> None:
-    a, b = _candidate(reservoir, tmp_path, "a"), _candidate(reservoir, tmp_path, "b")
-    _deploy(reservoir, a)
-    _deploy(reservoir, b)
+    a, b = _replaced(reservoir, tmp_path)
     assert rollback(reservoir, operator="alice", reason="plant work", to_site=True) is None
     assert reservoir.get(a).state == "standby"
     # Later the operator puts it back by hand (its approval and hash are checked again).
@@ -197,9 +203,7 @@ def test_rollback_to_the_site_leaves_the_previous_policy_standing_by(
 def test_a_standby_policy_does_not_resume_while_another_is_live(
     reservoir: Reservoir, tmp_path: Path
 ) -> None:
-    a, b = _candidate(reservoir, tmp_path, "a"), _candidate(reservoir, tmp_path, "b")
-    _deploy(reservoir, a)
-    _deploy(reservoir, b)
+    a, b = _replaced(reservoir, tmp_path)
     with pytest.raises(ApprovalError, match=f"{b} is live: roll it back first"):
         promote(reservoir, a, operator="bob", reason="prefer a")
     assert reservoir.get(a).state == "standby" and reservoir.get(b).state == "live"
@@ -208,9 +212,7 @@ def test_a_standby_policy_does_not_resume_while_another_is_live(
 def test_a_tampered_standby_is_retired_and_the_site_takes_over(
     reservoir: Reservoir, tmp_path: Path
 ) -> None:
-    a, b = _candidate(reservoir, tmp_path, "a"), _candidate(reservoir, tmp_path, "b")
-    _deploy(reservoir, a)
-    _deploy(reservoir, b)
+    a, b = _replaced(reservoir, tmp_path)
     stored = reservoir.artifact_path(a)
     assert stored is not None
     stored.write_bytes(b"weights of a, patched after approval")
@@ -223,9 +225,7 @@ def test_a_tampered_standby_is_retired_and_the_site_takes_over(
 def test_the_watchdogs_rollback_resumes_the_previous_policy(
     reservoir: Reservoir, tmp_path: Path
 ) -> None:
-    a, b = _candidate(reservoir, tmp_path, "a"), _candidate(reservoir, tmp_path, "b")
-    _deploy(reservoir, a)
-    _deploy(reservoir, b)
+    a, b = _replaced(reservoir, tmp_path)
     now = rollback_policy(reservoir, b, operator="watchdog", reason="stale data")
     assert now is not None and now.ref == a
     last = reservoir.history(a)[-1]
