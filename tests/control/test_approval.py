@@ -192,7 +192,7 @@ def test_rollback_after_a_replacement_returns_to_the_previous_policy(
 def test_rollback_to_the_site_leaves_the_previous_policy_standing_by(
     reservoir: Reservoir, tmp_path: Path
 ) -> None:
-    a, b = _replaced(reservoir, tmp_path)
+    a, _ = _replaced(reservoir, tmp_path)
     assert rollback(reservoir, operator="alice", reason="plant work", to_site=True) is None
     assert reservoir.get(a).state == "standby"
     # Later the operator puts it back by hand (its approval and hash are checked again).
