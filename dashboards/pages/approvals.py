@@ -26,8 +26,9 @@ logger = logging.getLogger(__name__)
 
 PATH = "/approvals"
 TITLE = "Approvals"
-ACTIONABLE = ("pre_evaluated", "approved", "shadow")
-"""States an operator can move a policy on from (approve/reject, promote)."""
+ACTIONABLE = ("pre_evaluated", "approved", "shadow", "standby")
+"""States an operator can move a policy on from (approve/reject, promote; a standby policy
+goes live again when none is live)."""
 AUDIT_ROWS = 50
 _BUTTONS = {
     ApprovalIds.APPROVE: "approve",

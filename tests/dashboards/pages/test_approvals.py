@@ -178,6 +178,24 @@ def test_rollback_is_one_click(ctx: AppContext, data: Built) -> None:
     assert (last.to_state, last.actor, last.reason) == ("rolled_back", "olga", ONE_CLICK_ROLLBACK)
 
 
+def test_rollback_returns_to_the_policy_standing_by(ctx: AppContext, data: Built) -> None:
+    for ref in ("tr-candidate@1", "fixed-candidate@1"):
+        for button, reason in (
+            (ApprovalIds.APPROVE, "good"),
+            (ApprovalIds.PROMOTE, "shadow"),
+            (ApprovalIds.PROMOTE, "live"),
+        ):
+            _click(ctx, OLGA, button, ref, reason)
+    control, _, options, *_ = approvals.refresh(ctx, OLGA)
+    assert "fixed-candidate@1" in text_of(control) and "tr-candidate@1" in text_of(control)
+    assert {"label": "tr-candidate@1 (standby)", "value": "tr-candidate@1"} in options
+    message, out = _click(ctx, OLGA, ApprovalIds.ROLLBACK, None, "")
+    assert message == "rolled back by olga: tr-candidate@1 is now in control"
+    assert "a rollback returns to the site" in text_of(out[2])  # nothing stands by now
+    with Reservoir(data.reservoir) as res:
+        assert res.get("tr-candidate@1").state == "live"
+
+
 def test_a_historian_made_after_the_app_is_picked_up(ctx: AppContext, data: Built) -> None:
     moved = data.historian.with_name("later.sqlite")
     data.historian.rename(moved)
