@@ -12,8 +12,10 @@ one fsync of the WAL per transaction, which batching (one transaction per batch)
 
 The audit log is append-only: triggers abort any UPDATE or DELETE of its rows.
 
-:class:`HistorianStore` is the interface a consumer needs; a PostgreSQL backend could
-implement it (not provided: the embedded default is SQLite).
+:class:`HistorianStore` is the interface a consumer needs. SQLite is the embedded default;
+:mod:`connectors.historian_pg` implements the same interface on PostgreSQL, and
+:func:`open_historian` picks the backend from the location (a file or a ``postgresql://``
+URL).
 """
 
 from __future__ import annotations
@@ -133,6 +135,13 @@ class HistorianStore(Protocol):
         self, path: str | Path, *, since_s: float | None = None, until_s: float | None = None
     ) -> Path: ...
     def close(self) -> None: ...
+    def __enter__(self) -> HistorianStore: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 # --------------------------------------------------------------------------- schema
@@ -206,6 +215,58 @@ def _time_clause(since_s: float | None, until_s: float | None) -> tuple[str, lis
         clauses.append("time_s <= ?")
         args.append(float(until_s))
     return (" AND ".join(clauses), args)
+
+
+def wide_series(long: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Rows of (point, time_s, value) in storage order → one column per point in the order
+    of ``columns``, indexed by ``time_s`` (sorted), NaN where a point has no sample."""
+    if long.empty:
+        frame = pd.DataFrame(columns=columns, dtype=float)
+    else:
+        long["value"] = long["value"].astype(float)
+        # Several samples of one point at one time: keep the last stored.
+        long = long.drop_duplicates(subset=["time_s", "point"], keep="last")
+        frame = long.pivot(index="time_s", columns="point", values="value")
+        frame = frame.reindex(columns=columns)
+    frame.index = pd.Index(frame.index.astype(float), name="time_s")
+    frame.columns.name = None
+    return frame.sort_index()
+
+
+def write_readings_parquet(frame: pd.DataFrame, target: Path) -> Path:
+    """Readings in long format (point, time_s, value, unit, quality, seq) to Parquet,
+    atomically (temporary file + rename)."""
+    frame = frame.astype(
+        {
+            "point": "string",
+            "time_s": "float64",
+            "value": "float64",
+            "unit": "string",
+            "quality": "string",
+            "seq": "int64",
+        }
+    )
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        frame.to_parquet(tmp, engine="pyarrow", index=False)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.info("exported %d readings to %s", len(frame), target)
+    return target
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def open_historian(location: str | Path, *, readonly: bool = False) -> HistorianStore:
+    """A historian: a ``postgresql://`` URL opens the PostgreSQL backend
+    (:mod:`connectors.historian_pg`), anything else is a SQLite file."""
+    if isinstance(location, str) and location.startswith(POSTGRES_SCHEMES):
+        from connectors.historian_pg import PostgresHistorian
+
+        return PostgresHistorian(location, readonly=readonly)
+    return Historian(location, readonly=readonly)
 
 
 class Historian:
@@ -332,17 +393,7 @@ class Historian:
         with self._lock:
             self._check_open()
             long = pd.read_sql_query(sql, self._conn, params=[*columns, *targs])
-        if long.empty:
-            frame = pd.DataFrame(columns=columns, dtype=float)
-        else:
-            long["value"] = long["value"].astype(float)
-            # Several samples of one point at one time: keep the last stored.
-            long = long.drop_duplicates(subset=["time_s", "point"], keep="last")
-            frame = long.pivot(index="time_s", columns="point", values="value")
-            frame = frame.reindex(columns=columns)
-        frame.index = pd.Index(frame.index.astype(float), name="time_s")
-        frame.columns.name = None
-        return frame.sort_index()
+        return wide_series(long, columns)
 
     def points(self, prefix: str = "") -> list[str]:
         """Every point stored, sorted, optionally only those starting with ``prefix``."""
@@ -433,24 +484,7 @@ class Historian:
         with self._lock:
             self._check_open()
             frame = pd.read_sql_query(sql, self._conn, params=args)
-        frame = frame.astype(
-            {
-                "point": "string",
-                "time_s": "float64",
-                "value": "float64",
-                "unit": "string",
-                "quality": "string",
-                "seq": "int64",
-            }
-        )
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            frame.to_parquet(tmp, engine="pyarrow", index=False)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        logger.info("exported %d readings to %s", len(frame), target)
-        return target
+        return write_readings_parquet(frame, target)
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:

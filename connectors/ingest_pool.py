@@ -81,13 +81,13 @@ def _run_worker(
     stop: Any,
 ) -> None:
     """One worker process: ingest its share until ``stop`` is set, publishing counters."""
-    from connectors.historian import Historian
+    from connectors.historian import open_historian
     from connectors.ingestion import MqttIngestor
 
     logging.basicConfig(level=logging.WARNING)
     width = len(COUNTERS)
     base = spec.index * width
-    with Historian(spec.historian) as historian:
+    with open_historian(spec.historian) as historian:
         ingestor = MqttIngestor(
             spec.address,
             Topics(spec.site, prefix=spec.prefix),

@@ -41,7 +41,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from connectors.broker import BrokerAddress
-from connectors.historian import Historian
+from connectors.historian import POSTGRES_SCHEMES, open_historian
 from connectors.ingestion import MqttIngestor
 from connectors.setpoint_writer import SetpointWriter
 from connectors.topics import Topics
@@ -109,6 +109,14 @@ class BrokerSection(BaseModel):
         return BrokerAddress(self.host, self.port, ident.username, ident.password, self.ca_file)
 
 
+def _historian_location(value: Path | str, base: Path) -> Path | str:
+    """A PostgreSQL URL as it is; a file relative to the site file's folder."""
+    if isinstance(value, str) and value.startswith(POSTGRES_SCHEMES):
+        return value
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
 class ServiceConfig(BaseModel):
     """A site file (module docstring)."""
 
@@ -116,7 +124,8 @@ class ServiceConfig(BaseModel):
     site: str = Field(min_length=1)
     site_variant: str = "reference"
     broker: BrokerSection
-    historian: Path
+    historian: Path | str
+    """A SQLite file (relative to the site file), or a ``postgresql://`` URL."""
     reservoir: Path
     control_period_s: float = Field(default=300.0, gt=0)
     clock: Literal["unix", "plant"] = "unix"
@@ -180,9 +189,7 @@ def load_service_config(path: Path) -> ServiceConfig:
     base = path.parent
     return config.model_copy(
         update={
-            "historian": config.historian
-            if config.historian.is_absolute()
-            else base / config.historian,
+            "historian": _historian_location(config.historian, base),
             "reservoir": config.reservoir
             if config.reservoir.is_absolute()
             else base / config.reservoir,
@@ -212,7 +219,7 @@ class LiveService:
         self.site = site_variant(config.site_variant)
         self._stop = threading.Event()
         self._scenario: Scenario | None = None
-        self.historian = Historian(config.historian)
+        self.historian = open_historian(config.historian)
         self.reservoir = Reservoir(config.reservoir, create=False)
         self.ingestor = MqttIngestor(
             config.broker.address("ingest", base),

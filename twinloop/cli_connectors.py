@@ -143,7 +143,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- ingest
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from connectors.broker import BrokerError
-    from connectors.historian import Historian, HistorianError
+    from connectors.historian import HistorianError, HistorianStore, open_historian
     from connectors.ingest_pool import IngestPool
     from connectors.ingestion import MqttIngestor
     from connectors.topics import Topics
@@ -153,7 +153,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     try:
         topics = Topics(args.site, prefix=args.prefix)
         address = _address(args, "ingest")
-        historian = Historian(args.historian)
+        historian: HistorianStore = open_historian(args.historian)
     except (ValueError, OSError, HistorianError, BrokerError) as exc:
         return _error(str(exc))
     ingestor: MqttIngestor | IngestPool
@@ -231,7 +231,9 @@ def add_connectors_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     em.set_defaults(func=_cmd_emulate)
 
     ing = sub.add_parser("ingest", help="store a site's sensor readings in a historian")
-    ing.add_argument("--historian", required=True, help="historian SQLite file")
+    ing.add_argument(
+        "--historian", required=True, help="historian: SQLite file or postgresql:// URL"
+    )
     ing.add_argument("--site", default="site1", help="site name in the topics (default site1)")
     ing.add_argument("--prefix", default="twinloop", help="topic prefix (default twinloop)")
     ing.add_argument("--report-every", type=float, default=10.0, help="seconds between stats")

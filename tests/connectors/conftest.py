@@ -56,3 +56,34 @@ def volatile_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
         )
     with MosquittoBroker(tmp_path / "volatile-broker", autosave_on_changes=False) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A real PostgreSQL server on loopback for the whole session (skipped if not installed).
+    Its folder is outside pytest's private temporary tree: the server's own user (not root)
+    must reach it."""
+    import tempfile
+
+    from tests.connectors.pg_server import postgres_bin, running_postgres
+
+    if postgres_bin() is None:
+        pytest.skip(
+            "PostgreSQL is not installed (/usr/lib/postgresql); scripts/setup.sh installs it"
+        )
+    with running_postgres(Path(tempfile.mkdtemp(prefix="twinloop-pg-"))) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's server."""
+    import re
+
+    import psycopg
+
+    name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[-50:]
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return postgres_admin_url.rsplit("/", 1)[0] + f"/{name}"

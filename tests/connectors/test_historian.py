@@ -1,4 +1,5 @@
-"""Tests of the SQLite historian."""
+"""The historian's contract on both backends (SQLite, and a real PostgreSQL server), and
+what is particular to each."""
 
 from __future__ import annotations
 
@@ -17,10 +18,19 @@ from connectors.historian import (
     HistorianError,
     HistorianStore,
     Reading,
+    open_historian,
 )
 
 
-def _fill(h: Historian) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a historian lives: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "h.sqlite")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def _fill(h: HistorianStore) -> None:
     h.write(
         [
             Reading("supply_air_c", 0.0, 18.0, "degC", seq=1),
@@ -32,8 +42,8 @@ def _fill(h: Historian) -> None:
     )
 
 
-def test_write_latest_series_points(tmp_path: Path) -> None:
-    with Historian(tmp_path / "h.sqlite") as h:
+def test_write_latest_series_points(location: str) -> None:
+    with open_historian(location) as h:
         assert isinstance(h, HistorianStore)
         _fill(h)
         latest = h.latest()
@@ -57,8 +67,8 @@ def test_write_latest_series_points(tmp_path: Path) -> None:
         assert h.points("supply_") == ["supply_air_c"]  # '_' is not a LIKE wildcard here
 
 
-def test_events_newest_first(tmp_path: Path) -> None:
-    with Historian(tmp_path / "h.sqlite") as h:
+def test_events_newest_first(location: str) -> None:
+    with open_historian(location) as h:
         for i in range(5):
             h.add_event(Event(float(i), "watchdog", "trip", f"e{i}"))
         assert [e.message for e in h.events(limit=3)] == ["e4", "e3", "e2"]
@@ -116,17 +126,16 @@ def test_durability_settings(tmp_path: Path) -> None:
 
 
 def _reader(path: str, queue: multiprocessing.Queue[object]) -> None:
-    with Historian(path, readonly=True) as h:
+    with open_historian(path, readonly=True) as h:
         queue.put({p: r.value for p, r in h.latest().items()})
 
 
-def test_reader_in_another_process_sees_committed_writes(tmp_path: Path) -> None:
-    path = tmp_path / "h.sqlite"
-    with Historian(path) as h:
+def test_reader_in_another_process_sees_committed_writes(location: str) -> None:
+    with open_historian(location) as h:
         _fill(h)
         ctx = multiprocessing.get_context("spawn")
         queue: multiprocessing.Queue[object] = ctx.Queue()
-        proc = ctx.Process(target=_reader, args=(str(path), queue))
+        proc = ctx.Process(target=_reader, args=(location, queue))
         proc.start()
         seen = queue.get(timeout=60)
         proc.join(timeout=30)
@@ -134,8 +143,8 @@ def test_reader_in_another_process_sees_committed_writes(tmp_path: Path) -> None
     assert seen["supply_air_c"] == 18.5
 
 
-def test_export_parquet_round_trip(tmp_path: Path) -> None:
-    with Historian(tmp_path / "h.sqlite") as h:
+def test_export_parquet_round_trip(location: str, tmp_path: Path) -> None:
+    with open_historian(location) as h:
         _fill(h)
         out = h.export_parquet(tmp_path / "out" / "r.parquet", since_s=30.0)
     frame = pd.read_parquet(out)

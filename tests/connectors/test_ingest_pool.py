@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from connectors.broker import MosquittoBroker
-from connectors.historian import Historian
+from connectors.historian import open_historian
 from connectors.ingest_pool import IngestPool, deal
 from connectors.mqtt_client import make_client
 from connectors.payloads import SensorMessage
@@ -26,13 +26,21 @@ def test_points_are_dealt_round_robin_into_disjoint_shares() -> None:
         deal(["a"], 0)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_two_workers_store_every_reading_once_in_order(
-    volatile_broker: MosquittoBroker, tmp_path: Path
+    volatile_broker: MosquittoBroker,
+    tmp_path: Path,
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     points = [f"t{i:02d}" for i in range(8)]
     per_point = 500
-    store = tmp_path / "historian.sqlite"
-    Historian(store).close()  # created before the workers open it
+    store = (
+        str(tmp_path / "historian.sqlite")
+        if backend == "sqlite"
+        else str(request.getfixturevalue("postgres_url"))
+    )
+    open_historian(store).close()  # created before the workers open it
     pool = IngestPool(volatile_broker.address("ingest"), TOPICS, store, points, workers=2)
     publisher = make_client(volatile_broker.address("bms"), "pool-publisher")
     address = volatile_broker.address("bms")
@@ -61,7 +69,7 @@ def test_two_workers_store_every_reading_once_in_order(
     assert stats["gaps"] == 0  # each point in order, in one worker
     assert stats["rejected"] == {"non_utf8": 1} and stats["rejected_total"] == 1
     assert stats["workers"] == 2 and stats["alive"] == 0  # stopped
-    with Historian(store, readonly=True) as historian:
+    with open_historian(store, readonly=True) as historian:
         frame = historian.series(points)
     assert list(frame.columns) == points and len(frame) == per_point
     assert frame.notna().all().all()  # every point at every time, stored once

@@ -268,6 +268,9 @@ def test_site_file_is_validated(tmp_path: Path) -> None:
     config = load_service_config(good)
     assert config.twin is not None and str(config.twin) == "drawings"
     assert config.historian == tmp_path / "data" / "historian.sqlite"
+    url = tmp_path / "pg.yaml"
+    url.write_text(good.read_text().replace("data/historian.sqlite", "postgresql://tl@db/hall"))
+    assert load_service_config(url).historian == "postgresql://tl@db/hall"  # kept whole
     assert config.shield_config().supply_air_c == (18.0, 25.0)
     assert config.watchdog_config().stale_after_s == 120.0
     for text, message in [
