@@ -110,6 +110,11 @@ def _db_value(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
+def _limit(limit: int) -> int | None:
+    # SQLite reads a negative LIMIT as "no limit"; PostgreSQL refuses one (NULL: no limit).
+    return None if int(limit) < 0 else int(limit)
+
+
 def _time_clause(since_s: float | None, until_s: float | None) -> tuple[str, list[float]]:
     clauses: list[str] = []
     args: list[float] = []
@@ -208,6 +213,7 @@ class PostgresHistorian:
                 return {}
             sql += " WHERE point = ANY(%s)"
             args = [list(points)]
+        sql += ' ORDER BY point COLLATE "C"'  # the SQLite store's order (its primary key)
         return {
             str(p): Reading(str(p), float(t), _nan_if_none(v), str(u), str(q), int(s))
             for p, t, v, u, q, s in self._query(sql, args)
@@ -261,7 +267,7 @@ class PostgresHistorian:
             sql += " WHERE time_s >= %s"
             args.append(float(since_s))
         sql += " ORDER BY time_s DESC, id DESC LIMIT %s"
-        args.append(int(limit))
+        args.append(_limit(limit))
         return [Event(float(t), str(s), str(k), str(m)) for t, s, k, m in self._query(sql, args)]
 
     # ------------------------------------------------------------------ audit
@@ -288,7 +294,7 @@ class PostgresHistorian:
         rows = self._query(
             "SELECT time_s, command_id, field, value, expires_at_s, actor, outcome, detail "
             "FROM audit ORDER BY id DESC LIMIT %s",
-            [int(limit)],
+            [_limit(limit)],
         )
         return [
             AuditRecord(float(t), str(c), str(f), _nan_if_none(v), float(e), str(a), str(o), str(d))

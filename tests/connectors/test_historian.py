@@ -73,6 +73,16 @@ def test_events_newest_first(location: str) -> None:
             h.add_event(Event(float(i), "watchdog", "trip", f"e{i}"))
         assert [e.message for e in h.events(limit=3)] == ["e4", "e3", "e2"]
         assert [e.message for e in h.events(since_s=3.0)] == ["e4", "e3"]
+        assert len(h.events(limit=-1)) == 5  # a negative limit: no limit (SQLite's reading)
+        assert h.events(limit=0) == []
+
+
+def test_latest_is_ordered_by_point(location: str) -> None:
+    with open_historian(location) as h:
+        h.write([Reading(p, 0.0, 1.0) for p in ("b_x", "B", "a.y", "_z", "a")])
+        assert list(h.latest()) == ["B", "_z", "a", "a.y", "b_x"]  # code-point order
+        h.add_audit(AuditRecord(1.0, "c1", "f", 1.0, 2.0, "a", "published"))
+        assert len(h.audit(limit=-1)) == 1
 
 
 def test_audit_is_append_only(tmp_path: Path) -> None:
