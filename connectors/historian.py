@@ -26,11 +26,11 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import pandas as pd
 
@@ -269,7 +269,211 @@ def open_historian(location: str | Path, *, readonly: bool = False) -> Historian
     return Historian(location, readonly=readonly)
 
 
-class Historian:
+class SqlHistorian:
+    """What the SQL backends share: the queries (written with ``?`` placeholders), row
+    mapping, validation and lifecycle. A backend provides the connection, ``_transaction``
+    (a cursor inside one committed transaction), ``_query`` and its dialect:
+    :meth:`_sql` (placeholders), :attr:`_POINT_ORDER` and :meth:`_limit_value`."""
+
+    path: Path | str
+    readonly: bool
+    _lock: threading.RLock
+    _conn: Any
+    _closed: bool
+
+    _POINT_ORDER = "point"
+    """ORDER BY term listing points in code-point order."""
+
+    def _sql(self, text: str) -> str:
+        """``text`` in the backend's placeholder style."""
+        return text
+
+    def _limit_value(self, limit: int) -> int | None:
+        """The LIMIT argument for ``limit`` (negative: no limit)."""
+        return int(limit)
+
+    def _transaction(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _check_open(self) -> None:
+        if getattr(self, "_closed", False):
+            raise HistorianError(f"historian {self.path} is closed")
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise HistorianError(f"historian {self.path} is open read-only")
+
+    # ------------------------------------------------------------------ readings
+    def write(self, readings: Sequence[Reading]) -> int:
+        """Store ``readings`` in one transaction, committed (and synced) on return."""
+        self._check_writable()
+        if not readings:
+            return 0
+        rows = [
+            (r.point, float(r.time_s), _db_value(r.value), r.unit, r.quality, int(r.seq))
+            for r in readings
+        ]
+        newest: dict[str, tuple[str, float, float | None, str, str, int]] = {}
+        for row in rows:  # only the newest row of each point can change `latest`
+            seen = newest.get(row[0])
+            if seen is None or row[1] >= seen[1]:
+                newest[row[0]] = row
+        with self._transaction() as cur:
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO readings (point, time_s, value, unit, quality, seq) "
+                    "VALUES (?, ?, ?, ?, ?, ?)"
+                ),
+                rows,
+            )
+            cur.executemany(self._sql(_UPSERT_LATEST), list(newest.values()))
+        return len(rows)
+
+    def latest(self, points: Sequence[str] | None = None) -> dict[str, Reading]:
+        """The newest reading (by ``time_s``) of each point, or of the given points, in
+        code-point order of the points."""
+        sql = "SELECT point, time_s, value, unit, quality, seq FROM latest"
+        args: list[str] = []
+        if points is not None:
+            if not points:
+                return {}
+            sql += f" WHERE point IN ({', '.join('?' * len(points))})"
+            args = list(points)
+        sql += f" ORDER BY {self._POINT_ORDER}"
+        return {
+            str(p): Reading(str(p), float(t), _nan_if_none(v), str(u), str(q), int(n))
+            for p, t, v, u, q, n in self._query(self._sql(sql), args)
+        }
+
+    def series(
+        self,
+        points: Sequence[str],
+        *,
+        since_s: float | None = None,
+        until_s: float | None = None,
+    ) -> pd.DataFrame:
+        """Values of ``points`` indexed by ``time_s`` (sorted), one column per point in the
+        order given; NaN where a point has no sample at that time."""
+        columns = list(dict.fromkeys(points))
+        if not columns:
+            return pd.DataFrame(index=pd.Index([], name="time_s", dtype=float))
+        where, targs = _time_clause(since_s, until_s)
+        sql = (
+            "SELECT point, time_s, value FROM readings "
+            f"WHERE point IN ({', '.join('?' * len(columns))})"
+            + (f" AND {where}" if where else "")
+            + " ORDER BY time_s, id"
+        )
+        rows = self._query(self._sql(sql), [*columns, *targs])
+        return wide_series(pd.DataFrame(rows, columns=["point", "time_s", "value"]), columns)
+
+    def points(self, prefix: str = "") -> list[str]:
+        """Every point stored, sorted, optionally only those starting with ``prefix``."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        sql = (
+            f"SELECT point FROM latest WHERE point LIKE ? ESCAPE '\\' ORDER BY {self._POINT_ORDER}"
+        )
+        return [str(row[0]) for row in self._query(self._sql(sql), [escaped + "%"])]
+
+    # ------------------------------------------------------------------ events
+    def add_event(self, event: Event) -> None:
+        self._check_writable()
+        with self._transaction() as cur:
+            cur.execute(
+                self._sql("INSERT INTO events (time_s, source, kind, message) VALUES (?, ?, ?, ?)"),
+                (float(event.time_s), event.source, event.kind, event.message),
+            )
+
+    def events(self, *, limit: int = 100, since_s: float | None = None) -> list[Event]:
+        """Newest first (by time, then insertion order)."""
+        sql = "SELECT time_s, source, kind, message FROM events"
+        args: list[object] = []
+        if since_s is not None:
+            sql += " WHERE time_s >= ?"
+            args.append(float(since_s))
+        sql += " ORDER BY time_s DESC, id DESC LIMIT ?"
+        args.append(self._limit_value(limit))
+        return [
+            Event(float(t), str(s), str(k), str(m))
+            for t, s, k, m in self._query(self._sql(sql), args)
+        ]
+
+    # ------------------------------------------------------------------ audit
+    def add_audit(self, record: AuditRecord) -> None:
+        self._check_writable()
+        with self._transaction() as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO audit (time_s, command_id, field, value, expires_at_s, actor, "
+                    "outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (
+                    float(record.time_s),
+                    record.command_id,
+                    record.field,
+                    _db_value(float(record.value)),
+                    float(record.expires_at_s),
+                    record.actor,
+                    record.outcome,
+                    record.detail,
+                ),
+            )
+
+    def audit(self, *, limit: int = 100) -> list[AuditRecord]:
+        """Newest first (insertion order)."""
+        rows = self._query(
+            self._sql(
+                "SELECT time_s, command_id, field, value, expires_at_s, actor, outcome, detail "
+                "FROM audit ORDER BY id DESC LIMIT ?"
+            ),
+            [self._limit_value(limit)],
+        )
+        return [
+            AuditRecord(float(t), str(c), str(f), _nan_if_none(v), float(e), str(a), str(o), str(d))
+            for t, c, f, v, e, a, o, d in rows
+        ]
+
+    # ------------------------------------------------------------------ export
+    def export_parquet(
+        self, path: str | Path, *, since_s: float | None = None, until_s: float | None = None
+    ) -> Path:
+        """Write the readings (long format: point, time_s, value, unit, quality, seq; sorted
+        by time) to a Parquet file, atomically (temporary file + rename). Returns the path."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        where, args = _time_clause(since_s, until_s)
+        sql = (
+            "SELECT point, time_s, value, unit, quality, seq FROM readings"
+            + (f" WHERE {where}" if where else "")
+            + " ORDER BY time_s, id"
+        )
+        columns = ["point", "time_s", "value", "unit", "quality", "seq"]
+        frame = pd.DataFrame(self._query(self._sql(sql), args), columns=columns)
+        return write_readings_parquet(frame, target)
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._conn.close()
+                self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Historian(SqlHistorian):
     """SQLite (WAL) historian; see the module docstring for durability and concurrency."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
@@ -296,7 +500,6 @@ class Historian:
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._closed = False
 
-    # ------------------------------------------------------------------ plumbing
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
         with self._lock:
@@ -313,193 +516,7 @@ class Historian:
             finally:
                 cur.close()
 
-    def _check_open(self) -> None:
-        if getattr(self, "_closed", False):
-            raise HistorianError(f"historian {self.path} is closed")
-
-    def _check_writable(self) -> None:
-        if self.readonly:
-            raise HistorianError(f"historian {self.path} is open read-only")
-
-    def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             self._check_open()
             return list(self._conn.execute(sql, tuple(args)).fetchall())
-
-    # ------------------------------------------------------------------ readings
-    def write(self, readings: Sequence[Reading]) -> int:
-        """Store ``readings`` in one transaction, committed (and synced) on return."""
-        self._check_writable()
-        if not readings:
-            return 0
-        rows = [
-            (r.point, float(r.time_s), _db_value(r.value), r.unit, r.quality, int(r.seq))
-            for r in readings
-        ]
-        with self._transaction() as cur:
-            cur.executemany(
-                "INSERT INTO readings (point, time_s, value, unit, quality, seq) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            newest: dict[str, tuple[str, float, float | None, str, str, int]] = {}
-            for row in rows:  # only the newest row of each point can change `latest`
-                seen = newest.get(row[0])
-                if seen is None or row[1] >= seen[1]:
-                    newest[row[0]] = row
-            cur.executemany(_UPSERT_LATEST, list(newest.values()))
-        return len(rows)
-
-    def latest(self, points: Sequence[str] | None = None) -> dict[str, Reading]:
-        """The newest reading (by ``time_s``) of each point, or of the given points."""
-        sql = "SELECT point, time_s, value, unit, quality, seq FROM latest"
-        args: list[str] = []
-        if points is not None:
-            if not points:
-                return {}
-            sql += f" WHERE point IN ({', '.join('?' * len(points))})"
-            args = list(points)
-        out: dict[str, Reading] = {}
-        for point, time_s, value, unit, quality, seq in self._query(sql, args):
-            out[str(point)] = Reading(
-                point=str(point),
-                time_s=float(time_s),  # type: ignore[arg-type]
-                value=_nan_if_none(value),  # type: ignore[arg-type]
-                unit=str(unit),
-                quality=str(quality),
-                seq=int(seq),  # type: ignore[call-overload]
-            )
-        return out
-
-    def series(
-        self,
-        points: Sequence[str],
-        *,
-        since_s: float | None = None,
-        until_s: float | None = None,
-    ) -> pd.DataFrame:
-        """Values of ``points`` indexed by ``time_s`` (sorted), one column per point in the
-        order given; NaN where a point has no sample at that time."""
-        columns = list(dict.fromkeys(points))
-        if not columns:
-            return pd.DataFrame(index=pd.Index([], name="time_s", dtype=float))
-        where, targs = _time_clause(since_s, until_s)
-        sql = (
-            "SELECT point, time_s, value FROM readings "
-            f"WHERE point IN ({', '.join('?' * len(columns))})"
-            + (f" AND {where}" if where else "")
-            + " ORDER BY time_s, id"
-        )
-        with self._lock:
-            self._check_open()
-            long = pd.read_sql_query(sql, self._conn, params=[*columns, *targs])
-        return wide_series(long, columns)
-
-    def points(self, prefix: str = "") -> list[str]:
-        """Every point stored, sorted, optionally only those starting with ``prefix``."""
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self._query(
-            "SELECT point FROM latest WHERE point LIKE ? ESCAPE '\\' ORDER BY point",
-            [escaped + "%"],
-        )
-        return [str(row[0]) for row in rows]
-
-    # ------------------------------------------------------------------ events
-    def add_event(self, event: Event) -> None:
-        self._check_writable()
-        with self._transaction() as cur:
-            cur.execute(
-                "INSERT INTO events (time_s, source, kind, message) VALUES (?, ?, ?, ?)",
-                (float(event.time_s), event.source, event.kind, event.message),
-            )
-
-    def events(self, *, limit: int = 100, since_s: float | None = None) -> list[Event]:
-        """Newest first (by time, then insertion order)."""
-        sql = "SELECT time_s, source, kind, message FROM events"
-        args: list[object] = []
-        if since_s is not None:
-            sql += " WHERE time_s >= ?"
-            args.append(float(since_s))
-        sql += " ORDER BY time_s DESC, id DESC LIMIT ?"
-        args.append(int(limit))
-        return [
-            Event(float(t), str(s), str(k), str(m))  # type: ignore[arg-type]
-            for t, s, k, m in self._query(sql, args)
-        ]
-
-    # ------------------------------------------------------------------ audit
-    def add_audit(self, record: AuditRecord) -> None:
-        self._check_writable()
-        with self._transaction() as cur:
-            cur.execute(
-                "INSERT INTO audit (time_s, command_id, field, value, expires_at_s, actor, "
-                "outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    float(record.time_s),
-                    record.command_id,
-                    record.field,
-                    _db_value(float(record.value)),
-                    float(record.expires_at_s),
-                    record.actor,
-                    record.outcome,
-                    record.detail,
-                ),
-            )
-
-    def audit(self, *, limit: int = 100) -> list[AuditRecord]:
-        """Newest first (insertion order)."""
-        rows = self._query(
-            "SELECT time_s, command_id, field, value, expires_at_s, actor, outcome, detail "
-            "FROM audit ORDER BY id DESC LIMIT ?",
-            [int(limit)],
-        )
-        return [
-            AuditRecord(
-                time_s=float(t),  # type: ignore[arg-type]
-                command_id=str(c),
-                field=str(f),
-                value=_nan_if_none(v),  # type: ignore[arg-type]
-                expires_at_s=float(e),  # type: ignore[arg-type]
-                actor=str(a),
-                outcome=str(o),
-                detail=str(d),
-            )
-            for t, c, f, v, e, a, o, d in rows
-        ]
-
-    # ------------------------------------------------------------------ export
-    def export_parquet(
-        self, path: str | Path, *, since_s: float | None = None, until_s: float | None = None
-    ) -> Path:
-        """Write the readings (long format: point, time_s, value, unit, quality, seq; sorted
-        by time) to a Parquet file, atomically (temporary file + rename). Returns the path."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        where, args = _time_clause(since_s, until_s)
-        sql = (
-            "SELECT point, time_s, value, unit, quality, seq FROM readings"
-            + (f" WHERE {where}" if where else "")
-            + " ORDER BY time_s, id"
-        )
-        with self._lock:
-            self._check_open()
-            frame = pd.read_sql_query(sql, self._conn, params=args)
-        return write_readings_parquet(frame, target)
-
-    # ------------------------------------------------------------------ lifecycle
-    def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._conn.close()
-                self._closed = True
-
-    def __enter__(self) -> Historian:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
