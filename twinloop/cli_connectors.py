@@ -157,18 +157,16 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     except (ValueError, OSError, HistorianError, BrokerError) as exc:
         return _error(str(exc))
     ingestor: MqttIngestor | IngestPool
-    if args.workers > 1:
+    if args.workers == 1:
+        ingestor = MqttIngestor(address, topics, historian)
+    else:
+        # Opened above for its schema and a clear error; each worker opens its own.
+        historian.close()
         points = [p.name for p in point_catalog(site_variant("reference"))]
         try:
             ingestor = IngestPool(address, topics, args.historian, points, workers=args.workers)
         except ValueError as exc:
-            historian.close()
             return _error(f"--workers: {exc}")
-    elif args.workers == 1:
-        ingestor = MqttIngestor(address, topics, historian)
-    else:
-        historian.close()
-        return _error(f"--workers must be at least 1 (got {args.workers})")
     stop = _StopFlag()
     try:
         if isinstance(ingestor, IngestPool):
