@@ -176,7 +176,9 @@ class BmsEmulator:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
     ) -> None:
         self._connected.clear()
-        logger.warning("bms emulator disconnected: %s", reason_code)
+        # A disconnection the emulator asked for (stop) is news to nobody.
+        log = logger.warning if getattr(reason_code, "is_failure", True) else logger.info
+        log("bms emulator disconnected: %s", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:

@@ -207,7 +207,8 @@ class MqttIngestor:
     ) -> None:
         self._connected.clear()
         self._net["disconnects"] += 1
-        logger.warning("ingestion disconnected from %s: %s", self.address, reason_code)
+        log = logger.warning if getattr(reason_code, "is_failure", True) else logger.info
+        log("ingestion disconnected from %s: %s", self.address, reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         # Only copy and enqueue: nothing here may raise into paho's network thread.

@@ -172,6 +172,13 @@ class MpcProblem:
         cfg.load_solutions = False
         cfg.raise_exception_on_nonoptimal_result = False
         cfg.threads = 1
+        # HiGHS logs to the console by default (Pyomo switches it on for every solve), and
+        # warns on stdout each time a mutable coefficient is updated to 0 where it is
+        # already 0 (``Highs::changeCoeff``): thousands of lines per run. The solve's status
+        # is read from the results, never from the log, so HiGHS' output is switched off at
+        # HiGHS itself (here for every solve, and in ``_quiet_highs`` for the coefficient
+        # updates Pyomo makes before the first one); ``MpcSolution.status`` says what failed.
+        cfg.solver_options["output_flag"] = False
         auto = cfg.auto_updates
         # Only parameter values change between solves: skip the structural scans.
         auto.check_for_new_or_removed_constraints = False
@@ -338,6 +345,17 @@ class MpcProblem:
         m.lag = float(local.lag)
         m.one_minus_lag = 1.0 - float(local.lag)
 
+    def _quiet_highs(self) -> None:
+        """Switch off the output of the ``highspy.Highs`` object Pyomo just made (Pyomo
+        offers no hook between making it and the parameter updates of the first solve)."""
+        highs = getattr(self.solver, "_solver_model", None)
+        if highs is None or not hasattr(highs, "setOptionValue"):
+            raise RuntimeError(
+                "this Pyomo's HiGHS interface keeps its solver elsewhere: pin the Pyomo "
+                "version of requirements.lock"
+            )
+        highs.setOptionValue("output_flag", False)
+
     def solve(self, local: LocalModel) -> MpcSolution:
         """Load ``local`` into the model's parameters and solve; never raises on a
         non-optimal result (``optimal`` says whether the plan can be used)."""
@@ -346,6 +364,7 @@ class MpcProblem:
         m, st = self.model, self.settings
         if not self._instance_set:
             self.solver.set_instance(m)
+            self._quiet_highs()
             self._instance_set = True
         # HiGHS measures its time limit on a clock that runs across solves of one model.
         limit = self._highs_clock_s + st.time_limit_s

@@ -154,6 +154,20 @@ def fit_site_twin(config: DemoConfig, scenario: Scenario, say: Callable[[str], N
     return twin_dir
 
 
+def _say(line: str) -> None:
+    """A line on the console above the demo's progress bar (never through it)."""
+    from tqdm import tqdm
+
+    tqdm.write(line)
+
+
+def _tail(path: Path, n_bytes: int = 2000) -> str:
+    """The last ``n_bytes`` of a log file, decoded for an error message."""
+    with open(path, "rb") as fh:
+        fh.seek(max(path.stat().st_size - n_bytes, 0))
+        return fh.read().decode(errors="replace")
+
+
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -190,7 +204,7 @@ class ReferenceSite:
 class Demo:
     """Everything of the demo; see the module docstring."""
 
-    def __init__(self, config: DemoConfig, *, say: Callable[[str], None] = print) -> None:
+    def __init__(self, config: DemoConfig, *, say: Callable[[str], None] = _say) -> None:
         self.config = config
         self.say = say
         self.status = DemoStatus()
@@ -348,21 +362,34 @@ class Demo:
 
     def _pre_evaluate(self) -> dict[str, Any] | None:
         """Loop 1 as ``twinloop preevaluate`` in its own process (the suite in the twin is
-        CPU work that would otherwise compete with the live loop's threads)."""
+        CPU work that would otherwise compete with the live loop's threads).
+
+        The child writes to ``gate1/preevaluate.log``, never to a pipe: a pipe nobody reads
+        until the child exits blocks the child once the pipe's 64 KiB buffer is full."""
         out = self.home / "gate1"
+        out.mkdir(parents=True, exist_ok=True)
+        log_path = out / "preevaluate.log"
         command = [
             sys.executable, "-m", "twinloop.cli", "preevaluate", self.config.candidate,
             "--incumbent", INCUMBENT, "--suite", self.config.suite, "--twin", str(self.twin_dir),
             "--root", str(self.reservoir_root), "--out", str(out), "--quiet",
         ]  # fmt: skip
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        (out / "gate1.json").unlink(missing_ok=True)
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         self._cleanup.append(lambda: _terminate(proc))
+        self.say(f"pre-evaluation: log in {log_path}")
         while proc.poll() is None:
             if self._stop.wait(0.5):
                 return None
-        output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+        # Exit 1 with a report is a gate that said no; no report at all is a failure.
         if not (out / "gate1.json").exists():
-            raise RuntimeError(f"pre-evaluation failed (exit {proc.returncode}): {output[-800:]}")
+            raise RuntimeError(
+                f"pre-evaluation failed (exit {proc.returncode}); the end of {log_path}:\n"
+                + _tail(log_path)
+            )
         report: dict[str, Any] = json.loads((out / "gate1.json").read_text(encoding="utf-8"))
         return report
 
@@ -492,9 +519,12 @@ class Demo:
     def wait(self, *, progress: bool = True) -> DemoStatus:
         """Block until the demo ends (hours reached, scenario over, error) or Ctrl-C."""
         from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
         total = self.scenario.duration_h
-        with tqdm(total=round(total, 1), unit="h", disable=not progress, desc="demo") as bar:
+        bar = tqdm(total=round(total, 1), unit="h", disable=not progress, desc="demo")
+        # Log records and the demo's own lines are written above the bar, not into it.
+        with bar, logging_redirect_tqdm():
             while not self._stop.wait(1.0):
                 s = self.status
                 bar.n = round(min(s.hours, total), 1)

@@ -98,6 +98,19 @@ def test_pyomo_model_solves_to_optimality_with_rate_limits() -> None:
         problem.solve(_bad(settings))
 
 
+def test_repeated_solves_print_nothing(capfd: pytest.CaptureFixture[str]) -> None:
+    # The toy's cost tables are 0 in many rows: every re-solve updates those coefficients
+    # to 0 again, on which HiGHS (1.16) warns on the process's stdout unless its log is off.
+    settings = MpcSettings(horizon=6, knots=8, n_pods=2)
+    problem = MpcProblem(settings)
+    capfd.readouterr()
+    for _ in range(3):
+        assert problem.solve(_toy(settings)).optimal
+        assert problem.solve(_hot(settings)).optimal
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
 def _hot(settings: MpcSettings) -> LocalModel:
     toy = _toy(settings)
     offset = np.full((settings.horizon, settings.n_pods), 5.5)  # the pods run 5.5 K hotter
