@@ -5,10 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= out/demo
 
-.PHONY: setup demo report test test-slow lint typecheck format bench clean
+LOCK := requirements.lock
 
-# Idempotent set-up: Debian packages (Mosquitto, Chromium), a virtual environment, the project.
-$(STAMP): pyproject.toml scripts/setup.sh
+.PHONY: setup demo report test test-slow lint typecheck format bench clean lock lock-upgrade
+
+# Idempotent set-up: Debian packages (Mosquitto, Chromium), a virtual environment, the exact
+# versions of requirements.lock (hash-checked), the project.
+$(STAMP): pyproject.toml $(LOCK) scripts/setup.sh
 	bash scripts/setup.sh
 	touch $(STAMP)
 
@@ -61,6 +64,24 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ray_suite_speed.py --rounds 2
 	$(BIN)/python benchmarks/control_latency.py --periods 300
 	$(BIN)/python benchmarks/ingestion_speed.py --client c --messages 100000
+
+# requirements.lock: every package of the project and its dev tools, pinned with hashes, for
+# Linux x86_64 and Python 3.11 (what CI runs). `make lock` adds what pyproject.toml gained and
+# keeps the other pins; `make lock-upgrade` moves every pin to the newest release allowed.
+# Then `make setup` (or `make test`) installs the new set and the tests run on it.
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet \
+	--generate-hashes --allow-unsafe --extra dev --strip-extras \
+	--no-emit-index-url --no-emit-find-links --output-file $(LOCK) pyproject.toml
+
+$(VENV)/bin/pip-compile:
+	[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet pip-tools
+
+lock: $(VENV)/bin/pip-compile
+	$(PIP_COMPILE)
+
+lock-upgrade: $(VENV)/bin/pip-compile
+	$(PIP_COMPILE) --upgrade
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info

@@ -17,6 +17,18 @@ fi
 
 PY=${PY:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-# torch is pinned to 2.13.0 in pyproject.toml (the CPU wheel on disk); an unpinned torch pulls a CUDA build.
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+# The exact versions the tests passed with, each checked against its hash (requirements.lock,
+# made by `make lock`). torch is the CPU wheel 2.13.0+cpu. TWINLOOP_TORCH=cuda (a machine
+# with an NVIDIA GPU) installs every other pin from the lock, then torch 2.13.0 from PyPI,
+# whose Linux wheel is the CUDA build (several GB, with its nvidia-* libraries).
+LOCK=requirements.lock
+if [ "${TWINLOOP_TORCH:-cpu}" = cuda ]; then
+  awk '/^torch==/{skip=1; next} skip && /^ /{next} {skip=0; print}' "$LOCK" >.venv/lock-no-torch.txt
+  .venv/bin/python -m pip install --quiet --require-hashes --no-deps -r .venv/lock-no-torch.txt
+  .venv/bin/python -m pip install --quiet 'torch==2.13.0'
+else
+  .venv/bin/python -m pip install --quiet --require-hashes --no-deps -r "$LOCK"
+fi
+# The project itself, editable, built with the locked setuptools (no unpinned build env).
+.venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+.venv/bin/python -m pip check
