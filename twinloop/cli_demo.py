@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         live_hours=args.live_hours,
         shadow_periods=args.shadow_periods,
     )
+    # SIGTERM (a service manager, `kill`) stops the demo as Ctrl-C does: every thread and
+    # process it started is stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with Demo(config) as demo:
             demo.start()

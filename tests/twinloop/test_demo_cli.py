@@ -61,6 +61,51 @@ def _reader(stream: object, sink: queue.Queue[str | None]) -> None:
     sink.put(None)
 
 
+def _mosquittos(home: Path) -> list[str]:
+    return _processes(home, "mosquitto")
+
+
+def _processes(home: Path, word: str) -> list[str]:
+    """Command lines of running processes that name ``word`` and a path under ``home``."""
+    found = []
+    for cmdline_file in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmdline = cmdline_file.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended meanwhile
+            continue
+        if word in cmdline and str(home) in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def test_sigterm_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
+    home = tmp_path / "demo"
+    command = [*_twinloop(), "demo", "--home", str(home), "--port", "0", "--quiet"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+    )
+    chunks: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_reader, args=(proc.stdout, chunks), daemon=True).start()
+    console = ""
+    deadline = time.monotonic() + 600.0
+    try:
+        while "pre-evaluation: log in" not in console:
+            assert time.monotonic() < deadline, console[-3000:]
+            chunk = chunks.get(timeout=600.0)
+            assert chunk is not None, console[-3000:]
+            console += chunk
+        assert _mosquittos(home)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not _mosquittos(home), "the broker outlived the demo"
+    assert not _processes(home, "preevaluate"), "the pre-evaluation child outlived the demo"
+
+
 def test_make_demo_unattended_with_the_mpc_reaches_the_first_live_hour(tmp_path: Path) -> None:
     home = tmp_path / "demo"
     command = [
