@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:
 
 from connectors.bms_emulator import BmsEmulator  # noqa: E402
 from connectors.broker import MosquittoBroker  # noqa: E402
+from connectors.catalog import PointCatalog  # noqa: E402
 from connectors.historian import Historian  # noqa: E402
 from connectors.ingestion import MqttIngestor  # noqa: E402
 from connectors.setpoint_writer import SetpointWriter  # noqa: E402
@@ -95,7 +96,12 @@ def measure(periods: int, policy: str, *, volatile: bool = False) -> dict[str, o
         ).start()
         historian = Historian(Path(tmp) / "historian.sqlite")
         ingestor = MqttIngestor(
-            broker.address("ingest"), topics, historian, stale_after_s=1e6, batch_wait_s=0.001
+            broker.address("ingest"),
+            topics,
+            historian,
+            catalog=PointCatalog.for_site(window.site),
+            stale_after_s=1e6,
+            batch_wait_s=0.001,
         ).start()
         writer = SetpointWriter(broker.address("controller"), topics, historian).start()
         override = OverrideMonitor(broker.address("controller"), topics).start()

@@ -122,13 +122,16 @@ def measure(
         ):
             first: list[float] = []
             ingestor: MqttIngestor | IngestPool
+            names = _point_names(publishers, points, client)
+            units = dict.fromkeys(names, "degC")  # the catalog: every point published
             if workers == 1:
-                ingestor = MqttIngestor(broker.address("ingest"), TOPICS, historian, qos=1)
+                ingestor = MqttIngestor(
+                    broker.address("ingest"), TOPICS, historian, qos=1, units=units
+                )
                 ingestor.add_handler(
                     lambda r: first.append(time.perf_counter()) if not first else None
                 )
             else:
-                names = _point_names(publishers, points, client)
                 ingestor = IngestPool(
                     broker.address("ingest"),
                     TOPICS,
@@ -136,6 +139,7 @@ def measure(
                     names,
                     workers=workers,
                     qos=1,
+                    units=units,
                 )
             with ingestor:
                 assert broker.proc is not None
@@ -218,7 +222,8 @@ def measure_consumer(messages: int, points: int) -> dict[str, Any]:
             seq, point = divmod(k, points)
             msg = SensorMessage(20.0 + (k % 7) * 0.1, "degC", 60.0 * seq, "good", seq + 1)
             items.append((topics[point], msg.encode()))
-        ingestor = MqttIngestor(BrokerAddress(), TOPICS, historian)
+        units = {f"p{i:03d}": "degC" for i in range(points)}
+        ingestor = MqttIngestor(BrokerAddress(), TOPICS, historian, units=units)
         ingestor.start(connect=False)
         cpu0 = time.process_time()
         started = time.perf_counter()

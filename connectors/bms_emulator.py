@@ -17,7 +17,11 @@ Status is retained on ``{prefix}/{site}/status`` (online + which control is in c
 last will saying ``offline``. Times are plant epoch seconds: ``epoch_s`` + plant time.
 
 Sequence numbers are ``(boot second << 32) + sample count`` so they keep increasing across a
-restart of the emulator (ingestion rejects an old or replayed ``seq``).
+restart of the emulator (ingestion rejects an old or replayed ``seq``). At every connection,
+before it says online, the emulator publishes its retained birth
+(:class:`~connectors.payloads.BirthMessage`): plant clock, its speed (null when stepped by the
+caller or unpaced) and a session (the boot second), which resets ingestion's sequence
+tracking and bounds the ``ts`` it accepts.
 
 Pacing: ``speed`` simulated seconds per wall second in a background thread (``math.inf`` for
 as fast as possible), or no thread at all and the caller drives :meth:`BmsEmulator.step`.
@@ -39,6 +43,7 @@ import paho.mqtt.client as mqtt
 from connectors.broker import BrokerAddress, BrokerError
 from connectors.mqtt_client import DEFAULT_SESSION_EXPIRY_S, make_client, start_client, stop_client
 from connectors.payloads import (
+    BirthMessage,
     PayloadError,
     SensorMessage,
     SetpointMessage,
@@ -129,6 +134,17 @@ class BmsEmulator:
         """Plant epoch seconds now."""
         return self.epoch_s + self.plant.time_s
 
+    def birth(self) -> BirthMessage:
+        """This emulator's birth: its plant clock now, speed and session."""
+        paced = self.speed is not None and math.isfinite(self.speed)
+        return BirthMessage(
+            clock="plant",
+            speed=self.speed if paced else None,
+            ts=self.now_s,
+            wall_ts=time.time(),
+            session=self._seq_base >> 32,
+        )
+
     @property
     def control(self) -> Control:
         if self._override:
@@ -164,6 +180,7 @@ class BmsEmulator:
             if refused:
                 logger.error("bms emulator: broker refused the subscriptions: %s", refused)
                 return
+            client.publish(self.topics.birth, self.birth().encode(), 1, True)
             client.publish(
                 self.topics.status, self._status_payload("online", self.control), 1, True
             )

@@ -5,6 +5,18 @@ topic and payload into a :class:`queue.Queue`; a consumer thread decodes and val
 (:func:`connectors.payloads.decode_sensor`), counts every rejected message by reason, tracks
 per-point sequence numbers (a replayed or old ``seq`` is rejected, a gap marks the point
 stale) and writes accepted readings to the historian in batches (one transaction each).
+
+Every network input is checked before it is believed:
+
+- the point must be in the site's catalog (:class:`connectors.catalog.PointCatalog`), with
+  its own unit and a value inside the bounds of its kind (``unknown_point``,
+  ``wrong_unit``, ``unknown_unit``, ``out_of_range``);
+- ``ts`` must not be ahead of the publisher's declared time base
+  (:class:`connectors.time_base.TimeBase`, from the retained birth message on
+  ``{prefix}/{site}/birth``; ``future_ts``);
+- ``seq`` must increase, by at most :data:`MAX_SEQ_STEP` (``replayed``, ``seq_jump``); a
+  birth with a new session resets every point's sequence (Sparkplug's rule), so a publisher
+  restart, or one reading with ``seq`` 2^63-1, cannot lock a point out.
 Handlers registered with :meth:`MqttIngestor.add_handler` see each accepted reading; each
 call is wrapped, so a raising handler never stops the next message.
 
@@ -18,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import statistics
 import threading
 import time
 from collections import Counter
@@ -28,6 +41,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from connectors.broker import BrokerAddress, BrokerError
+from connectors.catalog import PointCatalog
 from connectors.historian import HistorianStore, Reading
 from connectors.mqtt_client import (
     DEFAULT_SESSION_EXPIRY_S,
@@ -35,12 +49,17 @@ from connectors.mqtt_client import (
     start_client,
     stop_client,
 )
-from connectors.payloads import REJECT_REASONS, PayloadError, decode_sensor
+from connectors.payloads import REJECT_REASONS, PayloadError, decode_birth, decode_sensor
+from connectors.time_base import TimeBase
 from connectors.topics import Topics
 
 logger = logging.getLogger(__name__)
 
 ReadingHandler = Callable[[Reading], None]
+
+MAX_SEQ_STEP = 1_000_000
+"""The largest forward jump of one point's ``seq`` within a publisher session (a million
+missed samples); a bigger one is refused as ``seq_jump``."""
 
 NET_COUNTERS: tuple[str, ...] = (
     "connects",
@@ -59,6 +78,7 @@ COUNTERS: tuple[str, ...] = (
     "handler_errors",
     "write_errors",
     "dropped_write_failed",
+    "births",
 )
 
 
@@ -85,6 +105,8 @@ class _Track:
     reading: Reading
     received_mono: float
     gap: bool
+    session: int
+    """The ingestor's publisher session when it was accepted (a new birth starts another)."""
 
 
 class MqttIngestor:
@@ -98,6 +120,8 @@ class MqttIngestor:
         *,
         client_id: str | None = None,
         units: Mapping[str, str] | None = None,
+        catalog: PointCatalog | None = None,
+        time_base: TimeBase | None = None,
         session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
         qos: int = 1,
         batch_size: int = 2000,
@@ -115,7 +139,11 @@ class MqttIngestor:
         self.address = address
         self.topics = topics
         self.historian = historian
-        self.units = dict(units) if units is not None else None
+        if catalog is None:
+            catalog = PointCatalog(units) if units is not None else PointCatalog.reference()
+        self.catalog = catalog
+        """The allow-list: only these points, in these units and bounds, are stored."""
+        self.time_base = time_base or TimeBase()
         self.session_expiry_s = session_expiry_s
         self.qos = qos
         self.batch_size = batch_size
@@ -124,12 +152,15 @@ class MqttIngestor:
         self.client_id = client_id or f"twinloop-ingest-{topics.site}"
         self.subscriptions: tuple[str, ...] = (
             (topics.sensors_filter,) if points is None else tuple(topics.sensor(p) for p in points)
-        )
+        ) + (topics.birth,)
         """The sensor filter, or one topic per point of a share (:mod:`connectors.ingest_pool`)."""
         self._inbox: queue.SimpleQueue[tuple[str | None, bytes]] = queue.SimpleQueue()
         self.max_queue = max_queue
         self._handlers: list[ReadingHandler] = []
         self._tracks: dict[str, _Track] = {}
+        self._session = 0
+        self._horizon = -float("inf")
+        """Cached ``ts`` horizon; recomputed when a reading is beyond it (it only grows)."""
         # Counters have one writer each (paho's thread or the consumer thread), so the hot
         # path takes no lock; readers may see a value one message old.
         self._net: Counter[str] = Counter(dict.fromkeys(NET_COUNTERS, 0))
@@ -351,33 +382,43 @@ class MqttIngestor:
         """
         counts = self._counts
         counts["received"] += 1
+        if topic == self.topics.birth:
+            self._birth(payload)
+            return None
         point = self.topics.point_of(topic) if topic is not None else None
         if point is None:
             self._reject("unknown_topic", topic, "not a sensor topic of this site")
             return None
-        expected_unit = None
-        if self.units is not None:
-            if point not in self.units:
-                self._reject("unknown_topic", topic, f"unknown point {point!r}")
-                return None
-            expected_unit = self.units[point]
+        rule = self.catalog.rule(point)
+        if rule is None:
+            self._reject("unknown_point", None, f"point {point[:40]!r} is not in the catalog")
+            return None
         try:
-            msg = decode_sensor(payload, expected_unit)
+            msg = decode_sensor(payload, rule.unit, (rule.low, rule.high))
         except PayloadError as exc:
             self._reject(exc.reason, topic, exc.detail)
             return None
+        if msg.ts > self._horizon:
+            self._horizon = self.time_base.horizon(self.plant_estimate())
+            if msg.ts > self._horizon:
+                self._reject("future_ts", topic, f"ts {msg.ts} > horizon {self._horizon}")
+                return None
         now = time.monotonic()
         track = self._tracks.get(point)
         gap = False
-        if track is not None:
-            if msg.seq <= track.reading.seq:
-                self._reject("replayed", topic, f"seq {msg.seq} <= {track.reading.seq}")
+        if track is not None and track.session == self._session:
+            last = track.reading.seq
+            if msg.seq <= last:
+                self._reject("replayed", topic, f"seq {msg.seq} <= {last}")
                 return None
-            gap = msg.seq != track.reading.seq + 1
+            if msg.seq - last > MAX_SEQ_STEP:
+                self._reject("seq_jump", topic, f"seq {msg.seq} jumps from {last}")
+                return None
+            gap = msg.seq != last + 1
             if gap:
                 counts["gaps"] += 1
         reading = Reading(point, msg.ts, msg.value, msg.unit, msg.quality, msg.seq)
-        self._tracks[point] = _Track(reading, now, gap)
+        self._tracks[point] = _Track(reading, now, gap, self._session)
         counts["accepted"] += 1
         for handler in self._handlers:
             try:
@@ -386,6 +427,29 @@ class MqttIngestor:
                 logger.exception("ingestion: handler %r failed on %s", handler, point)
                 counts["handler_errors"] += 1
         return reading
+
+    def _birth(self, payload: bytes) -> None:
+        """A publisher's birth: adopt its time base; a new session resets the sequences."""
+        if not payload:  # the retained birth cleared
+            return
+        try:
+            birth = decode_birth(payload)
+        except PayloadError as exc:
+            reason = exc.reason if exc.reason in ("oversize", "non_utf8", "invalid_json") else None
+            self._reject(reason or "bad_birth", self.topics.birth, exc.detail)
+            return
+        self._counts["births"] += 1
+        if self.time_base.set_birth(birth):
+            self._session += 1
+        self._horizon = -float("inf")
+
+    def plant_estimate(self) -> float:
+        """The plant clock from the data: the median ``ts`` of the points seen (one bad
+        sample cannot move it); -inf before any reading. Only computed for a stepped
+        publisher, whose ``ts`` horizon depends on it."""
+        if not self.time_base.stepped or not self._tracks:
+            return -float("inf")
+        return float(statistics.median(t.reading.time_s for t in list(self._tracks.values())))
 
     # ------------------------------------------------------------------ introspection
     def snapshot(self) -> dict[str, PointState]:

@@ -32,6 +32,11 @@ REJECT_REASONS: tuple[str, ...] = (
     "replayed",
     "unknown_topic",
     "handler_error",
+    "unknown_point",
+    "unknown_unit",
+    "future_ts",
+    "seq_jump",
+    "bad_birth",
 )
 """Why a message is rejected; ingestion keeps one counter per reason."""
 
@@ -121,6 +126,38 @@ class OverrideMessage:
         return json.dumps({"active": self.active, "by": self.by, "ts": self.ts}).encode()
 
 
+Clock = Literal["wall", "plant"]
+
+
+@dataclass(frozen=True)
+class BirthMessage:
+    """A publisher's declaration, retained on ``{prefix}/{site}/birth`` (Sparkplug's NBIRTH):
+    which clock its ``ts`` follow and a new ``session`` each time it starts.
+
+    ``clock`` "wall": ``ts`` are Unix seconds. "plant": emulated plant time, ``ts`` at
+    ``wall_ts`` (Unix seconds) and advancing ``speed`` plant seconds per wall second, or
+    stepped by its driver when ``speed`` is None. A new session resets the sequence numbers
+    of every point of the publisher."""
+
+    clock: Clock
+    speed: float | None
+    ts: float
+    wall_ts: float
+    session: int
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "clock": self.clock,
+                "speed": self.speed,
+                "ts": self.ts,
+                "wall_ts": self.wall_ts,
+                "session": self.session,
+            },
+            allow_nan=False,
+        ).encode()
+
+
 # --------------------------------------------------------------------------- decoding
 def _reject_constant(name: str) -> float:
     raise PayloadError("non_finite", f"JSON constant {name} is not a finite number")
@@ -159,7 +196,10 @@ def _number(data: dict[str, Any], name: str) -> float:
     value = _field(data, name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PayloadError("wrong_type", f"{name!r} must be a number, got {type(value).__name__}")
-    out = float(value)
+    try:
+        out = float(value)
+    except OverflowError:  # an integer of hundreds of digits: a counted rejection
+        raise PayloadError("out_of_range", f"{name!r} has {len(str(value))} digits") from None
     if not math.isfinite(out):
         raise PayloadError("non_finite", f"{name!r} is {out}")
     return out
@@ -172,8 +212,14 @@ def _string(data: dict[str, Any], name: str) -> str:
     return value
 
 
-def decode_sensor(payload: bytes, expected_unit: str | None = None) -> SensorMessage:
-    """A sensor reading, checked field by field and against the physical range of its unit."""
+def decode_sensor(
+    payload: bytes,
+    expected_unit: str | None = None,
+    bounds: tuple[float, float] | None = None,
+) -> SensorMessage:
+    """A sensor reading, checked field by field and against the physical range of its unit
+    (a unit without one is refused as ``unknown_unit``), or against ``bounds`` when given
+    (the point's own, from its catalog)."""
     data = load_object(payload)
     for name in ("value", "unit", "ts", "quality", "seq"):
         _field(data, name)
@@ -182,6 +228,8 @@ def decode_sensor(payload: bytes, expected_unit: str | None = None) -> SensorMes
     if quality not in ("good", "bad"):
         raise PayloadError("wrong_type", f"'quality' must be good or bad, got {quality[:20]!r}")
     ts = _number(data, "ts")
+    if ts < 0:
+        raise PayloadError("out_of_range", f"'ts' {ts} is negative")
     seq = data["seq"]
     if isinstance(seq, bool) or not isinstance(seq, int):
         raise PayloadError("wrong_type", f"'seq' must be an integer, got {type(seq).__name__}")
@@ -189,16 +237,38 @@ def decode_sensor(payload: bytes, expected_unit: str | None = None) -> SensorMes
         raise PayloadError("out_of_range", f"'seq' {seq} outside [0, 2^63)")
     if expected_unit is not None and unit != expected_unit:
         raise PayloadError("wrong_unit", f"unit {unit[:20]!r}, expected {expected_unit!r}")
+    if unit not in PHYSICAL_RANGE:
+        raise PayloadError("unknown_unit", f"unit {unit[:20]!r} has no physical range")
     if data["value"] is None:
         if quality == "good":
             raise PayloadError("bad_quality_value", "a good reading needs a value")
         value = math.nan
     else:
         value = _number(data, "value")
-        low, high = PHYSICAL_RANGE.get(unit, (-math.inf, math.inf))
+        low, high = bounds if bounds is not None else PHYSICAL_RANGE[unit]
         if not low <= value <= high:
             raise PayloadError("out_of_range", f"{value} {unit} outside [{low}, {high}]")
     return SensorMessage(value=value, unit=unit, ts=ts, quality=quality, seq=seq)  # type: ignore[arg-type]
+
+
+def decode_birth(payload: bytes) -> BirthMessage:
+    """A birth message; every field checked (``speed`` positive and finite, or null)."""
+    data = load_object(payload)
+    clock = _string(data, "clock")
+    if clock not in ("wall", "plant"):
+        raise PayloadError("bad_birth", f"'clock' must be wall or plant, got {clock[:20]!r}")
+    speed: float | None = None
+    if _field(data, "speed") is not None:
+        speed = _number(data, "speed")
+        if not 0 < speed <= 1e6:
+            raise PayloadError("bad_birth", f"'speed' {speed} outside (0, 1e6]")
+    session = _field(data, "session")
+    if isinstance(session, bool) or not isinstance(session, int) or not 0 <= session < 2**63:
+        raise PayloadError("bad_birth", "'session' must be an integer in [0, 2^63)")
+    ts, wall_ts = _number(data, "ts"), _number(data, "wall_ts")
+    if ts < 0 or wall_ts < 0:
+        raise PayloadError("bad_birth", "'ts' and 'wall_ts' must not be negative")
+    return BirthMessage(clock, speed, ts, wall_ts, session)  # type: ignore[arg-type]
 
 
 def decode_setpoint(payload: bytes) -> SetpointMessage:
@@ -224,12 +294,11 @@ def decode_override(payload: bytes) -> OverrideMessage:
     if not isinstance(active, bool):
         raise PayloadError("wrong_type", "'active' must be true or false")
     by = data.get("by", "")
-    ts = data.get("ts", 0.0)
     if not isinstance(by, str):
         raise PayloadError("wrong_type", "'by' must be a string")
-    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
-        raise PayloadError("wrong_type", "'ts' must be a finite number")
-    return OverrideMessage(active=active, by=by, ts=float(ts))
+    if "ts" not in data:
+        data["ts"] = 0.0
+    return OverrideMessage(active=active, by=by, ts=_number(data, "ts"))
 
 
 def decode_status(payload: bytes) -> StatusMessage:

@@ -6,6 +6,7 @@ All topics of a site derive from ``Topics(site, prefix)``::
     {prefix}/{site}/setpoints/{field}   setpoint commands (JSON, QoS 1); field in SETPOINT_FIELDS
     {prefix}/{site}/status              retained gateway status; the last will says "offline"
     {prefix}/{site}/override            retained operator override (manual control at the BMS)
+    {prefix}/{site}/birth               retained publisher birth: its clock and session
 
 Payloads (all JSON objects)::
 
@@ -13,6 +14,8 @@ Payloads (all JSON objects)::
     setpoints  {"id": str, "value": float, "expires_at": float, "issued_at": float}
     status     {"state": "online"|"offline", "control": "site"|"remote"|"override", "ts": float}
     override   {"active": bool, "by": str, "ts": float}
+    birth      {"clock": "wall"|"plant", "speed": float|null, "ts": float, "wall_ts": float,
+                "session": int}
 
 ``ts``, ``expires_at`` and ``issued_at`` are plant epoch seconds (simulated time for the
 emulator). Sensor ``seq`` is per point and strictly increasing.
@@ -33,6 +36,7 @@ SENSORS: Final = "sensors"
 SETPOINTS: Final = "setpoints"
 STATUS: Final = "status"
 OVERRIDE: Final = "override"
+BIRTH: Final = "birth"
 
 _FORBIDDEN = frozenset("/+#\x00")
 
@@ -82,6 +86,11 @@ class Topics:
     @property
     def override(self) -> str:
         return f"{self.root}/{OVERRIDE}"
+
+    @property
+    def birth(self) -> str:
+        """Retained birth of the site's sensor publisher (a ``BirthMessage``)."""
+        return f"{self.root}/{BIRTH}"
 
     # ------------------------------------------------------------------ filters
     @property

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -41,8 +42,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from connectors.broker import BrokerAddress
+from connectors.catalog import PointCatalog
 from connectors.historian import POSTGRES_SCHEMES, open_historian
-from connectors.ingestion import MqttIngestor
+from connectors.ingestion import MqttIngestor, PointState
 from connectors.setpoint_writer import SetpointWriter
 from connectors.topics import Topics
 from control.catalog import PolicyNotFoundError
@@ -210,6 +212,18 @@ class ScenarioForecast:
         return float(wet_bulb[0]), float(wet_bulb[1]), float(hall.it_power_kw[0])
 
 
+def plant_clock(
+    snapshot: Mapping[str, PointState], points: Sequence[str], time_scale: float
+) -> float:
+    """The plant clock from the data: the median over ``points`` of each one's newest ``ts``
+    plus its age in plant seconds; NaN before any of them arrived. A median: one bad sample
+    (or a point outside ``points``) cannot move it."""
+    estimates = [
+        s.ts + s.age_s * time_scale for name in points if (s := snapshot.get(name)) is not None
+    ]
+    return float(statistics.median(estimates)) if estimates else math.nan
+
+
 class LiveService:
     """Ingestion + controller + setpoint writer for one site (module docstring)."""
 
@@ -225,6 +239,7 @@ class LiveService:
             config.broker.address("ingest", base),
             self.topics,
             self.historian,
+            catalog=PointCatalog.for_site(self.site),
             stale_after_s=max(3.0 * 60.0 / config.time_scale, 1.0),
         )
         self.writer = SetpointWriter(
@@ -288,14 +303,12 @@ class LiveService:
         return make(self.scenario())
 
     def now_s(self) -> float:
-        """Plant time now: the wall clock, or the newest sample's time plus its age."""
+        """Plant time now: the wall clock, or the plant clock estimated from the data: the
+        median over the site's catalog points of each one's ``ts`` plus its age (scaled), so
+        one bad sample, or a point the catalog does not list, cannot move it."""
         if self.config.clock == "unix":
             return time.time()
-        snapshot = self.ingestor.snapshot()
-        if not snapshot:
-            return math.nan
-        newest = max(snapshot.values(), key=lambda s: s.ts)
-        return newest.ts + newest.age_s * self.config.time_scale
+        return plant_clock(self.ingestor.snapshot(), self.controller.points, self.config.time_scale)
 
     def start(self) -> LiveService:
         self.ingestor.start()

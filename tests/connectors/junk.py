@@ -23,7 +23,10 @@ JUNK_KINDS: tuple[str, ...] = (
     "wrong_unit",
     "oversize",
     "replayed",
-    "unknown_topic",
+    "unknown_point",
+    "future_ts",
+    "seq_jump",
+    "huge_integer",
 )
 
 Message = tuple[str, bytes, str | None]
@@ -116,7 +119,14 @@ def junk_stream(topics: Topics, units: Mapping[str, str], n: int, seed: int = 0)
             body["pad"] = "x" * (MAX_PAYLOAD_BYTES + rng.randrange(1, 4096))
         elif kind == "replayed":
             body["seq"] = rng.randint(max(0, last_seq[point] - 50), last_seq[point])
-        elif kind == "unknown_topic":
+        elif kind == "unknown_point":
             topic = f"{topics.root}/sensors/no_such_point_{rng.randrange(99)}"
+        elif kind == "future_ts":
+            body["ts"] = rng.choice([1e12, 1e15, 4e9])
+        elif kind == "seq_jump":
+            body["seq"] = rng.choice([2**63 - 1, last_seq[point] + 10**7])
+        elif kind == "huge_integer":  # float() of it overflows: counted, never raised
+            body[rng.choice(["value", "ts"])] = int("9" * rng.randrange(400, 4000))
+            reason = "out_of_range"
         out.append((topic, json.dumps(body).encode(), reason))
     return out

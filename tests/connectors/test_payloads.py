@@ -60,7 +60,7 @@ def test_any_json_object_decodes_or_raises_a_known_reason(data: dict[str, object
 @settings(max_examples=100, deadline=None)
 @given(
     value=st.floats(-50, 150),
-    ts=st.floats(-1e9, 1e9),
+    ts=st.floats(0, 1e9),  # epoch seconds: a negative ts is refused
     seq=st.integers(0, 2**63 - 1),
 )
 def test_good_sensor_messages_round_trip(value: float, ts: float, seq: int) -> None:
@@ -125,5 +125,31 @@ def test_junk_generator_covers_every_kind() -> None:
     units = {"supply_air_c": "degC", "facility_power_kw": "kW", "crah_fan_speed_frac": "frac"}
     stream = junk_stream(Topics("s"), units, 3000, seed=1)
     kinds = Counter(reason for _, _, reason in stream if reason is not None)
-    assert set(kinds) == set(JUNK_KINDS)
+    # A huge integer is refused as out_of_range, the reason it is labelled with.
+    assert set(kinds) == set(JUNK_KINDS) - {"huge_integer"}
     assert len(JUNK_KINDS) >= 8
+
+
+def test_oversize_integers_and_negative_times_are_counted_reasons() -> None:
+    """A 4,000-digit integer is a PayloadError (counted), never an OverflowError."""
+    huge = "9" * 4000
+    cases = {
+        f'{{"value": {huge}, "unit": "degC", "ts": 1, "quality": "good", "seq": 1}}': (
+            "out_of_range"
+        ),
+        f'{{"value": 1, "unit": "degC", "ts": {huge}, "quality": "good", "seq": 1}}': (
+            "out_of_range"
+        ),
+        '{"value": 1, "unit": "degC", "ts": -5, "quality": "good", "seq": 1}': "out_of_range",
+        '{"value": 1e300, "unit": "K", "ts": 1, "quality": "good", "seq": 1}': "unknown_unit",
+    }
+    for text, reason in cases.items():
+        with pytest.raises(PayloadError) as err:
+            decode_sensor(text.encode())
+        assert err.value.reason == reason
+    with pytest.raises(PayloadError) as err:
+        decode_override(f'{{"active": true, "by": "x", "ts": {huge}}}'.encode())
+    assert err.value.reason == "out_of_range"
+    with pytest.raises(PayloadError) as err:
+        decode_setpoint(f'{{"id": "a", "value": {huge}, "expires_at": 1, "issued_at": 0}}'.encode())
+    assert err.value.reason == "out_of_range"

@@ -301,3 +301,22 @@ def test_cooling_columns_are_plant_log_columns(scenario: Scenario) -> None:
     plant = build_plant(replace(scenario, duration_h=1.0))
     assert all(c in plant.log_names for c in COOLING_COLUMNS)
     assert math.isfinite(float(np.sum(plant.last_log)))
+
+
+def test_plant_clock_is_the_median_of_the_catalog_points() -> None:
+    """One reading stamped 1e12 (or a point the catalog does not list) cannot move the
+    plant clock serve derives from the data."""
+    from connectors.ingestion import PointState
+    from control.service import plant_clock
+
+    def state(name: str, ts: float, age_s: float = 1.0) -> PointState:
+        return PointState(name, 20.0, "degC", ts, "good", 1, False, "", age_s)
+
+    points = ["a", "b", "c", "d", "e"]
+    snapshot = {p: state(p, 6000.0) for p in points}
+    assert plant_clock(snapshot, points, 60.0) == 6060.0
+    snapshot["outdoor_wet_bulb_c"] = state("outdoor_wet_bulb_c", 1e12)
+    snapshot["junk"] = state("junk", 1e12)
+    snapshot["a"] = state("a", 1e12)
+    assert plant_clock(snapshot, [*points, "outdoor_wet_bulb_c"], 60.0) == 6060.0
+    assert math.isnan(plant_clock({}, points, 60.0))
