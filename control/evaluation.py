@@ -19,19 +19,24 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import torch
+from numpy.typing import NDArray
 from tqdm import tqdm
 
 from control.policy import Policy
 from physics.kpi import computational_time_ratio, compute_kpis
 from physics.plant.scenario import Scenario, load_scenario
+from twin.competence import FEATURE_NAMES, CompetenceModel
+from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble
 from twin.plant_env import PlantEnv
 from twin.spaces import ACTION_NAMES
-from twin.twin_env import TwinEnv
+from twin.vec_env import BatchedTwin, load_twin
 
 logger = logging.getLogger(__name__)
 
 Target = Literal["plant", "twin"]
+FloatArray = NDArray[np.float64]
 
 HEADLINE_KPIS: tuple[str, ...] = (
     "cooling_kwh",
@@ -73,7 +78,7 @@ class EvaluationResult:
 
 
 def _run_episode(
-    env: PlantEnv | TwinEnv, policy: Policy, name: str, progress: bool
+    env: PlantEnv, policy: Policy, name: str, progress: bool
 ) -> tuple[list[dict[str, Any]], list[float]]:
     """Step ``env`` to the end of its episode under ``policy``; per-period rows and the
     policy's compute time per call."""
@@ -81,7 +86,7 @@ def _run_episode(
     policy.reset(1)
     rows: list[dict[str, Any]] = []
     compute_s: list[float] = []
-    periods = env.episode_periods if isinstance(env, PlantEnv) else env.sim.episode_periods
+    periods = env.episode_periods
     with tqdm(total=periods, disable=not progress, desc=name, unit="period") as bar:
         truncated = False
         while not truncated:
@@ -105,23 +110,24 @@ def evaluate(
     twin: TwinEnsemble | str | Path | None = None,
     progress: bool = False,
 ) -> EvaluationResult:
-    """Run ``policy`` over the whole ``scenario`` on the plant or in the twin."""
+    """Run ``policy`` over the whole ``scenario`` on the plant or in the twin.
+
+    In the twin every member of the ensemble runs its own closed loop with the policy (one
+    environment per member, from the same start): the KPIs are the members' mean, with the
+    worst member's figures, the spread between members and, where the twin carries a
+    competence model, the share of periods it extrapolated and where (:func:`twin_kpis`)."""
     if on not in ("plant", "twin"):
         raise ValueError(f"evaluate on 'plant' or 'twin', not {on!r}")
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     started = time.perf_counter()
     if on == "plant":
-        env: PlantEnv | TwinEnv = PlantEnv(sc, record_log=True)
-    else:
-        hours = sc.duration_h - sc.control_period_s / 3600.0
-        env = TwinEnv(sc, twin=twin, episode_hours=hours, random_start=False, track_spread=True)
-    rows, compute_s = _run_episode(env, policy, f"{policy.name} on {on}", progress)
-    series = pd.DataFrame(rows)
-    if isinstance(env, PlantEnv):
+        env = PlantEnv(sc, record_log=True)
+        rows, compute_s = _run_episode(env, policy, f"{policy.name} on {on}", progress)
+        series = pd.DataFrame(rows)
         kpis: dict[str, Any] = compute_kpis(env.log_frame(), sc.step_s).to_dict()
         kpis["actuator_travel"] = actuator_travel(series)
     else:
-        kpis = _twin_kpis(env, series)
+        series, compute_s, kpis = _run_members(policy, sc, twin, progress)
     kpis["computational_time_ratio"] = computational_time_ratio(
         np.asarray(compute_s), sc.control_period_s
     )
@@ -138,14 +144,106 @@ def evaluate(
     return EvaluationResult(policy.name, sc.name, on, kpis, series, wall_s)
 
 
-def _twin_kpis(env: TwinEnv, series: pd.DataFrame) -> dict[str, Any]:
-    """The headline KPIs from the twin's predictions (period means; inlets at period ends)."""
-    hours = env.sim.period_s / 3600.0
-    table = env.sim.table
+def _run_members(
+    policy: Policy,
+    sc: Scenario,
+    twin: TwinEnsemble | str | Path | None,
+    progress: bool,
+) -> tuple[pd.DataFrame, list[float], dict[str, Any]]:
+    """The policy's closed loop in every member of the twin at once (environment ``m`` runs
+    member ``m``); per-period rows of the members' mean and spread, and the KPIs."""
+    ensemble = load_twin(twin, TwinDesign.from_site(sc.site))
+    members = len(ensemble)
+    hours = sc.duration_h - sc.control_period_s / 3600.0
+    sim = BatchedTwin(
+        members,
+        scenario=sc,
+        twin=ensemble,
+        episode_hours=hours,
+        random_start=False,
+        track_competence=ensemble.competence is not None,
+    )
+    sim.reset_envs(torch.arange(members))
+    policy.reset(members)
+    obs = sim.observe()
+    compute_s: list[float] = []
+    rows: list[dict[str, Any]] = []
+    per_member: dict[str, list[FloatArray]] = {"cooling_kwh": [], "max_inlet_c": [], "kh": []}
+    with tqdm(
+        total=sim.episode_periods,
+        disable=not progress,
+        desc=f"{policy.name} in the twin ({members} members)",
+        unit="period",
+    ) as bar:
+        while not bool(sim.truncated.any()):
+            t0 = time.perf_counter()
+            action = np.asarray(policy.act(obs), dtype=np.float32).reshape(members, -1)
+            compute_s.append((time.perf_counter() - t0) / members)
+            if not np.all(np.isfinite(action)):
+                raise ValueError(f"{policy.name} returned a non-finite action {action.tolist()}")
+            cooling, inlet = sim.step(torch.from_numpy(action))
+            reward, terms = sim.reward(cooling, inlet)
+            obs = sim.observe()
+            rows.append(_member_row(sim, action, reward, terms))
+            per_member["cooling_kwh"].append(terms["cooling_kwh"])
+            per_member["max_inlet_c"].append(terms["max_inlet_c"])
+            per_member["kh"].append(terms["violation_kh_recommended"])
+            bar.update(1)
+    series = pd.DataFrame(rows)
+    matrices = {k: np.stack(v) for k, v in per_member.items()}  # (periods, members)
+    return series, compute_s, twin_kpis(sim, series, matrices, ensemble.competence)
+
+
+def _member_row(
+    sim: BatchedTwin, action: NDArray[np.float32], reward: FloatArray, terms: dict[str, FloatArray]
+) -> dict[str, Any]:
+    """One period of the members' loops: their mean, extremes and spread, the competence."""
+    members = len(reward)
+    row_index = min(int(sim.start[0] + sim.elapsed[0]), len(sim.table.time_h) - 1)
+    row: dict[str, Any] = {
+        "time_h": float(sim.table.time_h[row_index]),
+        "reward": float(reward.mean()),
+        "cooling_kwh": float(terms["cooling_kwh"].mean()),
+        "cooling_kwh_min": float(terms["cooling_kwh"].min()),
+        "cooling_kwh_max": float(terms["cooling_kwh"].max()),
+        "facility_kw": float(sim.last_facility_kw.mean()),
+        "max_inlet_c": float(terms["max_inlet_c"].mean()),
+        "max_inlet_c_worst": float(terms["max_inlet_c"].max()),
+        "inlet_spread_c": float(terms["max_inlet_c"].std()) if members > 1 else 0.0,
+        "violation_kh_recommended": float(terms["violation_kh_recommended"].mean()),
+        "violation_kh_allowable": float(terms["violation_kh_allowable"].mean()),
+    }
+    if sim.competence is not None:
+        ratio = sim.last_competence_ratio
+        row["competence_ratio"] = float(ratio.max())
+        row["extrapolating_share"] = float((ratio > 1.0).mean())
+        worst = sim.last_competence_features[int(np.argmax(ratio))]
+        row.update({f"feature.{n}": float(v) for n, v in zip(FEATURE_NAMES, worst, strict=True)})
+    # Setpoints applied in member 0's loop (the members' loops differ as their predictions
+    # do): the travel and the plots follow it.
+    setpoints = sim.action_scale.to_setpoints(action[0].astype(np.float64))
+    row.update({f"sp.{k}": float(v) for k, v in zip(ACTION_NAMES, setpoints, strict=True)})
+    return row
+
+
+def twin_kpis(
+    sim: BatchedTwin,
+    series: pd.DataFrame,
+    members: dict[str, FloatArray],
+    competence: CompetenceModel | None,
+) -> dict[str, Any]:
+    """The headline KPIs from the twin's predictions (members' means; period means, inlets at
+    period ends), the worst member's, the spread between members, and the twin's competence:
+    the share of member-periods it extrapolated and the stretches where it did."""
+    hours = sim.period_s / 3600.0
+    table = sim.table
     it_kwh = float(table.it_power_kw[1 : 1 + len(series)].sum() * hours)
     facility_kwh = float(series["facility_kw"].sum() * hours)
-    cooling_kwh = float(series["cooling_kwh"].sum())
-    return {
+    cooling_by_member = members["cooling_kwh"].sum(axis=0)
+    kh_by_member = members["kh"].sum(axis=0)
+    cooling_kwh = float(cooling_by_member.mean())
+    spread = cooling_by_member.max() - cooling_by_member.min()
+    kpis: dict[str, Any] = {
         "duration_h": len(series) * hours,
         "cooling_kwh": cooling_kwh,
         "facility_kwh": facility_kwh,
@@ -153,11 +251,55 @@ def _twin_kpis(env: TwinEnv, series: pd.DataFrame) -> dict[str, Any]:
         "pue": facility_kwh / it_kwh if it_kwh > 0 else float("nan"),
         "violation_kh_above_27": float(series["violation_kh_recommended"].sum()),
         "violation_kh_above_32": float(series["violation_kh_allowable"].sum()),
-        "max_inlet_c": float(series["max_inlet_c"].max()),
+        "max_inlet_c": float(series["max_inlet_c_worst"].max()),
+        "members": int(members["cooling_kwh"].shape[1]),
+        "cooling_kwh_members": [float(v) for v in cooling_by_member],
+        "violation_kh_above_27_members": [float(v) for v in kh_by_member],
+        "cooling_kwh_worst": float(cooling_by_member.max()),
+        "violation_kh_above_27_worst": float(kh_by_member.max()),
+        "cooling_spread_percent": float(spread / cooling_kwh * 100.0) if cooling_kwh > 0 else 0.0,
         "max_inlet_spread_c": float(series["inlet_spread_c"].max()),
         "mean_inlet_spread_c": float(series["inlet_spread_c"].mean()),
         "actuator_travel": actuator_travel(series),
     }
+    if competence is not None:
+        kpis["extrapolating_share"] = float(series["extrapolating_share"].mean())
+        kpis["max_competence_ratio"] = float(series["competence_ratio"].max())
+        kpis["blind_spells"] = blind_spells(series, competence)
+    return kpis
+
+
+def blind_spells(
+    series: pd.DataFrame, competence: CompetenceModel, limit: int = 5
+) -> list[dict[str, Any]]:
+    """The longest stretches of periods where some member extrapolated: when, how far, at
+    which setpoints, and which features lay furthest from the twin's data."""
+    ratio = series["competence_ratio"].to_numpy()
+    spells: list[tuple[int, int]] = []
+    start: int | None = None
+    for i, blind in enumerate([*(ratio > 1.0), False]):
+        if blind and start is None:
+            start = i
+        elif not blind and start is not None:
+            spells.append((start, i))
+            start = None
+    spells.sort(key=lambda ab: ab[1] - ab[0], reverse=True)
+    features = series[[f"feature.{n}" for n in FEATURE_NAMES]].to_numpy()
+    out = []
+    for a, b in spells[:limit]:
+        worst = a + int(np.argmax(ratio[a:b]))
+        why = competence.explain(features[worst : worst + 1])[0]
+        out.append(
+            {
+                "from_h": float(series["time_h"].iloc[a]),
+                "to_h": float(series["time_h"].iloc[b - 1]),
+                "periods": b - a,
+                "max_ratio": why.ratio,
+                "setpoints": {n: float(series[f"sp.{n}"].iloc[a:b].mean()) for n in ACTION_NAMES},
+                "unseen": {name: round(gap, 3) for name, gap in why.features},
+            }
+        )
+    return out
 
 
 def actuator_travel(series: pd.DataFrame) -> dict[str, float]:

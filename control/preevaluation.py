@@ -1,6 +1,7 @@
 """Loop 1 of the dual loop: pre-evaluate a reservoir candidate in the twin and apply gate 1.
 
-The candidate and the incumbent run the pre-evaluation suite in the twin; every run's KPIs
+The candidate and the incumbent run the pre-evaluation suite in the twin, behind the site's
+safety shield as they would run live, in every member of the twin's ensemble; every run's KPIs
 (and its report folder) are stored with the policy in the reservoir; gate 1 judges; the
 candidate moves to ``pre_evaluated`` — and, when gate 1 fails, on to ``rejected`` with the
 gate's reasons — in the reservoir's history, by the actor ``gate1``. What passes waits for an
@@ -29,6 +30,7 @@ from control.catalog import (
 from control.evaluation import EvaluationResult, evaluate
 from control.gate import GateConfig, GateReport, gate1
 from control.reservoir import PolicyRecord, Reservoir
+from control.shielded import ShieldedPolicy
 from control.suites import load_suite
 from twin.ensemble import TwinEnsemble
 
@@ -124,7 +126,8 @@ def _run_suite(
     make_policy = policy_factory_of(reservoir, record, twin=twin)
     results = []
     for scenario in load_suite(suite).scenarios:
-        policy = make_policy(scenario)
+        # Judged as the plant would see it: behind the site's shield.
+        policy = ShieldedPolicy(make_policy(scenario), scenario)
         result = evaluate(policy, scenario, on="twin", twin=twin, progress=progress)
         folder = out_dir / record.ref.replace("@", "-v") / scenario.name
         result.write(folder)

@@ -18,6 +18,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
+from twin.competence import CompetenceModel
 from twin.dataset import METER_NAMES
 from twin.design import TwinDesign
 from twin.model import MODEL_KINDS, ModelKind, TwinModel, make_twin, model_kind
@@ -79,6 +80,8 @@ class TwinEnsemble(nn.Module):
         self.kind: ModelKind = kinds.pop()
         self.members = nn.ModuleList(modules)
         self.summary: dict[str, Any] = {}
+        self.competence: CompetenceModel | None = None
+        """Where the twin can be believed (:mod:`twin.competence`), saved beside it."""
 
     @property
     def first(self) -> TwinModel:
@@ -127,7 +130,10 @@ class TwinEnsemble(nn.Module):
             "design": _jsonable(asdict(self.design)),
         }
         card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        return [model_path, card_path]
+        paths = [model_path, card_path]
+        if self.competence is not None:
+            paths.append(self.competence.save(out_dir))
+        return paths
 
     @classmethod
     def load(cls, twin_dir: Path) -> TwinEnsemble:
@@ -158,6 +164,10 @@ class TwinEnsemble(nn.Module):
             raise TwinLoadError(f"{twin_dir}: cannot load the saved twin: {exc}") from exc
         ensemble = cls(members)
         ensemble.summary = dict(card.get("summary", {}))
+        try:
+            ensemble.competence = CompetenceModel.load(twin_dir)
+        except ValueError as exc:
+            raise TwinLoadError(str(exc)) from exc
         return ensemble
 
 

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from physics.plant.scenario import Scenario, load_scenario
 from physics.plant.site_control import site_setpoints
+from twin.competence import FEATURE_NAMES, CompetenceTracker
 from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble
 from twin.exogenous import ExogenousTable
@@ -113,6 +114,7 @@ class BatchedTwin:
         compile: bool = False,
         random_start: bool = True,
         track_spread: bool = False,
+        track_competence: bool = False,
     ) -> None:
         if num_envs < 1:
             raise ValueError("num_envs must be at least 1")
@@ -187,6 +189,17 @@ class BatchedTwin:
         self.last_inlet_spread_c = torch.zeros(n, device=dev)
         """Ensemble spread (std over members) of the hottest rack's inlet, last step; filled
         when ``track_spread`` (one extra forward per member)."""
+        competence = self.ensemble.competence if track_competence else None
+        if track_competence and competence is None:
+            raise ValueError(
+                "track_competence needs a twin saved with its competence model "
+                "(`twinloop twin fit` writes one; `twinloop twin competence` adds it)"
+            )
+        self.competence = None if competence is None else CompetenceTracker(competence, n)
+        self.last_competence_ratio = np.zeros(n)
+        """Competence ratio of each environment's last period (> 1: the twin extrapolated;
+        :mod:`twin.competence`); filled when ``track_competence``."""
+        self.last_competence_features = np.zeros((n, len(FEATURE_NAMES)))
 
     # ------------------------------------------------------------------ engine
     def _blank_state(self, n: int) -> TwinState:
@@ -306,6 +319,8 @@ class BatchedTwin:
         self.state = _scatter(self.state, envs, settled)
         self.last_cooling_kw[envs] = out.cooling_kw
         self.last_facility_kw[envs] = out.facility_kw
+        if self.competence is not None:
+            self.competence.reset(envs.cpu().numpy(), sp.cpu().numpy().astype(np.float64))
         self.last_action[envs] = torch.as_tensor(
             self.action_scale.to_action(sp.cpu().numpy().astype(float)),
             dtype=torch.float32,
@@ -320,6 +335,15 @@ class BatchedTwin:
         a = torch.clamp(actions.to(self.device, torch.float32), -1.0, 1.0)
         sp = self._low + (a + 1.0) * 0.5 * self._span
         sp[:, 4] = (a[:, 4] > 0.0).to(torch.float32)
+        if self.competence is not None:
+            before = self.state
+            x = self.competence.step(
+                sp.detach().cpu().numpy().astype(np.float64),
+                before.chw_supply_c.detach().cpu().numpy().astype(np.float64),
+                before.cw_supply_c.detach().cpu().numpy().astype(np.float64),
+            )
+            self.last_competence_features = x
+            self.last_competence_ratio = self.competence.model.ratio(x)
         state, cooling, facility = self._advance(sp)
         self.state = state
         self.last_cooling_kw = cooling

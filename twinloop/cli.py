@@ -226,6 +226,38 @@ def _cmd_twin_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_twin_competence(args: argparse.Namespace) -> int:
+    from twin.competence import CompetenceModel, period_features
+    from twin.dataset import DatasetError
+    from twin.ensemble import TwinEnsemble, TwinLoadError
+    from twin.recording import RecordingError
+    from twin.spaces import ActionScale
+
+    twin_dir = Path(args.twin)
+    try:
+        ensemble = TwinEnsemble.load(twin_dir)
+        _, data, _ = _recorded_periods(Path(args.data), horizon=1, twin=ensemble)
+        model = CompetenceModel.fit(data, ActionScale())
+        checks = []
+        for folder in args.check or []:
+            _, held, _ = _recorded_periods(Path(folder), horizon=1, twin=ensemble)
+            share = float((model.ratio(period_features(held, model.scale)) > 1.0).mean())
+            checks.append((folder, len(held), share))
+    except (_TwinInputError, RecordingError, DatasetError, TwinLoadError) as exc:
+        print(f"twinloop: error: {exc}", file=sys.stderr)
+        return 2
+    ensemble.competence = model
+    path = model.save(twin_dir)
+    print(path)
+    print(
+        f"competence model of {len(model.train)} training periods (k={model.k}; a period is "
+        f"outside when farther from them than {model.quantile:.0%} of theirs from each other)"
+    )
+    for folder, n, share in checks:
+        print(f"{folder}: {share * 100:.1f} % of {n} periods outside the twin's data")
+    return 0
+
+
 def _cmd_twin_report(args: argparse.Namespace) -> int:
     from twin.dataset import DatasetError
     from twin.ensemble import TwinEnsemble, TwinLoadError
@@ -412,6 +444,20 @@ def _add_twin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     fit.add_argument("--overwrite", action="store_true", help="replace a twin saved in --out")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.set_defaults(func=_cmd_twin_fit)
+
+    comp = twin_sub.add_parser(
+        "competence",
+        help="(re)build a saved twin's competence model: where it can be believed",
+    )
+    comp.add_argument("--twin", required=True, help="folder of a saved twin (`twin fit`)")
+    comp.add_argument("--data", required=True, help="the recordings the twin was fitted on")
+    comp.add_argument(
+        "--check",
+        action="append",
+        metavar="DATA",
+        help="recordings to score: the share of their periods outside the twin's data",
+    )
+    comp.set_defaults(func=_cmd_twin_competence)
 
     rep = twin_sub.add_parser(
         "report", help="accuracy of a saved twin on held-out recordings: JSON, Markdown, plots"

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from control.gate import GateConfig
+from control.baselines import FixedSetpoints
+from control.evaluation import evaluate
+from control.gate import GateConfig, gate1
 from control.preevaluation import GATE_ACTOR, policy_factory_of, pre_evaluate, register_builtin
 from control.reservoir import Reservoir
 from control.suites import load_suite
+from twin.ensemble import TwinEnsemble
+from twin.spaces import ActionScale
 from twinloop.cli import main
 
 SCENARIO = """\
@@ -33,15 +38,21 @@ def suite(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_candidate_that_saves_is_pre_evaluated(suite: Path, tmp_path: Path) -> None:
+def test_a_candidate_that_saves_is_pre_evaluated(
+    suite: Path, tmp_path: Path, ensemble_twin: TwinEnsemble
+) -> None:
     with Reservoir(tmp_path / "res") as res:
         fixed = register_builtin(res, "fixed-setpoints", actor="test")
         trim = register_builtin(res, "trim-and-respond", actor="test")
         assert register_builtin(res, "trim-and-respond", actor="test").ref == trim.ref
         report = pre_evaluate(
-            res, trim.ref, fixed.ref, twin=None, out_dir=tmp_path / "pre", suite=str(suite)
+            res, trim.ref, fixed.ref, twin=ensemble_twin, out_dir=tmp_path / "pre", suite=str(suite)
         )
         assert report.passed, report.reasons
+        # Judged in both members, inside the twin's data.
+        row = report.scenarios[0]
+        assert len(row["cooling_kwh_members"]) == 2
+        assert row["extrapolating_share"] <= 0.05
         assert res.get(trim.ref).state == "pre_evaluated"
         last = res.history(trim.ref)[-1]
         assert last.actor == GATE_ACTOR and "passed" in last.reason
@@ -52,7 +63,7 @@ def test_a_candidate_that_saves_is_pre_evaluated(suite: Path, tmp_path: Path) ->
 
 
 def test_a_candidate_that_fails_gate_1_is_rejected_with_the_reasons(
-    suite: Path, tmp_path: Path
+    suite: Path, tmp_path: Path, ensemble_twin: TwinEnsemble
 ) -> None:
     with Reservoir(tmp_path / "res") as res:
         fixed = register_builtin(res, "fixed-setpoints", actor="test")
@@ -62,7 +73,7 @@ def test_a_candidate_that_fails_gate_1_is_rejected_with_the_reasons(
             res,
             trim.ref,
             fixed.ref,
-            twin=None,
+            twin=ensemble_twin,
             out_dir=tmp_path / "p",
             suite=str(suite),
             gate=strict,
@@ -101,3 +112,34 @@ def test_cli_runs_loop_1_and_exits_1_on_rejection(
         == 2
     )
     assert "nope" in capsys.readouterr().err
+
+
+class _Chatter:
+    """Condenser water high and the economiser toggled every period: the operation a PPO
+    agent learned in the drawings' twin, where the twin predicted 40 % of the plant's
+    cooling energy."""
+
+    name = "chatter"
+    kind = "rule"
+
+    def reset(self, n_envs: int = 1) -> None:
+        self.t = 0
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        self.t += 1
+        sp = np.array([22.0, 0.6, 12.0, 33.0, float(self.t % 2)])
+        action = ActionScale().to_action(sp)
+        return np.tile(action, (len(observation), 1)).astype(np.float32)
+
+
+def test_gate_1_refuses_a_policy_that_leaves_the_twins_data(
+    suite: Path, ensemble_twin: TwinEnsemble
+) -> None:
+    scenarios = load_suite(suite).scenarios
+    inc = [evaluate(FixedSetpoints(), s, on="twin", twin=ensemble_twin) for s in scenarios]
+    bad = [evaluate(_Chatter(), s, on="twin", twin=ensemble_twin) for s in scenarios]
+    report = gate1(bad, inc)
+    assert not report.passed
+    blind = [r for r in report.reasons if "extrapolated" in r]
+    assert len(blind) == 2, report.reasons
+    assert "CW " in blind[0] and "economiser" in blind[0]

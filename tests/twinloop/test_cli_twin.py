@@ -127,8 +127,13 @@ def test_twin_fit_then_report(
     assert out[0] == str(twin_dir)
     assert out[1].startswith("training data (23 periods): inlet 1-step median abs. error ")
     assert "facility MAPE" in out[1] and "cooling MAPE" in out[1]
-    assert sorted(p.name for p in twin_dir.iterdir()) == ["twin.json", "twin.pt"]
+    assert sorted(p.name for p in twin_dir.iterdir()) == [
+        "competence.npz",
+        "twin.json",
+        "twin.pt",
+    ]
     twin = TwinEnsemble.load(twin_dir)
+    assert twin.competence is not None and len(twin.competence.train) == 23
     assert len(twin) == 1 and twin.step_s == 300.0
     assert (twin.summary["config"]["iterations"], twin.summary["config"]["horizon"]) == (5, 6)
 
@@ -141,9 +146,23 @@ def test_twin_fit_then_report(
     assert captured.out == ""
     assert {p.name: p.read_bytes() for p in twin_dir.iterdir()} == saved
     assert main([*fit, "--members", "1", "--iterations", "1", "--seed", "1", "--overwrite"]) == 0
-    assert sorted(p.name for p in twin_dir.iterdir()) == ["twin.json", "twin.pt"]
     assert (twin_dir / "twin.pt").read_bytes() != saved["twin.pt"]
     capsys.readouterr()
+
+    # A twin saved without a competence model (before it existed) gets one from its data.
+    (twin_dir / "competence.npz").unlink()
+    assert TwinEnsemble.load(twin_dir).competence is None
+    comp = ["twin", "competence", "--twin", str(twin_dir), "--data", str(tiny_data)]
+    assert main([*comp, "--check", str(tiny_data)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == str(twin_dir / "competence.npz")
+    assert out[2].endswith("% of 23 periods outside the twin's data")
+    assert TwinEnsemble.load(twin_dir).competence is not None
+    assert (
+        main(["twin", "competence", "--twin", str(tmp_path / "none"), "--data", str(tiny_data)])
+        == 2
+    )
+    assert "no saved twin" in one_error_line(capsys.readouterr().err)
 
     # Report; an assimilation track kept with the twin is found and drawn.
     time_h = np.linspace(96.0, 98.0, 25)

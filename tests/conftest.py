@@ -1,4 +1,4 @@
-"""Shared fixtures: short recorded plant runs of the twin's training site."""
+"""Shared fixtures: short recorded plant runs of the twin's training site, twins fitted on them."""
 
 from __future__ import annotations
 
@@ -89,3 +89,10 @@ def fouling_recordings(tmp_path_factory: pytest.TempPathFactory) -> list[Recordi
 def fouling_periods(fouling_recordings: list[Recording], design: TwinDesign) -> PeriodData:
     """The fouling run as control periods."""
     return periods_from_recordings(fouling_recordings, design)
+
+
+@pytest.fixture(scope="session")
+def ensemble_twin(design: TwinDesign, train_periods: PeriodData) -> TwinEnsemble:
+    """A quickly fitted two-member twin of the training site, with its competence model."""
+    cfg = FitConfig(ensemble_size=2, iterations=60, batch_windows=48, horizon=6)
+    return fit_twin(design, train_periods, cfg)
