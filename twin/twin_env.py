@@ -40,7 +40,10 @@ class TwinEnv(gym.Env[Obs, Obs]):
     the twin through ``torch.compile`` (sub-millisecond steps after a one-off compile).
     Without ``random_start`` every episode starts at the scenario's start. With
     ``track_spread`` ``info["inlet_spread_c"]`` holds the ensemble's disagreement on the
-    hottest rack (std over members, °C).
+    hottest rack (std over members, °C). With ``track_competence`` (a twin saved with its
+    competence model) ``info["competence_ratio"]`` says how far the period lay from the data
+    the twin was fitted on and ``info["extrapolating"]`` whether it lay outside
+    (:mod:`twin.competence`).
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium's declaration)
@@ -57,6 +60,7 @@ class TwinEnv(gym.Env[Obs, Obs]):
         compile: bool = False,
         random_start: bool = True,
         track_spread: bool = False,
+        track_competence: bool = False,
     ) -> None:
         super().__init__()
         self.sim = BatchedTwin(
@@ -71,6 +75,7 @@ class TwinEnv(gym.Env[Obs, Obs]):
             compile=compile,
             random_start=random_start,
             track_spread=track_spread,
+            track_competence=track_competence,
         )
         self.observation_space: spaces.Box[np.float32] = observation_space(self.sim.spec)
         self.action_space: spaces.Box[np.float32] = action_space()
@@ -107,4 +112,8 @@ class TwinEnv(gym.Env[Obs, Obs]):
         info["time_h"] = float(self.sim.table.time_h[row])
         if self.sim.track_spread:
             info["inlet_spread_c"] = float(self.sim.last_inlet_spread_c[0])
+        if self.sim.competence is not None:
+            ratio = float(self.sim.last_competence_ratio[0])
+            info["competence_ratio"] = ratio
+            info["extrapolating"] = ratio > 1.0
         return self.sim.observe()[0], float(reward[0]), False, truncated, info

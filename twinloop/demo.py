@@ -133,15 +133,24 @@ def fit_site_twin(config: DemoConfig, scenario: Scenario, say: Callable[[str], N
     The commissioning run is the site's exploration test before the live week (setpoint
     steps under the site's supervision, as :mod:`twin.recording` records it): live data under
     one fixed control would not excite the plant enough to identify it."""
+    from twin.competence import CompetenceModel
     from twin.dataset import design_of, periods_from_recordings
+    from twin.ensemble import TwinEnsemble
     from twin.recording import load_recordings, record_run
+    from twin.spaces import ActionScale
     from twin.training import FitConfig, fit_twin
 
     twin_dir = config.home / "twin"
+    data_dir = config.home / "commissioning"
     if (twin_dir / "twin.pt").exists():
         say(f"twin: reusing {twin_dir}")
+        ensemble = TwinEnsemble.load(twin_dir)
+        if ensemble.competence is None:  # saved before twins knew where they are blind
+            recordings = load_recordings(data_dir)
+            periods = periods_from_recordings(recordings, design_of(recordings))
+            CompetenceModel.fit(periods, ActionScale()).save(twin_dir)
+            say("twin: added its competence model (where it can be believed)")
         return twin_dir
-    data_dir = config.home / "commissioning"
     path = _commissioning_scenario(scenario, config.commissioning_days, data_dir)
     say(f"twin: recording {config.commissioning_days:g} commissioning days of the site")
     record_run(load_scenario(path), policy="explore", seed=5, out_dir=data_dir, overwrite=True)
@@ -270,7 +279,7 @@ class Demo:
         # would fight the MQTT threads for the interpreter lock (about 30 s on 2 cores).
         self.status.phase = "fitting the twin"
         self.twin_dir = fit_site_twin(cfg, self.scenario, self.say)
-        broker = MosquittoBroker(self.home / "broker").start()
+        broker = MosquittoBroker(self.home / "broker", sites=(SITE,)).start()
         self._cleanup.append(broker.stop)
         self.say(f"broker: Mosquitto on {broker.host}:{broker.port} (TLS {broker.tls_port})")
         self.reservoir_root = self.home / "reservoir"

@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 
 from control.reservoir import Reservoir
-from twinloop.demo import Demo, DemoConfig
+from physics.plant.scenario import load_scenario
+from twin.ensemble import TwinEnsemble
+from twinloop.demo import SCENARIO, Demo, DemoConfig, fit_site_twin
+
+from ..conftest import record
 
 pytestmark = [
     pytest.mark.integration,
@@ -74,3 +78,18 @@ def test_demo_runs_the_dual_loop_unattended_and_leaves_nothing_running(tmp_path:
     with pytest.raises(OSError):
         urllib.request.urlopen(demo.dashboard_url + "/", timeout=2)
     assert threading.active_count() <= threads_before + 1
+
+
+def test_a_demo_twin_saved_before_competence_models_gets_one(
+    tmp_path: Path, ensemble_twin: TwinEnsemble
+) -> None:
+    home = tmp_path / "demo"
+    home.mkdir()
+    record(home, "commissioning", "07-01", "6 h", 5)
+    ensemble_twin.save(home / "twin")
+    (home / "twin" / "competence.npz").unlink()
+    said: list[str] = []
+    config = DemoConfig(home=home)
+    assert fit_site_twin(config, load_scenario(SCENARIO), said.append) == home / "twin"
+    assert TwinEnsemble.load(home / "twin").competence is not None
+    assert any("competence model" in line for line in said), said
