@@ -258,6 +258,38 @@ def _cmd_twin_competence(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_twin_calibrate(args: argparse.Namespace) -> int:
+    import json
+
+    from twin.calibration import OUTPUTS, calibrate, coverage, member_predictions, split_halves
+    from twin.dataset import DatasetError
+    from twin.ensemble import TwinEnsemble, TwinLoadError
+    from twin.recording import RecordingError
+
+    twin_dir = Path(args.twin)
+    try:
+        ensemble = TwinEnsemble.load(twin_dir)
+        _, data, _ = _recorded_periods(Path(args.data), horizon=args.horizon, twin=ensemble)
+        first, second = split_halves(data)
+        calibration = calibrate(member_predictions(ensemble, first, horizon=args.horizon))
+        checked = coverage(member_predictions(ensemble, second, horizon=args.horizon), calibration)
+    except (_TwinInputError, RecordingError, DatasetError, TwinLoadError, ValueError) as exc:
+        print(f"twinloop: error: {exc}", file=sys.stderr)
+        return 2
+    ensemble.summary["calibration"] = calibration.to_dict() | {
+        "data": str(args.data),
+        "horizon_periods": args.horizon,
+        "coverage": checked,
+    }
+    _save_twin(ensemble, twin_dir, overwrite=True)
+    print(json.dumps(ensemble.summary["calibration"], indent=2))
+    for flag in ("interpolating", "extrapolating"):
+        row = checked[flag]
+        cells = ", ".join(f"{name} {row[name] * 100:.1f} %" for name in OUTPUTS)
+        print(f"90 % intervals, {flag} ({row['windows']} windows): {cells}")
+    return 0
+
+
 def _cmd_twin_report(args: argparse.Namespace) -> int:
     from twin.dataset import DatasetError
     from twin.ensemble import TwinEnsemble, TwinLoadError
@@ -458,6 +490,18 @@ def _add_twin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="recordings to score: the share of their periods outside the twin's data",
     )
     comp.set_defaults(func=_cmd_twin_competence)
+
+    cal = twin_sub.add_parser(
+        "calibrate",
+        help="turn the ensemble's spread into 90 %% intervals on held-out recordings "
+        "(conformal; calibrated on the first half, coverage on the second)",
+    )
+    cal.add_argument("--twin", required=True, help="folder of a saved twin (`twin fit`)")
+    cal.add_argument("--data", required=True, help="held-out recordings of the twin's site")
+    cal.add_argument(
+        "--horizon", type=int, default=12, help="open-loop horizon in periods (default: 12)"
+    )
+    cal.set_defaults(func=_cmd_twin_calibrate)
 
     rep = twin_sub.add_parser(
         "report", help="accuracy of a saved twin on held-out recordings: JSON, Markdown, plots"
