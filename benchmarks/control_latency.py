@@ -104,7 +104,7 @@ def measure(periods: int, policy: str, *, volatile: bool = False) -> dict[str, o
             batch_wait_s=0.001,
         ).start()
         writer = SetpointWriter(broker.address("controller"), topics, historian).start()
-        override = OverrideMonitor(broker.address("controller"), topics).start()
+        override = OverrideMonitor(broker.address("override"), topics).start()
         reservoir = Reservoir(Path(tmp) / "reservoir")
         ref = register_builtin(reservoir, policy, actor="bench").ref
         reservoir.add_evaluation(ref, on="twin", scenario="bench", kpis={"cooling_kwh": 1.0})

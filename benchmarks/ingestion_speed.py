@@ -133,7 +133,7 @@ def measure(
                 )
             else:
                 ingestor = IngestPool(
-                    broker.address("ingest"),
+                    [broker.address(f"ingest.{k}") for k in range(workers)],
                     TOPICS,
                     historian.path,
                     names,

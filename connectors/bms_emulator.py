@@ -143,6 +143,7 @@ class BmsEmulator:
             ts=self.now_s,
             wall_ts=time.time(),
             session=self._seq_base >> 32,
+            seq=self._seq_base + self._samples + 1,
         )
 
     @property

@@ -6,8 +6,10 @@ of them as processes. The points are dealt out round-robin (sorted by name), and
 subscribes to the topics of its points only, so every point is ingested by exactly one
 process and its sequence numbers (gaps, replays) are judged in order. MQTT 5 shared
 subscriptions would balance messages instead of points and break that order, so they are
-not used. Each worker has its own client id and persistent session, and writes through its
-own connection to the same SQLite historian (WAL: writers take turns, readers never wait).
+not used. Each worker has its own identity (one address per worker: a broker that binds
+client ids to user names, as TwinLoop's does, lets no two processes share one), client id and
+persistent session, and writes through its own connection to the same SQLite historian
+(WAL: writers take turns, readers never wait).
 
 Counters of every worker are summed by :meth:`IngestPool.stats`; rejected messages are
 counted by reason per worker and summed the same way.
@@ -116,7 +118,7 @@ class IngestPool:
 
     def __init__(
         self,
-        address: BrokerAddress,
+        address: BrokerAddress | Sequence[BrokerAddress],
         topics: Topics,
         historian_path: str | Path,
         points: Sequence[str],
@@ -127,6 +129,17 @@ class IngestPool:
     ) -> None:
         self.shares = deal(points, workers)
         self.workers = workers
+        addresses = [address] * workers if isinstance(address, BrokerAddress) else list(address)
+        if len(addresses) != workers:
+            raise ValueError(
+                f"{workers} workers need {workers} broker identities, got {len(addresses)}"
+            )
+        users = [a.username for a in addresses]
+        if len(addresses) > 1 and len(set(users)) != len(users):
+            logger.warning(
+                "ingestion pool: workers share an identity; a broker that binds client ids to "
+                "user names will let only one of them stay connected"
+            )
         base_id = client_id or f"twinloop-ingest-{topics.site}"
         ctx = multiprocessing.get_context("spawn")
         self._ctx = ctx
@@ -136,7 +149,7 @@ class IngestPool:
         self._specs = [
             _WorkerSpec(
                 index=k,
-                address=address,
+                address=addresses[k],
                 site=topics.site,
                 prefix=topics.prefix,
                 historian=str(historian_path),

@@ -159,6 +159,8 @@ class MqttIngestor:
         self._handlers: list[ReadingHandler] = []
         self._tracks: dict[str, _Track] = {}
         self._session = 0
+        self._session_seq: int | None = None
+        """The current session's first sequence number, if its birth gave one."""
         self._horizon = -float("inf")
         """Cached ``ts`` horizon; recomputed when a reading is beyond it (it only grows)."""
         # Counters have one writer each (paho's thread or the consumer thread), so the hot
@@ -406,8 +408,19 @@ class MqttIngestor:
         now = time.monotonic()
         track = self._tracks.get(point)
         gap = False
+        last: int | None = None
         if track is not None and track.session == self._session:
             last = track.reading.seq
+        elif self._session_seq is not None:  # a point's first reading in a session
+            last = self._session_seq - 1
+            if msg.seq <= last:
+                self._reject("replayed", topic, f"seq {msg.seq} before the session's {last + 1}")
+                return None
+            if msg.seq - last > MAX_SEQ_STEP:
+                self._reject("seq_jump", topic, f"seq {msg.seq} jumps from the birth's {last}")
+                return None
+            last = None  # no gap judged against the birth
+        if last is not None:
             if msg.seq <= last:
                 self._reject("replayed", topic, f"seq {msg.seq} <= {last}")
                 return None
@@ -441,6 +454,7 @@ class MqttIngestor:
         self._counts["births"] += 1
         if self.time_base.set_birth(birth):
             self._session += 1
+            self._session_seq = birth.seq
         self._horizon = -float("inf")
 
     def plant_estimate(self) -> float:

@@ -137,13 +137,15 @@ class BirthMessage:
     ``clock`` "wall": ``ts`` are Unix seconds. "plant": emulated plant time, ``ts`` at
     ``wall_ts`` (Unix seconds) and advancing ``speed`` plant seconds per wall second, or
     stepped by its driver when ``speed`` is None. A new session resets the sequence numbers
-    of every point of the publisher."""
+    of every point of the publisher; ``seq``, when given, is the lowest sequence number its
+    readings in the session carry (the first reading of each point must be near it)."""
 
     clock: Clock
     speed: float | None
     ts: float
     wall_ts: float
     session: int
+    seq: int | None = None
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -153,6 +155,7 @@ class BirthMessage:
                 "ts": self.ts,
                 "wall_ts": self.wall_ts,
                 "session": self.session,
+                "seq": self.seq,
             },
             allow_nan=False,
         ).encode()
@@ -268,7 +271,12 @@ def decode_birth(payload: bytes) -> BirthMessage:
     ts, wall_ts = _number(data, "ts"), _number(data, "wall_ts")
     if ts < 0 or wall_ts < 0:
         raise PayloadError("bad_birth", "'ts' and 'wall_ts' must not be negative")
-    return BirthMessage(clock, speed, ts, wall_ts, session)  # type: ignore[arg-type]
+    seq = data.get("seq")
+    if seq is not None and (
+        isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63
+    ):
+        raise PayloadError("bad_birth", "'seq' must be null or an integer in [0, 2^63)")
+    return BirthMessage(clock, speed, ts, wall_ts, session, seq)  # type: ignore[arg-type]
 
 
 def decode_setpoint(payload: bytes) -> SetpointMessage:

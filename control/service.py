@@ -10,8 +10,9 @@ the shield and watchdog limits, and how to tell time::
       host: 127.0.0.1
       port: 1883
       credentials: broker/credentials.json   # or username/password per identity below
-      ingest: {username: ingest, password: ...}
+      ingest: {username: serve-ingest, password: ...}
       controller: {username: controller, password: ...}
+      override: {username: override, password: ...}   # optional, else the controller's
     historian: runs/historian.sqlite
     reservoir: runs/reservoir
     control_period_s: 300
@@ -86,6 +87,14 @@ class Identity(BaseModel):
     password: str | None = None
 
 
+SERVE_IDENTITIES: dict[str, str] = {
+    "ingest": "serve-ingest",
+    "controller": "controller",
+    "override": "override",
+}
+"""The identities of ``credentials.json`` (``twinloop broker``) that ``serve`` connects as."""
+
+
 class BrokerSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     host: str = "127.0.0.1"
@@ -95,6 +104,9 @@ class BrokerSection(BaseModel):
     """A ``credentials.json`` written by ``twinloop broker`` (host, port and identities)."""
     ingest: Identity | None = None
     controller: Identity | None = None
+    override: Identity | None = None
+    """The override monitor's own identity (a broker binding client ids to user names lets
+    one connection per identity); the controller's when not given."""
 
     @model_validator(mode="after")
     def _identities(self) -> BrokerSection:
@@ -102,11 +114,22 @@ class BrokerSection(BaseModel):
             raise ValueError("give either 'credentials' or both 'ingest' and 'controller'")
         return self
 
-    def address(self, identity: Literal["ingest", "controller"], base: Path) -> BrokerAddress:
+    def address(
+        self, identity: Literal["ingest", "controller", "override"], base: Path
+    ) -> BrokerAddress:
+        """Where the service's ``identity`` connects: from ``credentials`` the identities
+        ``twinloop broker`` makes for serve (``serve-ingest``, ``controller``, ``override``),
+        never those of ``twinloop ingest`` (one process per identity)."""
         if self.credentials is not None:
             path = self.credentials if self.credentials.is_absolute() else base / self.credentials
-            return BrokerAddress.from_credentials(path, identity, tls=self.ca_file is not None)
-        ident = self.ingest if identity == "ingest" else self.controller
+            return BrokerAddress.from_credentials(
+                path, SERVE_IDENTITIES[identity], tls=self.ca_file is not None
+            )
+        ident = {
+            "ingest": self.ingest,
+            "controller": self.controller,
+            "override": self.override or self.controller,
+        }[identity]
         assert ident is not None
         return BrokerAddress(self.host, self.port, ident.username, ident.password, self.ca_file)
 
@@ -240,13 +263,14 @@ class LiveService:
             self.topics,
             self.historian,
             catalog=PointCatalog.for_site(self.site),
+            client_id=f"twinloop-serve-ingest-{config.site}",
             stale_after_s=max(3.0 * 60.0 / config.time_scale, 1.0),
         )
         self.writer = SetpointWriter(
             config.broker.address("controller", base), self.topics, self.historian
         )
         self.override = OverrideMonitor(
-            config.broker.address("controller", base),
+            config.broker.address("override", base),
             self.topics,
             client_id=f"twinloop-override-{config.site}",
         )

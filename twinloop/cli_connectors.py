@@ -66,10 +66,13 @@ def _cmd_broker(args: argparse.Namespace) -> int:
     from connectors.broker import BrokerError, MosquittoBroker
 
     folder = Path(args.dir)
+    args.site = args.site or ["site1"]
     if folder.exists() and not folder.is_dir():
         return _error(f"broker --dir {folder} exists and is not a folder")
     try:
-        broker = MosquittoBroker(folder, port=args.port, tls_port=args.tls_port, host=args.host)
+        broker = MosquittoBroker(
+            folder, port=args.port, tls_port=args.tls_port, host=args.host, sites=args.site
+        )
         stop = _StopFlag()
         try:
             broker.start()
@@ -89,6 +92,7 @@ def _cmd_broker(args: argparse.Namespace) -> int:
             f"credentials: {broker.credentials_file} (identities: {', '.join(broker.users)})",
             flush=True,
         )
+        print(f"sites: {', '.join(broker.sites or ('any',))} (ACLs name only these)", flush=True)
         print("press Ctrl-C to stop", flush=True)
         while not stop.event.wait(0.5):
             if not broker.running:
@@ -164,7 +168,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         historian.close()
         points = [p.name for p in point_catalog(site_variant("reference"))]
         try:
-            ingestor = IngestPool(address, topics, args.historian, points, workers=args.workers)
+            addresses = _pool_addresses(args, address)
+            ingestor = IngestPool(addresses, topics, args.historian, points, workers=args.workers)
+        except BrokerError as exc:
+            return _error(str(exc))
         except ValueError as exc:
             return _error(f"--workers: {exc}")
     stop = _StopFlag()
@@ -193,6 +200,24 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pool_addresses(args: argparse.Namespace, address: BrokerAddress) -> list[BrokerAddress]:
+    """One identity per worker: ``ingest.0`` … from ``--credentials`` (the broker binds client
+    ids to user names), else ``address`` for every worker (a broker that does not)."""
+    from connectors.broker import POOL_IDENTITIES, BrokerAddress, BrokerError
+
+    if not args.credentials or args.identity:
+        return [address] * args.workers
+    if args.workers > len(POOL_IDENTITIES):
+        raise BrokerError(
+            f"--workers {args.workers}: the broker's credentials have "
+            f"{len(POOL_IDENTITIES)} ingestion worker identities"
+        )
+    return [
+        BrokerAddress.from_credentials(args.credentials, name, tls=args.tls)
+        for name in POOL_IDENTITIES[: args.workers]
+    ]
+
+
 # --------------------------------------------------------------------------- parser
 def _add_address_flags(p: argparse.ArgumentParser, identity: str) -> None:
     g = p.add_argument_group("broker")
@@ -216,6 +241,12 @@ def add_connectors_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     br.add_argument("--port", type=int, default=0, help="plain listener (default: free port)")
     br.add_argument("--tls-port", type=int, default=0, help="TLS listener (default: free port)")
     br.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
+    br.add_argument(
+        "--site",
+        action="append",
+        default=None,
+        help="a site whose topics the identities may use (repeatable; default site1)",
+    )
     br.set_defaults(func=_cmd_broker)
 
     em = sub.add_parser("emulate", help="serve a scenario's plant over MQTT as a site's BMS")

@@ -27,9 +27,10 @@ TOPICS = Topics("hall1")
 class Listener:
     """A dashboard-identity subscriber collecting (topic, payload) pairs."""
 
-    def __init__(self, broker: MosquittoBroker, *filters: str) -> None:
+    def __init__(self, broker: MosquittoBroker, *filters: str, identity: str = "dashboard") -> None:
         self.inbox: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
-        self.client = make_client(broker.address("dashboard"), f"listener-{id(self)}")
+        # One connection per identity: the broker binds the client id to the user name.
+        self.client = make_client(broker.address(identity), f"listener-{id(self)}")
         self.client.on_message = lambda c, u, m: self.inbox.put(
             (m.topic, bytes(m.payload), m.retain)
         )
@@ -81,7 +82,8 @@ def test_publishes_every_point_per_contract(broker: MosquittoBroker, plant: Plan
         with BmsEmulator(plant, broker.address("bms"), TOPICS) as emulator:
             _, payload, retained = listener.until(lambda m: m[0] == TOPICS.status)
             assert json.loads(payload)["state"] == "online"
-            late = Listener(broker, TOPICS.status)  # a retained status reaches late subscribers
+            # A retained status reaches late subscribers.
+            late = Listener(broker, TOPICS.status, identity="override")
             _, payload, retained = late.until(lambda m: m[0] == TOPICS.status)
             late.close()
             assert retained and json.loads(payload)["control"] == "site"
@@ -143,7 +145,7 @@ def test_operator_override_wins(
 ) -> None:
     emulator, writer = rig
     listener = Listener(broker, TOPICS.status)
-    operator = make_client(broker.address("bms"), "operator-panel")
+    operator = make_client(broker.address("operator"), "operator-panel")
     operator.connect(broker.host, broker.port)
     operator.loop_start()
     try:

@@ -14,7 +14,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from connectors.bms_emulator import BmsEmulator
-from connectors.broker import BrokerAddress, BrokerError, MosquittoBroker, acl_text
+from connectors.broker import IDENTITIES, BrokerAddress, BrokerError, MosquittoBroker, acl_text
 from connectors.historian import Historian
 from connectors.mqtt_client import make_client
 from connectors.setpoint_writer import SetpointRefusedError, SetpointWriter
@@ -77,7 +77,8 @@ def test_generated_files_and_acl(tmp_path: Path) -> None:
     assert "persistence true" in conf
     assert stat.S_IMODE(broker.credentials_file.stat().st_mode) == 0o600
     creds = json.loads(broker.credentials_file.read_text())
-    assert set(creds["users"]) == {"bms", "ingest", "controller", "dashboard"}
+    assert set(creds["users"]) == set(IDENTITIES)
+    assert "use_username_as_clientid true" in conf
     assert "ingest:" in (tmp_path / "b" / "passwd").read_text()
     assert creds["users"]["ingest"] not in (tmp_path / "b" / "passwd").read_text()
     # Reopening keeps passwords and ports (clients and persisted sessions stay valid).

@@ -42,9 +42,8 @@ def test_two_workers_store_every_reading_once_in_order(
     )
     open_historian(store).close()  # created before the workers open it
     units = dict.fromkeys(points, "degC")
-    pool = IngestPool(
-        volatile_broker.address("ingest"), TOPICS, store, points, workers=2, units=units
-    )
+    identities = [volatile_broker.address(name) for name in ("ingest.0", "ingest.1")]
+    pool = IngestPool(identities, TOPICS, store, points, workers=2, units=units)
     publisher = make_client(volatile_broker.address("bms"), "pool-publisher")
     address = volatile_broker.address("bms")
     publisher.max_inflight_messages_set(1000)

@@ -272,3 +272,15 @@ def test_bad_births_are_counted_and_change_nothing(offline: MqttIngestor) -> Non
         assert offline.accept(TOPICS.birth, payload) is None
     assert offline.time_base.birth is None
     assert offline.stats()["rejected"] == {"bad_birth": 3, "non_utf8": 1}
+
+
+def test_a_birth_seq_bounds_each_points_first_reading(offline: MqttIngestor) -> None:
+    """A point's first reading in a session must carry a seq near the birth's, so one
+    reading with seq 2^63-1 cannot lock a point out before the publisher's own arrive."""
+    topic = TOPICS.sensor("supply_air_c")
+    birth = BirthMessage("plant", None, 0.0, time.time(), 5, seq=1000)
+    offline.accept(TOPICS.birth, birth.encode())
+    assert offline.accept(topic, _raw(ts=60.0, seq=2**63 - 1)) is None
+    assert offline.accept(topic, _raw(ts=60.0, seq=999)) is None
+    assert offline.accept(topic, _raw(ts=60.0, seq=1000)) is not None
+    assert offline.stats()["rejected"] == {"seq_jump": 1, "replayed": 1}

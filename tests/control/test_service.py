@@ -135,7 +135,7 @@ def make_loop(broker: MosquittoBroker, tmp_path: Path) -> Iterator[object]:
             broker.address("ingest"), topics, historian, stale_after_s=1e6
         ).start()
         writer = SetpointWriter(broker.address("controller"), topics, historian).start()
-        override = OverrideMonitor(broker.address("controller"), topics).start()
+        override = OverrideMonitor(broker.address("override"), topics).start()
         reservoir = Reservoir(tmp_path / "reservoir")
         deploy(reservoir, policy)
         controller = LiveController(

@@ -92,7 +92,8 @@ def test_broker_runs_in_foreground_and_stops_on_ctrl_c(tmp_path: Path) -> None:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_emulate_and_ingest_against_the_broker(tmp_path: Path, workers: int) -> None:
     folder = tmp_path / "broker"
-    broker = _spawn("broker", "--dir", str(folder), cwd=tmp_path)
+    # The broker's ACLs name the site: its identities touch no other site's topics.
+    broker = _spawn("broker", "--dir", str(folder), "--site", "hall9", cwd=tmp_path)
     procs = [broker]
     try:
         _read_until(broker, "Ctrl-C")
