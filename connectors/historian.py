@@ -20,6 +20,7 @@ URL).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -474,12 +475,28 @@ class SqlHistorian:
 
 
 class Historian(SqlHistorian):
-    """SQLite (WAL) historian; see the module docstring for durability and concurrency."""
+    """SQLite (WAL) historian; see the module docstring for durability and concurrency.
+
+    A store that cannot be used is refused when it is opened, as one :class:`HistorianError`
+    line: a file that is not a SQLite database, or one opened for writing that refuses
+    writes (read-only file system, immutable file). A writable store proves it by writing
+    (the schema version, unchanged) before it is handed out, so a service never starts and
+    then drops every reading."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
+        self._closed = True
+        try:
+            self._open(readonly)
+        except sqlite3.Error as exc:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            raise HistorianError(f"cannot open historian {self.path}: {exc}") from None
+        self._closed = False
+
+    def _open(self, readonly: bool) -> None:
         if readonly:
             if not self.path.is_file():
                 raise HistorianError(f"historian {self.path} does not exist")
@@ -494,11 +511,17 @@ class Historian(SqlHistorian):
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._closed = False
             with self._transaction() as cur:
                 for statement in _SCHEMA:
                     cur.execute(statement)
+                # A write the store must accept now, not at the first batch of readings.
+                version = int(cur.execute("PRAGMA user_version").fetchone()[0])
+                cur.execute(f"PRAGMA user_version = {version}")
         self._conn.execute("PRAGMA busy_timeout=30000")
-        self._closed = False
+        if readonly:  # a file that is not a database fails here, not at the first read
+            self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:

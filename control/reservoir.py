@@ -347,8 +347,10 @@ def _parse_ref(ref: str) -> tuple[str, int | None]:
     if isinstance(ref, str) and "@" in ref and match is None:
         raise ReservoirError(f"bad policy reference {ref!r}: use NAME or NAME@VERSION")
     _check_name(name)
-    if version is not None and version < 1:
-        raise ReservoirError(f"bad policy reference {ref!r}: versions start at 1")
+    if version is not None and not 1 <= version < 2**63:
+        raise ReservoirError(
+            f"bad policy reference {ref[:80]!r}: versions start at 1 and are below 2^63"
+        )
     return name, version
 
 

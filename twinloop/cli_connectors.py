@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+MAX_WORKERS = 64
+"""The most ingestion processes ``twinloop ingest --workers`` starts."""
+
 
 def _error(message: str) -> int:
     print(f"twinloop: error: {message}", file=sys.stderr)
@@ -154,6 +157,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from physics.plant.sensors import point_catalog
     from physics.plant.site import site_variant
 
+    if not 1 <= args.workers <= MAX_WORKERS:
+        return _error(f"--workers must be between 1 and {MAX_WORKERS}, got {args.workers}")
     try:
         topics = Topics(args.site, prefix=args.prefix)
         address = _address(args, "ingest")

@@ -88,6 +88,7 @@ def _twin_summary(reservoir: object, ref: str) -> str:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from connectors.broker import BrokerError
+    from connectors.historian import HistorianError
     from control.reservoir import ReservoirError
     from control.service import LiveService, ServiceConfigError, load_service_config
     from twin.ensemble import TwinLoadError
@@ -98,7 +99,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if not (config.reservoir / "reservoir.sqlite").is_file():
             return _error(f"site config {path}: reservoir: no reservoir at {config.reservoir}")
         service = LiveService(config, base=path.parent)
-    except (ServiceConfigError, ReservoirError, BrokerError, TwinLoadError) as exc:
+    except (ServiceConfigError, ReservoirError, BrokerError, TwinLoadError, HistorianError) as exc:
         return _error(str(exc))
     try:
         service.start()

@@ -162,3 +162,28 @@ def test_export_parquet_round_trip(location: str, tmp_path: Path) -> None:
     assert list(frame["time_s"]) == [30.0, 60.0, 60.0]
     assert set(frame["point"]) == {"ctl.supply_air_c", "supply_air_c", "facility_power_kw"}
     assert not list((tmp_path / "out").glob(".*tmp"))
+
+
+def test_unusable_stores_are_refused_when_opened(tmp_path: Path) -> None:
+    """Issue 17, finding 8: a corrupt file, or one that refuses writes, is one
+    HistorianError at open, not a store that fails at every write."""
+    import shutil
+    import subprocess
+
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(b"not a database" * 300)
+    for readonly in (False, True):
+        with pytest.raises(HistorianError, match="cannot open historian .*not a database"):
+            Historian(corrupt, readonly=readonly)
+    frozen = tmp_path / "frozen.sqlite"
+    Historian(frozen).close()
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(frozen)], check=False).returncode:
+        pytest.skip("chattr +i (an immutable file) needs root and a file system that has it")
+    try:
+        with pytest.raises(HistorianError, match="readonly database"):
+            Historian(frozen)
+        with Historian(frozen, readonly=True) as reader:  # reading it is still fine
+            assert reader.points() == []
+    finally:
+        subprocess.run([chattr, "-i", str(frozen)], check=True)

@@ -197,3 +197,22 @@ def test_ingest_unknown_identity_is_one_line_error(
     )
     assert "no identity 'ingest'" in line
     assert os.listdir(tmp_path) == ["credentials.json"]  # nothing created
+
+
+def test_ingest_refuses_an_unusable_historian_and_bad_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17, findings 8 and 9: one line and exit 2, never a traceback or a service that
+    says it is connected while it drops every reading."""
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(b"\x00garbage" * 512)
+    line = _main_error(capsys, "ingest", "--historian", str(corrupt), "--port", "1883")
+    assert "cannot open historian" in line and "not a database" in line
+    line = _main_error(
+        capsys, "ingest", "--historian", str(tmp_path / "h.sqlite"), "--port", "99999999999"
+    )
+    assert "port" in line
+    line = _main_error(
+        capsys, "ingest", "--historian", str(tmp_path / "h.sqlite"), "--workers", "9" * 30
+    )
+    assert "--workers" in line

@@ -241,3 +241,31 @@ def test_serve_controls_an_emulated_site_and_stops_cleanly_on_ctrl_c(tmp_path: P
         assert "twin.rack_inlet_max_c" in store.points("twin.")
     finally:
         store.close()
+
+
+def test_out_of_range_numbers_are_one_line_errors(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17, finding 9: a version too large for the store is refused in one line."""
+    for ref in ("ppo@99999999999999999999999", "ppo@" + "9" * 4000, "ppo@0"):
+        status, out, err = _gate(capsys, root, "approve", ref, "--operator", "ann", "--reason", "x")
+        assert status == 2 and out == ""
+        assert len(err.strip().splitlines()) == 1 and "bad policy reference" in err
+        assert "Traceback" not in err
+
+
+def test_serve_refuses_a_corrupt_historian_in_one_line(
+    tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17, finding 8: a historian that cannot be written stops serve at start."""
+    corrupt = tmp_path / "historian.sqlite"
+    corrupt.write_bytes(b"this is not a database" * 100)
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: hall1\n"
+        "broker: {ingest: {username: i, password: p}, controller: {username: c, password: p}}\n"
+        f"historian: {corrupt}\nreservoir: {root}\n"
+    )
+    assert main(["serve", "--site", str(site)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "cannot open historian" in err
