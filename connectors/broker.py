@@ -79,6 +79,10 @@ IDENTITIES: tuple[str, ...] = (
 READERS: tuple[str, ...] = ("ingest", *POOL_IDENTITIES, "serve-ingest", "override")
 """Identities that read the plant's topics and write nothing."""
 CREDENTIALS_FILE = "credentials.json"
+MESSAGE_SIZE_LIMIT = 16 * 1024
+"""Largest payload the generated broker accepts (bytes)."""
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+"""Most bytes the generated broker queues for one client."""
 
 
 class BrokerError(RuntimeError):
@@ -131,7 +135,8 @@ class BrokerAddress:
                 )
             port = int(data["tls_port"] if tls else data["port"])
             ca = Path(data["ca_file"]) if tls else None
-            return cls(str(data["host"]), port, identity, str(users[identity]), ca)
+            host = str(data["host"] if tls else data.get("plain_host", data["host"]))
+            return cls(host, port, identity, str(users[identity]), ca)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BrokerError(f"cannot read broker credentials {path}: {exc}") from exc
 
@@ -212,6 +217,7 @@ class MosquittoBroker:
         port: int = 0,
         tls_port: int = 0,
         host: str = "127.0.0.1",
+        plain_host: str = "127.0.0.1",
         prefix: str = DEFAULT_PREFIX,
         sites: Sequence[str] | None = None,
         autosave_on_changes: bool = True,
@@ -222,6 +228,9 @@ class MosquittoBroker:
     ) -> None:
         self.folder = Path(folder).resolve()
         self.host = host
+        self.plain_host = plain_host
+        """Where the plaintext listener binds: loopback unless asked (``host`` is the TLS
+        listener's)."""
         self.prefix = prefix
         self.sites = tuple(sites) if sites else None
         """The sites the ACLs name; None: any site under ``prefix``."""
@@ -241,7 +250,7 @@ class MosquittoBroker:
             raise BrokerError(f"Mosquitto not found at {executable} (apt-get install mosquitto)")
         self.folder.mkdir(parents=True, exist_ok=True)
         previous = self._read_credentials()
-        self.port = port or int(previous.get("port", 0)) or free_port(host)
+        self.port = port or int(previous.get("port", 0)) or free_port(plain_host)
         self.tls_port = tls_port or int(previous.get("tls_port", 0)) or free_port(host)
         if self.port == self.tls_port:
             raise BrokerError("port and tls_port must differ")
@@ -312,6 +321,11 @@ class MosquittoBroker:
             f"persistence_location {data_dir}/\n"
             f"{autosave}"
             f"max_queued_messages {self.max_queued_messages}\n"
+            # Bounds on what one client can make the broker hold and save: no message over
+            # 16 KiB (sensor payloads are at most 4 KiB), no more than 64 MiB queued for a
+            # client, so a save on every change writes a bounded database.
+            f"message_size_limit {MESSAGE_SIZE_LIMIT}\n"
+            f"max_queued_bytes {MAX_QUEUED_BYTES}\n"
             "max_inflight_messages 100\n"
             # Small control packets (PUBACKs, setpoints) go out at once: with Nagle's
             # algorithm a second PUBACK waits for the client's delayed ACK (40 ms on Linux).
@@ -321,7 +335,7 @@ class MosquittoBroker:
             "connection_messages true\n"
             # The client id is the user name (a listener setting in Mosquitto 2): no identity
             # can take over another's persistent session, whatever client id it asks for.
-            f"listener {self.port} {self.host}\n"
+            f"listener {self.port} {self.plain_host}\n"
             "use_username_as_clientid true\n"
             f"listener {self.tls_port} {self.host}\n"
             "use_username_as_clientid true\n"
@@ -333,6 +347,7 @@ class MosquittoBroker:
         self.config_file.write_text(conf, encoding="utf-8")
         creds = {
             "host": self.host,
+            "plain_host": self.plain_host,
             "port": self.port,
             "tls_port": self.tls_port,
             "ca_file": str(self.tls_files.ca_file),
@@ -345,8 +360,10 @@ class MosquittoBroker:
         """Where ``identity`` connects (plain or TLS listener)."""
         if identity not in self.users:
             raise BrokerError(f"unknown identity {identity!r}; have {', '.join(IDENTITIES)}")
-        plain = BrokerAddress(self.host, self.port, identity, self.users[identity])
-        return replace(plain, port=self.tls_port, ca_file=self.tls_files.ca_file) if tls else plain
+        plain = BrokerAddress(self.plain_host, self.port, identity, self.users[identity])
+        if not tls:
+            return plain
+        return replace(plain, host=self.host, port=self.tls_port, ca_file=self.tls_files.ca_file)
 
     # ------------------------------------------------------------------ process
     @property
@@ -365,7 +382,7 @@ class MosquittoBroker:
             stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + self.start_timeout_s
-        pending = [self.port, self.tls_port]
+        pending = [(self.plain_host, self.port), (self.host, self.tls_port)]
         while pending:
             if self.proc.poll() is not None:
                 code = self.proc.returncode
@@ -375,13 +392,13 @@ class MosquittoBroker:
                     + self.log_tail()
                 )
             try:
-                with socket.create_connection((self.host, pending[0]), timeout=0.5):
+                with socket.create_connection(pending[0], timeout=0.5):
                     pending.pop(0)
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
                     raise BrokerError(
-                        f"mosquitto did not accept connections on {self.host}:{pending[0]} "
+                        f"mosquitto did not accept connections on {pending[0][0]}:{pending[0][1]} "
                         f"within {self.start_timeout_s:.0f} s; log {self.log_file}"
                     ) from None
                 time.sleep(0.02)

@@ -74,7 +74,12 @@ def _cmd_broker(args: argparse.Namespace) -> int:
         return _error(f"broker --dir {folder} exists and is not a folder")
     try:
         broker = MosquittoBroker(
-            folder, port=args.port, tls_port=args.tls_port, host=args.host, sites=args.site
+            folder,
+            port=args.port,
+            tls_port=args.tls_port,
+            host=args.host,
+            plain_host=args.plain_host,
+            sites=args.site,
         )
         stop = _StopFlag()
         try:
@@ -85,7 +90,7 @@ def _cmd_broker(args: argparse.Namespace) -> int:
     except (BrokerError, OSError) as exc:
         return _error(str(exc).splitlines()[0])
     try:
-        print(f"mosquitto running: mqtt://{broker.host}:{broker.port}", flush=True)
+        print(f"mosquitto running: mqtt://{broker.plain_host}:{broker.port}", flush=True)
         print(
             f"TLS listener: mqtts://{broker.host}:{broker.tls_port} "
             f"(CA {broker.tls_files.ca_file})",
@@ -245,7 +250,12 @@ def add_connectors_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     br.add_argument("--dir", required=True, help="folder for config, credentials, TLS, data")
     br.add_argument("--port", type=int, default=0, help="plain listener (default: free port)")
     br.add_argument("--tls-port", type=int, default=0, help="TLS listener (default: free port)")
-    br.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
+    br.add_argument("--host", default="127.0.0.1", help="TLS listener's address (default loopback)")
+    br.add_argument(
+        "--plain-host",
+        default="127.0.0.1",
+        help="plaintext listener's address (default loopback, whatever --host is)",
+    )
     br.add_argument(
         "--site",
         action="append",

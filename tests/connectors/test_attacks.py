@@ -261,3 +261,47 @@ def test_findings_3_and_4_poisoned_readings_are_refused(
         finally:
             again.stop()
             ingestor.stop()
+
+
+# --------------------------------------------------------------------------- findings 7, 10
+def test_finding_7_no_oversize_retained_message(site_broker: MosquittoBroker) -> None:
+    """A 10 MB retained message is not accepted (message_size_limit), so nothing can make a
+    save on every change write hundreds of MiB."""
+    conf = site_broker.config_file.read_text()
+    assert "message_size_limit 16384" in conf and "max_queued_bytes 67108864" in conf
+    bms = Client(site_broker.address("bms"), "bms")
+    try:
+        bms.client.publish(TOPICS.status, b"x" * 10_000_000, qos=1, retain=True)
+        time.sleep(1.0)
+    finally:
+        bms.close()
+    late = Client(site_broker.address("dashboard"), "dashboard", persistent=False)
+    try:
+        late.client.subscribe(TOPICS.status, qos=1)
+        time.sleep(1.0)
+        assert all(len(p) < 16384 for _, p in late.messages)
+    finally:
+        late.close()
+    data = site_broker.folder / "data" / "mosquitto.db"
+    assert not data.exists() or data.stat().st_size < 1_000_000
+
+
+def test_finding_10_plaintext_listener_stays_on_loopback(tmp_path: Path) -> None:
+    """``--host 0.0.0.0`` opens the TLS listener on every interface; the plaintext one stays
+    on loopback unless asked for."""
+    if not mosquitto_available():
+        pytest.skip("Mosquitto is not installed")
+    broker = MosquittoBroker(tmp_path / "b", host="0.0.0.0", sites=(SITE,))
+    conf = broker.config_file.read_text()
+    assert f"listener {broker.port} 127.0.0.1\n" in conf
+    assert f"listener {broker.tls_port} 0.0.0.0\n" in conf
+    assert broker.address("ingest").host == "127.0.0.1"
+    with broker:
+        import socket
+
+        outside = socket.gethostbyname(socket.gethostname())
+        if outside.startswith("127."):
+            pytest.skip("no non-loopback address to probe from")
+        with pytest.raises(OSError):
+            socket.create_connection((outside, broker.port), timeout=1).close()
+        socket.create_connection((outside, broker.tls_port), timeout=1).close()
