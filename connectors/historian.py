@@ -497,17 +497,18 @@ class Historian(SqlHistorian):
         self._closed = False
 
     def _open(self, readonly: bool) -> None:
+        path = Path(self.path)
         if readonly:
-            if not self.path.is_file():
-                raise HistorianError(f"historian {self.path} does not exist")
-            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            if not path.is_file():
+                raise HistorianError(f"historian {path} does not exist")
+            uri = f"{path.resolve().as_uri()}?mode=ro"
             self._conn = sqlite3.connect(
                 uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30.0
             )
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None, timeout=30.0
+                path, check_same_thread=False, isolation_level=None, timeout=30.0
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")

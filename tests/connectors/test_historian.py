@@ -173,7 +173,7 @@ def test_unusable_stores_are_refused_when_opened(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.sqlite"
     corrupt.write_bytes(b"not a database" * 300)
     for readonly in (False, True):
-        with pytest.raises(HistorianError, match="cannot open historian .*not a database"):
+        with pytest.raises(HistorianError, match=r"cannot open historian .*not a database"):
             Historian(corrupt, readonly=readonly)
     frozen = tmp_path / "frozen.sqlite"
     Historian(frozen).close()
