@@ -51,7 +51,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 from tqdm import tqdm
 
 from twin.ensemble import TwinEnsemble
-from twin.reward import CoolingEnergyReward
+from twin.reward import CoolingEnergyReward, Pessimism
 from twin.spaces import ACTION_NAMES
 from twin.vec_env import Randomisation, TwinSB3VecEnv
 
@@ -67,7 +67,7 @@ CHECKPOINT_DIR, CHECKPOINT_INDEX = "checkpoints", "checkpoints.csv"
 
 CONFIG_KEYS = frozenset(
     {"n_envs", "total_timesteps", "episode_hours", "randomisation", "scenarios", "twin"}
-    | {"seed", "device", "reward", "checkpoint_every"}
+    | {"seed", "device", "reward", "checkpoint_every", "pessimism", "member_per_episode"}
 )
 """Keys of a YAML block (or overrides) that are :class:`TrainConfig` fields, not SB3's."""
 NOISE_KEYS = frozenset({"noise_type", "noise_std"})
@@ -145,6 +145,11 @@ class TrainConfig:
     checkpoint_every: int = 0
     """Save a loadable snapshot every this many environment steps (0 = none): how good the
     agent was after how much wall-clock, judged afterwards on the plant."""
+    pessimism: dict[str, float] = field(default_factory=dict)
+    """Keyword arguments of :class:`~twin.reward.Pessimism`: the twin's uncertainty and the
+    actuators' travel priced in the reward, so the agent stays where the twin is right."""
+    member_per_episode: bool = False
+    """Draw the ensemble member each episode runs (else each environment keeps one)."""
 
     def __post_init__(self) -> None:
         algo = self.algo.lower()
@@ -186,6 +191,28 @@ class TrainConfig:
             )
         object.__setattr__(self, "reward", dict(self.reward))
         self.reward_function()
+        if not isinstance(self.pessimism, Mapping):
+            raise ValueError(
+                f"pessimism must be a mapping of Pessimism fields, got {self.pessimism!r}"
+            )
+        object.__setattr__(self, "pessimism", dict(self.pessimism))
+        self.pessimism_function()
+        if not isinstance(self.member_per_episode, bool):
+            raise ValueError(
+                f"member_per_episode must be true or false, got {self.member_per_episode!r}"
+            )
+
+    def pessimism_function(self) -> Pessimism:
+        """The training penalties (raises ValueError naming a bad or unknown field)."""
+        known = {f.name for f in dataclasses.fields(Pessimism)}
+        if bad := sorted(set(self.pessimism) - known):
+            raise ValueError(
+                f"unknown pessimism field(s) {', '.join(bad)} (known: {', '.join(sorted(known))})"
+            )
+        try:
+            return Pessimism(**{k: float(v) for k, v in self.pessimism.items()})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"pessimism: {exc}") from None
 
     def reward_function(self) -> CoolingEnergyReward:
         """The training reward (raises ValueError naming a bad or unknown field)."""
@@ -345,6 +372,8 @@ def make_training_env(config: TrainConfig) -> VecMonitor:
             device=get_device(config.device),
             seed=config.seed + k,
             reward=config.reward_function(),
+            pessimism=config.pessimism_function(),
+            member_per_episode=config.member_per_episode,
         )
         for k, (scenario, n) in enumerate(zip(config.scenarios, sizes, strict=True))
     ]

@@ -70,3 +70,45 @@ class CoolingEnergyReward:
             "max_inlet_c": inlet.max(axis=-1),
         }
         return value, terms
+
+
+@dataclass(frozen=True)
+class Pessimism:
+    """Penalties that keep a learner where the twin can be believed (MOPO / MOReL style), in
+    kWh of cooling energy per period like the reward's own terms.
+
+    ``spread_kwh_per_k`` prices the ensemble's disagreement on the hottest rack (std over
+    members, K; needs two members or more), ``extrapolation_kwh`` every unit of competence
+    ratio above 1 (:mod:`twin.competence`; needs a twin saved with its competence model), and
+    ``travel_kwh`` every unit of action change between periods (summed over the components,
+    actions in [-1, 1]: actuator wear, and the chatter that feeds on a twin's errors)."""
+
+    spread_kwh_per_k: float = 0.0
+    extrapolation_kwh: float = 0.0
+    travel_kwh: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("spread_kwh_per_k", "extrapolation_kwh", "travel_kwh"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"Pessimism.{name} must be a non-negative number, got {value}")
+
+    @property
+    def active(self) -> bool:
+        return self.spread_kwh_per_k > 0 or self.extrapolation_kwh > 0 or self.travel_kwh > 0
+
+    def __call__(
+        self, spread_k: ArrayLike, competence_ratio: ArrayLike, travel: ArrayLike
+    ) -> tuple[FloatArray, dict[str, FloatArray]]:
+        """The penalty (kWh per period, per environment) and its terms."""
+        spread = self.spread_kwh_per_k * np.asarray(spread_k, dtype=np.float64)
+        outside = self.extrapolation_kwh * np.maximum(
+            np.asarray(competence_ratio, dtype=np.float64) - 1.0, 0.0
+        )
+        moves = self.travel_kwh * np.asarray(travel, dtype=np.float64)
+        total = spread + outside + moves
+        return total, {
+            "spread_penalty_kwh": spread,
+            "extrapolation_penalty_kwh": outside,
+            "travel_penalty_kwh": moves,
+        }

@@ -35,7 +35,7 @@ from twin.competence import FEATURE_NAMES, CompetenceTracker
 from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble
 from twin.exogenous import ExogenousTable
-from twin.reward import CoolingEnergyReward
+from twin.reward import CoolingEnergyReward, Pessimism
 from twin.spaces import (
     ACTION_NAMES,
     FORECAST_IT_H,
@@ -115,6 +115,8 @@ class BatchedTwin:
         random_start: bool = True,
         track_spread: bool = False,
         track_competence: bool = False,
+        pessimism: Pessimism | None = None,
+        member_per_episode: bool = False,
     ) -> None:
         if num_envs < 1:
             raise ValueError("num_envs must be at least 1")
@@ -185,6 +187,26 @@ class BatchedTwin:
         self.state = self._blank_state(n)
         self.last_cooling_kw = torch.zeros(n, device=dev)
         self.last_facility_kw = torch.zeros(n, device=dev)
+        self.pessimism = pessimism if pessimism is not None and pessimism.active else None
+        p = self.pessimism
+        several = len(self.ensemble) > 1
+        track_spread = track_spread or (p is not None and p.spread_kwh_per_k > 0 and several)
+        if p is not None and p.extrapolation_kwh > 0:
+            if self.ensemble.competence is None:
+                logger.warning(
+                    "the twin has no competence model: the extrapolation penalty is off "
+                    "(train on a fitted twin, `twinloop twin fit`)"
+                )
+            else:
+                track_competence = True
+        self.last_travel = torch.zeros(n, device=dev)
+        """Action change of each environment's last step (sum of |Δa| over components)."""
+        self.member_per_episode = member_per_episode and several
+        self.member_of = torch.zeros(n, dtype=torch.int64, device=dev)
+        for m, group in enumerate(self._groups):
+            self.member_of[group] = m
+        """Ensemble member each environment runs (drawn per episode with
+        ``member_per_episode``, else contiguous groups)."""
         self.track_spread = track_spread
         self.last_inlet_spread_c = torch.zeros(n, device=dev)
         """Ensemble spread (std over members) of the hottest rack's inlet, last step; filled
@@ -258,6 +280,8 @@ class BatchedTwin:
         if len(self._groups) == 1:
             out = self._steppers[0](self.state, inputs, theta)
             return out.state, out.cooling_kw, out.facility_kw
+        if self.member_per_episode:
+            return self._advance_drawn(inputs, theta)
         parts = []
         for m, group in enumerate(self._groups):
             sub = TwinInputs(
@@ -278,6 +302,30 @@ class BatchedTwin:
             torch.cat([p.facility_kw for p in parts]),
         )
 
+    def _advance_drawn(self, inputs: TwinInputs, theta: Tensor) -> tuple[TwinState, Tensor, Tensor]:
+        """One period with each environment in the member drawn for its episode."""
+        state = self.state
+        cooling = torch.zeros(self.num_envs, device=self.device)
+        facility = torch.zeros(self.num_envs, device=self.device)
+        fields = TwinState.__dataclass_fields__
+        new = {name: getattr(state, name).clone() for name in fields}
+        for m in range(len(self.ensemble)):
+            idx = torch.nonzero(self.member_of == m).flatten()
+            if idx.numel() == 0:
+                continue
+            sub = TwinInputs(
+                setpoints=inputs.setpoints[idx],
+                it_power_kw=inputs.it_power_kw[idx],
+                outdoor_dry_bulb_c=inputs.outdoor_dry_bulb_c[idx],
+                outdoor_wet_bulb_c=inputs.outdoor_wet_bulb_c[idx],
+            )
+            out = self._steppers[m](state.index(idx), sub, theta[idx])
+            for name in fields:
+                new[name][idx] = getattr(out.state, name)
+            cooling[idx] = out.cooling_kw
+            facility[idx] = out.facility_kw
+        return TwinState(**new), cooling, facility
+
     @torch.inference_mode()
     def reset_envs(self, envs: Tensor) -> None:
         """New episodes for ``envs``: draw start, parameters and offsets; settle the state."""
@@ -292,6 +340,9 @@ class BatchedTwin:
         )
         self.start[envs] = torch.as_tensor(starts, device=dev)
         self.elapsed[envs] = 0
+        if self.member_per_episode:
+            members = self.rng.integers(0, len(self.ensemble), size=n)
+            self.member_of[envs] = torch.as_tensor(members, device=dev)
         r = self.randomisation
         if r is not None:
             low, high = np.asarray(r.theta_low), np.asarray(r.theta_high)
@@ -348,6 +399,7 @@ class BatchedTwin:
         self.state = state
         self.last_cooling_kw = cooling
         self.last_facility_kw = facility
+        self.last_travel = (a - self.last_action).abs().sum(dim=1)
         self.last_action = a
         self.elapsed += 1
         return cooling, state.rack_inlet_c
@@ -423,7 +475,16 @@ class BatchedTwin:
         n = cooling_kw.shape[0]
         inlets = inlet_c.detach().to("cpu", torch.float64).numpy().reshape(n, -1)
         cooling = cooling_kw.detach().to("cpu", torch.float64).numpy()
-        return self.reward_fn(cooling, inlets, self.period_s)
+        value, terms = self.reward_fn(cooling, inlets, self.period_s)
+        if self.pessimism is None:
+            return value, terms
+        penalty, more = self.pessimism(
+            self.last_inlet_spread_c.detach().to("cpu", torch.float64).numpy(),
+            self.last_competence_ratio,
+            self.last_travel.detach().to("cpu", torch.float64).numpy(),
+        )
+        pessimistic: FloatArray = value - penalty / self.reward_fn.normaliser_kwh
+        return pessimistic, {**terms, **more}
 
 
 def _scatter(state: TwinState, envs: Tensor, values: TwinState) -> TwinState:

@@ -22,6 +22,7 @@ from twinloop.cli_demo import add_demo_commands
 from twinloop.cli_live import add_live_commands
 
 if TYPE_CHECKING:
+    from control.scaleout import Candidate
     from twin.dataset import PeriodData
     from twin.design import TwinDesign
     from twin.ensemble import TwinEnsemble
@@ -747,7 +748,6 @@ def _cmd_preevaluate(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from control.reservoir import Reservoir, ReservoirError
     from control.scaleout import (
-        Candidate,
         RayUnavailableError,
         ScaleOutError,
         candidates,
@@ -804,6 +804,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"return at the end {'n/a' if final is None else f'{final:.2f}'}"
         )
         print(run.out_dir, flush=True)
+        artifact = run.out_dir
+        if args.select_suite:
+            artifact_or_none = _select(run, args)
+            if artifact_or_none is None:
+                failed.append(run.label)
+                return
+            artifact = artifact_or_none
         if not args.register:
             return
         name = args.register if len(runs) == 1 else f"{args.register}-{run.label}"
@@ -812,7 +819,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 record = reservoir.register(
                     name,
                     "drl",
-                    run.out_dir,
+                    artifact,
                     hyperparameters=run.config.to_dict(),
                     training_scenarios=run.config.scenarios,
                     description=f"SB3 {run.config.algo.upper()} trained in the twin",
@@ -842,6 +849,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"twinloop: error: {exc}", file=sys.stderr)
         return 1
     return 2 if failed else 0
+
+
+def _select(run: Candidate, args: argparse.Namespace) -> Path | None:
+    """Choose the run's snapshot by its pessimistic twin score on ``--select-suite``; the
+    folder to register, or None (printed why) when no snapshot keeps gate 1's rules."""
+    from control.selection import select_snapshot
+    from twin.design import TwinDesign
+    from twin.vec_env import load_twin
+
+    site = load_scenario(run.config.scenarios[0]).site
+    twin = load_twin(run.config.twin, TwinDesign.from_site(site))
+    selection = select_snapshot(run.out_dir, twin, suite=args.select_suite, progress=not args.quiet)
+    for row in selection.rows:
+        verdict = (
+            f"{row['pessimistic_savings_percent']:.2f} % in the least favourable member"
+            if not row["broken"]
+            else "breaks: " + row["broken"][0]
+        )
+        print(f"  {Path(row['snapshot']).name}: {verdict}")
+    if selection.chosen is None:
+        print(
+            f"twinloop: error: {run.out_dir}: no snapshot keeps gate 1's rules on "
+            f"{args.select_suite}; nothing to register",
+            file=sys.stderr,
+        )
+        return None
+    print(f"selected: {selection.chosen} (see {run.out_dir / 'selection.json'})", flush=True)
+    return selection.chosen
 
 
 def _add_ray_flags(parser: argparse.ArgumentParser, per: str) -> None:
@@ -933,6 +968,13 @@ def _add_reservoir_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="STEPS",
         help="save a loadable snapshot every STEPS environment steps into checkpoints/ "
         "(with the wall-clock so far, in checkpoints.csv)",
+    )
+    tr.add_argument(
+        "--select-suite",
+        default=None,
+        metavar="SUITE",
+        help="choose the snapshot to keep (and register) by its pessimistic score in the twin "
+        "on this suite (e.g. 'selection'; not gate 1's suite); copied into OUT/selected",
     )
     tr.add_argument("--hyperparams", default=None, help="YAML (default: control/hyperparams.yaml)")
     tr.add_argument("--no-randomisation", action="store_true", help="no domain randomisation")

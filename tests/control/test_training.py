@@ -14,6 +14,7 @@ import torch
 from numpy.typing import NDArray
 from stable_baselines3.common.noise import NormalActionNoise
 
+from control.gate import GateConfig
 from control.training import (
     ALGORITHMS,
     TrainConfig,
@@ -22,6 +23,7 @@ from control.training import (
     tensorboard_available,
     train_agent,
 )
+from twin.ensemble import TwinEnsemble
 
 TINY = {"n_envs": 8, "episode_hours": 2.0, "stats_window_size": 8}
 """8 environments, 2-h episodes (24 periods), curves over the last 8 episodes."""
@@ -230,3 +232,82 @@ def test_sac_learns_over_a_scenario_mix_with_a_progress_bar(
     assert len(curve) == 3000 // (8 * 24)  # one row per batch of episodes
     assert curve[:2].mean() < -250.0
     assert curve[-2:].mean() > 0.5 * curve[:2].mean()
+
+
+def test_pessimism_prices_the_twins_doubt_and_the_actuators_travel(
+    ensemble_twin: TwinEnsemble, tmp_path: Path
+) -> None:
+    ensemble_twin.save(tmp_path / "twin")
+    pessimism = {"spread_kwh_per_k": 50.0, "extrapolation_kwh": 25.0, "travel_kwh": 2.0}
+    config = TrainConfig(
+        algo="ppo",
+        n_envs=8,
+        episode_hours=1.0,
+        scenarios=("tropical-typical-week",),
+        twin=str(tmp_path / "twin"),
+        pessimism=pessimism,
+        member_per_episode=True,
+    )
+    assert config.to_dict()["pessimism"] == pessimism
+    env = make_training_env(config)
+    env.reset()
+    sim = env.get_attr("sim")[0]
+    assert sim.pessimism is not None and sim.track_spread and sim.competence is not None
+    drawn: set[int] = set()
+    rng = np.random.default_rng(0)
+    for period in range(24):  # two episodes: members drawn again at the reset
+        # Chatter: every component jumps across its range every period.
+        actions = np.where(rng.random((8, 5)) < 0.5, -1.0, 1.0).astype(np.float32)
+        _, _, _, infos = env.step(actions)
+        drawn |= set(sim.member_of.tolist())
+        if period == 0:
+            assert all(i["travel_penalty_kwh"] > 0 for i in infos)
+    assert drawn == {0, 1}
+    assert max(i["extrapolation_penalty_kwh"] for i in infos) > 0
+    assert max(i["spread_penalty_kwh"] for i in infos) > 0
+    with pytest.raises(ValueError, match=r"unknown pessimism field\(s\) doubt"):
+        TrainConfig(algo="ppo", pessimism={"doubt": 1.0})
+    with pytest.raises(ValueError, match="travel_kwh must be a non-negative number"):
+        TrainConfig(algo="ppo", pessimism={"travel_kwh": -1.0})
+
+
+SELECTION_SCENARIO = """\
+name: {name}
+site: {{variant: reference, seed: 11}}
+weather: {{file: "pvlib:miami", start: "{start}"}}
+workload: {{kind: diurnal, mean_frac: 0.6}}
+duration: 4 h
+step: 60 s
+control_period: 5 min
+seed: 3
+"""
+
+
+def test_the_snapshot_kept_is_the_best_pessimistic_one_on_the_selection_suite(
+    ppo_run: TrainedAgent, ensemble_twin: TwinEnsemble, tmp_path: Path
+) -> None:
+    from control.selection import SELECTION_FILE, select_snapshot, snapshots
+
+    for name, start in (("sel-a", "06-24"), ("sel-b", "09-14")):
+        (tmp_path / f"{name}.yaml").write_text(SELECTION_SCENARIO.format(name=name, start=start))
+    suite = tmp_path / "selection.yaml"
+    suite.write_text("name: sel\ntarget: twin\nscenarios: [sel-a.yaml, sel-b.yaml]\n")
+    found = snapshots(ppo_run.out_dir)
+    assert len(found) == 4 and found[-1] == ppo_run.out_dir  # 3 snapshots + the final model
+    lax = GateConfig(max_violation_kh_above_27=1e6, max_extrapolating_share=1.0,
+                     max_inlet_spread_c=100.0, max_cooling_spread_percent=100.0)  # fmt: skip
+    selection = select_snapshot(ppo_run.out_dir, ensemble_twin, suite=str(suite), gate=lax)
+    scores = [row["score"] for row in selection.rows]
+    assert len(scores) == 4 and all(np.isfinite(scores))
+    best = Path(selection.rows[int(np.argmax(scores))]["snapshot"])
+    assert selection.chosen == ppo_run.out_dir / "selected"
+    assert (selection.chosen / "model.zip").read_bytes() == (best / "model.zip").read_bytes()
+    saved = json.loads((ppo_run.out_dir / SELECTION_FILE).read_text())
+    assert saved["chosen"] == str(best) and len(saved["rows"]) == 4
+    # Under the shipped rules a snapshot that breaks one scores nothing; if all break one,
+    # nothing is chosen (and nothing would be registered).
+    strict = select_snapshot(ppo_run.out_dir, ensemble_twin, suite=str(suite))
+    for row in strict.rows:
+        assert (row["score"] == -np.inf) == bool(row["broken"]), row
+    if strict.chosen is None:
+        assert all(row["broken"] for row in strict.rows)
