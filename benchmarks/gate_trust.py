@@ -225,7 +225,33 @@ def candidates(
             else:
                 name = f"{folder.name}@final"
             panel[name] = _agent(folder, name)
+    # A selected snapshot is a copy of one already in the panel: keep it under its own name,
+    # not twice.
+    for name in [n for n in panel if n.endswith("@selected")]:
+        root_name = name.removesuffix("@selected")
+        chosen = json.loads((_root_of(agent_dirs, root_name) / "selection.json").read_text())
+        for other in list(panel):
+            same_run = other.startswith(root_name + "@") and other != name
+            if same_run and _same_model(agent_dirs, other, chosen["chosen"]):
+                del panel[other]
     return panel
+
+
+def _root_of(agent_dirs: list[Path], run: str) -> Path:
+    return next(root / run for root in agent_dirs if (root / run).is_dir())
+
+
+def _same_model(agent_dirs: list[Path], name: str, chosen: str) -> bool:
+    """Whether panel entry ``name`` (``run@steps`` or ``run@final``) is the chosen folder."""
+    run, which = name.split("@")
+    root = _root_of(agent_dirs, run)
+    if which == "final":
+        return Path(chosen) == root
+    return (
+        Path(chosen).parent.name == "checkpoints"
+        and Path(chosen).name.startswith("step-")
+        and (f"{int(Path(chosen).name.split('-')[1]) / 1e3:.0f}k" == which)
+    )
 
 
 def _agent(folder: Path, name: str) -> Callable[[Scenario, TwinEnsemble], Policy]:
