@@ -76,6 +76,9 @@ class DemoConfig:
     scenario, or Ctrl-C)."""
     shadow_periods: int = 12
     fit_iterations: int = 200
+    twin_members: int = 2
+    """Ensemble members of the site's twin: two, so gate 1 sees where they disagree and
+    judges the savings in the least favourable one."""
     commissioning_days: float = 3.0
     candidate: str = CANDIDATE
     """The built-in policy put through the gate (the MPC; trim-and-respond is quicker)."""
@@ -156,8 +159,11 @@ def fit_site_twin(config: DemoConfig, scenario: Scenario, say: Callable[[str], N
     record_run(load_scenario(path), policy="explore", seed=5, out_dir=data_dir, overwrite=True)
     recordings = load_recordings(data_dir)
     periods = periods_from_recordings(recordings, design_of(recordings))
-    say(f"twin: fitting ({config.fit_iterations} iterations, {len(periods)} periods)")
-    fit = FitConfig(ensemble_size=1, iterations=config.fit_iterations)
+    say(
+        f"twin: fitting {config.twin_members} members ({config.fit_iterations} iterations, "
+        f"{len(periods)} periods)"
+    )
+    fit = FitConfig(ensemble_size=config.twin_members, iterations=config.fit_iterations)
     ensemble = fit_twin(design_of(recordings), periods, fit, progress=True)
     ensemble.save(twin_dir)
     return twin_dir
