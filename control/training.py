@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import gymnasium
 import numpy as np
@@ -64,6 +64,8 @@ TRAINABLE_ENV_IDS: tuple[str, ...] = (DEFAULT_ENV_ID,)
 """Environment ids :func:`train_agent` can build a batched training environment for."""
 MODEL_FILE, METADATA_FILE, PROGRESS_FILE = "model.zip", "training.json", "progress.csv"
 CHECKPOINT_DIR, CHECKPOINT_INDEX = "checkpoints", "checkpoints.csv"
+
+_D = TypeVar("_D")
 
 CONFIG_KEYS = frozenset(
     {"n_envs", "total_timesteps", "episode_hours", "randomisation", "scenarios", "twin"}
@@ -204,27 +206,11 @@ class TrainConfig:
 
     def pessimism_function(self) -> Pessimism:
         """The training penalties (raises ValueError naming a bad or unknown field)."""
-        known = {f.name for f in dataclasses.fields(Pessimism)}
-        if bad := sorted(set(self.pessimism) - known):
-            raise ValueError(
-                f"unknown pessimism field(s) {', '.join(bad)} (known: {', '.join(sorted(known))})"
-            )
-        try:
-            return Pessimism(**{k: float(v) for k, v in self.pessimism.items()})
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"pessimism: {exc}") from None
+        return _numeric_dataclass(Pessimism, self.pessimism, "pessimism")
 
     def reward_function(self) -> CoolingEnergyReward:
         """The training reward (raises ValueError naming a bad or unknown field)."""
-        known = {f.name for f in dataclasses.fields(CoolingEnergyReward)}
-        if bad := sorted(set(self.reward) - known):
-            raise ValueError(
-                f"unknown reward field(s) {', '.join(bad)} (known: {', '.join(sorted(known))})"
-            )
-        try:
-            return CoolingEnergyReward(**{k: float(v) for k, v in self.reward.items()})
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"reward: {exc}") from None
+        return _numeric_dataclass(CoolingEnergyReward, self.reward, "reward")
 
     @classmethod
     def from_yaml(
@@ -283,6 +269,19 @@ class TrainConfig:
             )
             kwargs["action_noise"] = noise
         return kwargs
+
+
+def _numeric_dataclass(cls: type[_D], values: Mapping[str, Any], what: str) -> _D:
+    """``cls`` from a mapping of its numeric fields; a ValueError names an unknown or bad one."""
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if bad := sorted(set(values) - known):
+        raise ValueError(
+            f"unknown {what} field(s) {', '.join(bad)} (known: {', '.join(sorted(known))})"
+        )
+    try:
+        return cls(**{k: float(v) for k, v in values.items()})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: {exc}") from None
 
 
 class ScenarioMixVecEnv(VecEnv):

@@ -25,6 +25,8 @@ from control.training import (
 )
 from twin.ensemble import TwinEnsemble
 
+from ..conftest import SCENARIO
+
 TINY = {"n_envs": 8, "episode_hours": 2.0, "stats_window_size": 8}
 """8 environments, 2-h episodes (24 periods), curves over the last 8 episodes."""
 
@@ -271,25 +273,14 @@ def test_pessimism_prices_the_twins_doubt_and_the_actuators_travel(
         TrainConfig(algo="ppo", pessimism={"travel_kwh": -1.0})
 
 
-SELECTION_SCENARIO = """\
-name: {name}
-site: {{variant: reference, seed: 11}}
-weather: {{file: "pvlib:miami", start: "{start}"}}
-workload: {{kind: diurnal, mean_frac: 0.6}}
-duration: 4 h
-step: 60 s
-control_period: 5 min
-seed: 3
-"""
-
-
 def test_the_snapshot_kept_is_the_best_pessimistic_one_on_the_selection_suite(
     ppo_run: TrainedAgent, ensemble_twin: TwinEnsemble, tmp_path: Path
 ) -> None:
     from control.selection import SELECTION_FILE, select_snapshot, snapshots
 
     for name, start in (("sel-a", "06-24"), ("sel-b", "09-14")):
-        (tmp_path / f"{name}.yaml").write_text(SELECTION_SCENARIO.format(name=name, start=start))
+        text = SCENARIO.format(name=name, start=start, duration="4 h", seed=3)
+        (tmp_path / f"{name}.yaml").write_text(text)
     suite = tmp_path / "selection.yaml"
     suite.write_text("name: sel\ntarget: twin\nscenarios: [sel-a.yaml, sel-b.yaml]\n")
     found = snapshots(ppo_run.out_dir)

@@ -23,3 +23,16 @@ def one_error_line(stderr: str) -> str:
     assert len(lines) == 1, f"expected one line on stderr, got: {stderr!r}"
     assert lines[0].startswith("twinloop: error: "), lines[0]
     return lines[0]
+
+
+def processes(home: Path, word: str) -> list[str]:
+    """Command lines of running processes that name ``word`` and a path under ``home``."""
+    found = []
+    for cmdline_file in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmdline = cmdline_file.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended meanwhile
+            continue
+        if word in cmdline and str(home) in cmdline:
+            found.append(cmdline)
+    return found

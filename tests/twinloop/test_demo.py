@@ -17,6 +17,7 @@ from twin.ensemble import TwinEnsemble
 from twinloop.demo import SCENARIO, Demo, DemoConfig, fit_site_twin
 
 from ..conftest import record
+from .cli_process import processes
 
 pytestmark = [
     pytest.mark.integration,
@@ -28,16 +29,7 @@ pytestmark = [
 
 
 def _mosquittos(home: Path) -> list[str]:
-    """Command lines of running Mosquitto processes configured under ``home``."""
-    found = []
-    for cmdline_file in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            cmdline = cmdline_file.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # the process ended meanwhile
-            continue
-        if "mosquitto" in cmdline and str(home) in cmdline:
-            found.append(cmdline)
-    return found
+    return processes(home, "mosquitto")
 
 
 @pytest.mark.slow

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from .cli_process import processes
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
@@ -62,20 +64,7 @@ def _reader(stream: object, sink: queue.Queue[str | None]) -> None:
 
 
 def _mosquittos(home: Path) -> list[str]:
-    return _processes(home, "mosquitto")
-
-
-def _processes(home: Path, word: str) -> list[str]:
-    """Command lines of running processes that name ``word`` and a path under ``home``."""
-    found = []
-    for cmdline_file in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            cmdline = cmdline_file.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # the process ended meanwhile
-            continue
-        if word in cmdline and str(home) in cmdline:
-            found.append(cmdline)
-    return found
+    return processes(home, "mosquitto")
 
 
 def test_sigterm_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
@@ -103,7 +92,7 @@ def test_sigterm_stops_the_demo_and_everything_it_started(tmp_path: Path) -> Non
             proc.kill()
             proc.wait()
     assert not _mosquittos(home), "the broker outlived the demo"
-    assert not _processes(home, "preevaluate"), "the pre-evaluation child outlived the demo"
+    assert not processes(home, "preevaluate"), "the pre-evaluation child outlived the demo"
 
 
 def test_make_demo_unattended_with_the_mpc_reaches_the_first_live_hour(tmp_path: Path) -> None:
