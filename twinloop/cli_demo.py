@@ -50,6 +50,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"{status.violation_kh_above_27:.3f} K·h above 27 °C, max inlet {status.max_inlet_c:.1f} °C"
     )
     print(f"everything is kept in {home} (historian, reservoir, twin, gate 1 report)")
+    if status.gate1.startswith("failed"):
+        print(f"gate 1 {status.gate1}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -428,6 +428,11 @@ class Demo:
                 )
                 self._event("gate1", f"gate 1 {self.status.gate1}")
                 if not report["passed"]:
+                    self.status.phase = "rejected by gate 1"
+                    if cfg.live_hours is not None:
+                        # Nothing can go live: an unattended run has nothing left to show.
+                        self._event("gate1", "nothing will go live; the demo stops")
+                        self._stop.set()
                     return
             self.status.phase = "awaiting approval"
             if cfg.auto_approve and reservoir.get(self.config.candidate).state == "pre_evaluated":

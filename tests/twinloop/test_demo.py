@@ -43,6 +43,7 @@ def test_demo_runs_the_dual_loop_unattended_and_leaves_nothing_running(tmp_path:
         live_hours=1.0,
         shadow_periods=2,
         fit_iterations=10,
+        twin_members=1,  # a 10-iteration twin's members disagree; the CLI test runs the defaults
         commissioning_days=1.0,
         candidate="trim-and-respond",
     )
