@@ -168,7 +168,7 @@ def _run_members(
     obs = sim.observe()
     compute_s: list[float] = []
     rows: list[dict[str, Any]] = []
-    per_member: dict[str, list[FloatArray]] = {"cooling_kwh": [], "max_inlet_c": [], "kh": []}
+    per_member: dict[str, list[FloatArray]] = {"cooling_kwh": [], "kh": []}
     with tqdm(
         total=sim.episode_periods,
         disable=not progress,
@@ -186,7 +186,6 @@ def _run_members(
             obs = sim.observe()
             rows.append(_member_row(sim, action, reward, terms))
             per_member["cooling_kwh"].append(terms["cooling_kwh"])
-            per_member["max_inlet_c"].append(terms["max_inlet_c"])
             per_member["kh"].append(terms["violation_kh_recommended"])
             bar.update(1)
     series = pd.DataFrame(rows)

@@ -202,21 +202,19 @@ def _savings(incumbent_kwh: float, candidate_kwh: float) -> float:
 def _pessimistic_savings(rows: Sequence[dict[str, Any]], nominal: float) -> float:
     """Savings over the suite in each member (the candidate's and the incumbent's loops in
     the same member), the least favourable one; ``nominal`` where members are not known."""
-    mine = [r.get("cooling_kwh_members") for r in rows]
-    theirs = [r.get("incumbent_cooling_kwh_members") for r in rows]
-    if any(m is None for m in mine + theirs):
+    if not all("cooling_kwh_members" in r for r in rows):
         return nominal
-    counts = {len(m) for m in mine + theirs if m is not None}
+    sides = ("cooling_kwh_members", "incumbent_cooling_kwh_members")
+    counts = {len(r[side]) for r in rows for side in sides}
     if len(counts) != 1:
         return nominal
-    per_member = [
+    return min(
         _savings(
-            sum(float(t[k]) for t in theirs if t is not None),
-            sum(float(m[k]) for m in mine if m is not None),
+            sum(float(r["incumbent_cooling_kwh_members"][k]) for r in rows),
+            sum(float(r["cooling_kwh_members"][k]) for r in rows),
         )
         for k in range(counts.pop())
-    ]
-    return min(per_member)
+    )
 
 
 def gate1(

@@ -36,8 +36,7 @@ class ShieldedPolicy:
         self.config = (config or ShieldConfig()).within(site.limits)
         self.scale = ActionScale.within(site.limits)
         self.period_s = scenario.control_period_s
-        wet_bulb_c = float(np.asarray(scenario_wet_bulb_c(scenario)))
-        self.reference = site_reference(site.defaults, wet_bulb_c)
+        self.reference = site_reference(site.defaults, scenario_wet_bulb_c(scenario))
         self.shields: list[Shield] = []
         self.time_s = 0.0
         self.interventions = 0

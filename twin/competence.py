@@ -155,7 +155,12 @@ class CompetenceModel:
         self.threshold = max(float(threshold), 1e-6)
 
     @classmethod
-    def fit(cls, data: PeriodData, scale: ActionScale, **kwargs: Any) -> CompetenceModel:
+    def fit(
+        cls, data: PeriodData, scale: ActionScale | None = None, **kwargs: Any
+    ) -> CompetenceModel:
+        """The model of recorded periods, features scaled by ``scale`` (default: the full
+        actuator envelope)."""
+        scale = scale or ActionScale()
         return cls(period_features(data, scale), scale, **kwargs)
 
     def ratio(self, x: FloatArray) -> FloatArray:

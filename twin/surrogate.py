@@ -98,6 +98,9 @@ class TwinInputs:
     outdoor_dry_bulb_c: Tensor
     outdoor_wet_bulb_c: Tensor
 
+    def index(self, idx: Tensor | slice) -> TwinInputs:
+        return TwinInputs(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
 
 @dataclass(frozen=True)
 class TwinStep:

@@ -31,7 +31,6 @@ from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble, meters_of
 from twin.model import ModelKind, TwinModel, make_twin, parameter_count
 from twin.neural import NeuralTwin, matched_hidden
-from twin.spaces import ActionScale
 from twin.surrogate import PhysicsTwin, TwinInputs, TwinState
 
 logger = logging.getLogger(__name__)
@@ -296,7 +295,7 @@ def fit_twin(
         # The twin's forecast errors on its own data: the assimilation filter's R.
         ensemble.summary["observation_std"] = list(observation_std_from(first, data))
     # Where the twin can be believed: the data it was fitted on, over what a policy controls.
-    ensemble.competence = CompetenceModel.fit(data, ActionScale())
+    ensemble.competence = CompetenceModel.fit(data)
     logger.info(
         "fitted %d %s member(s) on %d periods in %.1f s",
         cfg.ensemble_size,

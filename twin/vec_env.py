@@ -202,9 +202,8 @@ class BatchedTwin:
         self.last_travel = torch.zeros(n, device=dev)
         """Action change of each environment's last step (sum of |Δa| over components)."""
         self.member_per_episode = member_per_episode and several
-        self.member_of = torch.zeros(n, dtype=torch.int64, device=dev)
-        for m, group in enumerate(self._groups):
-            self.member_of[group] = m
+        sizes = torch.tensor([g.stop - g.start for g in self._groups], device=dev)
+        self.member_of = torch.repeat_interleave(torch.arange(len(sizes), device=dev), sizes)
         """Ensemble member each environment runs (drawn per episode with
         ``member_per_episode``, else contiguous groups)."""
         self.track_spread = track_spread
@@ -284,12 +283,7 @@ class BatchedTwin:
             return self._advance_drawn(inputs, theta)
         parts = []
         for m, group in enumerate(self._groups):
-            sub = TwinInputs(
-                setpoints=inputs.setpoints[group],
-                it_power_kw=inputs.it_power_kw[group],
-                outdoor_dry_bulb_c=inputs.outdoor_dry_bulb_c[group],
-                outdoor_wet_bulb_c=inputs.outdoor_wet_bulb_c[group],
-            )
+            sub = inputs.index(group)
             parts.append(self._steppers[m](self.state.index(group), sub, theta[group]))
         return (
             TwinState(
@@ -313,13 +307,7 @@ class BatchedTwin:
             idx = torch.nonzero(self.member_of == m).flatten()
             if idx.numel() == 0:
                 continue
-            sub = TwinInputs(
-                setpoints=inputs.setpoints[idx],
-                it_power_kw=inputs.it_power_kw[idx],
-                outdoor_dry_bulb_c=inputs.outdoor_dry_bulb_c[idx],
-                outdoor_wet_bulb_c=inputs.outdoor_wet_bulb_c[idx],
-            )
-            out = self._steppers[m](state.index(idx), sub, theta[idx])
+            out = self._steppers[m](state.index(idx), inputs.index(idx), theta[idx])
             for name in fields:
                 new[name][idx] = getattr(out.state, name)
             cooling[idx] = out.cooling_kw

@@ -232,13 +232,12 @@ def _cmd_twin_competence(args: argparse.Namespace) -> int:
     from twin.dataset import DatasetError
     from twin.ensemble import TwinEnsemble, TwinLoadError
     from twin.recording import RecordingError
-    from twin.spaces import ActionScale
 
     twin_dir = Path(args.twin)
     try:
         ensemble = TwinEnsemble.load(twin_dir)
         _, data, _ = _recorded_periods(Path(args.data), horizon=1, twin=ensemble)
-        model = CompetenceModel.fit(data, ActionScale())
+        model = CompetenceModel.fit(data)
         checks = []
         for folder in args.check or []:
             _, held, _ = _recorded_periods(Path(folder), horizon=1, twin=ensemble)
@@ -247,7 +246,6 @@ def _cmd_twin_competence(args: argparse.Namespace) -> int:
     except (_TwinInputError, RecordingError, DatasetError, TwinLoadError) as exc:
         print(f"twinloop: error: {exc}", file=sys.stderr)
         return 2
-    ensemble.competence = model
     path = model.save(twin_dir)
     print(path)
     print(

@@ -136,22 +136,21 @@ def fit_site_twin(config: DemoConfig, scenario: Scenario, say: Callable[[str], N
     The commissioning run is the site's exploration test before the live week (setpoint
     steps under the site's supervision, as :mod:`twin.recording` records it): live data under
     one fixed control would not excite the plant enough to identify it."""
-    from twin.competence import CompetenceModel
+    from twin.competence import COMPETENCE_FILE, CompetenceModel
     from twin.dataset import design_of, periods_from_recordings
-    from twin.ensemble import TwinEnsemble
     from twin.recording import load_recordings, record_run
-    from twin.spaces import ActionScale
     from twin.training import FitConfig, fit_twin
 
     twin_dir = config.home / "twin"
     data_dir = config.home / "commissioning"
     if (twin_dir / "twin.pt").exists():
         say(f"twin: reusing {twin_dir}")
-        ensemble = TwinEnsemble.load(twin_dir)
-        if ensemble.competence is None:  # saved before twins knew where they are blind
+        if not (
+            twin_dir / COMPETENCE_FILE
+        ).exists():  # saved before twins knew where they are blind
             recordings = load_recordings(data_dir)
             periods = periods_from_recordings(recordings, design_of(recordings))
-            CompetenceModel.fit(periods, ActionScale()).save(twin_dir)
+            CompetenceModel.fit(periods).save(twin_dir)
             say("twin: added its competence model (where it can be believed)")
         return twin_dir
     path = _commissioning_scenario(scenario, config.commissioning_days, data_dir)
