@@ -113,7 +113,7 @@ POLICY_SELECT = """
 """Every column of a policy plus its parent's name and version; add a WHERE clause."""
 
 
-def now() -> str:
+def utc_now() -> str:
     """The current UTC time, ISO 8601 to the second: every timestamp the reservoir stores."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -178,7 +178,7 @@ def _migrate_locked(conn: sqlite3.Connection, db_path: Path) -> None:
         for target in range(version + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[target - 1]:
                 db.execute(statement)
-            db.execute("INSERT INTO schema_version VALUES (?, ?)", (target, now()))
+            db.execute("INSERT INTO schema_version VALUES (?, ?)", (target, utc_now()))
             logger.info("reservoir %s: schema migrated to version %d", db_path.parent, target)
         if broken := db.execute("PRAGMA foreign_key_check").fetchall():
             raise ReservoirError(

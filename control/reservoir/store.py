@@ -15,7 +15,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from control.reservoir import schema
 from control.reservoir.artifacts import (
     ARTIFACTS_DIR,
     DB_FILE,
@@ -42,6 +41,14 @@ from control.reservoir.records import (
     check_text,
     ordered_kpis,
     parse_ref,
+)
+from control.reservoir.schema import (
+    POLICY_SELECT,
+    insert,
+    migrate,
+    stored_version,
+    utc_now,
+    write_transaction,
 )
 
 if TYPE_CHECKING:
@@ -82,7 +89,7 @@ class Reservoir:
                 logger.warning("reservoir %s: journal mode %s, WAL not available", self.root, mode)
             self._conn.execute("PRAGMA synchronous = FULL")
             self._conn.execute("PRAGMA foreign_keys = ON")
-            schema.migrate(self._conn, self.db_path)
+            migrate(self._conn, self.db_path)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise ReservoirError(f"reservoir {self.db_path}: {exc}") from None
@@ -110,7 +117,7 @@ class Reservoir:
     @property
     def schema_version(self) -> int:
         """The schema version of the open database."""
-        return schema.stored_version(self._conn)
+        return stored_version(self._conn)
 
     # ----------------------------------------------------------------------- reading
     def _record(self, row: sqlite3.Row) -> PolicyRecord:
@@ -134,10 +141,10 @@ class Reservoir:
     def _row(self, ref: str) -> sqlite3.Row:
         name, version = parse_ref(ref)
         if version is None:
-            query = schema.POLICY_SELECT + " WHERE p.name = ? ORDER BY p.version DESC LIMIT 1"
+            query = POLICY_SELECT + " WHERE p.name = ? ORDER BY p.version DESC LIMIT 1"
             row = self._conn.execute(query, (name,)).fetchone()
         else:
-            query = schema.POLICY_SELECT + " WHERE p.name = ? AND p.version = ?"
+            query = POLICY_SELECT + " WHERE p.name = ? AND p.version = ?"
             row = self._conn.execute(query, (name, version)).fetchone()
         if row is None:
             latest = self._conn.execute(
@@ -165,9 +172,7 @@ class Reservoir:
             clauses.append("p.kind = ?")
             params.append(check_kind(kind))
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._conn.execute(
-            schema.POLICY_SELECT + where + " ORDER BY p.name, p.version", params
-        )
+        rows = self._conn.execute(POLICY_SELECT + where + " ORDER BY p.name, p.version", params)
         return [self._record(row) for row in rows]
 
     def artifact_path(self, ref: str) -> Path | None:
@@ -306,13 +311,13 @@ class Reservoir:
             digest = (
                 hash_hyperparameters(params_json) if stage is None else hash_artifact(stage.copy)
             )
-            with schema.write_transaction(self._conn) as db:
+            with write_transaction(self._conn) as db:
                 row = db.execute(
                     "SELECT COALESCE(MAX(version), 0) FROM policies WHERE name = ?", (name,)
                 ).fetchone()
                 version = int(row[0]) + 1
-                now = schema.now()
-                policy_id = schema.insert(
+                now = utc_now()
+                policy_id = insert(
                     db,
                     "policies",
                     name=name,
@@ -329,7 +334,7 @@ class Reservoir:
                     description=description,
                     created_at=now,
                 )
-                schema.insert(
+                insert(
                     db,
                     "history",
                     policy_id=policy_id,
@@ -362,13 +367,13 @@ class Reservoir:
             report_dir = Path(report_dir)
             if not report_dir.is_dir():
                 raise ReservoirError(f"evaluation of {ref}: report folder {report_dir}: not found")
-        with staged(self.root, report_dir) as stage, schema.write_transaction(self._conn) as db:
+        with staged(self.root, report_dir) as stage, write_transaction(self._conn) as db:
             # The write lock is held: the next id is ours, and names the report's folder.
             eval_id = int(
                 db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM evaluations").fetchone()[0]
             )
             folder = Path(REPORTS_DIR, row["name"], str(row["version"]), str(eval_id))
-            schema.insert(
+            insert(
                 db,
                 "evaluations",
                 id=eval_id,
@@ -377,7 +382,7 @@ class Reservoir:
                 scenario=scenario,
                 kpis=canonical_json(values),
                 report_dir=None if stage is None else stage.place(folder),
-                created_at=schema.now(),
+                created_at=utc_now(),
             )
         policy = f"{row['name']}@{row['version']}"
         logger.info("evaluation %d of %s on the %s, scenario %s", eval_id, policy, target, scenario)
@@ -416,14 +421,14 @@ class Reservoir:
                 f"policy {policy} has no evaluation in the twin; add one before pre_evaluated"
             )
         moved: tuple[str, ...] = ()
-        with schema.write_transaction(self._conn) as db:
+        with write_transaction(self._conn) as db:
             # Read the state again under the lock: another process may have moved it.
             current = cast(
                 PolicyState,
                 db.execute("SELECT state FROM policies WHERE id = ?", (row["id"],)).fetchone()[0],
             )
             check_move(policy, current, target)
-            now = schema.now()
+            now = utc_now()
             if current == "standby" and target == "live":
                 live = db.execute("SELECT name, version FROM policies WHERE state = 'live'")
                 if (other := live.fetchone()) is not None:
