@@ -30,12 +30,13 @@ import matplotlib.pyplot as plt
 import torch
 
 from physics.plant.scenario import load_scenario
+from twin.accuracy import HEADLINE_ACCURACY, Accuracy, measure_accuracy
 from twin.dataset import PeriodData, design_of, periods_from_recordings
 from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble
 from twin.model import ModelKind, parameter_count
 from twin.recording import Recording, load_recordings, record_run, recording_path
-from twin.training import HEADLINE_ACCURACY, Accuracy, FitConfig, fit_twin, measure_accuracy
+from twin.training import FitConfig, fit_twin
 
 DATASETS: dict[str, tuple[str, int]] = {
     "mild_train": ("twin-train-mild", 0),

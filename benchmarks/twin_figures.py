@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from twin.training import HEADLINE_ACCURACY
+from twin.accuracy import HEADLINE_ACCURACY
 from twinloop.cli import main as twinloop
 
 RECORDINGS: dict[str, tuple[str, int]] = {

@@ -33,8 +33,8 @@ from torch import Tensor
 
 from twin.dataset import METER_NAMES, PeriodData
 from twin.ensemble import TwinEnsemble
+from twin.rollout import initial_state, period_inputs, rollout
 from twin.surrogate import THETA_NAMES, THETA_NOMINAL, PhysicsTwin, TwinState, TwinStep
-from twin.training import initial_state, period_inputs, rollout
 
 logger = logging.getLogger(__name__)
 

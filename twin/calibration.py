@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from twin.competence import CompetenceModel, period_features
 from twin.dataset import METER_NAMES, PeriodData
 from twin.ensemble import TwinEnsemble
-from twin.training import rollout, targets_along
+from twin.rollout import rollout, targets_along
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ MODEL_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)
 
 
 class TwinModel(Protocol):
-    """A twin that :func:`twin.training.fit_member`, :func:`twin.training.rollout` and
+    """A twin that :func:`twin.training.fit_member`, :func:`twin.rollout.rollout` and
     :class:`twin.ensemble.TwinEnsemble` can work with (an ``nn.Module`` in practice)."""
 
     @property

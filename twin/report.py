@@ -1,11 +1,13 @@
 """Accuracy report of a fitted twin on held-out recordings: JSON, Markdown, HTML and PNGs.
 
-:func:`write_twin_report` measures the twin (:func:`~twin.training.measure_accuracy`), checks
-the result against the project's targets and, for reference, ASHRAE Guideline 14's hourly
-calibration criteria, and draws what a reviewer needs to judge it: predicted against measured
-over time (one step ahead and at the end of the open-loop horizon), a parity plot of the rack
-inlets, the inlet error against the horizon, the training loss and the learned physical
-parameters, and, when assimilation ran, the tracked parameters and what tracking them bought.
+The metrics and the targets they are judged by are :mod:`twin.accuracy`'s; this module
+renders them. :func:`write_twin_report` measures the twin
+(:func:`~twin.accuracy.measure_accuracy`), writes the summary with every target and, for
+reference, ASHRAE Guideline 14's hourly calibration criteria, and draws what a reviewer needs
+to judge it: predicted against measured over time (one step ahead and at the end of the
+open-loop horizon), a parity plot of the rack inlets, the inlet error against the horizon,
+the training loss and the learned physical parameters, and, when assimilation ran, the
+tracked parameters and what tracking them bought.
 Conventions follow :mod:`physics.plant.report`: a self-contained Plotly page that works
 offline plus matplotlib PNGs drawn on bare :class:`~matplotlib.figure.Figure` objects.
 """
@@ -15,7 +17,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +36,10 @@ from physics.plant.report import (
     markdown_table,
     save_png,
 )
+from twin.accuracy import accuracy_summary, duration_text, measure_accuracy
 from twin.dataset import METER_NAMES, STATE_POINTS, PeriodData
 from twin.ensemble import TwinEnsemble
-from twin.training import Accuracy, measure_accuracy, rollout, targets_along
+from twin.rollout import rollout, targets_along
 
 logger = logging.getLogger(__name__)
 
@@ -61,83 +63,6 @@ class ReportError(ValueError):
     """Input the report cannot use; the message names the file or data and the problem."""
 
 
-# --------------------------------------------------------------------------- criteria
-@dataclass(frozen=True)
-class Criterion:
-    """An acceptance bound on one :class:`~twin.training.Accuracy` field: ``value ≤ limit``,
-    or ``|value| ≤ limit`` where ``absolute``. ``{horizon}`` in the label is filled in."""
-
-    metric: str
-    limit: float
-    label: str
-    unit: str
-    absolute: bool = False
-
-    def check(self, accuracy: Accuracy, horizon_text: str) -> dict[str, Any]:
-        value = float(getattr(accuracy, self.metric))
-        finite = math.isfinite(value)
-        passed = finite and (abs(value) if self.absolute else value) <= self.limit
-        return {
-            "label": self.label.format(horizon=horizon_text),
-            "value": value if finite else None,
-            "limit": self.limit,
-            "unit": self.unit,
-            "absolute": self.absolute,
-            "pass": passed,
-        }
-
-
-TARGETS: tuple[Criterion, ...] = (
-    Criterion(
-        "inlet_median_abs_error_1step_c", 0.15, "rack-inlet median abs. error, one step", "°C"
-    ),
-    Criterion(
-        "inlet_p95_abs_error_1h_c", 0.5, "rack-inlet p95 abs. error, {horizon} open loop", "°C"
-    ),
-    Criterion("facility_mape_percent", 2.0, "facility power MAPE", "%"),
-    Criterion("cooling_mape_percent", 5.0, "cooling power MAPE", "%"),
-)
-"""The twin-accuracy targets of the project (DESIGN.md, targets table)."""
-
-GUIDELINE_14: tuple[Criterion, ...] = (
-    Criterion("facility_cv_rmse_percent", 30.0, "facility power CV(RMSE)", "%"),
-    Criterion("facility_nmbe_percent", 10.0, "facility power NMBE", "%", absolute=True),
-    Criterion("cooling_cv_rmse_percent", 30.0, "cooling power CV(RMSE)", "%"),
-    Criterion("cooling_nmbe_percent", 10.0, "cooling power NMBE", "%", absolute=True),
-)
-"""ASHRAE Guideline 14 calibration criteria for hourly data, a reference: the twin's
-errors are taken over control-period means, finer than hourly."""
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def accuracy_summary(
-    accuracy: Accuracy, *, horizon: int, period_s: float, members: int
-) -> dict[str, Any]:
-    """What ``accuracy.json`` holds: every :class:`Accuracy` field (non-finite → null), the
-    horizon, and each criterion of :data:`TARGETS` and :data:`GUIDELINE_14` with pass/fail."""
-    horizon_text = _minutes_text(horizon * period_s)
-    targets = {c.metric: c.check(accuracy, horizon_text) for c in TARGETS}
-    reference = {c.metric: c.check(accuracy, horizon_text) for c in GUIDELINE_14}
-    return {
-        **{k: _finite(v) for k, v in accuracy.to_dict().items()},
-        "members": members,
-        "period_s": period_s,
-        "horizon_periods": horizon,
-        "horizon_min": horizon * period_s / 60.0,
-        "targets": targets,
-        "targets_met": all(t["pass"] for t in targets.values()),
-        "ashrae_guideline_14": reference,
-        "ashrae_guideline_14_met": all(t["pass"] for t in reference.values()),
-    }
-
-
 def accuracy_line(accuracy: Mapping[str, Any]) -> str:
     """One line of the headline errors: inlet one-step median, facility and cooling MAPE,
     from :meth:`Accuracy.to_dict` or :func:`accuracy_summary`."""
@@ -155,10 +80,6 @@ def targets_line(summary: Mapping[str, Any]) -> str:
     failed = [t["label"] for t in targets.values() if not t["pass"]]
     line = f"targets met: {len(targets) - len(failed)} of {len(targets)}"
     return line + (f" (not met: {'; '.join(failed)})" if failed else "")
-
-
-def _minutes_text(seconds: float) -> str:
-    return f"{seconds / 3600.0:g} h" if seconds % 3600.0 == 0 else f"{seconds / 60.0:g} min"
 
 
 # --------------------------------------------------------------------------- predictions
@@ -434,7 +355,7 @@ _COLORS = {"measured": "black", "one_step": "tab:blue", "ahead": "tab:orange"}
 
 
 def _ahead_label(pred: TwinPredictions) -> str:
-    return f"{_minutes_text(pred.horizon * pred.period_s)} ahead (open loop)"
+    return f"{duration_text(pred.horizon * pred.period_s)} ahead (open loop)"
 
 
 def _plot_timeseries(pred: TwinPredictions, title: str, path: Path) -> Path:

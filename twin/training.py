@@ -1,4 +1,4 @@
-"""Fitting the twin from recorded sensor data, and measuring how good it is.
+"""Fitting the twin from recorded sensor data (how good it is: ``twin/accuracy.py``).
 
 Each member is trained on windows of consecutive control periods: the window's first reading
 sets the state, then the member rolls out open loop for ``horizon`` periods under the
@@ -19,19 +19,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from physics import kpi
+from twin.assimilation import observation_std_from
 from twin.competence import CompetenceModel
-from twin.dataset import METER_NAMES, PeriodData
+from twin.dataset import PeriodData
 from twin.design import TwinDesign
-from twin.ensemble import TwinEnsemble, meters_of
+from twin.ensemble import TwinEnsemble
 from twin.model import ModelKind, TwinModel, make_twin, parameter_count
 from twin.neural import NeuralTwin, matched_hidden
-from twin.surrogate import PhysicsTwin, TwinInputs, TwinState
+from twin.rollout import rollout, targets_along
+from twin.surrogate import PhysicsTwin
 
 logger = logging.getLogger(__name__)
 
@@ -68,107 +68,6 @@ class FitConfig:
                 raise ValueError(f"FitConfig.{name} must be at least 1")
         if self.network_hidden < 0:
             raise ValueError("FitConfig.network_hidden must not be negative")
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """Predictions along windows: states (H, W, …) and meters (H, W, M)."""
-
-    rack_inlet_c: Tensor
-    hot_aisle_c: Tensor
-    hall: Tensor
-    meters: Tensor
-    residual_sq: Tensor
-    imbalance: Tensor
-    inlet_std_c: Tensor | None = None
-
-
-def initial_state(model: TwinModel, data: PeriodData, idx: Tensor) -> TwinState:
-    hall = data.hall[idx]
-    return model.state_from_readings(
-        data.rack_inlet_c[idx],
-        data.hot_aisle_c[idx],
-        hall[:, 0],
-        hall[:, 1],
-        hall[:, 2],
-        hall[:, 3],
-        hall[:, 4],
-    )
-
-
-def period_inputs(data: PeriodData, idx: Tensor) -> TwinInputs:
-    return TwinInputs(
-        setpoints=data.setpoints[idx],
-        it_power_kw=data.it_power_kw[idx],
-        outdoor_dry_bulb_c=data.outdoor_dry_bulb_c[idx],
-        outdoor_wet_bulb_c=data.outdoor_wet_bulb_c[idx],
-    )
-
-
-def _hall(state: TwinState) -> Tensor:
-    return torch.stack(
-        [
-            state.supply_air_c,
-            state.return_air_c,
-            state.chw_supply_c,
-            state.chw_return_c,
-            state.cw_supply_c,
-        ],
-        dim=-1,
-    )
-
-
-def rollout(
-    model: TwinModel | TwinEnsemble,
-    data: PeriodData,
-    starts: Tensor,
-    horizon: int,
-    theta: Tensor | None = None,
-) -> Rollout:
-    """Open-loop predictions from each start over ``horizon`` periods."""
-    first = model.first if isinstance(model, TwinEnsemble) else model
-    th = first.nominal_theta(starts.shape[0]) if theta is None else theta
-    state = initial_state(first, data, starts)
-    inlets, hots, halls, meters, res, imb, stds = [], [], [], [], [], [], []
-    for h in range(horizon):
-        inputs = period_inputs(data, starts + h)
-        if isinstance(model, TwinEnsemble):
-            ens = model.step(state, inputs, th)
-            step = ens.mean
-            stds.append(ens.rack_inlet_std_c)
-        else:
-            step = model(state, inputs, th)
-        state = step.state
-        inlets.append(state.rack_inlet_c)
-        hots.append(state.hot_aisle_c)
-        halls.append(_hall(state))
-        meters.append(meters_of(step))
-        res.append(step.residual_sq)
-        imb.append(step.coil_heat_kw - step.heat_in_kw)
-    return Rollout(
-        rack_inlet_c=torch.stack(inlets),
-        hot_aisle_c=torch.stack(hots),
-        hall=torch.stack(halls),
-        meters=torch.stack(meters),
-        residual_sq=torch.stack(res),
-        imbalance=torch.stack(imb),
-        inlet_std_c=torch.stack(stds) if stds else None,
-    )
-
-
-def targets_along(data: PeriodData, starts: Tensor, horizon: int) -> tuple[Tensor, ...]:
-    """What was measured along windows from ``starts``: rack inlets, hot aisles and hall
-    readings at each period's end, the period's meters and total IT power (H, W, ...)."""
-    steps = torch.arange(horizon)
-    nxt = starts[None, :] + steps[:, None] + 1  # (H, W) readings at each period's end
-    cur = starts[None, :] + steps[:, None]
-    return (
-        data.rack_inlet_c[nxt],
-        data.hot_aisle_c[nxt],
-        data.hall[nxt],
-        data.meters[cur],
-        data.it_power_kw[cur].sum(dim=-1),
-    )
 
 
 def rollout_loss(
@@ -290,8 +189,6 @@ def fit_twin(
         "parameters": first.physical_parameters() if isinstance(first, PhysicsTwin) else {},
     }
     if isinstance(first, PhysicsTwin):
-        from twin.assimilation import observation_std_from  # assimilation builds on training
-
         # The twin's forecast errors on its own data: the assimilation filter's R.
         ensemble.summary["observation_std"] = list(observation_std_from(first, data))
     # Where the twin can be believed: the data it was fitted on, over what a policy controls.
@@ -304,90 +201,3 @@ def fit_twin(
         ensemble.summary["fit_wall_s"],
     )
     return ensemble
-
-
-HEADLINE_ACCURACY: tuple[str, ...] = (
-    "inlet_median_abs_error_1step_c",
-    "inlet_p95_abs_error_1h_c",
-    "facility_mape_percent",
-    "cooling_mape_percent",
-    "facility_cv_rmse_percent",
-    "facility_nmbe_percent",
-    "cooling_cv_rmse_percent",
-    "cooling_nmbe_percent",
-    "inlet_cv_rmse_percent",
-    "inlet_nmbe_percent",
-)
-"""The :class:`Accuracy` fields tables of the twin's accuracy show."""
-
-
-@dataclass(frozen=True)
-class Accuracy:
-    """Twin accuracy on a data set, as DESIGN.md's KPIs define it."""
-
-    inlet_median_abs_error_1step_c: float
-    inlet_p95_abs_error_1h_c: float
-    inlet_median_abs_error_1h_c: float
-    facility_mape_percent: float
-    cooling_mape_percent: float
-    facility_cv_rmse_percent: float
-    facility_nmbe_percent: float
-    cooling_cv_rmse_percent: float
-    cooling_nmbe_percent: float
-    inlet_cv_rmse_percent: float
-    inlet_nmbe_percent: float
-    periods: int
-    error_by_horizon_c: tuple[float, ...]
-    """Median |inlet error| at each step of the 1-hour rollouts."""
-
-    def to_dict(self) -> dict[str, float | int | list[float]]:
-        out: dict[str, float | int | list[float]] = {}
-        for k, v in asdict(self).items():
-            out[k] = list(v) if isinstance(v, tuple) else v
-        return out
-
-
-@torch.no_grad()
-def measure_accuracy(
-    model: TwinModel | TwinEnsemble,
-    data: PeriodData,
-    *,
-    horizon_periods: int = 12,
-    theta: Tensor | None = None,
-) -> Accuracy:
-    """One-step errors over every period and open-loop errors over every window of
-    ``horizon_periods`` (1 h at 5-min periods). Power errors are one-step (period means)."""
-    one = data.windows(1)
-    if one.numel() == 0:
-        raise ValueError("the data has no pair of consecutive periods")
-    th = None if theta is None else theta.expand(one.shape[0], -1)
-    pred1 = rollout(model, data, one, 1, th)
-    inlet1, _, _, meters1, _ = targets_along(data, one, 1)
-    cooling_i, facility_i = METER_NAMES.index("cooling_kw"), METER_NAMES.index("facility_kw")
-    y_cool, p_cool = meters1[0, :, cooling_i].numpy(), pred1.meters[0, :, cooling_i].numpy()
-    y_fac, p_fac = meters1[0, :, facility_i].numpy(), pred1.meters[0, :, facility_i].numpy()
-    y_in, p_in = inlet1.numpy(), pred1.rack_inlet_c.numpy()
-
-    starts = data.windows(horizon_periods)
-    if starts.numel() == 0:
-        raise ValueError(f"the data has no window of {horizon_periods + 1} consecutive periods")
-    th_h = None if theta is None else theta.expand(starts.shape[0], -1)
-    pred_h = rollout(model, data, starts, horizon_periods, th_h)
-    inlet_h = targets_along(data, starts, horizon_periods)[0]
-    err_h = (pred_h.rack_inlet_c - inlet_h).abs().numpy()
-    by_h = tuple(float(np.median(err_h[h])) for h in range(horizon_periods))
-    return Accuracy(
-        inlet_median_abs_error_1step_c=kpi.median_abs_error(y_in, p_in),
-        inlet_p95_abs_error_1h_c=float(np.percentile(err_h, 95.0)),
-        inlet_median_abs_error_1h_c=float(np.median(err_h)),
-        facility_mape_percent=kpi.mape_percent(y_fac, p_fac),
-        cooling_mape_percent=kpi.mape_percent(y_cool, p_cool),
-        facility_cv_rmse_percent=kpi.cv_rmse_percent(y_fac, p_fac),
-        facility_nmbe_percent=kpi.nmbe_percent(y_fac, p_fac),
-        cooling_cv_rmse_percent=kpi.cv_rmse_percent(y_cool, p_cool),
-        cooling_nmbe_percent=kpi.nmbe_percent(y_cool, p_cool),
-        inlet_cv_rmse_percent=kpi.cv_rmse_percent(y_in, p_in),
-        inlet_nmbe_percent=kpi.nmbe_percent(y_in, p_in),
-        periods=len(data),
-        error_by_horizon_c=by_h,
-    )

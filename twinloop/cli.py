@@ -193,10 +193,11 @@ def _save_twin(ensemble: TwinEnsemble, out_dir: Path, *, overwrite: bool) -> lis
 
 
 def _cmd_twin_fit(args: argparse.Namespace) -> int:
+    from twin.accuracy import measure_accuracy
     from twin.dataset import DatasetError
     from twin.recording import RecordingError
     from twin.report import accuracy_line
-    from twin.training import FitConfig, fit_twin, measure_accuracy
+    from twin.training import FitConfig, fit_twin
 
     data_dir, out_dir = Path(args.data), Path(args.out)
     try:

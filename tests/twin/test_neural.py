@@ -10,13 +10,15 @@ import pytest
 import torch
 from torch import nn
 
+from twin.accuracy import measure_accuracy
 from twin.dataset import PeriodData
 from twin.design import TwinDesign
 from twin.ensemble import CARD_FILE, TwinEnsemble
 from twin.model import parameter_count
 from twin.neural import NeuralTwin
+from twin.rollout import rollout
 from twin.surrogate import PhysicsTwin, TwinInputs, TwinStep
-from twin.training import FitConfig, fit_twin, measure_accuracy, rollout, rollout_loss
+from twin.training import FitConfig, fit_twin, rollout_loss
 
 N = 3
 

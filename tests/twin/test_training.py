@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from twin.accuracy import measure_accuracy
 from twin.dataset import PeriodData
 from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble, TwinLoadError
 from twin.surrogate import PhysicsTwin
-from twin.training import FitConfig, fit_twin, measure_accuracy
+from twin.training import FitConfig, fit_twin
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_fitting_beats_the_drawings_on_held_out_data(
 def test_ensemble_members_differ_and_report_a_spread(
     fitted: TwinEnsemble, test_periods: PeriodData
 ) -> None:
-    from twin.training import rollout
+    from twin.rollout import rollout
 
     pred = rollout(fitted, test_periods, test_periods.windows(3)[:20], 3)
     assert pred.inlet_std_c is not None
