@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from control.sb3_env import TwinSB3VecEnv
 from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble
 from twin.surrogate import PhysicsTwin
 from twin.twin_env import TwinEnv
-from twin.vec_env import Randomisation, TwinSB3VecEnv, TwinVectorEnv
+from twin.vec_env import Randomisation, TwinVectorEnv
 
 SCENARIO = "tropical-typical-week"
 

@@ -3,7 +3,7 @@
 A :class:`TrainConfig` says what to train: the algorithm, the environment id, the SB3
 hyper-parameters (from ``control/hyperparams.yaml``, keyed by environment id then
 algorithm, with overrides), the budget, the training scenarios and the twin.
-:func:`train_agent` runs it in :class:`~twin.vec_env.TwinSB3VecEnv` under SB3's
+:func:`train_agent` runs it in :class:`~control.sb3_env.TwinSB3VecEnv` under SB3's
 ``VecMonitor`` with domain randomisation — per environment and episode the start in the
 scenario (weather, workload), the site's physical parameters, the IT scale and a weather
 offset; across scenarios, the faults they schedule — and writes ``model.zip``,
@@ -11,7 +11,8 @@ offset; across scenarios, the faults they schedule — and writes ``model.zip``,
 ``tensorboard`` package is installed) into one directory.
 
 Several scenarios: the ``n_envs`` environments are shared out between them in contiguous
-blocks (:class:`ScenarioMixVecEnv`), so every rollout mixes them in fixed proportions.
+blocks (:class:`~control.sb3_env.ScenarioMixVecEnv`), so every rollout mixes them in fixed
+proportions.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -35,7 +36,6 @@ import numpy as np
 import stable_baselines3
 import torch
 import yaml
-from numpy.typing import NDArray
 from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -46,14 +46,14 @@ from stable_baselines3.common.noise import (
     OrnsteinUhlenbeckActionNoise,
 )
 from stable_baselines3.common.utils import get_device
-from stable_baselines3.common.vec_env import VecEnv, VecMonitor
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
+from stable_baselines3.common.vec_env import VecMonitor
 from tqdm import tqdm
 
+from control.sb3_env import ScenarioMixVecEnv, TwinSB3VecEnv
 from twin.ensemble import TwinEnsemble
 from twin.reward import CoolingEnergyReward, Pessimism
 from twin.spaces import ACTION_NAMES
-from twin.vec_env import Randomisation, TwinSB3VecEnv
+from twin.vec_env import Randomisation
 
 logger = logging.getLogger(__name__)
 
@@ -282,78 +282,6 @@ def _numeric_dataclass(cls: type[_D], values: Mapping[str, Any], what: str) -> _
         return cls(**{k: float(v) for k, v in values.items()})
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what}: {exc}") from None
-
-
-class ScenarioMixVecEnv(VecEnv):
-    """Several :class:`TwinSB3VecEnv` side by side as one SB3 ``VecEnv``: environments
-    ``[bounds[k], bounds[k + 1])`` run part ``k`` (one scenario each)."""
-
-    def __init__(self, parts: Sequence[TwinSB3VecEnv]) -> None:
-        if not parts:
-            raise ValueError("ScenarioMixVecEnv needs at least one part")
-        first = parts[0]
-        for part in parts[1:]:
-            if (part.observation_space, part.action_space) != (
-                first.observation_space,
-                first.action_space,
-            ):
-                raise ValueError("every scenario must give the same observation and action spaces")
-        self.parts = list(parts)
-        self.bounds = np.cumsum([0, *(p.num_envs for p in parts)])
-        super().__init__(int(self.bounds[-1]), first.observation_space, first.action_space)
-
-    def _located(self, indices: VecEnvIndices) -> list[tuple[TwinSB3VecEnv, int]]:
-        located = []
-        for i in self._get_indices(indices):
-            k = int(np.searchsorted(self.bounds, i, side="right")) - 1
-            located.append((self.parts[k], i - int(self.bounds[k])))
-        return located
-
-    def reset(self) -> NDArray[np.float32]:
-        for part, start in zip(self.parts, self.bounds[:-1], strict=True):
-            seed = self._seeds[int(start)]
-            if seed is not None:
-                part.seed(seed)
-        self._reset_seeds()
-        return np.concatenate([part.reset() for part in self.parts])
-
-    def step_async(self, actions: NDArray[Any]) -> None:
-        for part, lo, hi in zip(self.parts, self.bounds[:-1], self.bounds[1:], strict=True):
-            part.step_async(actions[lo:hi])
-
-    def step_wait(
-        self,
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_], list[dict[str, Any]]]:
-        results = [part.step_wait() for part in self.parts]
-        infos = [info for result in results for info in result[3]]
-        obs, rewards, dones = (np.concatenate([r[j] for r in results]) for j in range(3))
-        return obs, rewards, dones, infos
-
-    def close(self) -> None:
-        for part in self.parts:
-            part.close()
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        return [part.get_attr(attr_name, [i])[0] for part, i in self._located(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        for part, i in self._located(indices):
-            part.set_attr(attr_name, value, [i])
-
-    def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
-    ) -> list[Any]:
-        return [
-            part.env_method(method_name, *method_args, indices=[i], **kwargs)[0]
-            for part, i in self._located(indices)
-        ]
-
-    def env_is_wrapped(
-        self,
-        wrapper_class: type[gymnasium.Wrapper[Any, Any, Any, Any]],
-        indices: VecEnvIndices = None,
-    ) -> list[bool]:
-        return [part.env_is_wrapped(wrapper_class, [i])[0] for part, i in self._located(indices)]
 
 
 def make_training_env(config: TrainConfig) -> VecMonitor:

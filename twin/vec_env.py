@@ -5,9 +5,10 @@ parameters ``theta`` (drawn per episode for domain randomisation), start period 
 scenario's :class:`~twin.exogenous.ExogenousTable`, IT-power scale and weather offset; the
 members of a twin ensemble are spread over the environments (environment ``i`` runs member
 ``i mod K``), so model uncertainty is randomised too. It is exposed as a Gymnasium
-``VectorEnv`` (:class:`TwinVectorEnv`, same-step autoreset, infos as arrays) and as an SB3
-``VecEnv`` (:class:`TwinSB3VecEnv`); the single-environment ``TwinLoop/DataCenter-v0`` is
-the same engine with one environment (``twin/twin_env.py``).
+``VectorEnv`` (:class:`TwinVectorEnv`, same-step autoreset, infos as arrays); the
+Stable-Baselines3 ``VecEnv`` over it is :class:`control.sb3_env.TwinSB3VecEnv`, and the
+single-environment ``TwinLoop/DataCenter-v0`` is the same engine with one environment
+(``twin/twin_env.py``).
 """
 
 from __future__ import annotations
@@ -19,14 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium
 import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from numpy.typing import NDArray
-from stable_baselines3.common.vec_env import VecEnv as SB3VecEnv
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 from torch import Tensor
 
 from physics.plant.scenario import Scenario, load_scenario
@@ -540,68 +538,3 @@ class TwinVectorEnv(VectorEnv[Obs, Obs, NDArray[Any]]):
             self.sim.reset_envs(torch.as_tensor(done, device=self.sim.device))
             obs = self.sim.observe()
         return obs, reward, terminated, truncated, infos
-
-
-class TwinSB3VecEnv(SB3VecEnv):
-    """:class:`BatchedTwin` as a Stable-Baselines3 ``VecEnv`` (auto-reset; the last
-    observation of an episode in ``info["terminal_observation"]``, reward terms per env)."""
-
-    def __init__(self, num_envs: int = 16, **kwargs: Any) -> None:
-        self.vector = TwinVectorEnv(num_envs, **kwargs)
-        super().__init__(
-            num_envs, self.vector.single_observation_space, self.vector.single_action_space
-        )
-        self._actions: Obs | None = None
-
-    @property
-    def sim(self) -> BatchedTwin:
-        return self.vector.sim
-
-    def reset(self) -> Obs:
-        seed = self._seeds[0] if self._seeds else None
-        self._reset_seeds()
-        obs, _ = self.vector.reset(seed=seed)
-        return obs
-
-    def step_async(self, actions: NDArray[Any]) -> None:
-        self._actions = np.asarray(actions, dtype=np.float32)
-
-    def step_wait(self) -> tuple[Obs, NDArray[np.float32], NDArray[np.bool_], list[dict[str, Any]]]:
-        if self._actions is None:
-            raise RuntimeError("step_wait() without step_async()")
-        obs, reward, _, truncated, infos = self.vector.step(self._actions)
-        keys = [k for k in infos if not k.startswith("_") and k != "final_obs"]
-        columns = [infos[k].tolist() for k in keys]
-        per_env: list[dict[str, Any]] = [
-            dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)
-        ]
-        for i in np.nonzero(truncated)[0]:
-            per_env[i]["terminal_observation"] = infos["final_obs"][i]
-            per_env[i]["TimeLimit.truncated"] = True
-        return obs, reward.astype(np.float32), truncated.copy(), per_env
-
-    def close(self) -> None:
-        return None
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        return [getattr(self.vector, attr_name) for _ in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        setattr(self.vector, attr_name, value)
-
-    def env_method(
-        self,
-        method_name: str,
-        *method_args: Any,
-        indices: VecEnvIndices = None,
-        **method_kwargs: Any,
-    ) -> list[Any]:
-        method = getattr(self.vector, method_name)
-        return [method(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
-
-    def env_is_wrapped(
-        self,
-        wrapper_class: type[gymnasium.Wrapper[Any, Any, Any, Any]],
-        indices: VecEnvIndices = None,
-    ) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]

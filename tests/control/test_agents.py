@@ -13,8 +13,8 @@ import torch
 from control.agents import Sb3Policy
 from control.evaluation import HEADLINE_KPIS, evaluate
 from control.policy import Policy
+from control.sb3_env import TwinSB3VecEnv
 from control.training import ALGORITHMS, TrainConfig, TrainedAgent, train_agent
-from twin.vec_env import TwinSB3VecEnv
 
 SCENARIO = """\
 name: short-hot

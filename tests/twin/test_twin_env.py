@@ -1,4 +1,5 @@
-"""The twin as Gymnasium environments: single, vectorised (Gymnasium and SB3)."""
+"""The twin as Gymnasium environments: single and vectorised (the SB3 adapter is
+``control/sb3_env.py``'s)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from twin.ensemble import TwinEnsemble
 from twin.exogenous import ExogenousTable
 from twin.surrogate import THETA_NAMES, PhysicsTwin
 from twin.twin_env import TwinEnv
-from twin.vec_env import Randomisation, TwinSB3VecEnv, TwinVectorEnv
+from twin.vec_env import Randomisation, TwinVectorEnv
 
 SCENARIO = "tropical-typical-week"
 
@@ -164,18 +165,6 @@ def test_bad_construction_is_refused(design: TwinDesign) -> None:
         env.step(np.zeros(4, dtype=np.float32))
     with pytest.raises(ValueError, match="finite"):
         env.step(np.array([np.nan, 0, 0, 0, 0], dtype=np.float32))
-
-
-def test_sb3_vec_env_reports_terminal_observations() -> None:
-    venv = TwinSB3VecEnv(2, scenario=SCENARIO, episode_hours=0.25)
-    venv.seed(0)
-    venv.reset()
-    for _ in range(3):
-        venv.step_async(np.zeros((2, 5), dtype=np.float32))
-        obs, _rewards, dones, infos = venv.step_wait()
-    assert dones.all()
-    assert all("terminal_observation" in i and "energy_term" in i for i in infos)
-    assert obs.shape == (2, venv.observation_space.shape[0])
 
 
 @pytest.mark.slow

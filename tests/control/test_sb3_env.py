@@ -1,4 +1,5 @@
-"""Stable-Baselines3 PPO learns on the vectorised twin with a tiny budget."""
+"""The twin as an SB3 ``VecEnv``: episodes end with their terminal observation, and PPO
+learns on it with a tiny budget."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
-from twin.vec_env import TwinSB3VecEnv
+from control.sb3_env import TwinSB3VecEnv
+
+SCENARIO = "tropical-typical-week"
 
 
 class _EpisodeReturns(BaseCallback):
@@ -39,3 +42,15 @@ def test_ppo_learns_to_cool_without_violations() -> None:
     # Random setpoints overheat the racks (large thermal penalty); PPO learns to avoid it.
     assert first < -300.0
     assert last > 0.25 * first
+
+
+def test_sb3_vec_env_reports_terminal_observations() -> None:
+    venv = TwinSB3VecEnv(2, scenario=SCENARIO, episode_hours=0.25)
+    venv.seed(0)
+    venv.reset()
+    for _ in range(3):
+        venv.step_async(np.zeros((2, 5), dtype=np.float32))
+        obs, _rewards, dones, infos = venv.step_wait()
+    assert dones.all()
+    assert all("terminal_observation" in i and "energy_term" in i for i in infos)
+    assert obs.shape == (2, venv.observation_space.shape[0])
