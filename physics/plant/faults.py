@@ -51,11 +51,20 @@ DEFAULT_MAGNITUDE: dict[str, float] = {
 }
 
 _NEEDS_POINT = frozenset({"sensor_bias", "sensor_stuck"})
+ALL_UNITS = "all"
+"""The target that names every unit or pod, as an omitted target does, for the kinds in
+:data:`ALL_BY_DEFAULT`."""
+ALL_BY_DEFAULT = frozenset(
+    {"coil_fouling", "condenser_fouling", "containment_door_open", "workload_surge"}
+)
+"""Kinds that act on every unit or pod when no target is given (the other unit faults act
+on unit 0 alone, or have no target)."""
 
 
 @dataclass(frozen=True)
 class FaultEvent:
-    """One fault: what, when, how strong, and on which unit/pod/point."""
+    """One fault: what, when, how strong, and on which unit/pod/point. A target of
+    ``"all"`` is stored as None (every unit or pod) for the kinds that allow it."""
 
     kind: str
     start_h: float
@@ -70,10 +79,13 @@ class FaultEvent:
             raise ValueError(f"fault {self.kind}: start_h must not be negative")
         if self.duration_h is not None and self.duration_h <= 0:
             raise ValueError(f"fault {self.kind}: duration_h must be positive")
+        if self.kind in ALL_BY_DEFAULT and self.target == ALL_UNITS:
+            object.__setattr__(self, "target", None)
         if self.kind in _NEEDS_POINT and not isinstance(self.target, str):
             raise ValueError(f"fault {self.kind}: target must name a sensor point")
         if self.kind not in _NEEDS_POINT and isinstance(self.target, str):
-            raise ValueError(f"fault {self.kind}: target must be a unit/pod index")
+            also = f" or {ALL_UNITS!r}" if self.kind in ALL_BY_DEFAULT else ""
+            raise ValueError(f"fault {self.kind}: target must be a unit/pod index{also}")
 
     @property
     def strength(self) -> float:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from physics.plant.faults import (
+    ALL_BY_DEFAULT,
     DEFAULT_MAGNITUDE,
     FAULT_KINDS,
     FaultEffects,
@@ -75,6 +76,25 @@ def test_unit_faults_need_an_index_not_a_name(kind: str) -> None:
         FaultEvent(kind, 1.0, target="supply_air_c")
     FaultEvent(kind, 1.0, target=0)
     FaultEvent(kind, 1.0)
+
+
+@pytest.mark.parametrize("kind", sorted(ALL_BY_DEFAULT))
+def test_target_all_means_every_unit_as_no_target_does(kind: str) -> None:
+    assert FaultEvent(kind, 1.0, target="all") == FaultEvent(kind, 1.0)
+    assert FaultEvent(kind, 1.0, target="all").target is None
+
+
+def test_coil_fouling_of_all_fouls_every_unit() -> None:
+    fx = _effects(FaultEvent("coil_fouling", 0.0, target="all"))
+    np.testing.assert_allclose(fx.crah_ua_mult, np.full(N_CRAH, 0.7))
+
+
+@pytest.mark.parametrize(
+    "kind", sorted(set(FAULT_KINDS) - ALL_BY_DEFAULT - {"sensor_bias", "sensor_stuck"})
+)
+def test_target_all_is_refused_where_no_target_means_one_unit_or_none(kind: str) -> None:
+    with pytest.raises(ValueError, match=r"must be a unit/pod index$"):
+        FaultEvent(kind, 1.0, target="all")
 
 
 def test_strength_defaults_per_kind() -> None:

@@ -223,6 +223,12 @@ def test_parse_duration_rejects_values_without_a_known_unit(bad: object) -> None
         parse_duration_s(bad)
 
 
+def test_fault_target_all_loads_as_every_unit(tmp_path: Path) -> None:
+    faults = "faults:\n  - {kind: workload_surge, at: 1 h, target: all}\n"
+    scenario = load_scenario(_write(tmp_path, SHORT + faults, "surge.yaml"))
+    assert scenario.faults[0].kind == "workload_surge" and scenario.faults[0].target is None
+
+
 def test_parse_delta() -> None:
     assert parse_delta_k("4 K") == 4.0
     with pytest.raises(ValueError, match="unit"):
