@@ -4,7 +4,10 @@
 site that runs its own PostgreSQL (``open_historian("postgresql://user@host/db")``). Tables
 and meanings are those of :mod:`connectors.historian`: ``readings`` (every sample),
 ``latest`` (the newest per point, kept in the same transaction), ``events`` and an
-append-only ``audit`` (a trigger raises on any UPDATE or DELETE, also for raw SQL).
+append-only ``audit`` (a trigger raises on any UPDATE or DELETE, also for raw SQL). Each
+reading is stored once (unique on point, time and sequence); a database of an older schema
+is migrated when opened for writing (:mod:`connectors.historian_store`), its version kept in
+the ``twinloop_schema`` table.
 
 Durability: every write is one transaction committed with the server's default
 ``synchronous_commit = on`` (the commit returns once the WAL is flushed), the same promise as
@@ -23,21 +26,26 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from connectors.historian import HistorianError, SqlHistorian
+from connectors.historian_store import (
+    AUDIT_OUTCOME_CHECK,
+    MIGRATE_DUPLICATES,
+    SCHEMA_VERSION,
+    HistorianError,
+    SqlHistorian,
+)
 
 logger = logging.getLogger(__name__)
 
-_SCHEMA: tuple[str, ...] = (
-    """CREATE TABLE IF NOT EXISTS readings (
-        id BIGSERIAL PRIMARY KEY,
-        point TEXT NOT NULL,
+_READING_COLUMNS = """point TEXT NOT NULL,
         time_s DOUBLE PRECISION NOT NULL,
         value DOUBLE PRECISION,
         unit TEXT NOT NULL,
         quality TEXT NOT NULL,
-        seq BIGINT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS readings_point_time ON readings (point, time_s)",
+        seq BIGINT NOT NULL"""
+
+_SCHEMA: tuple[str, ...] = (
+    f"CREATE TABLE IF NOT EXISTS readings (id BIGSERIAL PRIMARY KEY, {_READING_COLUMNS})",
+    f"CREATE TABLE IF NOT EXISTS readings_duplicates (id BIGINT PRIMARY KEY, {_READING_COLUMNS})",
     """CREATE TABLE IF NOT EXISTS latest (
         point TEXT PRIMARY KEY,
         time_s DOUBLE PRECISION NOT NULL,
@@ -54,7 +62,7 @@ _SCHEMA: tuple[str, ...] = (
         message TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS events_time ON events (time_s)",
-    """CREATE TABLE IF NOT EXISTS audit (
+    f"""CREATE TABLE IF NOT EXISTS audit (
         id BIGSERIAL PRIMARY KEY,
         time_s DOUBLE PRECISION NOT NULL,
         command_id TEXT NOT NULL,
@@ -62,7 +70,7 @@ _SCHEMA: tuple[str, ...] = (
         value DOUBLE PRECISION,
         expires_at_s DOUBLE PRECISION NOT NULL,
         actor TEXT NOT NULL,
-        outcome TEXT NOT NULL CHECK (outcome IN ('published', 'refused', 'error')),
+        outcome TEXT NOT NULL CONSTRAINT audit_outcome_check {AUDIT_OUTCOME_CHECK},
         detail TEXT NOT NULL
     )""",
     """CREATE OR REPLACE FUNCTION twinloop_audit_append_only() RETURNS trigger AS $$
@@ -70,6 +78,13 @@ _SCHEMA: tuple[str, ...] = (
     "DROP TRIGGER IF EXISTS audit_append_only ON audit",
     """CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit
         FOR EACH STATEMENT EXECUTE FUNCTION twinloop_audit_append_only()""",
+    "CREATE TABLE IF NOT EXISTS twinloop_schema (version INTEGER NOT NULL)",
+)
+
+_MIGRATE_AUDIT: tuple[str, ...] = (
+    # ALTER TABLE fires no UPDATE trigger: the rows stay as they are, only the rule widens.
+    "ALTER TABLE audit DROP CONSTRAINT IF EXISTS audit_outcome_check",
+    f"ALTER TABLE audit ADD CONSTRAINT audit_outcome_check {AUDIT_OUTCOME_CHECK}",
 )
 
 _SCHEMA_LOCK_KEY = 0x7477_696E  # pg_advisory_xact_lock: one process creates the schema
@@ -121,6 +136,25 @@ class PostgresHistorian(SqlHistorian):
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
                 for statement in _SCHEMA:
                     cur.execute(statement)
+                self._migrate(cur)
+
+    def _migrate(self, cur: psycopg.Cursor[Any]) -> None:
+        """Bring the schema to :data:`SCHEMA_VERSION` (inside the caller's transaction, under
+        the schema lock); a database of a newer schema is refused."""
+        cur.execute("SELECT max(version) FROM twinloop_schema")
+        row = cur.fetchone()
+        version = int(row[0]) if row is not None and row[0] is not None else 0
+        if version > SCHEMA_VERSION:
+            raise HistorianError(
+                f"historian {self.path} has schema {version}; this TwinLoop knows up to "
+                f"{SCHEMA_VERSION}"
+            )
+        if version < 1:
+            for statement in (*MIGRATE_DUPLICATES, *_MIGRATE_AUDIT):
+                cur.execute(statement)
+        if version < SCHEMA_VERSION:
+            cur.execute("DELETE FROM twinloop_schema")
+            cur.execute("INSERT INTO twinloop_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
