@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,8 +25,6 @@ from control.policy import Obs, decode_observation, pods_of
 from physics.plant.site import SiteDefaults
 from physics.plant.site_control import site_setpoints
 from twin.spaces import ActionScale, ObservationSpec
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 

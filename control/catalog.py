@@ -9,7 +9,6 @@ folder of a trained agent (``model.zip`` + ``training.json``, see ``control/trai
 from __future__ import annotations
 
 import importlib
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,8 +16,6 @@ from control.baselines import FixedSetpoints, TrimAndRespond
 from control.policy import Policy
 from physics.plant.scenario import Scenario
 from twin.ensemble import TwinEnsemble
-
-logger = logging.getLogger(__name__)
 
 PolicyFactory = Callable[[Scenario], Policy]
 """Makes a policy for one scenario."""

@@ -1,5 +1,6 @@
 """One evaluation engine: a policy over a scenario, on the plant (ground truth) or in the twin
-(pre-evaluation), returning DESIGN.md's KPIs.
+(pre-evaluation), returning the control KPIs (:data:`HEADLINE_KPIS`): cooling, facility and
+IT energy, PUE, rack-inlet degree-hours above 27 °C and 32 °C, and the hottest inlet.
 
 On the plant the scenario runs through ``TwinLoop/DataCenterPlant-v0`` and the KPIs come
 from the plant's ground-truth log (:func:`physics.kpi.compute_kpis`); in the twin it runs

@@ -32,7 +32,6 @@ speed), ``c`` (chilled water) and ``w`` (condenser water); the model is:
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,8 +47,6 @@ from torch import Tensor
 
 from twin.ensemble import TwinEnsemble
 from twin.surrogate import TwinInputs, TwinState
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 

@@ -2,21 +2,19 @@
 
 Policies see the observation every TwinLoop environment gives (``twin/spaces.py``) and
 answer with actions in [-1, 1] (the setpoints, scaled), one row per environment, so the same
-policy runs in the twin, in the batched twin, on the plant and, later, live. Rule baselines
-read physical values back out of the observation with :func:`decode_observation`.
+policy runs in the twin, in the batched twin, on the plant and live (``control/live.py``).
+Rule baselines read physical values back out of the observation with
+:func:`decode_observation`.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from twin.spaces import ObservationSpec
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 Obs = NDArray[np.float32]

@@ -28,7 +28,6 @@ returned as an :class:`Intervention` for the log.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -41,8 +40,6 @@ from numpy.typing import ArrayLike
 from physics.plant.site import SetpointLimits, SiteDefaults
 from physics.plant.site_control import SETPOINT_FIELDS, site_setpoints
 from twin.spaces import ActionScale
-
-logger = logging.getLogger(__name__)
 
 InvalidHandling = Literal["hold", "drop"]
 Reason = Literal["not_allowed", "invalid", "envelope", "step", "hour", "dwell"]

@@ -9,8 +9,6 @@ setpoints as the live controller does when it loads a policy.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from control.policy import Obs, Policy
@@ -18,8 +16,6 @@ from control.shield import Shield, ShieldConfig, site_reference
 from physics.plant.scenario import Scenario
 from physics.plant.site_control import SETPOINT_FIELDS
 from twin.spaces import ActionScale
-
-logger = logging.getLogger(__name__)
 
 
 class ShieldedPolicy:

@@ -9,7 +9,6 @@ and ``held-out`` (ground truth on the plant).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,8 +17,6 @@ from typing import Literal
 import yaml
 
 from physics.plant.scenario import Scenario, ScenarioError, load_scenario
-
-logger = logging.getLogger(__name__)
 
 
 class SuiteError(ValueError):

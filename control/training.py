@@ -165,6 +165,18 @@ class TrainConfig:
         hp = copy.deepcopy(dict(self.hyperparameters))
         object.__setattr__(self, "hyperparameters", hp)
         _check_hyperparameters(algo, hp)
+        self._check_budget()
+        self._set_scenarios()
+        if self.twin is not None:
+            object.__setattr__(self, "twin", str(self.twin))
+        self._set_reward_and_pessimism()
+        if not isinstance(self.member_per_episode, bool):
+            raise ValueError(
+                f"member_per_episode must be true or false, got {self.member_per_episode!r}"
+            )
+
+    def _check_budget(self) -> None:
+        """The step budget, episode length, seed, checkpoint interval and randomisation."""
         for name in ("total_timesteps", "n_envs"):
             if not _positive_int(getattr(self, name)):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -178,6 +190,10 @@ class TrainConfig:
             raise ValueError(f"checkpoint_every must be 0 or more, got {self.checkpoint_every}")
         if not isinstance(self.randomisation, bool):
             raise ValueError(f"randomisation must be true or false, got {self.randomisation!r}")
+
+    def _set_scenarios(self) -> None:
+        """``scenarios`` as a tuple of names (one name alone is one scenario), at least one
+        and no more than there are environments."""
         scenarios = (self.scenarios,) if isinstance(self.scenarios, str) else self.scenarios
         scenarios = tuple(str(s) for s in scenarios)
         if not scenarios:
@@ -185,8 +201,9 @@ class TrainConfig:
         if self.n_envs < len(scenarios):
             raise ValueError(f"n_envs={self.n_envs} cannot cover {len(scenarios)} scenarios")
         object.__setattr__(self, "scenarios", scenarios)
-        if self.twin is not None:
-            object.__setattr__(self, "twin", str(self.twin))
+
+    def _set_reward_and_pessimism(self) -> None:
+        """``reward`` and ``pessimism`` as plain dicts that build their dataclasses."""
         if not isinstance(self.reward, Mapping):
             raise ValueError(
                 f"reward must be a mapping of CoolingEnergyReward fields, got {self.reward!r}"
@@ -199,10 +216,6 @@ class TrainConfig:
             )
         object.__setattr__(self, "pessimism", dict(self.pessimism))
         self.pessimism_function()
-        if not isinstance(self.member_per_episode, bool):
-            raise ValueError(
-                f"member_per_episode must be true or false, got {self.member_per_episode!r}"
-            )
 
     def pessimism_function(self) -> Pessimism:
         """The training penalties (raises ValueError naming a bad or unknown field)."""

@@ -19,13 +19,10 @@ so every rule is testable on its own.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
-
-logger = logging.getLogger(__name__)
 
 TripKind = Literal["stale_data", "controller_error", "divergence", "inlet_breach"]
 

@@ -8,7 +8,6 @@ thread that made it.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -19,8 +18,6 @@ from pathlib import Path
 from connectors.historian import Historian, HistorianError
 from control.reservoir import Reservoir, ReservoirError
 from dashboards.auth import DEFAULT_SESSION_S, UserStore
-
-logger = logging.getLogger(__name__)
 
 
 class DataUnavailableError(RuntimeError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
@@ -10,8 +9,6 @@ from typing import Any, TypeVar
 import pandas as pd
 import plotly.graph_objects as go
 from dash import dcc, html
-
-logger = logging.getLogger(__name__)
 
 _EPOCH_LIKE_S = 1.0e9
 """Times past this (2001) read as Unix time; smaller ones are plant time from its year's start."""

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -11,8 +10,6 @@ import numpy as np
 import pandas as pd
 
 from connectors.historian import Historian, Reading
-
-logger = logging.getLogger(__name__)
 
 RACK_INLET = re.compile(r"rack_inlet_c\.(?P<pod>\d+)\.(?P<rack>\d+)")
 IT_POWER_PREFIX = "it_power_kw."

@@ -4,15 +4,12 @@ baselines, on the scenarios both were evaluated on."""
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from control.catalog import RULE_POLICIES
 from control.reservoir import EvaluationRecord, PolicyRecord, Reservoir
-
-logger = logging.getLogger(__name__)
 
 COOLING = "cooling_kwh"
 

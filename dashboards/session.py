@@ -136,82 +136,103 @@ def install(server: flask.Flask, ctx: AppContext, secret: bytes) -> None:
         PERMANENT_SESSION_LIFETIME=timedelta(seconds=ctx.config.session_ttl_s + _COOKIE_GRACE_S),
     )
 
-    def login_page(*, error: str = "", info: str = "", next_: str = "/", status: int = 200) -> Any:
-        html = flask.render_template_string(
-            _LOGIN_PAGE, action=LOGIN_PATH, error=error, info=info, next=_safe_next(next_)
-        )
-        return flask.Response(html, status=status, mimetype="text/html")
-
     @server.route(LOGIN_PATH, methods=["GET", "POST"])
     def login() -> Any:
-        if flask.request.method == "GET":
-            reason = flask.request.args.get("reason", "")
-            info = "Your session has expired; log in again." if reason == "expired" else ""
-            return login_page(info=info, next_=flask.request.args.get("next", "/"))
-        form = flask.request.form
-        next_, name = form.get("next", "/"), form.get("username", "")
-        wait_s = throttle.wait_s(name, ctx.now_s())
-        if wait_s > 0:
-            error = f"too many failed logins for {name}; try again in {wait_s:.0f} s"
-            return login_page(error=error, next_=next_, status=429)
-        try:
-            user = ctx.users.authenticate(name, form.get("password", ""))
-        except AuthError as exc:
-            throttle.failed(name, ctx.now_s())
-            logger.warning("dashboard: failed login for %r", name)
-            return login_page(error=str(exc), next_=next_, status=401)
-        throttle.succeeded(name)
-        start_session(flask.session, user, ttl_s=ctx.config.session_ttl_s, now_s=ctx.now_s())
-        token = secrets.token_urlsafe(32)
-        flask.session["csrf"] = token
-        logger.info("dashboard: %s logged in (%s)", user.name, user.role)
-        response = flask.redirect(_safe_next(next_))
-        response.set_cookie(
-            CSRF_COOKIE,
-            token,
-            samesite="Strict",
-            secure=ctx.config.secure_cookies,
-            httponly=False,  # the renderer reads it to send it back in a header
-            max_age=int(ctx.config.session_ttl_s + _COOKIE_GRACE_S),
-        )
-        return response
+        return _login(ctx, throttle)
 
     @server.route(LOGOUT_PATH)
     def logout() -> Any:
-        who = flask.session.get("user")
-        flask.session.clear()
-        response = flask.redirect(LOGIN_PATH)
-        response.delete_cookie(CSRF_COOKIE)
-        if who:
-            logger.info("dashboard: %s logged out", who)
-        return response
+        return _logout()
 
     @server.before_request
     def guard() -> Any:
-        path = flask.request.path
-        if path in (LOGIN_PATH, LOGOUT_PATH) or path.startswith(_OPEN_PREFIXES):
-            return None
-        if path == CALLBACK_PATH:
-            expected = str(flask.session.get("csrf", ""))
-            sent = flask.request.headers.get(CSRF_HEADER, "")
-            if not expected or not hmac.compare_digest(expected, sent):
-                return flask.jsonify(error="missing or wrong CSRF token; log in again"), 403
-            return None  # the callbacks check the session themselves
-        try:
-            session_user(flask.session, now_s=ctx.now_s())
-        except AuthError:
-            if path.startswith("/_dash-"):
-                return flask.jsonify(error="log in first"), 401
-            expired = "expires_at_s" in flask.session
-            query = {"next": flask.request.full_path.rstrip("?")}
-            if expired:
-                query["reason"] = "expired"
-            return flask.redirect(f"{LOGIN_PATH}?{urlencode(query)}")
-        return None
+        return _guard(ctx)
 
-    @server.after_request
-    def headers(response: flask.Response) -> flask.Response:
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+    server.after_request(_security_headers)
+
+
+def _login_page(*, error: str = "", info: str = "", next_: str = "/", status: int = 200) -> Any:
+    html = flask.render_template_string(
+        _LOGIN_PAGE, action=LOGIN_PATH, error=error, info=info, next=_safe_next(next_)
+    )
+    return flask.Response(html, status=status, mimetype="text/html")
+
+
+def _login(ctx: AppContext, throttle: LoginThrottle) -> Any:
+    """The login page (GET), or a login attempt (POST): throttled per user name; a success
+    starts a session and sets the CSRF cookie the renderer sends back."""
+    if flask.request.method == "GET":
+        reason = flask.request.args.get("reason", "")
+        info = "Your session has expired; log in again." if reason == "expired" else ""
+        return _login_page(info=info, next_=flask.request.args.get("next", "/"))
+    form = flask.request.form
+    next_, name = form.get("next", "/"), form.get("username", "")
+    wait_s = throttle.wait_s(name, ctx.now_s())
+    if wait_s > 0:
+        error = f"too many failed logins for {name}; try again in {wait_s:.0f} s"
+        return _login_page(error=error, next_=next_, status=429)
+    try:
+        user = ctx.users.authenticate(name, form.get("password", ""))
+    except AuthError as exc:
+        throttle.failed(name, ctx.now_s())
+        logger.warning("dashboard: failed login for %r", name)
+        return _login_page(error=str(exc), next_=next_, status=401)
+    throttle.succeeded(name)
+    start_session(flask.session, user, ttl_s=ctx.config.session_ttl_s, now_s=ctx.now_s())
+    token = secrets.token_urlsafe(32)
+    flask.session["csrf"] = token
+    logger.info("dashboard: %s logged in (%s)", user.name, user.role)
+    response = flask.redirect(_safe_next(next_))
+    response.set_cookie(
+        CSRF_COOKIE,
+        token,
+        samesite="Strict",
+        secure=ctx.config.secure_cookies,
+        httponly=False,  # the renderer reads it to send it back in a header
+        max_age=int(ctx.config.session_ttl_s + _COOKIE_GRACE_S),
+    )
+    return response
+
+
+def _logout() -> Any:
+    """End the session and forget the CSRF cookie; back to the login page."""
+    who = flask.session.get("user")
+    flask.session.clear()
+    response = flask.redirect(LOGIN_PATH)
+    response.delete_cookie(CSRF_COOKIE)
+    if who:
+        logger.info("dashboard: %s logged out", who)
+    return response
+
+
+def _guard(ctx: AppContext) -> Any:
+    """Before every request: None to let it through (login, logout, static files, a callback
+    with the session's CSRF token, a page of a live session), else the refusal or the
+    redirect to the login page."""
+    path = flask.request.path
+    if path in (LOGIN_PATH, LOGOUT_PATH) or path.startswith(_OPEN_PREFIXES):
+        return None
+    if path == CALLBACK_PATH:
+        expected = str(flask.session.get("csrf", ""))
+        sent = flask.request.headers.get(CSRF_HEADER, "")
+        if not expected or not hmac.compare_digest(expected, sent):
+            return flask.jsonify(error="missing or wrong CSRF token; log in again"), 403
+        return None  # the callbacks check the session themselves
+    try:
+        session_user(flask.session, now_s=ctx.now_s())
+    except AuthError:
+        if path.startswith("/_dash-"):
+            return flask.jsonify(error="log in first"), 401
+        expired = "expires_at_s" in flask.session
+        query = {"next": flask.request.full_path.rstrip("?")}
+        if expired:
+            query["reason"] = "expired"
+        return flask.redirect(f"{LOGIN_PATH}?{urlencode(query)}")
+    return None
+
+
+def _security_headers(response: flask.Response) -> flask.Response:
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response

@@ -18,7 +18,6 @@ a divergence flag rather than being absorbed silently.
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -35,8 +34,6 @@ from twin.dataset import METER_NAMES, PeriodData
 from twin.ensemble import TwinEnsemble
 from twin.rollout import initial_state, period_inputs, rollout
 from twin.surrogate import THETA_NAMES, THETA_NOMINAL, PhysicsTwin, TwinState, TwinStep
-
-logger = logging.getLogger(__name__)
 
 OBSERVATION_NAMES: tuple[str, ...] = (
     *(f"rack_inlet_mean_c.{p}" for p in range(4)),

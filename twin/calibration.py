@@ -17,7 +17,6 @@ power over the horizon's last period.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +29,6 @@ from twin.competence import CompetenceModel, period_features
 from twin.dataset import METER_NAMES, PeriodData
 from twin.ensemble import TwinEnsemble
 from twin.rollout import rollout, targets_along
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 OUTPUTS: tuple[str, ...] = ("hottest_inlet_c", "cooling_kw", "facility_kw")

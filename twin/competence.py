@@ -21,7 +21,6 @@ training data, about ``1 − quantile`` of the periods exceed 1 by chance).
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,6 @@ from sklearn.neighbors import NearestNeighbors
 
 from twin.dataset import PeriodData
 from twin.spaces import ACTION_NAMES, ActionScale
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 

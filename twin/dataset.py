@@ -11,7 +11,6 @@ and split the run into separate sequences.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
@@ -26,8 +25,6 @@ from physics.plant.site_control import SETPOINT_FIELDS, site_setpoints
 from twin.design import TwinDesign
 from twin.recording import Recording
 from twin.spaces import COOLING_POWER_POINTS
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 

@@ -8,15 +8,11 @@ to learn those from sensor data.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from physics.chiller import ChillerCurves
-from physics.constants import CP_WATER_KJ_KG_K
 from physics.plant.site import SetpointLimits, SiteConfig, SiteDefaults, site_variant
 from physics.power_chain import PowerChainParams
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -113,7 +109,3 @@ class TwinDesign:
     @property
     def design_it_kw(self) -> float:
         return self.n_pods * self.racks_per_pod * self.rack_max_power_kw
-
-    @property
-    def chw_design_capacity_rate_kw_k(self) -> float:
-        return self.chw_design_flow_kg_s * CP_WATER_KJ_KG_K

@@ -9,7 +9,6 @@ step, training summary) so a saved twin can be inspected without torch.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,8 +22,6 @@ from twin.dataset import METER_NAMES
 from twin.design import TwinDesign
 from twin.model import MODEL_KINDS, ModelKind, TwinModel, make_twin, model_kind
 from twin.surrogate import TwinInputs, TwinState, TwinStep
-
-logger = logging.getLogger(__name__)
 
 MODEL_FILE = "twin.pt"
 CARD_FILE = "twin.json"

@@ -10,7 +10,6 @@ servers' published power curve at nameplate (``it_power_scale`` covers the site'
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,8 +19,6 @@ from physics.plant.scenario import Scenario
 from physics.servers import utilisation_power_frac
 from physics.workload import make_workload
 from twin.surrogate import THETA_NAMES, THETA_NOMINAL
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 

@@ -8,7 +8,6 @@ one control period from readings, inputs and ``theta``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from typing import Literal, Protocol, get_args
 
@@ -18,8 +17,6 @@ from torch import Tensor, nn
 from twin.design import TwinDesign
 from twin.neural import NeuralTwin
 from twin.surrogate import PhysicsTwin, TwinInputs, TwinState, TwinStep
-
-logger = logging.getLogger(__name__)
 
 ModelKind = Literal["physics", "neural"]
 MODEL_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)

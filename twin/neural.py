@@ -21,17 +21,12 @@ What it cannot know, it does not pretend to learn:
 
 from __future__ import annotations
 
-import copy
-import logging
-
 import torch
 from torch import Tensor, nn
 
 from twin.dataset import METER_NAMES, PeriodData
 from twin.design import TwinDesign
 from twin.surrogate import THETA_NOMINAL, PhysicsTwin, TwinInputs, TwinState, TwinStep
-
-logger = logging.getLogger(__name__)
 
 LEARNED_METERS: tuple[str, ...] = tuple(m for m in METER_NAMES if m != "cooling_kw")
 """The meters the network predicts (cooling is the sum of its parts)."""
@@ -262,14 +257,6 @@ class NeuralTwin(nn.Module):
             ],
             dim=-1,
         )
-
-    def with_step(self, step_s: float) -> NeuralTwin:
-        """A copy of this twin; a network predicts only at the step it was trained at."""
-        if step_s != self.step_s:
-            raise ValueError(
-                f"a NeuralTwin predicts {self.step_s} s periods only (asked for {step_s} s)"
-            )
-        return copy.deepcopy(self)
 
 
 def _design_normalisation(design: TwinDesign) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -8,13 +8,10 @@ Inputs may be scalars or arrays (one per environment).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 

@@ -1,17 +1,17 @@
 """What a policy sees and sets: the observation layout and the scaled action, shared by every
 environment (twin, batched twin, plant) so a policy trained in one runs in the others.
 
-Actions are the setpoints of DESIGN.md scaled to [-1, 1]: CRAH supply-air temperature, CRAH
-fan speed, chilled-water supply temperature, condenser-water supply temperature, economiser
-enable (on when > 0). Observations are what a BMS gives, condensed per pod, plus time
-features and forecasts, each centred and scaled to order one by fixed constants (no running
-statistics, so the same reading always maps to the same number).
+Actions are the five setpoints a controller writes to the BMS
+(:data:`physics.plant.site_control.SETPOINT_FIELDS`), scaled to [-1, 1]: CRAH supply-air
+temperature, CRAH fan speed, chilled-water supply temperature, condenser-water supply
+temperature, economiser enable (on when > 0). Observations are what a BMS gives, condensed
+per pod, plus time features and forecasts, each centred and scaled to order one by fixed
+constants (no running statistics, so the same reading always maps to the same number).
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import math
 from dataclasses import dataclass
 
@@ -20,8 +20,6 @@ from gymnasium import spaces
 from numpy.typing import ArrayLike, NDArray
 
 from physics.plant.site import SetpointLimits
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 

@@ -2,7 +2,7 @@
 physically meaningful parameters and small learned residuals.
 
 One call of :meth:`PhysicsTwin.forward` advances a batch of twins by one control period
-(300 s by default). The structure follows DESIGN.md at pod level:
+(300 s by default). It reduces the plant of :mod:`physics` to pod level:
 
 * **CRAH units**: airflow and fan power by the affinity laws; the supply air follows its
   setpoint unless the coil cannot reach it (ε-NTU counterflow coil at full valve, UA scaled
@@ -30,9 +30,8 @@ loss keeps them small and the energy balance closed (``twin/training.py``).
 
 from __future__ import annotations
 
-import logging
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
@@ -40,8 +39,6 @@ from torch import Tensor, nn
 from physics.constants import CP_AIR_KJ_KG_K, CP_WATER_KJ_KG_K
 from physics.power_chain import LossCurve
 from twin.design import TwinDesign
-
-logger = logging.getLogger(__name__)
 
 THETA_NAMES: tuple[str, ...] = (
     "coil_ua_mult",
@@ -547,14 +544,3 @@ class PhysicsTwin(nn.Module):
             return features.new_zeros(features.shape[0], self.n_residuals)
         out: Tensor = self.residual(features)
         return torch.tanh(out) * self.residual_bound
-
-    def with_step(self, step_s: float) -> PhysicsTwin:
-        """A copy of this twin stepping ``step_s`` (residuals were fitted at the trained step)."""
-        twin = PhysicsTwin(self.design, step_s=step_s, residual_hidden=self.residual_hidden)
-        twin.load_state_dict(self.state_dict())
-        return twin
-
-
-def replace_state(state: TwinState, **changes: Tensor) -> TwinState:
-    """A state with some fields replaced (dataclasses.replace, typed)."""
-    return replace(state, **changes)

@@ -10,7 +10,6 @@ physical parameters) from the environment's ``np_random``.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,6 @@ from twin.reward import CoolingEnergyReward
 from twin.spaces import ACTION_NAMES, ActionScale, action_space, observation_space
 from twin.surrogate import PhysicsTwin
 from twin.vec_env import BatchedTwin, Randomisation
-
-logger = logging.getLogger(__name__)
 
 Obs = NDArray[np.float32]
 

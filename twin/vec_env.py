@@ -144,14 +144,12 @@ class BatchedTwin:
         self.episode_periods = round(episode_hours * 3600.0 / self.period_s)
         if episode_hours <= 0 or self.episode_periods < 1:
             raise ValueError(f"episode_hours must be positive (got {episode_hours})")
-        lead = int(FORECAST_WET_BULB_H[1] * 3600.0 / self.period_s)
         self.last_start = self.table.n_periods - self.episode_periods - 1
         if self.last_start < 0:
             raise ValueError(
                 f"an episode of {episode_hours} h does not fit scenario {self.scenario.name} "
                 f"({self.table.n_periods * self.period_s / 3600.0:.1f} h)"
             )
-        self._lead = lead
         self.num_envs = num_envs
         self.reward_fn = reward or CoolingEnergyReward()
         self.action_scale = action_scale or ActionScale.within(site.limits)

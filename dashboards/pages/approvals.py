@@ -4,7 +4,6 @@ writes). Only an operator can act; the server checks that on every action."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,8 +20,6 @@ from dashboards.figures import notice, number, table, time_text
 from dashboards.ids import ApprovalIds
 from dashboards.reservoir_view import policy_rows
 from dashboards.session import current_session, signed_in
-
-logger = logging.getLogger(__name__)
 
 PATH = "/approvals"
 TITLE = "Approvals"

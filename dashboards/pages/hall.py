@@ -3,7 +3,6 @@ PUE, alarms and stale points, refreshed from the historian every few seconds."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +30,6 @@ from dashboards.figures import (
 )
 from dashboards.ids import HallIds
 from dashboards.session import signed_in
-
-logger = logging.getLogger(__name__)
 
 PATH = "/"
 TITLE = "Live hall"

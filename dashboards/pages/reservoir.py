@@ -4,7 +4,6 @@ incumbent and the baselines; for the chosen one, its evaluations, history and re
 from __future__ import annotations
 
 import base64
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,6 @@ from dashboards.figures import empty_figure, notice, number, style, table
 from dashboards.ids import FrameIds, ReservoirIds
 from dashboards.reservoir_view import per_scenario, policy_rows
 from dashboards.session import signed_in
-
-logger = logging.getLogger(__name__)
 
 PATH = "/reservoir"
 TITLE = "Policy reservoir"

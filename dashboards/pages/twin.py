@@ -3,7 +3,6 @@ its uncertainty band, and the assimilated parameters with their drift."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,8 +26,6 @@ from dashboards.figures import (
 )
 from dashboards.ids import TwinIds
 from dashboards.session import signed_in
-
-logger = logging.getLogger(__name__)
 
 PATH = "/twin"
 TITLE = "Twin"

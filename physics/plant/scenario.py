@@ -8,7 +8,6 @@ problem into one line that names the field, e.g.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,8 +32,6 @@ from physics.plant.sensors import SensorNoise, point_catalog
 from physics.plant.site import SITE_VARIANTS, SiteConfig, site_variant
 from physics.weather import WeatherError, WeatherSeries, hour_of_year, load_weather
 from physics.workload import TRACE_DATASETS, WorkloadSpec
-
-logger = logging.getLogger(__name__)
 
 _TIME_UNITS_S = {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _QUANTITY = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*([A-Za-z]+)\s*$")

@@ -7,7 +7,6 @@ quality. Noise scales with the scenario's noise level (0 = perfect sensors).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,8 +14,6 @@ from numpy.typing import NDArray
 
 from physics.plant.faults import FaultEffects
 from physics.plant.site import SiteConfig
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
