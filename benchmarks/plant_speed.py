@@ -1,9 +1,9 @@
 """Plant speed: simulated days per wall-clock second at a 60 s step on one CPU core.
 
 Measures ``Plant.advance`` (physics, site control, sensors, ground-truth log) for one site
-and for batches of sites stepped together, with the compiled step (numba) and the numpy
-reference, run straight through and with a controller's command every 5 minutes. Pin to
-one core with ``taskset -c 0`` for the figure the issue asks for.
+and for batches of sites stepped together, run straight through and with a controller's
+command every 5 minutes. Pin to one core with ``taskset -c 0`` for the figure the issue
+asks for.
 
     taskset -c 0 python benchmarks/plant_speed.py [--days 1] [--batches 1 64 256 1024]
 """
@@ -29,7 +29,7 @@ from physics.weather import hour_of_year, load_weather  # noqa: E402
 from physics.workload import WorkloadSpec, make_workload  # noqa: E402
 
 
-def measure(n_sites: int, days: float, engine: str, chunk_steps: int | None) -> dict[str, Any]:
+def measure(n_sites: int, days: float, chunk_steps: int | None) -> dict[str, Any]:
     step_s = 60.0
     n_steps = int(days * 86_400 / step_s)
     start_h = hour_of_year(7, 1)
@@ -43,7 +43,6 @@ def measure(n_sites: int, days: float, engine: str, chunk_steps: int | None) -> 
         seeds=tuple(range(n_sites)),
         step_s=step_s,
         warmup_steps=10,
-        engine=engine,  # type: ignore[arg-type]
     )
     started = time.perf_counter()
     if chunk_steps is None:
@@ -54,7 +53,6 @@ def measure(n_sites: int, days: float, engine: str, chunk_steps: int | None) -> 
             plant.advance(min(chunk_steps, plant.n_steps - plant.step_index))
     wall = time.perf_counter() - started
     return {
-        "engine": engine,
         "sites": n_sites,
         "command_every_steps": chunk_steps,
         "steps": n_steps,
@@ -68,20 +66,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=float, default=1.0, help="simulated days per run")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256, 1024])
-    parser.add_argument("--engines", nargs="+", default=["numba", "numpy"])
     parser.add_argument("--repeat", type=int, default=3, help="runs per case; the median is shown")
     args = parser.parse_args()
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     print(f"# {platform.processor() or platform.machine()}, cores allowed: {affinity}")
-    for engine in args.engines:
-        if engine == "numba":  # compile (or load the cache) outside the timing
-            measure(1, 0.01, engine, None)
-        cases = [(n, None) for n in args.batches] + [(1, 5)]
-        for n, chunk in cases:
-            days = args.days if (n <= 256 or engine == "numba") else min(args.days, 0.5)
-            runs = [measure(n, days, engine, chunk) for _ in range(args.repeat)]
-            runs.sort(key=lambda r: r["wall_s"])
-            print(json.dumps({**runs[len(runs) // 2], "repeats": args.repeat}))
+    measure(1, 0.01, None)  # compile (or load the cache) outside the timing
+    cases = [(n, None) for n in args.batches] + [(1, 5)]
+    for n, chunk in cases:
+        runs = [measure(n, args.days, chunk) for _ in range(args.repeat)]
+        runs.sort(key=lambda r: r["wall_s"])
+        print(json.dumps({**runs[len(runs) // 2], "repeats": args.repeat}))
 
 
 if __name__ == "__main__":

@@ -8,15 +8,14 @@ step with the inflow held; the tank's stored heat is returned so loop energy bal
 
 from __future__ import annotations
 
-import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from physics.compiled import elementwise, jit, record_type
 from physics.constants import CP_WATER_KJ_KG_K, RHO_WATER_KG_M3
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 
@@ -57,6 +56,11 @@ class ChilledWaterLoopParams:
         return self.return_volume_m3 * RHO_WATER_KG_M3
 
 
+ChilledWaterLoopParamsRecord = record_type(
+    ChilledWaterLoopParams, derived=("supply_mass_kg", "supply_main_mass_kg", "return_mass_kg")
+)
+
+
 @dataclass(frozen=True)
 class TankStep:
     """New tank temperature and the heat it stored during the step."""
@@ -65,24 +69,71 @@ class TankStep:
     stored_kw: FloatArray
 
 
+@jit
+def tank_step(
+    temp_c: float, inflow_c: float, flow_kg_s: float, mass_kg: float, dt_s: float
+) -> tuple[float, float]:
+    """Exact update of a well-mixed volume fed at ``inflow_c`` for one step: the new
+    temperature and the heat stored during the step (kW)."""
+    new = inflow_c + (temp_c - inflow_c) * math.exp(-flow_kg_s * dt_s / mass_kg)
+    return new, mass_kg * CP_WATER_KJ_KG_K * (new - temp_c) / dt_s
+
+
+@jit
+def primary_flow(coil_flow_kg_s: float, chillers_on: float, min_flow_per_chiller: float) -> float:
+    """Evaporator flow: the coils' demand, raised to the chillers' minimum by the bypass."""
+    return max(coil_flow_kg_s, chillers_on * min_flow_per_chiller)
+
+
+@jit
+def mixed_return(
+    coil_return_c: float, coil_flow_kg_s: float, supply_c: float, primary_kg_s: float
+) -> float:
+    """Water entering the return volume: coil returns mixed with bypassed supply water."""
+    primary = max(primary_kg_s, 1e-9)
+    bypass = max(primary - coil_flow_kg_s, 0.0)
+    return (coil_flow_kg_s * coil_return_c + bypass * supply_c) / primary
+
+
+@jit
+def chiller_leaving(
+    entering_c: float, flow_kg_s: float, setpoint_c: float, capacity_kw: float
+) -> float:
+    """Leaving chilled water: the setpoint when capacity allows, else what capacity reaches."""
+    reachable = entering_c - capacity_kw / (max(flow_kg_s, 1e-9) * CP_WATER_KJ_KG_K)
+    return min(entering_c, max(setpoint_c, reachable))
+
+
+@jit
+def main_step(
+    segment_c: FloatArray, inflow_c: float, flow_kg_s: float, mass_kg: float, dt_s: float
+) -> float:
+    """Advance a pipe of equal mixed segments fed at ``inflow_c`` in place; heat stored (kW)."""
+    n = segment_c.shape[0]
+    stored = 0.0
+    upstream = inflow_c
+    for i in range(n):
+        segment_c[i], heat = tank_step(segment_c[i], upstream, flow_kg_s, mass_kg / n, dt_s)
+        stored += heat
+        upstream = segment_c[i]
+    return stored
+
+
 def mixed_tank_step(
     temp_c: ArrayLike, inflow_c: ArrayLike, flow_kg_s: ArrayLike, mass_kg: float, dt_s: float
 ) -> TankStep:
     """Exact update of a well-mixed volume fed at ``inflow_c`` for one step."""
-    t = np.asarray(temp_c, dtype=np.float64)
-    t_in = np.asarray(inflow_c, dtype=np.float64)
-    decay = np.exp(-np.asarray(flow_kg_s, dtype=np.float64) * dt_s / mass_kg)
-    new = t_in + (t - t_in) * decay
-    stored = mass_kg * CP_WATER_KJ_KG_K * (new - t) / dt_s
-    return TankStep(temp_c=np.asarray(new, dtype=np.float64), stored_kw=np.asarray(stored))
+    new, stored = elementwise(tank_step, temp_c, inflow_c, flow_kg_s, mass_kg, dt_s, n_out=2)
+    return TankStep(temp_c=new, stored_kw=stored)
 
 
 def primary_flow_kg_s(
     coil_flow_kg_s: ArrayLike, chillers_on: ArrayLike, params: ChilledWaterLoopParams
 ) -> FloatArray:
     """Evaporator flow: the coils' demand, raised to the chillers' minimum by the bypass."""
-    minimum = np.asarray(chillers_on, dtype=np.float64) * params.min_flow_per_chiller_kg_s
-    return np.asarray(np.maximum(np.asarray(coil_flow_kg_s, dtype=np.float64), minimum))
+    return np.asarray(
+        elementwise(primary_flow, coil_flow_kg_s, chillers_on, params.min_flow_per_chiller_kg_s)
+    )
 
 
 def mixed_return_c(
@@ -92,21 +143,16 @@ def mixed_return_c(
     primary_kg_s: ArrayLike,
 ) -> FloatArray:
     """Water entering the return volume: coil returns mixed with bypassed supply water."""
-    coil = np.asarray(coil_flow_kg_s, dtype=np.float64)
-    primary = np.maximum(np.asarray(primary_kg_s, dtype=np.float64), 1e-9)
-    bypass = np.maximum(primary - coil, 0.0)
-    mixed = (coil * np.asarray(coil_return_c) + bypass * np.asarray(supply_c)) / primary
-    return np.asarray(mixed, dtype=np.float64)
+    return np.asarray(
+        elementwise(mixed_return, coil_return_c, coil_flow_kg_s, supply_c, primary_kg_s)
+    )
 
 
 def chiller_leaving_c(
     entering_c: ArrayLike, flow_kg_s: ArrayLike, setpoint_c: ArrayLike, capacity_kw: ArrayLike
 ) -> FloatArray:
     """Leaving chilled water: the setpoint when capacity allows, else what capacity reaches."""
-    t_in = np.asarray(entering_c, dtype=np.float64)
-    c_w = np.maximum(np.asarray(flow_kg_s, dtype=np.float64), 1e-9) * CP_WATER_KJ_KG_K
-    reachable = t_in - np.asarray(capacity_kw, dtype=np.float64) / c_w
-    return np.asarray(np.minimum(t_in, np.maximum(np.asarray(setpoint_c), reachable)))
+    return np.asarray(elementwise(chiller_leaving, entering_c, flow_kg_s, setpoint_c, capacity_kw))
 
 
 def segmented_main_step(
@@ -116,13 +162,13 @@ def segmented_main_step(
 
     Returns the segments' new temperatures and the heat the whole pipe stored.
     """
-    n = segment_c.shape[0]
-    new = np.empty_like(segment_c)
-    stored = np.zeros_like(inflow_c)
-    upstream = inflow_c
-    for i in range(n):
-        step = mixed_tank_step(segment_c[i], upstream, flow_kg_s, mass_kg / n, dt_s)
-        new[i] = step.temp_c
-        stored = stored + step.stored_kw
-        upstream = step.temp_c
-    return TankStep(temp_c=new, stored_kw=np.asarray(stored, dtype=np.float64))
+    segments = np.array(segment_c, dtype=np.float64)
+    inflow, flow = np.broadcast_arrays(
+        np.asarray(inflow_c, dtype=np.float64), np.asarray(flow_kg_s, dtype=np.float64)
+    )
+    stored = np.zeros(inflow.shape)
+    for index in np.ndindex(inflow.shape):
+        column = np.ascontiguousarray(segments[(slice(None), *index)])
+        stored[index] = main_step(column, float(inflow[index]), float(flow[index]), mass_kg, dt_s)
+        segments[(slice(None), *index)] = column
+    return TankStep(temp_c=segments, stored_kw=stored)

@@ -20,13 +20,13 @@ compressor power, ``Q_cond = Q_met + P`` — an exact energy balance (EnergyPlus
 
 from __future__ import annotations
 
-import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-logger = logging.getLogger(__name__)
+from physics.compiled import as_record, elementwise, jit, record_type
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -95,6 +95,10 @@ class ChillerParams:
             raise ValueError("min_plr must lie in [0, max PLR)")
 
 
+ChillerCurvesRecord = record_type(ChillerCurves)
+ChillerParamsRecord = record_type(ChillerParams)
+
+
 @dataclass(frozen=True)
 class ChillerOperatingPoint:
     """Steady operating point of one chiller (arrays broadcast from the inputs)."""
@@ -111,36 +115,95 @@ class ChillerOperatingPoint:
     """Load actually removed from the chilled water, min(load, available capacity)."""
 
 
-def _biquadratic(coeffs: tuple[float, ...], x: FloatArray, y: FloatArray) -> FloatArray:
-    c0, c1, c2, c3, c4, c5 = coeffs
-    return np.asarray(c0 + c1 * x + c2 * x * x + c3 * y + c4 * y * y + c5 * x * y, np.float64)
+@jit
+def biquadratic(c: tuple[float, ...], x: float, y: float) -> float:
+    """c0 + c1 x + c2 x² + c3 y + c4 y² + c5 x y."""
+    return c[0] + c[1] * x + c[2] * x * x + c[3] * y + c[4] * y * y + c[5] * x * y
 
 
-def _clamped_xy(
-    curves: ChillerCurves, chw_leave_c: ArrayLike, cw_enter_c: ArrayLike
-) -> tuple[FloatArray, FloatArray]:
-    x = np.clip(np.asarray(chw_leave_c, dtype=np.float64), *curves.chw_leave_range_c)
-    y = np.clip(np.asarray(cw_enter_c, dtype=np.float64), *curves.cw_enter_range_c)
-    return x, y
+@jit
+def capft_one(curves: ChillerCurves, chw_leave_c: float, cw_enter_c: float) -> float:
+    """Capacity modifier vs. temperatures (1.0 at the reference point); inputs clamped."""
+    lo_x, hi_x = curves.chw_leave_range_c
+    lo_y, hi_y = curves.cw_enter_range_c
+    x = min(max(chw_leave_c, lo_x), hi_x)
+    y = min(max(cw_enter_c, lo_y), hi_y)
+    return biquadratic(curves.capft, x, y)
+
+
+@jit
+def eirft_one(curves: ChillerCurves, chw_leave_c: float, cw_enter_c: float) -> float:
+    """EIR modifier vs. temperatures (1.0 at the reference point); inputs clamped."""
+    lo_x, hi_x = curves.chw_leave_range_c
+    lo_y, hi_y = curves.cw_enter_range_c
+    x = min(max(chw_leave_c, lo_x), hi_x)
+    y = min(max(cw_enter_c, lo_y), hi_y)
+    return biquadratic(curves.eirft, x, y)
+
+
+@jit
+def eirfplr_one(curves: ChillerCurves, plr: float) -> float:
+    """EIR (power) modifier vs. part-load ratio (1.0 at PLR 1); input clamped."""
+    lo, hi = curves.plr_range
+    x = min(max(plr, lo), hi)
+    d = curves.eirfplr
+    return d[0] + d[1] * x + d[2] * x * x
+
+
+@jit
+def capacity(p: ChillerParams, chw_leave_c: float, cw_enter_c: float, cap_scale: float) -> float:
+    """Available capacity Q_ref · cap_multiplier · cap_scale · CAPFT (kW)."""
+    return (
+        p.ref_capacity_kw
+        * p.cap_multiplier
+        * cap_scale
+        * capft_one(p.curves, chw_leave_c, cw_enter_c)
+    )
+
+
+@jit
+def operating_point(
+    p: ChillerParams,
+    load_kw: float,
+    chw_leave_c: float,
+    cw_enter_c: float,
+    cap_scale: float,
+    eir_scale: float,
+) -> tuple[float, float, float, float, float, float]:
+    """(capacity, PLR, power, COP, condenser heat, met load) of one chiller for a load.
+
+    Zero (or negative) load means the chiller is off: zero power and zero condenser heat.
+    """
+    curves = p.curves
+    load = max(load_kw, 0.0)
+    cap = max(capacity(p, chw_leave_c, cw_enter_c, cap_scale), 1e-9)
+    plr = min(max(load / cap, 0.0), curves.plr_range[1])
+    power = 0.0
+    if load > 0.0:
+        power = (
+            cap
+            / p.ref_cop
+            * eirft_one(curves, chw_leave_c, cw_enter_c)
+            * eirfplr_one(curves, max(plr, p.min_plr))
+        ) * (p.eir_multiplier * eir_scale)
+    met = min(load, cap * curves.plr_range[1])
+    cop = met / power if power > 0.0 else 0.0
+    return cap, plr, power, cop, met + power, met
 
 
 def capft(curves: ChillerCurves, chw_leave_c: ArrayLike, cw_enter_c: ArrayLike) -> FloatArray:
     """Capacity modifier vs. temperatures (1.0 at the reference point); inputs clamped."""
-    x, y = _clamped_xy(curves, chw_leave_c, cw_enter_c)
-    return _biquadratic(curves.capft, x, y)
+    return np.asarray(elementwise(capft_one, as_record(curves), chw_leave_c, cw_enter_c))
 
 
 def eirft(curves: ChillerCurves, chw_leave_c: ArrayLike, cw_enter_c: ArrayLike) -> FloatArray:
     """EIR modifier vs. temperatures (1.0 at the reference point); inputs clamped."""
-    x, y = _clamped_xy(curves, chw_leave_c, cw_enter_c)
-    return _biquadratic(curves.eirft, x, y)
+    return np.asarray(elementwise(eirft_one, as_record(curves), chw_leave_c, cw_enter_c))
 
 
 def eirfplr(curves: ChillerCurves, plr: ArrayLike) -> FloatArray:
     """EIR (power) modifier vs. part-load ratio (1.0 at PLR 1); input clamped."""
-    p = np.clip(np.asarray(plr, dtype=np.float64), *curves.plr_range)
-    d0, d1, d2 = curves.eirfplr
-    return np.asarray(d0 + d1 * p + d2 * p * p, dtype=np.float64)
+    return np.asarray(elementwise(eirfplr_one, as_record(curves), plr))
 
 
 def chiller_power_kw(
@@ -152,39 +215,40 @@ def chiller_power_kw(
     cap_scale: ArrayLike = 1.0,
     eir_scale: ArrayLike = 1.0,
 ) -> ChillerOperatingPoint:
-    """Operating point of one chiller for an evaporator load at given water temperatures.
-
-    Zero (or negative) load means the chiller is off: zero power and zero condenser heat.
-    ``cap_scale`` and ``eir_scale`` multiply the params' multipliers element-wise (per-site,
-    per-chiller hidden deviations in the plant).
+    """Operating point of one chiller for an evaporator load at given water temperatures
+    (:func:`operating_point` element-wise). ``cap_scale`` and ``eir_scale`` multiply the
+    params' multipliers (per-site, per-chiller hidden deviations in the plant).
     """
-    curves = params.curves
-    load = np.maximum(np.asarray(load_kw, dtype=np.float64), 0.0)
-    capacity = (
-        params.ref_capacity_kw
-        * params.cap_multiplier
-        * np.asarray(cap_scale, dtype=np.float64)
-        * capft(curves, chw_leave_c, cw_enter_c)
+    cap, plr, power, cop, heat, met = elementwise(
+        operating_point,
+        as_record(params),
+        load_kw,
+        chw_leave_c,
+        cw_enter_c,
+        cap_scale,
+        eir_scale,
+        n_out=6,
     )
-    capacity = np.maximum(capacity, 1e-9)
-    load, capacity = np.broadcast_arrays(load, capacity)
-    plr = np.clip(load / capacity, 0.0, curves.plr_range[1])
-    running = load > 0.0
-    eir_plr = eirfplr(curves, np.maximum(plr, params.min_plr))
-    power_on = (capacity / params.ref_cop * eirft(curves, chw_leave_c, cw_enter_c) * eir_plr) * (
-        params.eir_multiplier * np.asarray(eir_scale, dtype=np.float64)
-    )
-    power = np.where(running, power_on, 0.0)
-    met = np.minimum(load, capacity * curves.plr_range[1])
-    cop = np.divide(met, power, out=np.zeros_like(met), where=power > 0.0)
     return ChillerOperatingPoint(
-        available_capacity_kw=np.asarray(capacity, dtype=np.float64),
-        plr=np.asarray(plr, dtype=np.float64),
-        power_kw=np.asarray(power, dtype=np.float64),
-        cop=np.asarray(cop, dtype=np.float64),
-        condenser_heat_kw=np.asarray(met + power, dtype=np.float64),
-        met_load_kw=np.asarray(met, dtype=np.float64),
+        available_capacity_kw=cap,
+        plr=plr,
+        power_kw=power,
+        cop=cop,
+        condenser_heat_kw=heat,
+        met_load_kw=met,
     )
+
+
+@jit
+def stage_request(
+    load_kw: float, capacity_per_chiller_kw: float, n_available: int, stage_up_frac: float
+) -> int:
+    """Chillers to run so each carries at most ``stage_up_frac`` of its capacity: at least
+    one when load > 0 and one is available, never more than ``n_available``."""
+    if load_kw <= 0.0 or n_available <= 0:
+        return 0
+    per_chiller = max(capacity_per_chiller_kw * stage_up_frac, 1e-9)
+    return int(min(max(math.ceil(load_kw / per_chiller), 1.0), float(n_available)))
 
 
 def stage_chillers(
@@ -200,14 +264,16 @@ def stage_chillers(
     """
     if not 0.0 < stage_up_frac <= 1.0:
         raise ValueError("stage_up_frac must lie in (0, 1]")
-    load = np.maximum(np.asarray(load_kw, dtype=np.float64), 0.0)
-    per_chiller = np.maximum(
-        np.asarray(available_capacity_kw_per_chiller, dtype=np.float64) * stage_up_frac, 1e-9
+    n_avail = np.asarray(n_available, dtype=np.float64)
+    return np.asarray(
+        elementwise(
+            lambda load, cap, n: stage_request(load, cap, int(n), stage_up_frac),
+            load_kw,
+            available_capacity_kw_per_chiller,
+            n_avail,
+        ),
+        dtype=np.int64,
     )
-    n_avail = np.maximum(np.asarray(n_available, dtype=np.int64), 0)
-    needed = np.ceil(load / per_chiller)
-    n = np.clip(needed, 1.0, np.maximum(n_avail, 1).astype(np.float64))
-    return np.asarray(np.where((load > 0.0) & (n_avail > 0), n, 0.0), dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -245,10 +311,64 @@ class ChillerStagingState:
         )
 
 
-def _first_k(mask: BoolArray, k: IntArray) -> BoolArray:
-    """The first ``k`` (per batch element) True entries of ``mask`` along the last axis."""
-    rank = np.cumsum(mask, axis=-1)
-    return np.asarray(mask & (rank <= k[..., np.newaxis]), dtype=np.bool_)
+StagingParamsRecord = record_type(StagingParams)
+
+
+@jit
+def advance_staging(
+    p: StagingParams,
+    on: BoolArray,
+    time_in_state_s: FloatArray,
+    restart_timer_s: FloatArray,
+    available: BoolArray,
+    requested_on: int,
+    dt_s: float,
+) -> None:
+    """Advance one plant's staging (arrays of its chillers) by ``dt_s`` in place.
+
+    Order of rules: clocks advance by ``dt_s``; a running chiller that is no longer
+    ``available`` trips off at once and its restart timer is set; a chiller inside its
+    minimum on time stays on; chillers then switch off, lag (highest index) first, down to
+    the request; chillers that are available, past their minimum off time and past their
+    restart delay then start, lead (lowest index) first, up to the request. The request may
+    therefore be missed while timers run.
+    """
+    n = on.shape[0]
+    request = min(max(requested_on, 0), n)
+    old = on.copy()
+    locked = np.zeros(n, dtype=np.bool_)
+    free = np.zeros(n, dtype=np.bool_)
+    n_locked = 0
+    for k in range(n):
+        time_in_state_s[k] += dt_s
+        restart_timer_s[k] = max(restart_timer_s[k] - dt_s, 0.0)
+        if old[k] and not available[k]:
+            restart_timer_s[k] = p.restart_delay_s
+        still = old[k] and available[k]
+        locked[k] = still and time_in_state_s[k] < p.min_on_time_s
+        free[k] = still and not locked[k]
+        n_locked += int(locked[k])
+    new = locked.copy()
+    keep = max(request - n_locked, 0)  # the lowest-index free ones: lag chillers stop first
+    for k in range(n):
+        if free[k] and keep > 0:
+            new[k] = True
+            keep -= 1
+    start = max(request - int(new.sum()), 0)
+    for k in range(n):
+        startable = (
+            not old[k]
+            and available[k]
+            and time_in_state_s[k] >= p.min_off_time_s
+            and restart_timer_s[k] <= 0.0
+        )
+        if startable and start > 0:
+            new[k] = True
+            start -= 1
+    for k in range(n):
+        if new[k] != old[k]:
+            time_in_state_s[k] = 0.0
+        on[k] = new[k]
 
 
 def update_staging(
@@ -258,39 +378,28 @@ def update_staging(
     dt_s: float,
     params: StagingParams,
 ) -> ChillerStagingState:
-    """Advance staging by ``dt_s`` toward ``requested_on`` chillers running (shape (...)).
-
-    Order of rules: clocks advance by ``dt_s``; a running chiller that is no longer
-    ``available`` (shape (..., n)) trips off at once and its restart timer is set; a chiller
-    inside its minimum on time stays on; chillers then switch off, lag (highest index)
-    first, down to the request; chillers that are available, past their minimum off time
-    and past their restart delay then start, lead (lowest index) first, up to the request.
-    The request may therefore be missed while timers run. Returns a new state.
-    """
+    """Advance staging by ``dt_s`` toward ``requested_on`` chillers running (shape (...));
+    ``available`` has shape (..., n). :func:`advance_staging` for each plant; a new state."""
     avail = np.asarray(available, dtype=np.bool_)
     on, avail = np.broadcast_arrays(state.on, avail)
     n_chillers = on.shape[-1]
-    request = np.clip(np.asarray(requested_on, dtype=np.int64), 0, n_chillers)
-    request = np.broadcast_to(request, on.shape[:-1])
-    time_in_state = state.time_in_state_s + dt_s
-    restart_timer = np.maximum(state.restart_timer_s - dt_s, 0.0)
-
-    tripped = on & ~avail
-    restart_timer = np.where(tripped, params.restart_delay_s, restart_timer)
-    still_on = on & avail
-    locked_on = still_on & (time_in_state < params.min_on_time_s)
-    free_on = still_on & ~locked_on
-    n_keep = np.maximum(request - locked_on.sum(axis=-1), 0)
-    # Keep the lowest-index free chillers, so the lag (highest index) ones stop first.
-    new_on = locked_on | _first_k(free_on, n_keep)
-
-    startable = ~on & avail & (time_in_state >= params.min_off_time_s) & (restart_timer <= 0.0)
-    n_start = np.maximum(request - new_on.sum(axis=-1), 0)
-    new_on = new_on | _first_k(startable, n_start)
-
-    switched = new_on != state.on
+    request = np.broadcast_to(np.asarray(requested_on, dtype=np.int64), on.shape[:-1])
+    new_on = np.array(on, dtype=np.bool_).reshape(-1, n_chillers)
+    clock = (
+        np.broadcast_to(state.time_in_state_s, on.shape).astype(np.float64).reshape(-1, n_chillers)
+    )
+    restart = (
+        np.broadcast_to(state.restart_timer_s, on.shape).astype(np.float64).reshape(-1, n_chillers)
+    )
+    flat_avail = np.ascontiguousarray(avail).reshape(-1, n_chillers)
+    flat_request = request.reshape(-1)
+    record = as_record(params)
+    for b in range(new_on.shape[0]):
+        advance_staging(
+            record, new_on[b], clock[b], restart[b], flat_avail[b], int(flat_request[b]), dt_s
+        )
     return ChillerStagingState(
-        on=np.asarray(new_on, dtype=np.bool_),
-        time_in_state_s=np.asarray(np.where(switched, 0.0, time_in_state), dtype=np.float64),
-        restart_timer_s=np.asarray(restart_timer, dtype=np.float64),
+        on=new_on.reshape(on.shape),
+        time_in_state_s=clock.reshape(on.shape),
+        restart_timer_s=restart.reshape(on.shape),
     )

@@ -34,15 +34,14 @@ limit), where the airflow bisection loses accuracy.
 
 from __future__ import annotations
 
-import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from physics.compiled import as_record, elementwise, jit, record_type
 from physics.constants import H_FG_WATER_KJ_KG
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 
@@ -117,21 +116,52 @@ class WaterUse:
     total_kg_s: FloatArray
 
 
+CoolingTowerParamsRecord = record_type(CoolingTowerParams)
+
+
+@jit
+def york_coefficients(wet_bulb_c: float, range_k: float) -> tuple[float, float, float]:
+    """YorkCalc as a quadratic in LG at a (clamped) wet bulb and range: a0 + a1 LG + a2 LG²."""
+    twb = min(max(wet_bulb_c, YORKCALC_WET_BULB_RANGE_C[0]), YORKCALC_WET_BULB_RANGE_C[1])
+    tr = min(max(range_k, 0.0), YORKCALC_RANGE_K[1])
+    a0 = a1 = a2 = 0.0
+    tr_j = 1.0
+    for j in range(3):
+        twb_i = 1.0
+        for i in range(3):
+            w = tr_j * twb_i
+            a0 += _YORKCALC_GRID[0, j, i] * w
+            a1 += _YORKCALC_GRID[1, j, i] * w
+            a2 += _YORKCALC_GRID[2, j, i] * w
+            twb_i *= twb
+        tr_j *= tr
+    return a0, a1, a2
+
+
+@jit
+def _flow_ratio(water_flow_ratio: float) -> float:
+    lo, hi = YORKCALC_WATER_FLOW_RATIO_RANGE
+    return min(max(water_flow_ratio, lo), hi)
+
+
+@jit
+def approach(
+    wet_bulb_c: float, range_k: float, water_flow_ratio: float, airflow_ratio: float
+) -> float:
+    """YorkCalc approach (leaving water − entering wet bulb), K, inputs clamped."""
+    lg = min(
+        _flow_ratio(water_flow_ratio) / max(airflow_ratio, _MIN_AIRFLOW_FOR_LG),
+        YORKCALC_MAX_LG_RATIO,
+    )
+    a0, a1, a2 = york_coefficients(wet_bulb_c, range_k)
+    return a0 + a1 * lg + a2 * lg * lg
+
+
 def approach_k(
     wet_bulb_c: ArrayLike, range_k: ArrayLike, water_flow_ratio: ArrayLike, airflow_ratio: ArrayLike
 ) -> FloatArray:
     """YorkCalc approach (leaving water − entering wet bulb), K, inputs clamped."""
-    twb = np.clip(np.asarray(wet_bulb_c, dtype=np.float64), *YORKCALC_WET_BULB_RANGE_C)
-    tr = np.clip(np.asarray(range_k, dtype=np.float64), 0.0, YORKCALC_RANGE_K[1])
-    fr_water = np.clip(
-        np.asarray(water_flow_ratio, dtype=np.float64), *YORKCALC_WATER_FLOW_RATIO_RANGE
-    )
-    fr_air = np.maximum(np.asarray(airflow_ratio, dtype=np.float64), _MIN_AIRFLOW_FOR_LG)
-    lg = np.minimum(fr_water / fr_air, YORKCALC_MAX_LG_RATIO)
-    lg, tr, twb = np.broadcast_arrays(lg, tr, twb)
-    # _YORKCALC_GRID[k, j, i] multiplies LG^k · Tr^j · Twb^i.
-    result = np.polynomial.polynomial.polyval3d(lg, tr, twb, _YORKCALC_GRID)
-    return np.asarray(result, dtype=np.float64)
+    return np.asarray(elementwise(approach, wet_bulb_c, range_k, water_flow_ratio, airflow_ratio))
 
 
 def _fan_max_leaving_c(
@@ -216,35 +246,77 @@ def airflow_ratio_for_setpoint(
     return np.asarray(np.where(t_free <= setpoint, 0.0, hi), dtype=np.float64)
 
 
+@jit
+def fan_power(p: CoolingTowerParams, airflow_ratio: float) -> float:
+    """Fan power at an effective airflow ratio (cycling at minimum speed below it)."""
+    ratio = min(max(airflow_ratio, 0.0), 1.0)
+    r_min = p.min_airflow_ratio
+    k = p.fan_power_curve
+    speed = max(ratio, r_min)
+    curve = k[0] + speed * (k[1] + speed * (k[2] + speed * k[3]))
+    return p.design_fan_power_kw * max(curve, 0.0) * min(ratio / r_min, 1.0)
+
+
+@jit
+def water_use(
+    p: CoolingTowerParams, heat_rejected_kw: float, water_flow_kg_s: float
+) -> tuple[float, float, float, float]:
+    """Make-up water (kg/s): evaporation = Q / h_fg, drift = drift_frac · flow,
+    blowdown = max(evaporation / (cycles − 1) − drift, 0), and their total."""
+    evaporation = max(heat_rejected_kw, 0.0) / H_FG_WATER_KJ_KG
+    drift = p.drift_frac * max(water_flow_kg_s, 0.0)
+    blowdown = max(evaporation / (p.cycles_of_concentration - 1.0) - drift, 0.0)
+    return evaporation, drift, blowdown, evaporation + drift + blowdown
+
+
+@jit
+def airflow_for_approach(
+    p: CoolingTowerParams,
+    wet_bulb_c: float,
+    range_k: float,
+    water_flow_ratio: float,
+    target_approach_k: float,
+) -> float:
+    """Fan airflow ratio in [min, 1] whose YorkCalc approach equals a target at a known range.
+
+    For fixed wet bulb and range the correlation is a quadratic in LG, so the solve is in
+    closed form (no iteration): the root between LG at full fan and LG at minimum fan. An
+    unreachable target gives 1 (full fan); one met at minimum fan gives the minimum.
+    """
+    fw = _flow_ratio(water_flow_ratio)
+    a0, a1, a2 = york_coefficients(wet_bulb_c, range_k)
+    lg_lo = min(fw, YORKCALC_MAX_LG_RATIO)
+    lg_hi = min(fw / p.min_airflow_ratio, YORKCALC_MAX_LG_RATIO)
+    if a0 + lg_hi * (a1 + lg_hi * a2) <= target_approach_k:
+        return p.min_airflow_ratio
+    if a0 + lg_lo * (a1 + lg_lo * a2) > target_approach_k:
+        return 1.0
+    c = a0 - target_approach_k
+    if abs(a2) > 1e-12:
+        sq = math.sqrt(max(a1 * a1 - 4.0 * a2 * c, 0.0))
+        root = (-a1 + sq) / (2.0 * a2)
+        if not lg_lo <= root <= lg_hi:
+            root = (-a1 - sq) / (2.0 * a2)
+    else:
+        root = -c / a1 if abs(a1) > 1e-12 else lg_lo
+    root = min(max(root, lg_lo), lg_hi)
+    return min(max(fw / max(root, 1e-9), p.min_airflow_ratio), 1.0)
+
+
 def tower_fan_power_kw(params: CoolingTowerParams, airflow_ratio: ArrayLike) -> FloatArray:
     """Fan power at an effective airflow ratio (cycling at minimum speed below it)."""
-    ratio = np.clip(np.asarray(airflow_ratio, dtype=np.float64), 0.0, 1.0)
-    r_min = params.min_airflow_ratio
-    k0, k1, k2, k3 = params.fan_power_curve
-    speed = np.maximum(ratio, r_min)
-    curve = k0 + speed * (k1 + speed * (k2 + speed * k3))
-    cycling_plr = np.minimum(ratio / r_min, 1.0)
-    power = params.design_fan_power_kw * np.maximum(curve, 0.0) * cycling_plr
-    return np.asarray(power, dtype=np.float64)
+    return np.asarray(elementwise(fan_power, as_record(params), airflow_ratio))
 
 
 def tower_water_use_kg_s(
     params: CoolingTowerParams, heat_rejected_kw: ArrayLike, water_flow_kg_s: ArrayLike
 ) -> WaterUse:
-    """Make-up water: evaporation = Q / h_fg, drift = drift_frac · flow,
-    blowdown = max(evaporation / (cycles − 1) − drift, 0)."""
-    heat = np.maximum(np.asarray(heat_rejected_kw, dtype=np.float64), 0.0)
-    flow = np.maximum(np.asarray(water_flow_kg_s, dtype=np.float64), 0.0)
-    evaporation = heat / H_FG_WATER_KJ_KG
-    drift = params.drift_frac * flow
-    evaporation, drift = np.broadcast_arrays(evaporation, drift)
-    blowdown = np.maximum(evaporation / (params.cycles_of_concentration - 1.0) - drift, 0.0)
-    total = evaporation + drift + blowdown
+    """Make-up water by :func:`water_use`."""
+    evaporation, drift, blowdown, total = elementwise(
+        water_use, as_record(params), heat_rejected_kw, water_flow_kg_s, n_out=4
+    )
     return WaterUse(
-        evaporation_kg_s=np.asarray(evaporation, dtype=np.float64),
-        drift_kg_s=np.asarray(drift, dtype=np.float64),
-        blowdown_kg_s=np.asarray(blowdown, dtype=np.float64),
-        total_kg_s=np.asarray(total, dtype=np.float64),
+        evaporation_kg_s=evaporation, drift_kg_s=drift, blowdown_kg_s=blowdown, total_kg_s=total
     )
 
 
@@ -255,37 +327,14 @@ def airflow_ratio_for_approach(
     water_flow_ratio: ArrayLike,
     target_approach_k: ArrayLike,
 ) -> FloatArray:
-    """Fan airflow ratio in [min, 1] whose YorkCalc approach equals a target at a known range.
-
-    For fixed wet bulb and range the correlation is a quadratic in LG, so the solve is in
-    closed form (no iteration): the root between LG at full fan and LG at minimum fan. An
-    unreachable target gives 1 (full fan); one met at minimum fan gives the minimum.
-    """
-    twb = np.clip(np.asarray(wet_bulb_c, dtype=np.float64), *YORKCALC_WET_BULB_RANGE_C)
-    tr = np.clip(np.asarray(range_k, dtype=np.float64), 0.0, YORKCALC_RANGE_K[1])
-    fr_water = np.clip(
-        np.asarray(water_flow_ratio, dtype=np.float64), *YORKCALC_WATER_FLOW_RATIO_RANGE
+    """Fan airflow ratio whose approach equals a target (:func:`airflow_for_approach`)."""
+    return np.asarray(
+        elementwise(
+            airflow_for_approach,
+            as_record(params),
+            wet_bulb_c,
+            range_k,
+            water_flow_ratio,
+            target_approach_k,
+        )
     )
-    target = np.asarray(target_approach_k, dtype=np.float64)
-    tr, twb, fr_water, target = np.broadcast_arrays(tr, twb, fr_water, target)
-    a0, a1, a2 = (np.polynomial.polynomial.polyval2d(tr, twb, _YORKCALC_GRID[k]) for k in range(3))
-    lg_lo = np.minimum(fr_water, YORKCALC_MAX_LG_RATIO)
-    lg_hi = np.minimum(fr_water / params.min_airflow_ratio, YORKCALC_MAX_LG_RATIO)
-
-    def approach_at(lg: FloatArray) -> FloatArray:
-        return np.asarray(a0 + lg * (a1 + lg * a2), dtype=np.float64)
-
-    c = a0 - target
-    disc = np.maximum(a1 * a1 - 4.0 * a2 * c, 0.0)
-    sq = np.sqrt(disc)
-    safe_a2 = np.where(np.abs(a2) > 1e-12, a2, 1e-12)
-    root_a = (-a1 + sq) / (2.0 * safe_a2)
-    root_b = (-a1 - sq) / (2.0 * safe_a2)
-    linear = np.where(np.abs(a1) > 1e-12, -c / np.where(np.abs(a1) > 1e-12, a1, 1.0), lg_lo)
-    in_a = (root_a >= lg_lo) & (root_a <= lg_hi)
-    root = np.where(np.abs(a2) > 1e-12, np.where(in_a, root_a, root_b), linear)
-    root = np.clip(root, lg_lo, lg_hi)
-    ratio = fr_water / np.maximum(root, 1e-9)
-    ratio = np.where(approach_at(lg_lo) > target, 1.0, ratio)
-    ratio = np.where(approach_at(lg_hi) <= target, params.min_airflow_ratio, ratio)
-    return np.asarray(np.clip(ratio, params.min_airflow_ratio, 1.0), dtype=np.float64)

@@ -10,19 +10,21 @@ sits downstream of the coil, so its heat warms the supply air.
 
 from __future__ import annotations
 
-import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from physics.compiled import as_record, elementwise, jit, record_type
 from physics.constants import CP_AIR_KJ_KG_K, CP_WATER_KJ_KG_K
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 BISECTION_STEPS = 7
-"""Halvings of [0, max water flow] in the supply-air valve solve (the plant kernel's too)."""
+"""Halvings of [0, max water flow] in the supply-air valve solve."""
+VALVE_GRID = 2**BISECTION_STEPS
+"""Every flow the bisection tries is max·j/128 for an integer j: the water-side film term
+at those flows is tabulated once per design (:func:`valve_water_terms`)."""
 
 
 @dataclass(frozen=True)
@@ -57,15 +59,22 @@ class CrahParams:
         return float(ntu_for_effectiveness(self.design_effectiveness, c_min / c_max)) * c_min
 
 
+CrahParamsRecord = record_type(CrahParams, derived=("design_ua_kw_k",))
+
+
+@jit
+def effectiveness(ntu: float, capacity_ratio: float) -> float:
+    """ε of a counterflow exchanger for NTU and C_r = C_min/C_max (C_r → 1 handled)."""
+    cr = min(max(capacity_ratio, 0.0), 1.0)
+    if abs(1.0 - cr) < 1e-6:
+        return ntu / (1.0 + ntu)
+    e = math.exp(-ntu * (1.0 - cr))
+    return (1.0 - e) / (1.0 - cr * e)
+
+
 def counterflow_effectiveness(ntu: ArrayLike, capacity_ratio: ArrayLike) -> FloatArray:
     """ε of a counterflow exchanger for NTU and C_r = C_min/C_max (C_r → 1 handled)."""
-    n = np.asarray(ntu, dtype=np.float64)
-    cr = np.clip(np.asarray(capacity_ratio, dtype=np.float64), 0.0, 1.0)
-    near_one = np.abs(1.0 - cr) < 1e-6
-    cr_safe = np.where(near_one, 0.5, cr)
-    e = np.exp(-n * (1.0 - cr_safe))
-    general = (1.0 - e) / (1.0 - cr_safe * e)
-    return np.asarray(np.where(near_one, n / (1.0 + n), general), dtype=np.float64)
+    return np.asarray(elementwise(effectiveness, ntu, capacity_ratio), dtype=np.float64)
 
 
 def ntu_for_effectiveness(effectiveness: float, capacity_ratio: float) -> float:
@@ -76,6 +85,39 @@ def ntu_for_effectiveness(effectiveness: float, capacity_ratio: float) -> float:
     return float(np.log((1.0 - eps * cr) / (1.0 - eps)) / (1.0 - cr))
 
 
+@jit
+def coil_ua(p: CrahParams, airflow_kg_s: float, water_flow_kg_s: float, ua_mult: float) -> float:
+    """Coil UA at off-design flows (film-coefficient scaling), times a fouling/site multiplier."""
+    m_a = max(airflow_kg_s, 1e-6)
+    m_w = max(water_flow_kg_s, 1e-6)
+    r_a = p.air_side_resistance_frac
+    resistance = (
+        r_a * (p.design_airflow_kg_s / m_a) ** 0.8
+        + (1.0 - r_a) * (p.design_water_flow_kg_s / m_w) ** 0.85
+    )
+    return float(p.design_ua_kw_k * ua_mult / resistance)
+
+
+@jit
+def coil_leaving(
+    p: CrahParams,
+    air_in_c: float,
+    water_in_c: float,
+    airflow_kg_s: float,
+    water_flow_kg_s: float,
+    ua_mult: float,
+) -> float:
+    """Air temperature leaving a dry coil (ε-NTU counterflow). No water → no cooling."""
+    c_air = airflow_kg_s * CP_AIR_KJ_KG_K
+    c_w = water_flow_kg_s * CP_WATER_KJ_KG_K
+    c_min = min(c_air, c_w)
+    c_max = max(max(c_air, c_w), 1e-9)
+    ua = coil_ua(p, airflow_kg_s, water_flow_kg_s, ua_mult)
+    eps = effectiveness(ua / max(c_min, 1e-9), c_min / c_max)
+    q_kw = eps * c_min * max(air_in_c - water_in_c, 0.0)
+    return air_in_c - q_kw / max(c_air, 1e-9)
+
+
 def coil_ua_kw_k(
     params: CrahParams,
     airflow_kg_s: ArrayLike,
@@ -83,14 +125,9 @@ def coil_ua_kw_k(
     ua_multiplier: ArrayLike,
 ) -> FloatArray:
     """Coil UA at off-design flows (film-coefficient scaling), times a fouling/site multiplier."""
-    m_a = np.maximum(np.asarray(airflow_kg_s, dtype=np.float64), 1e-6)
-    m_w = np.maximum(np.asarray(water_flow_kg_s, dtype=np.float64), 1e-6)
-    r_a = params.air_side_resistance_frac
-    resistance = (
-        r_a * (params.design_airflow_kg_s / m_a) ** 0.8
-        + (1.0 - r_a) * (params.design_water_flow_kg_s / m_w) ** 0.85
+    return np.asarray(
+        elementwise(coil_ua, as_record(params), airflow_kg_s, water_flow_kg_s, ua_multiplier)
     )
-    return np.asarray(params.design_ua_kw_k * np.asarray(ua_multiplier) / resistance)
 
 
 def coil_leaving_air_c(
@@ -102,80 +139,132 @@ def coil_leaving_air_c(
     ua_multiplier: ArrayLike = 1.0,
 ) -> FloatArray:
     """Air temperature leaving a dry coil (ε-NTU counterflow). No water → no cooling."""
-    m_a = np.asarray(airflow_kg_s, dtype=np.float64)
-    m_w = np.asarray(water_flow_kg_s, dtype=np.float64)
-    c_air = m_a * CP_AIR_KJ_KG_K
-    c_w = m_w * CP_WATER_KJ_KG_K
-    c_min = np.minimum(c_air, c_w)
-    c_max = np.maximum(np.maximum(c_air, c_w), 1e-9)
-    ua = coil_ua_kw_k(params, m_a, m_w, ua_multiplier)
-    eps = counterflow_effectiveness(ua / np.maximum(c_min, 1e-9), c_min / c_max)
-    t_in = np.asarray(air_in_c, dtype=np.float64)
-    q_kw = eps * c_min * np.maximum(t_in - np.asarray(water_in_c), 0.0)
-    return np.asarray(t_in - q_kw / np.maximum(c_air, 1e-9), dtype=np.float64)
+    return np.asarray(
+        elementwise(
+            coil_leaving,
+            as_record(params),
+            air_in_c,
+            water_in_c,
+            airflow_kg_s,
+            water_flow_kg_s,
+            ua_multiplier,
+        )
+    )
+
+
+@jit
+def fan_airflow(p: CrahParams, speed_frac: float) -> float:
+    """Airflow of a running unit at a speed (clipped to [min speed, 1])."""
+    return p.design_airflow_kg_s * min(max(speed_frac, p.min_speed_frac), 1.0)
+
+
+@jit
+def fan_power(p: CrahParams, speed_frac: float) -> float:
+    """Fan electrical power by the affinity law (∝ speed³), speed clipped to [min, 1]."""
+    return p.design_fan_power_kw * min(max(speed_frac, p.min_speed_frac), 1.0) ** 3
 
 
 def fan_airflow_kg_s(params: CrahParams, speed_frac: ArrayLike) -> FloatArray:
     """Airflow of a running unit at a speed (clipped to [min speed, 1])."""
-    s = np.clip(np.asarray(speed_frac, dtype=np.float64), params.min_speed_frac, 1.0)
-    return np.asarray(params.design_airflow_kg_s * s)
+    return np.asarray(elementwise(fan_airflow, as_record(params), speed_frac))
 
 
 def fan_power_kw(params: CrahParams, speed_frac: ArrayLike) -> FloatArray:
     """Fan electrical power by the affinity law (∝ speed³), speed clipped to [min, 1]."""
-    s = np.clip(np.asarray(speed_frac, dtype=np.float64), params.min_speed_frac, 1.0)
-    return np.asarray(params.design_fan_power_kw * s**3)
+    return np.asarray(elementwise(fan_power, as_record(params), speed_frac))
+
+
+def valve_water_terms(params: CrahParams) -> FloatArray:
+    """(m_w0 / m_w)^0.85 at the valve bisection's 2^7 + 1 flows max·j/128 (floored at 1e-6)."""
+    flows = np.maximum(params.max_water_flow_kg_s * np.arange(VALVE_GRID + 1) / VALVE_GRID, 1e-6)
+    return np.asarray(np.exp(0.85 * (np.log(params.design_water_flow_kg_s) - np.log(flows))))
+
+
+@jit
+def _leaving_at_grid(
+    p: CrahParams,
+    water_term: float,
+    j: int,
+    air_in_c: float,
+    c_air: float,
+    r_air: float,
+    ua_scale: float,
+    delta_max: float,
+) -> float:
+    """:func:`coil_leaving` at the tabulated flow ``j`` (its water-side term given) with the
+    flow-free terms hoisted."""
+    m_w = max(p.max_water_flow_kg_s * j / VALVE_GRID, 1e-6)
+    ua = ua_scale / (r_air + (1.0 - p.air_side_resistance_frac) * water_term)
+    c_w = m_w * CP_WATER_KJ_KG_K
+    c_min = min(c_air, c_w)
+    cr = min(c_min / max(c_air, c_w), 1.0 - 1e-9)
+    e = math.exp(-(ua / c_min) * (1.0 - cr))
+    eps = (1.0 - e) / (1.0 - cr * e)
+    return float(air_in_c - eps * c_min * delta_max / c_air)
+
+
+@jit
+def valve_flow(
+    p: CrahParams,
+    water_terms: FloatArray,
+    air_in_c: float,
+    water_in_c: float,
+    airflow_kg_s: float,
+    leaving_setpoint_c: float,
+    ua_mult: float,
+) -> float:
+    """Water flow the supply-air loop settles at: the least flow that reaches the setpoint.
+
+    Leaving air falls monotonically with water flow, so a fixed-count bisection over the
+    tabulated flows brackets the answer; a secant between the bracket ends refines it. A
+    setpoint the coil cannot reach opens the valve fully; one already met by the entering
+    air closes it.
+    """
+    if air_in_c <= leaving_setpoint_c:
+        return 0.0
+    c_air = max(airflow_kg_s * CP_AIR_KJ_KG_K, 1e-9)
+    r_air = p.air_side_resistance_frac * (p.design_airflow_kg_s / max(airflow_kg_s, 1e-6)) ** 0.8
+    ua_scale = p.design_ua_kw_k * ua_mult
+    delta_max = max(air_in_c - water_in_c, 0.0)
+    lo_j, hi_j = 0, VALVE_GRID
+    t_lo = air_in_c
+    t_hi = _leaving_at_grid(p, water_terms[hi_j], hi_j, air_in_c, c_air, r_air, ua_scale, delta_max)
+    if t_hi > leaving_setpoint_c:
+        return float(p.max_water_flow_kg_s)
+    for _ in range(BISECTION_STEPS):
+        mid_j = (lo_j + hi_j) // 2
+        t_mid = _leaving_at_grid(
+            p, water_terms[mid_j], mid_j, air_in_c, c_air, r_air, ua_scale, delta_max
+        )
+        if t_mid > leaving_setpoint_c:
+            lo_j, t_lo = mid_j, t_mid
+        else:
+            hi_j, t_hi = mid_j, t_mid
+    lo = p.max_water_flow_kg_s * lo_j / VALVE_GRID
+    hi = p.max_water_flow_kg_s * hi_j / VALVE_GRID
+    span = t_lo - t_hi if abs(t_lo - t_hi) > 1e-9 else 1.0
+    frac = min(max((t_lo - leaving_setpoint_c) / span, 0.0), 1.0)
+    return float(lo + frac * (hi - lo))
 
 
 def valve_water_flow_for_setpoint(
     params: CrahParams,
-    air_in_c: FloatArray,
-    water_in_c: FloatArray,
-    airflow_kg_s: FloatArray,
-    coil_leaving_setpoint_c: FloatArray,
-    ua_multiplier: FloatArray,
+    air_in_c: ArrayLike,
+    water_in_c: ArrayLike,
+    airflow_kg_s: ArrayLike,
+    coil_leaving_setpoint_c: ArrayLike,
+    ua_multiplier: ArrayLike,
 ) -> FloatArray:
-    """Water flow the supply-air loop settles at: the least flow that reaches the coil setpoint.
-
-    Leaving air falls monotonically with water flow, so a fixed-count vectorised bisection
-    brackets the answer; a final secant between the bracket ends refines it. A setpoint the
-    coil cannot reach opens the valve fully; one already met by the entering air closes it.
-    The loop inlines :func:`coil_leaving_air_c` with the flow-independent terms hoisted (it is
-    the plant's hot path); ``tests/physics/test_crah.py`` checks the two agree.
-    """
-    c_air = np.maximum(airflow_kg_s * CP_AIR_KJ_KG_K, 1e-9)
-    r_a = params.air_side_resistance_frac
-    r_air = r_a * (params.design_airflow_kg_s / np.maximum(airflow_kg_s, 1e-6)) ** 0.8
-    ua_scale = params.design_ua_kw_k * ua_multiplier
-    delta_max = np.maximum(air_in_c - water_in_c, 0.0)
-    ln_w0 = np.log(params.design_water_flow_kg_s)
-
-    def leaving(flow: FloatArray) -> FloatArray:
-        m_w = np.maximum(flow, 1e-6)
-        ua = ua_scale / (r_air + (1.0 - r_a) * np.exp(0.85 * (ln_w0 - np.log(m_w))))
-        c_w = m_w * CP_WATER_KJ_KG_K
-        c_min = np.minimum(c_air, c_w)
-        cr = np.minimum(c_min / np.maximum(c_air, c_w), 1.0 - 1e-9)
-        e = np.exp(-(ua / c_min) * (1.0 - cr))
-        eps = (1.0 - e) / (1.0 - cr * e)
-        return np.asarray(air_in_c - eps * c_min * delta_max / c_air, dtype=np.float64)
-
-    lo = np.zeros_like(air_in_c)
-    hi = np.full_like(air_in_c, params.max_water_flow_kg_s)
-    t_lo = np.asarray(air_in_c, dtype=np.float64).copy()
-    t_hi = leaving(hi)
-    unreachable = t_hi > coil_leaving_setpoint_c
-    for _ in range(BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        t_mid = leaving(mid)
-        too_warm = t_mid > coil_leaving_setpoint_c
-        lo = np.where(too_warm, mid, lo)
-        t_lo = np.where(too_warm, t_mid, t_lo)
-        hi = np.where(too_warm, hi, mid)
-        t_hi = np.where(too_warm, t_hi, t_mid)
-    span = np.where(np.abs(t_lo - t_hi) > 1e-9, t_lo - t_hi, 1.0)
-    frac = np.clip((t_lo - coil_leaving_setpoint_c) / span, 0.0, 1.0)
-    flow = lo + frac * (hi - lo)
-    flow = np.where(unreachable, params.max_water_flow_kg_s, flow)
-    already_met = air_in_c <= coil_leaving_setpoint_c
-    return np.asarray(np.where(already_met, 0.0, flow), dtype=np.float64)
+    """Water flow the supply-air loop settles at (:func:`valve_flow` for every unit)."""
+    terms = valve_water_terms(params)
+    return np.asarray(
+        elementwise(
+            lambda *a: valve_flow(a[0], terms, *a[1:]),
+            as_record(params),
+            air_in_c,
+            water_in_c,
+            airflow_kg_s,
+            coil_leaving_setpoint_c,
+            ua_multiplier,
+        )
+    )

@@ -12,15 +12,13 @@ chilled-water return. Both streams are water, so the balance closes with one c_p
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from physics.compiled import elementwise, jit
 from physics.constants import CP_WATER_KJ_KG_K
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -40,6 +38,28 @@ class EconomiserFlows:
     """Condenser water leaving the exchanger (back toward the tower)."""
 
 
+@jit
+def exchange(
+    effectiveness: float,
+    enabled: bool,
+    chw_return_c: float,
+    chw_flow_kg_s: float,
+    cw_supply_c: float,
+    cw_flow_kg_s: float,
+) -> tuple[float, float, float]:
+    """Plate exchanger duty ε·C_min·ΔT_max (kW) and the two leaving temperatures (°C).
+
+    A stream with zero flow leaves at its entering temperature and no heat moves.
+    """
+    eps = min(max(effectiveness, 0.0), 1.0)
+    c_chw = max(chw_flow_kg_s, 0.0) * CP_WATER_KJ_KG_K
+    c_cw = max(cw_flow_kg_s, 0.0) * CP_WATER_KJ_KG_K
+    heat = eps * min(c_chw, c_cw) * max(chw_return_c - cw_supply_c, 0.0) if enabled else 0.0
+    chw_leave = chw_return_c - heat / c_chw if c_chw > 0.0 else chw_return_c
+    cw_leave = cw_supply_c + heat / c_cw if c_cw > 0.0 else cw_supply_c
+    return heat, chw_leave, cw_leave
+
+
 def economiser_heat_kw(
     effectiveness: ArrayLike,
     enabled: ArrayLike,
@@ -48,26 +68,18 @@ def economiser_heat_kw(
     cw_supply_c: ArrayLike,
     cw_flow_kg_s: ArrayLike,
 ) -> EconomiserFlows:
-    """Plate exchanger duty ε·C_min·ΔT_max and the resulting stream temperatures.
-
-    A stream with zero flow leaves at its entering temperature and no heat moves.
-    """
-    eps = np.clip(np.asarray(effectiveness, dtype=np.float64), 0.0, 1.0)
-    on = np.asarray(enabled, dtype=np.bool_)
-    t_chw = np.asarray(chw_return_c, dtype=np.float64)
-    t_cw = np.asarray(cw_supply_c, dtype=np.float64)
-    c_chw = np.maximum(np.asarray(chw_flow_kg_s, dtype=np.float64), 0.0) * CP_WATER_KJ_KG_K
-    c_cw = np.maximum(np.asarray(cw_flow_kg_s, dtype=np.float64), 0.0) * CP_WATER_KJ_KG_K
-    delta_t_max = np.maximum(t_chw - t_cw, 0.0)
-    heat = np.where(on, eps * np.minimum(c_chw, c_cw) * delta_t_max, 0.0)
-    heat, c_chw, c_cw, t_chw, t_cw = np.broadcast_arrays(heat, c_chw, c_cw, t_chw, t_cw)
-    chw_drop = np.divide(heat, c_chw, out=np.zeros_like(heat), where=c_chw > 0.0)
-    cw_rise = np.divide(heat, c_cw, out=np.zeros_like(heat), where=c_cw > 0.0)
-    return EconomiserFlows(
-        heat_kw=np.asarray(heat, dtype=np.float64),
-        chw_leave_c=np.asarray(t_chw - chw_drop, dtype=np.float64),
-        cw_leave_c=np.asarray(t_cw + cw_rise, dtype=np.float64),
+    """Plate exchanger duty and the resulting stream temperatures (:func:`exchange`)."""
+    heat, chw_leave, cw_leave = elementwise(
+        lambda e, on, *rest: exchange(e, on > 0.5, *rest),
+        effectiveness,
+        np.asarray(enabled, dtype=np.bool_).astype(np.float64),
+        chw_return_c,
+        chw_flow_kg_s,
+        cw_supply_c,
+        cw_flow_kg_s,
+        n_out=3,
     )
+    return EconomiserFlows(heat_kw=heat, chw_leave_c=chw_leave, cw_leave_c=cw_leave)
 
 
 def economiser_available(

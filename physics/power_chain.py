@@ -14,13 +14,12 @@ pass the transformer. The transformer is treated at unity power factor (kVA = kW
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-logger = logging.getLogger(__name__)
+from physics.compiled import as_record, elementwise, jit, record_type
 
 FloatArray = NDArray[np.float64]
 
@@ -41,10 +40,19 @@ class LossCurve:
             raise ValueError("loss coefficients must be non-negative (losses grow with load)")
 
 
+LossCurveRecord = record_type(LossCurve)
+
+
+@jit
+def stage_loss(curve: LossCurve, load_kw: float) -> float:
+    """Loss of a stage delivering ``load_kw`` (negative load treated as zero)."""
+    x = max(load_kw, 0.0) / curve.rated_kw
+    return curve.rated_kw * (curve.a0 + x * (curve.a1 + x * curve.a2))
+
+
 def loss_kw(curve: LossCurve, load_kw: ArrayLike) -> FloatArray:
     """Loss of a stage delivering ``load_kw`` (negative load treated as zero)."""
-    x = np.maximum(np.asarray(load_kw, dtype=np.float64), 0.0) / curve.rated_kw
-    return np.asarray(curve.rated_kw * (curve.a0 + x * (curve.a1 + x * curve.a2)), np.float64)
+    return np.asarray(elementwise(stage_loss, as_record(curve), load_kw))
 
 
 def _default_ups() -> LossCurve:
@@ -91,27 +99,38 @@ class PowerChainFlows:
     """Total drawn from the utility, summed in the module's documented order."""
 
 
+PowerChainParamsRecord = record_type(PowerChainParams)
+
+
+@jit
+def chain(
+    p: PowerChainParams, it_power_kw: float, mechanical_power_kw: float
+) -> tuple[float, float, float, float]:
+    """PDU, UPS and transformer losses and the facility power (kW) for IT and mechanical
+    loads: IT → PDU → UPS; the transformer carries everything, lighting and aux included."""
+    pdu = stage_loss(p.pdu, it_power_kw)
+    ups_out = it_power_kw + pdu
+    ups = stage_loss(p.ups, ups_out)
+    transformer_out = ups_out + ups + mechanical_power_kw + p.lighting_kw + p.aux_kw
+    transformer = stage_loss(p.transformer, transformer_out)
+    facility = (
+        it_power_kw + pdu + ups + mechanical_power_kw + p.lighting_kw + p.aux_kw + transformer
+    )
+    return pdu, ups, transformer, facility
+
+
 def power_chain(
     params: PowerChainParams, it_power_kw: ArrayLike, mechanical_power_kw: ArrayLike
 ) -> PowerChainFlows:
-    """Losses of each stage and the facility power for IT and mechanical loads."""
-    it, mechanical = np.broadcast_arrays(
-        np.asarray(it_power_kw, dtype=np.float64),
-        np.asarray(mechanical_power_kw, dtype=np.float64),
+    """Losses of each stage and the facility power for IT and mechanical loads (:func:`chain`)."""
+    pdu, ups, transformer, facility = elementwise(
+        chain, as_record(params), it_power_kw, mechanical_power_kw, n_out=4
     )
-    pdu_loss = loss_kw(params.pdu, it)
-    ups_out = it + pdu_loss
-    ups_loss = loss_kw(params.ups, ups_out)
-    lighting = np.full(it.shape, params.lighting_kw)
-    aux = np.full(it.shape, params.aux_kw)
-    transformer_out = ups_out + ups_loss + mechanical + lighting + aux
-    transformer_loss = loss_kw(params.transformer, transformer_out)
-    facility = it + pdu_loss + ups_loss + mechanical + lighting + aux + transformer_loss
     return PowerChainFlows(
-        pdu_loss_kw=pdu_loss,
-        ups_loss_kw=ups_loss,
-        transformer_loss_kw=transformer_loss,
-        lighting_kw=lighting,
-        aux_kw=aux,
-        facility_kw=np.asarray(facility, dtype=np.float64),
+        pdu_loss_kw=pdu,
+        ups_loss_kw=ups,
+        transformer_loss_kw=transformer,
+        lighting_kw=np.full(pdu.shape, params.lighting_kw),
+        aux_kw=np.full(pdu.shape, params.aux_kw),
+        facility_kw=facility,
     )

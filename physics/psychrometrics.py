@@ -12,7 +12,6 @@ point is clipped to at most the dry bulb.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -20,8 +19,6 @@ import psychrolib
 from numpy.typing import ArrayLike, NDArray
 
 from physics.constants import STANDARD_PRESSURE_PA
-
-logger = logging.getLogger(__name__)
 
 psychrolib.SetUnitSystem(psychrolib.SI)
 

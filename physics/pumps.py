@@ -11,14 +11,29 @@ power is that at ``q = min_speed_frac``. Zero flow means the pump is off.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-logger = logging.getLogger(__name__)
+from physics.compiled import elementwise, jit
 
 FloatArray = NDArray[np.float64]
+
+
+@jit
+def variable_speed_power(
+    design_power_kw: float,
+    flow_frac: float,
+    min_speed_frac: float,
+    static_head_frac: float,
+    efficiency_multiplier: float,
+) -> float:
+    """Electric power of a variable-speed pump delivering ``flow_frac`` of design flow."""
+    flow = max(flow_frac, 0.0)
+    if flow <= 0.0:
+        return 0.0
+    q = max(flow, min_speed_frac)
+    h_s = min(max(static_head_frac, 0.0), 1.0)
+    return design_power_kw * q * (h_s + (1.0 - h_s) * q * q) / max(efficiency_multiplier, 1e-6)
 
 
 def pump_power_kw(
@@ -29,13 +44,16 @@ def pump_power_kw(
     efficiency_multiplier: ArrayLike = 1.0,
 ) -> FloatArray:
     """Electric power of a variable-speed pump delivering ``flow_frac`` of design flow."""
-    design = np.asarray(design_power_kw, dtype=np.float64)
-    flow = np.maximum(np.asarray(flow_frac, dtype=np.float64), 0.0)
-    q = np.maximum(flow, np.asarray(min_speed_frac, dtype=np.float64))
-    h_s = np.clip(np.asarray(static_head_frac, dtype=np.float64), 0.0, 1.0)
-    eta = np.maximum(np.asarray(efficiency_multiplier, dtype=np.float64), 1e-6)
-    power = design * q * (h_s + (1.0 - h_s) * q * q) / eta
-    return np.asarray(np.where(flow > 0.0, power, 0.0), dtype=np.float64)
+    return np.asarray(
+        elementwise(
+            variable_speed_power,
+            design_power_kw,
+            flow_frac,
+            min_speed_frac,
+            static_head_frac,
+            efficiency_multiplier,
+        )
+    )
 
 
 def constant_speed_pump_power_kw(

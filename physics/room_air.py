@@ -25,15 +25,14 @@ coils one step later (a one-step transport delay).
 
 from __future__ import annotations
 
-import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from physics.compiled import as_record, jit, record_type
 from physics.constants import CP_AIR_KJ_KG_K
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 
@@ -86,9 +85,105 @@ class RoomStep:
     envelope_gain_kw: FloatArray
 
 
-def _relax(value: FloatArray, target: FloatArray, decay: FloatArray) -> FloatArray:
-    """Exact solution of a first-order lag after one step: target + (value − target)·decay."""
-    return np.asarray(target + (value - target) * decay, dtype=np.float64)
+RoomParamsRecord = record_type(RoomParams)
+
+
+@jit
+def hall_step(
+    p: RoomParams,
+    server_c: FloatArray,
+    structure_c: float,
+    supply_air_c: float,
+    pod_supply_airflow_kg_s: FloatArray,
+    rack_power_kw: FloatArray,
+    rack_airflow_kg_s: FloatArray,
+    rack_recirc_frac: FloatArray,
+    cross_recirc_frac: FloatArray,
+    server_capacity_kj_k: FloatArray,
+    plenum_heat_kw: float,
+    outdoor_c: float,
+    dt_s: float,
+    structure_capacity_kj_k: float,
+    out_inlet_c: FloatArray,
+    out_hot_aisle_c: FloatArray,
+    out_bypass_kg_s: FloatArray,
+    out_extra_recirc_frac: FloatArray,
+    work: FloatArray,
+) -> tuple[float, float, float, float, float]:
+    """Advance one hall by ``dt_s`` with the supply air held over the step.
+
+    Arrays: pods ``P``, racks ``R``; ``server_c`` (P, R) is updated in place; rack inlets,
+    new hot-aisle temperatures, bypass and extra recirculation are written to the ``out_``
+    arrays; ``work`` (4, P) is scratch. Returns the new structure temperature, the return
+    air, the structure's and the envelope's heat gains and the heat stored in the servers
+    (kW).
+    """
+    n_pods, n_racks = server_c.shape
+    m_pod, rho_pod, hot_old, cross_pod = work[0], work[1], work[2], work[3]
+    for q in range(n_pods):
+        m = mr = hot = 0.0
+        for r in range(n_racks):
+            m += rack_airflow_kg_s[q, r]
+            mr += rack_airflow_kg_s[q, r] * rack_recirc_frac[q, r]
+            hot += rack_airflow_kg_s[q, r] * server_c[q, r]
+        m_pod[q] = m
+        rho_pod[q] = mr / m
+        hot_old[q] = hot / m
+        cross_pod[q] = cross_recirc_frac[q].sum()
+    t_sup = supply_air_c
+    stored_servers = 0.0
+    for q in range(n_pods):
+        need = (1.0 - rho_pod[q] - cross_pod[q]) * m_pod[q]
+        out_extra_recirc_frac[q] = max(need - pod_supply_airflow_kg_s[q], 0.0) / m_pod[q]
+        out_bypass_kg_s[q] = max(pod_supply_airflow_kg_s[q] - need, 0.0)
+        cross_rise = -cross_pod[q] * t_sup
+        for j in range(n_pods):
+            cross_rise += cross_recirc_frac[q, j] * hot_old[j]
+        hot = 0.0
+        for r in range(n_racks):
+            mix_frac = rack_recirc_frac[q, r] + out_extra_recirc_frac[q]
+            inlet = t_sup + mix_frac * (hot_old[q] - t_sup) + cross_rise
+            out_inlet_c[q, r] = inlet
+            # Server node: exact exponential update towards the steady exhaust temperature.
+            g_kw_k = rack_airflow_kg_s[q, r] * CP_AIR_KJ_KG_K
+            cap = server_capacity_kj_k[q, r]
+            steady = inlet + rack_power_kw[q, r] / g_kw_k
+            new = steady + (server_c[q, r] - steady) * math.exp(-g_kw_k * dt_s / cap)
+            stored_servers += cap * (new - server_c[q, r]) / dt_s
+            server_c[q, r] = new
+            hot += rack_airflow_kg_s[q, r] * new
+        out_hot_aisle_c[q] = hot / m_pod[q]
+    # Return plenum: mix hot-aisle outflows and bypass, then exchange with the structure.
+    # Each hot aisle sends to the plenum what its own and other pods' racks did not draw.
+    plenum_flow = mix_num = bypass_sum = 0.0
+    for q in range(n_pods):
+        drawn = 0.0
+        for i in range(n_pods):
+            drawn += cross_recirc_frac[i, q] * m_pod[i]
+        hot_out = max((1.0 - rho_pod[q] - out_extra_recirc_frac[q]) * m_pod[q] - drawn, 0.0)
+        plenum_flow += hot_out
+        mix_num += hot_out * out_hot_aisle_c[q]
+        bypass_sum += out_bypass_kg_s[q]
+    plenum_flow += bypass_sum  # = the supply airflow (mass balance)
+    if plenum_flow > 1e-9:
+        mix = (mix_num + bypass_sum * t_sup) / max(plenum_flow, 1e-9)
+    else:
+        mix = out_hot_aisle_c.sum() / n_pods
+    capacity_rate = max(plenum_flow, 1e-6) * CP_AIR_KJ_KG_K
+    mix += plenum_heat_kw / capacity_rate
+    # Structure: lumped node between plenum air and outdoors, exact update. The air can
+    # give up at most what its stream carries: the surface acts with effectiveness
+    # 1 − exp(−UA/(m·cp)), so the return air stays between the mix and the structure.
+    ua_st = capacity_rate * -math.expm1(-p.structure_ua_kw_k / capacity_rate)
+    ua_sum = ua_st + p.envelope_ua_kw_k
+    steady = (ua_st * mix + p.envelope_ua_kw_k * outdoor_c) / ua_sum
+    c_st = structure_capacity_kj_k
+    structure_new = steady + (structure_c - steady) * math.exp(-ua_sum * dt_s / c_st)
+    stored_structure = c_st * (structure_new - structure_c) / dt_s
+    envelope_gain = p.envelope_ua_kw_k * (outdoor_c - 0.5 * (structure_new + structure_c))
+    structure_gain = stored_structure - envelope_gain
+    return_air = mix - structure_gain / capacity_rate
+    return structure_new, return_air, structure_gain, envelope_gain, stored_servers
 
 
 def room_air_step(
@@ -107,7 +202,8 @@ def room_air_step(
     dt_s: float,
     structure_capacity_kj_k: FloatArray | None = None,
 ) -> RoomStep:
-    """Advance the hall by ``dt_s`` seconds with the supply air held over the step.
+    """Advance the hall by ``dt_s`` seconds with the supply air held over the step
+    (:func:`hall_step` for each site).
 
     Shapes: sites ``B``, pods ``P``, racks ``R``. ``supply_air_c`` (B,),
     ``pod_supply_airflow_kg_s`` (B, P), rack arrays (B, P, R), ``cross_recirc_frac`` (B, P, P)
@@ -117,72 +213,69 @@ def room_air_step(
     ``outdoor_c`` (B,), ``structure_capacity_kj_k`` (B,) per-site structure capacity (defaults
     to ``params.structure_capacity_kj_k``).
     """
-    t_sup = supply_air_c[:, None]
-    m_rack = rack_airflow_kg_s
-    m_pod = m_rack.sum(axis=2)
-    rho_pod = (m_rack * rack_recirc_frac).sum(axis=2) / m_pod
-    cross_pod = cross_recirc_frac.sum(axis=2)
-    need = (1.0 - rho_pod - cross_pod) * m_pod
-    deficit = np.maximum(need - pod_supply_airflow_kg_s, 0.0)
-    bypass = np.maximum(pod_supply_airflow_kg_s - need, 0.0)
-    extra = deficit / m_pod
+    b, n_pods, n_racks = np.shape(state.server_c)
 
-    hot_aisle = (m_rack * state.server_c).sum(axis=2) / m_pod
-    cross_rise = np.einsum("bij,bj->bi", cross_recirc_frac, hot_aisle) - cross_pod * t_sup
-    inlet = (
-        t_sup[..., None]
-        + (rack_recirc_frac + extra[..., None]) * (hot_aisle - t_sup)[..., None]
-        + cross_rise[..., None]
-    )
+    def per_site(value: object, shape: tuple[int, ...]) -> FloatArray:
+        return np.ascontiguousarray(np.broadcast_to(np.asarray(value, np.float64), shape))
 
-    # Server nodes: exact exponential update towards the steady exhaust temperature.
-    g_kw_k = m_rack * CP_AIR_KJ_KG_K
-    steady = inlet + rack_power_kw / g_kw_k
-    decay = np.exp(-g_kw_k * dt_s / server_capacity_kj_k)
-    server_new = _relax(state.server_c, steady, decay)
-    heat_to_air = rack_power_kw - server_capacity_kj_k * (server_new - state.server_c) / dt_s
-
-    # Return plenum: mix hot-aisle outflows and bypass, then exchange with the structure.
-    # Each hot aisle sends to the plenum what its own and other pods' racks did not draw.
-    drawn_by_others = np.einsum("bij,bi->bj", cross_recirc_frac, m_pod)
-    hot_out = np.maximum((1.0 - rho_pod - extra) * m_pod - drawn_by_others, 0.0)
-    hot_aisle_new = (m_rack * server_new).sum(axis=2) / m_pod
-    plenum_flow = hot_out.sum(axis=1) + bypass.sum(axis=1)  # = supply airflow (mass balance)
-    mix = np.where(
-        plenum_flow > 1e-9,
-        ((hot_out * hot_aisle_new).sum(axis=1) + bypass.sum(axis=1) * supply_air_c)
-        / np.maximum(plenum_flow, 1e-9),
-        hot_aisle_new.mean(axis=1),
-    )
-    capacity_rate = np.maximum(plenum_flow, 1e-6) * CP_AIR_KJ_KG_K
-    mix = mix + plenum_heat_kw / capacity_rate
-
-    # Structure: lumped node between plenum air and outdoors, exact update. The air can
-    # give up at most what its stream carries: the surface acts with effectiveness
-    # 1 − exp(−UA/(m·cp)), so the return air stays between the mix and the structure.
-    ua_st = capacity_rate * -np.expm1(-params.structure_ua_kw_k / capacity_rate)
-    ua_env = params.envelope_ua_kw_k
-    ua_sum = ua_st + ua_env
-    struct_steady = (ua_st * mix + ua_env * outdoor_c) / ua_sum
-    c_struct = (
-        params.structure_capacity_kj_k
-        if structure_capacity_kj_k is None
-        else np.asarray(structure_capacity_kj_k, dtype=np.float64)
-    )
-    struct_decay = np.exp(-ua_sum * dt_s / c_struct)
-    structure_new = _relax(state.structure_c, struct_steady, struct_decay)
-    stored_kw = c_struct * (structure_new - state.structure_c) / dt_s
-    envelope_gain = ua_env * (outdoor_c - 0.5 * (structure_new + state.structure_c))
-    structure_gain = stored_kw - envelope_gain
-    return_air = mix - structure_gain / capacity_rate
-
+    rack = (b, n_pods, n_racks)
+    power = per_site(rack_power_kw, rack)
+    airflow = per_site(rack_airflow_kg_s, rack)
+    recirc = per_site(rack_recirc_frac, rack)
+    capacity = per_site(server_capacity_kj_k, rack)
+    cross = per_site(cross_recirc_frac, (b, n_pods, n_pods))
+    pod_supply = per_site(pod_supply_airflow_kg_s, (b, n_pods))
+    scalars = [
+        per_site(v, (b,))
+        for v in (
+            supply_air_c,
+            plenum_heat_kw,
+            outdoor_c,
+            params.structure_capacity_kj_k
+            if structure_capacity_kj_k is None
+            else structure_capacity_kj_k,
+            state.structure_c,
+        )
+    ]
+    server = np.array(state.server_c, dtype=np.float64)
+    before = server.copy()
+    inlet = np.empty(rack)
+    hot_aisle = np.empty((b, n_pods))
+    bypass = np.empty((b, n_pods))
+    extra = np.empty((b, n_pods))
+    results = np.empty((b, 5))
+    work = np.empty((4, n_pods))
+    record = as_record(params)
+    for site in range(b):
+        sup, plenum, outdoor, c_struct, struct = (float(v[site]) for v in scalars)
+        results[site] = hall_step(
+            record,
+            server[site],
+            struct,
+            sup,
+            pod_supply[site],
+            power[site],
+            airflow[site],
+            recirc[site],
+            cross[site],
+            capacity[site],
+            plenum,
+            outdoor,
+            dt_s,
+            c_struct,
+            inlet[site],
+            hot_aisle[site],
+            bypass[site],
+            extra[site],
+            work,
+        )
     return RoomStep(
-        state=RoomState(server_c=server_new, structure_c=structure_new, return_air_c=return_air),
+        state=RoomState(server_c=server, structure_c=results[:, 0], return_air_c=results[:, 1]),
         rack_inlet_c=inlet,
-        hot_aisle_c=hot_aisle_new,
-        rack_heat_to_air_kw=heat_to_air,
+        hot_aisle_c=hot_aisle,
+        rack_heat_to_air_kw=power - capacity * (server - before) / dt_s,
         bypass_kg_s=bypass,
         extra_recirc_frac=extra,
-        structure_gain_kw=structure_gain,
-        envelope_gain_kw=envelope_gain,
+        structure_gain_kw=results[:, 2],
+        envelope_gain_kw=results[:, 3],
     )

@@ -9,15 +9,13 @@ speed). All of the electrical power ends up as heat in the air stream.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from physics.compiled import as_record, elementwise, jit, record_type
 from physics.constants import CP_AIR_KJ_KG_K
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 
@@ -61,6 +59,9 @@ class ServerParams:
         return self.max_power_kw / (CP_AIR_KJ_KG_K * self.design_delta_t_k)
 
 
+ServerParamsRecord = record_type(ServerParams, derived=("design_airflow_kg_s",))
+
+
 @dataclass(frozen=True)
 class ServerOperatingPoint:
     """Electrical power (all of it becomes heat), fan share and airflow of each rack."""
@@ -70,16 +71,46 @@ class ServerOperatingPoint:
     airflow_kg_s: FloatArray
 
 
+@jit
+def power_frac(idle_frac: float, util_frac: float) -> float:
+    """Fan/Weber/Barroso power as a fraction of P_max: idle + (1 − idle)(2u − u^1.4)."""
+    u = min(max(util_frac, 0.0), 1.0)
+    return float(idle_frac + (1.0 - idle_frac) * (2.0 * u - u**1.4))
+
+
+@jit
+def fan_speed(p: ServerParams, inlet_c: float) -> float:
+    """Server fan speed relative to nominal as the inlet warms past the onset."""
+    return min(1.0 + p.fan_speed_per_k * max(inlet_c - p.leakage_onset_c, 0.0), p.max_fan_speed)
+
+
+@jit
+def rack_operating_point(
+    p: ServerParams, load_frac: float, inlet_c: float, power_scale: float
+) -> tuple[float, float, float]:
+    """One rack's electrical power, fan power and airflow (kW, kW, kg/s) at a load fraction
+    of P_max (:func:`power_frac` of the utilisation, shared by a pod's racks).
+
+    At nominal inlet the total is P_max·load_frac; the fans' nominal share is part of it.
+    Above the onset, CPU leakage grows the board power and the fans speed up (power ∝
+    speed³, airflow ∝ speed). ``power_scale`` multiplies P_max (installed IT per rack).
+    """
+    p_max_kw = p.max_power_kw * power_scale
+    excess_k = max(inlet_c - p.leakage_onset_c, 0.0)
+    board_kw = p_max_kw * (load_frac - p.fan_power_frac) * (1.0 + p.leakage_frac_per_k * excess_k)
+    speed = fan_speed(p, inlet_c)
+    fan_kw = p_max_kw * p.fan_power_frac * speed**3
+    return board_kw + fan_kw, fan_kw, p.design_airflow_kg_s * power_scale * speed
+
+
 def utilisation_power_frac(idle_frac: float | FloatArray, util_frac: ArrayLike) -> FloatArray:
     """Fan/Weber/Barroso power as a fraction of P_max: idle + (1 − idle)(2u − u^1.4)."""
-    u = np.clip(np.asarray(util_frac, dtype=np.float64), 0.0, 1.0)
-    return np.asarray(idle_frac + (1.0 - idle_frac) * (2.0 * u - u**1.4), dtype=np.float64)
+    return np.asarray(elementwise(power_frac, idle_frac, util_frac), dtype=np.float64)
 
 
 def server_fan_speed(params: ServerParams, inlet_c: ArrayLike) -> FloatArray:
     """Server fan speed relative to nominal as the inlet warms past the onset."""
-    excess_k = np.maximum(np.asarray(inlet_c, dtype=np.float64) - params.leakage_onset_c, 0.0)
-    return np.minimum(1.0 + params.fan_speed_per_k * excess_k, params.max_fan_speed)
+    return np.asarray(elementwise(fan_speed, as_record(params), inlet_c), dtype=np.float64)
 
 
 def server_operating_point(
@@ -88,24 +119,10 @@ def server_operating_point(
     inlet_c: ArrayLike,
     power_scale: float | FloatArray = 1.0,
 ) -> ServerOperatingPoint:
-    """Rack power, fan power and airflow from utilisation and inlet temperature.
-
-    ``power_scale`` multiplies P_max (per-rack hidden variation of installed IT).
-    """
-    inlet = np.asarray(inlet_c, dtype=np.float64)
-    p_max_kw = params.max_power_kw * np.asarray(power_scale, dtype=np.float64)
-    excess_k = np.maximum(inlet - params.leakage_onset_c, 0.0)
-    # At nominal inlet the total is P_max·curve(u); the fans' nominal share is part of it.
-    board_kw = (
-        p_max_kw
-        * (utilisation_power_frac(params.idle_frac, util_frac) - params.fan_power_frac)
-        * (1.0 + params.leakage_frac_per_k * excess_k)
+    """Rack power, fan power and airflow from utilisation and inlet temperature
+    (:func:`rack_operating_point` for every rack)."""
+    load = utilisation_power_frac(params.idle_frac, util_frac)
+    power, fan, airflow = elementwise(
+        rack_operating_point, as_record(params), load, inlet_c, power_scale, n_out=3
     )
-    speed = server_fan_speed(params, inlet)
-    fan_kw = p_max_kw * params.fan_power_frac * speed**3
-    airflow = params.design_airflow_kg_s * np.asarray(power_scale, dtype=np.float64) * speed
-    return ServerOperatingPoint(
-        power_kw=np.asarray(board_kw + fan_kw, dtype=np.float64),
-        fan_power_kw=np.asarray(fan_kw, dtype=np.float64),
-        airflow_kg_s=np.asarray(airflow * np.ones_like(board_kw), dtype=np.float64),
-    )
+    return ServerOperatingPoint(power_kw=power, fan_power_kw=fan, airflow_kg_s=airflow)

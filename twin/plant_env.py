@@ -15,11 +15,10 @@ when it is at least one control period shorter than it, and by default it is exa
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -47,11 +46,8 @@ from twin.spaces import (
     observation_space,
 )
 
-logger = logging.getLogger(__name__)
-
 FloatArray = NDArray[np.float64]
 Obs = NDArray[np.float32]
-Engine = Literal["numpy", "numba"]
 
 
 def shift_faults(faults: tuple[FaultEvent, ...], offset_h: float) -> tuple[FaultEvent, ...]:
@@ -112,17 +108,13 @@ class PlantEnv(gym.Env[Obs, Obs]):
         episode_hours: float | None = None,
         reward: CoolingEnergyReward | None = None,
         action_scale: ActionScale | None = None,
-        engine: Engine = "numba",
         random_start: bool = False,
         record_log: bool = False,
     ) -> None:
         super().__init__()
-        if engine not in ("numpy", "numba"):
-            raise ValueError(f"unknown plant engine {engine!r} (numpy or numba)")
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         sc = self.scenario
         site = sc.site
-        self.engine: Engine = engine
         self.random_start = bool(random_start)
         self.record_log = bool(record_log)
         self._logs: list[FloatArray] = []
@@ -268,7 +260,6 @@ class PlantEnv(gym.Env[Obs, Obs]):
             seeds=(sc.site_seed,),
             step_s=sc.step_s,
             noise=sc.noise,
-            engine=self.engine,
         )
         if self._columns is None:
             self._columns = _LogColumns.of(plant.log_names)

@@ -29,9 +29,10 @@ from numpy.typing import NDArray
 
 from physics.plant.scenario import Scenario
 from physics.plant.sensors import SensorFrame, point_catalog
-from physics.plant.simulation import Engine, run_scenario
+from physics.plant.simulation import run_scenario
 from physics.plant.site_control import SetpointCommand
 from twin.spaces import ACTION_NAMES, ActionScale
+from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ FORMAT_VERSION = 1
 _STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
-class RecordingError(ValueError):
+class RecordingError(TwinLoopError, ValueError):
     """A recording that cannot be written or read; the message names the file and problem."""
 
 
@@ -358,7 +359,6 @@ def record_run(
     out_dir: Path,
     progress: bool = False,
     overwrite: bool = False,
-    engine: Engine = "numba",
 ) -> Path:
     """Run ``scenario`` under ``policy`` and write its recording; returns the Parquet path.
 
@@ -372,7 +372,7 @@ def record_run(
     )
     sidecar = parquet.with_suffix(".json")
     explorer = ExplorationPolicy.for_scenario(scenario, seed) if policy == "explore" else None
-    result = run_scenario(scenario, explorer, progress=progress, engine=engine)
+    result = run_scenario(scenario, explorer, progress=progress)
     frame = result.readings.copy()
     if explorer is not None:
         step_times_s = np.arange(len(frame), dtype=np.float64) * scenario.step_s

@@ -1,940 +1,845 @@
-"""The plant's step compiled with numba: the same equations as the numpy models, as loops.
+"""The plant's step: the models of :mod:`physics` composed into one compiled loop.
 
-:class:`physics.plant.plant.Plant` is the reference: every model lives in its own numpy
-module with its own reference tests. This kernel restates the composed step in scalar form
-so that a single site runs at thousands of steps per second, and
-``tests/physics/plant/test_kernel.py`` holds it to the numpy plant step by step (faults,
-commands and several sites included). A change to a physics module must be made here too;
-that test fails until it is.
+This is the only composition of a plant step. Each physical model (servers, CRAH coils and
+valves, the hall's air, the chilled-water loop, chillers and their staging, the economiser,
+the tower, pumps, the power chain, the site's own control) is a compiled scalar function in
+its own module (see :mod:`physics.compiled`); this module calls them in the order of a step
+and keeps the plant's state between calls. Order within a step: setpoints (command or site
+control, dead-bands) → servers → CRAH fans, supply-air loop and coils → room air →
+chilled-water loop, economiser and chillers (with staging timers) → condenser water and
+tower → pumps → power chain → ground-truth row. Water and room nodes are integrated exactly
+over the step; the plenum and condenser-water temperatures lag one step.
 
-Everything is passed as arrays or scalars (no Python objects); :func:`pack_params` flattens
-a :class:`SiteConfig` into the named tuple the kernel reads.
+Everything crosses into compiled code as named structures: :class:`Design` (the site's
+parameter records), :class:`Drivers` (weather and load over the run), the hidden-parameter
+and fault-effect records, :class:`Command`, :class:`PlantState` (updated in place) and
+:class:`LogLayout` (where each ground-truth column goes, derived from the column names).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any, NamedTuple
 
-import numba as nb
 import numpy as np
+from numba.core import types
+from numba.extending import typeof_impl
 from numpy.typing import NDArray
 
-from physics import cooling_tower as ct
-from physics import crah
-from physics.constants import CP_AIR_KJ_KG_K, CP_WATER_KJ_KG_K, H_FG_WATER_KJ_KG
-from physics.plant.site import SiteConfig
-
-logger = logging.getLogger(__name__)
+from physics import chilled_water as chw
+from physics import chiller, cooling_tower, crah, economiser, power_chain, pumps, servers
+from physics.chiller import StagingParams
+from physics.compiled import as_record, jit, jit_inline, record_type
+from physics.constants import CP_AIR_KJ_KG_K, CP_WATER_KJ_KG_K
+from physics.plant.faults import FaultEffects
+from physics.plant.site import HiddenParams, HiddenParamsRecord, SiteConfig
+from physics.plant.site_control import resolve, site_control
+from physics.room_air import hall_step
 
 FloatArray = NDArray[np.float64]
 
-_FAST = {"contract", "afn", "arcp"}
-"""LLVM fast-math flags that keep NaN/inf semantics (the stuck-valve NaN test needs them)."""
-
-_VALVE_STEPS = crah.BISECTION_STEPS
-_VALVE_GRID = 2**_VALVE_STEPS
-"""The valve bisection halves [0, max flow] seven times: every flow it tries is max·j/128."""
-
-CP_A = CP_AIR_KJ_KG_K
-CP_W = CP_WATER_KJ_KG_K
+FaultEffectsRecord = record_type(
+    FaultEffects, exclude=("sensor_bias", "sensor_stuck"), module=__name__
+)
 
 
-class KernelParams(NamedTuple):
-    """A site design flattened for the kernel (floats, ints and small float arrays)."""
+class Design(NamedTuple):
+    """The site's equipment as compiled code reads it."""
 
-    # servers
-    srv_pmax: float
-    srv_idle: float
-    srv_fan_frac: float
-    srv_onset: float
-    srv_leak: float
-    srv_fan_per_k: float
-    srv_max_speed: float
-    srv_airflow: float
-    # CRAH
-    crah_air0: float
-    crah_fan_kw: float
-    crah_min_speed: float
-    crah_water0: float
-    crah_water_max: float
-    crah_ua0: float
-    crah_r_air: float
-    crah_water_term: FloatArray
-    """(m_w0 / m_w)^0.85 at the valve bisection's 2^7 + 1 dyadic flows (exact, no pow)."""
-    # room
-    struct_ua: float
-    env_ua: float
-    # chilled-water loop and pumps
-    supply_mass: float
-    return_mass: float
-    main_mass: float
-    main_segments: int
-    min_flow_per_chiller: float
-    chw_design_flow: float
-    chw_pump_kw: float
-    cw_flow_per_chiller: float
-    cw_pump_kw: float
-    # chillers
-    ch_ref_cap: float
-    ch_ref_cop: float
-    ch_min_plr: float
-    ch_curves: FloatArray  # capft(6) eirft(6) eirfplr(3) xlo xhi ylo yhi plrlo plrhi
-    ch_min_on: float
-    ch_min_off: float
-    ch_restart: float
-    ch_stage_frac: float
-    ch_recovery: float
-    ch_max_condenser: float
-    # tower and economiser
-    tw_min_ratio: float
-    tw_fan_curve: FloatArray
-    tw_fan_kw: float
-    tw_free_frac: float
-    tw_drift: float
-    tw_cycles: float
-    tw_grid: FloatArray  # (3, 3, 3) YorkCalc
-    tw_limits: FloatArray  # twb lo, twb hi, range hi, flow lo, flow hi, max lg
-    eco_eff: float
-    # power chain: (rated, a0, a1, a2) for pdu, ups, transformer
-    pc_curves: FloatArray
-    lighting_kw: float
-    aux_kw: float
-    # setpoint dead-bands
-    deadband_c: float
-    deadband_frac: float
+    site: Any
+    """:class:`SiteConfig` as a record (``site.crah.design_airflow_kg_s``, ...)."""
+    staging: Any
+    """:class:`StagingParams` of the chiller plant as a record."""
+    valve_terms: FloatArray
+    """The CRAH valve solve's tabulated water-side terms (:func:`crah.valve_water_terms`)."""
+    step_s: float
 
-
-def pack_params(cfg: SiteConfig) -> KernelParams:
-    """Flatten a site configuration for :func:`run_steps`."""
-    c = cfg.chiller.curves
-    pc = cfg.power_chain
-    if cfg.chiller.cap_multiplier != 1.0 or cfg.chiller.eir_multiplier != 1.0:
-        raise ValueError("the kernel takes chiller deviations from the hidden parameters only")
-    return KernelParams(
-        srv_pmax=cfg.server.max_power_kw,
-        srv_idle=cfg.server.idle_frac,
-        srv_fan_frac=cfg.server.fan_power_frac,
-        srv_onset=cfg.server.leakage_onset_c,
-        srv_leak=cfg.server.leakage_frac_per_k,
-        srv_fan_per_k=cfg.server.fan_speed_per_k,
-        srv_max_speed=cfg.server.max_fan_speed,
-        srv_airflow=cfg.server.design_airflow_kg_s,
-        crah_air0=cfg.crah.design_airflow_kg_s,
-        crah_fan_kw=cfg.crah.design_fan_power_kw,
-        crah_min_speed=cfg.crah.min_speed_frac,
-        crah_water0=cfg.crah.design_water_flow_kg_s,
-        crah_water_max=cfg.crah.max_water_flow_kg_s,
-        crah_ua0=cfg.crah.design_ua_kw_k,
-        crah_r_air=cfg.crah.air_side_resistance_frac,
-        crah_water_term=np.exp(
-            0.85
-            * (
-                np.log(cfg.crah.design_water_flow_kg_s)
-                - np.log(
-                    np.maximum(
-                        cfg.crah.max_water_flow_kg_s * np.arange(_VALVE_GRID + 1) / _VALVE_GRID,
-                        1e-6,
-                    )
-                )
-            )
-        ),
-        struct_ua=cfg.room.structure_ua_kw_k,
-        env_ua=cfg.room.envelope_ua_kw_k,
-        supply_mass=cfg.chw_loop.supply_mass_kg,
-        return_mass=cfg.chw_loop.return_mass_kg,
-        main_mass=cfg.chw_loop.supply_main_mass_kg,
-        main_segments=cfg.chw_loop.supply_main_segments,
-        min_flow_per_chiller=cfg.chw_loop.min_flow_per_chiller_kg_s,
-        chw_design_flow=cfg.chw_loop.design_flow_kg_s,
-        chw_pump_kw=cfg.chw_pump_design_kw,
-        cw_flow_per_chiller=cfg.cw_flow_per_chiller_kg_s,
-        cw_pump_kw=cfg.cw_pump_kw_per_chiller,
-        ch_ref_cap=cfg.chiller.ref_capacity_kw,
-        ch_ref_cop=cfg.chiller.ref_cop,
-        ch_min_plr=cfg.chiller.min_plr,
-        ch_curves=np.array(
-            [
-                *c.capft,
-                *c.eirft,
-                *c.eirfplr,
-                *c.chw_leave_range_c,
-                *c.cw_enter_range_c,
-                *c.plr_range,
-            ],
-            dtype=np.float64,
-        ),
-        ch_min_on=cfg.chiller_min_on_s,
-        ch_min_off=cfg.chiller_min_off_s,
-        ch_restart=cfg.chiller_restart_delay_s,
-        ch_stage_frac=cfg.chiller_stage_up_frac,
-        ch_recovery=cfg.chiller_stage_recovery_kw_per_k,
-        ch_max_condenser=cfg.chiller_max_condenser_c,
-        tw_min_ratio=cfg.tower.min_airflow_ratio,
-        tw_fan_curve=np.array(cfg.tower.fan_power_curve, dtype=np.float64),
-        tw_fan_kw=cfg.tower.design_fan_power_kw,
-        tw_free_frac=cfg.tower.free_convection_frac,
-        tw_drift=cfg.tower.drift_frac,
-        tw_cycles=cfg.tower.cycles_of_concentration,
-        tw_grid=np.asarray(ct.YORKCALC_COEFFS, dtype=np.float64).reshape(3, 3, 3),
-        tw_limits=np.array(
-            [
-                *ct.YORKCALC_WET_BULB_RANGE_C,
-                ct.YORKCALC_RANGE_K[1],
-                *ct.YORKCALC_WATER_FLOW_RATIO_RANGE,
-                ct.YORKCALC_MAX_LG_RATIO,
-            ],
-            dtype=np.float64,
-        ),
-        eco_eff=cfg.economiser_effectiveness,
-        pc_curves=np.array(
-            [
-                [pc.pdu.rated_kw, pc.pdu.a0, pc.pdu.a1, pc.pdu.a2],
-                [pc.ups.rated_kw, pc.ups.a0, pc.ups.a1, pc.ups.a2],
-                [pc.transformer.rated_kw, pc.transformer.a0, pc.transformer.a1, pc.transformer.a2],
-            ],
-            dtype=np.float64,
-        ),
-        lighting_kw=pc.lighting_kw,
-        aux_kw=pc.aux_kw,
-        deadband_c=cfg.limits.deadband_c,
-        deadband_frac=cfg.limits.deadband_frac,
-    )
-
-
-# ---------------------------------------------------------------------------- pieces
-@nb.njit(cache=True, fastmath=_FAST)
-def _clip(x: float, lo: float, hi: float) -> float:
-    return min(max(x, lo), hi)
-
-
-@nb.njit(cache=True, fastmath=_FAST)
-def _biquad(cv: Any, off: int, x: float, y: float) -> float:
-    return float(
-        cv[off]
-        + cv[off + 1] * x
-        + cv[off + 2] * x * x
-        + cv[off + 3] * y
-        + cv[off + 4] * y * y
-        + cv[off + 5] * x * y
-    )
-
-
-@nb.njit(cache=True, fastmath=_FAST)
-def _coil_leaving(
-    p: Any, air_in: float, water_in: float, m_a: float, m_w: float, ua_mult: float
-) -> float:
-    """crah.coil_leaving_air_c for one unit."""
-    c_air = m_a * CP_A
-    c_w = m_w * CP_W
-    c_min = min(c_air, c_w)
-    c_max = max(max(c_air, c_w), 1e-9)
-    ma = max(m_a, 1e-6)
-    mw = max(m_w, 1e-6)
-    r = p.crah_r_air
-    res = r * (p.crah_air0 / ma) ** 0.8 + (1.0 - r) * (p.crah_water0 / mw) ** 0.85
-    ua = p.crah_ua0 * ua_mult / res
-    ntu = ua / max(c_min, 1e-9)
-    cr = min(max(c_min / c_max, 0.0), 1.0)
-    if abs(1.0 - cr) < 1e-6:
-        eps = ntu / (1.0 + ntu)
-    else:
-        e = math.exp(-ntu * (1.0 - cr))
-        eps = (1.0 - e) / (1.0 - cr * e)
-    q = eps * c_min * max(air_in - water_in, 0.0)
-    return float(air_in - q / max(c_air, 1e-9))
-
-
-@nb.njit(cache=True, fastmath=_FAST)
-def _valve_flow(
-    p: Any, air_in: float, water_in: float, m_a: float, target: float, ua_mult: float
-) -> float:
-    """crah.valve_water_flow_for_setpoint for one unit (same bisection and secant)."""
-    c_air = max(m_a * CP_A, 1e-9)
-    r = p.crah_r_air
-    r_air = r * (p.crah_air0 / max(m_a, 1e-6)) ** 0.8
-    ua_scale = p.crah_ua0 * ua_mult
-    delta_max = max(air_in - water_in, 0.0)
-
-    lo_j = 0
-    hi_j = _VALVE_GRID
-    t_lo = air_in
-    t_hi = _leave_inline(air_in, c_air, r, r_air, ua_scale, delta_max, p, hi_j)
-    unreachable = t_hi > target
-    for _ in range(_VALVE_STEPS):
-        mid_j = (lo_j + hi_j) // 2
-        t_mid = _leave_inline(air_in, c_air, r, r_air, ua_scale, delta_max, p, mid_j)
-        if t_mid > target:
-            lo_j = mid_j
-            t_lo = t_mid
-        else:
-            hi_j = mid_j
-            t_hi = t_mid
-    lo = p.crah_water_max * lo_j / _VALVE_GRID
-    hi = p.crah_water_max * hi_j / _VALVE_GRID
-    span = t_lo - t_hi if abs(t_lo - t_hi) > 1e-9 else 1.0
-    frac = _clip((t_lo - target) / span, 0.0, 1.0)
-    flow = lo + frac * (hi - lo)
-    if unreachable:
-        flow = p.crah_water_max
-    if air_in <= target:
-        flow = 0.0
-    return float(flow)
-
-
-@nb.njit(cache=True, fastmath=_FAST)
-def _leave_inline(
-    air_in: float,
-    c_air: float,
-    r: float,
-    r_air: float,
-    ua_scale: float,
-    delta_max: float,
-    p: Any,
-    j: int,
-) -> float:
-    m_w = max(p.crah_water_max * j / _VALVE_GRID, 1e-6)
-    ua = ua_scale / (r_air + (1.0 - r) * p.crah_water_term[j])
-    c_w = m_w * CP_W
-    c_min = min(c_air, c_w)
-    cr = min(c_min / max(c_air, c_w), 1.0 - 1e-9)
-    e = math.exp(-(ua / c_min) * (1.0 - cr))
-    eps = (1.0 - e) / (1.0 - cr * e)
-    return float(air_in - eps * c_min * delta_max / c_air)
-
-
-@nb.njit(cache=True, fastmath=_FAST)
-def _york_coeffs(p: Any, twb: float, tr: float) -> tuple[float, float, float]:
-    """YorkCalc as a quadratic in LG: its three coefficients at a wet bulb and range."""
-    g = p.tw_grid
-    a0 = a1 = a2 = 0.0
-    tr_j = 1.0
-    for j in range(3):
-        twb_i = 1.0
-        for i in range(3):
-            w = tr_j * twb_i
-            a0 += g[0, j, i] * w
-            a1 += g[1, j, i] * w
-            a2 += g[2, j, i] * w
-            twb_i *= twb
-        tr_j *= tr
-    return a0, a1, a2
-
-
-@nb.njit(cache=True, fastmath=_FAST)
-def _approach(p: Any, wet_bulb: float, range_k: float, fr_water: float, fr_air: float) -> float:
-    lim = p.tw_limits
-    twb = _clip(wet_bulb, lim[0], lim[1])
-    tr = _clip(range_k, 0.0, lim[2])
-    fw = _clip(fr_water, lim[3], lim[4])
-    lg = min(fw / max(fr_air, 1e-3), lim[5])
-    a0, a1, a2 = _york_coeffs(p, twb, tr)
-    return float(a0 + a1 * lg + a2 * lg * lg)
-
-
-@nb.njit(cache=True, fastmath=_FAST)
-def _airflow_for_approach(
-    p: Any, wet_bulb: float, range_k: float, fr_water: float, target: float
-) -> float:
-    """cooling_tower.airflow_ratio_for_approach for one tower."""
-    lim = p.tw_limits
-    twb = _clip(wet_bulb, lim[0], lim[1])
-    tr = _clip(range_k, 0.0, lim[2])
-    fw = _clip(fr_water, lim[3], lim[4])
-    a0, a1, a2 = _york_coeffs(p, twb, tr)
-    lg_lo = min(fw, lim[5])
-    lg_hi = min(fw / p.tw_min_ratio, lim[5])
-    c = a0 - target
-    sq = math.sqrt(max(a1 * a1 - 4.0 * a2 * c, 0.0))
-    safe_a2 = a2 if abs(a2) > 1e-12 else 1e-12
-    root_a = (-a1 + sq) / (2.0 * safe_a2)
-    root_b = (-a1 - sq) / (2.0 * safe_a2)
-    if abs(a2) > 1e-12:
-        root = root_a if lg_lo <= root_a <= lg_hi else root_b
-    else:
-        root = -c / a1 if abs(a1) > 1e-12 else lg_lo
-    root = _clip(root, lg_lo, lg_hi)
-    ratio = fw / max(root, 1e-9)
-    if a0 + lg_lo * (a1 + lg_lo * a2) > target:
-        ratio = 1.0
-    if a0 + lg_hi * (a1 + lg_hi * a2) <= target:
-        ratio = p.tw_min_ratio
-    return _clip(ratio, p.tw_min_ratio, 1.0)
-
-
-@nb.njit(cache=True, fastmath=_FAST)
-def _tower_fan_kw(p: Any, ratio: float) -> float:
-    r = _clip(ratio, 0.0, 1.0)
-    k = p.tw_fan_curve
-    speed = max(r, p.tw_min_ratio)
-    curve = k[0] + speed * (k[1] + speed * (k[2] + speed * k[3]))
-    return float(p.tw_fan_kw * max(curve, 0.0) * min(r / p.tw_min_ratio, 1.0))
-
-
-@nb.njit(cache=True, fastmath=_FAST)
-def _loss(pc: Any, row: int, load: float) -> float:
-    x = max(load, 0.0) / pc[row, 0]
-    return float(pc[row, 0] * (pc[row, 1] + x * (pc[row, 2] + x * pc[row, 3])))
-
-
-@nb.njit(cache=True, fastmath=_FAST)
-def _tank(temp: float, inflow: float, flow: float, mass: float, dt: float) -> tuple[float, float]:
-    new = inflow + (temp - inflow) * math.exp(-flow * dt / mass)
-    return new, mass * CP_W * (new - temp) / dt
-
-
-@nb.njit(cache=True, fastmath=_FAST)
-def _stage(
-    p: Any,
-    on: Any,
-    tis: Any,
-    restart: Any,
-    b: int,
-    available: Any,
-    request: int,
-    dt: float,
-) -> None:
-    """chiller.update_staging for one site, in place."""
-    k_n = on.shape[1]
-    old = on[b].copy()
-    locked = np.zeros(k_n, dtype=np.bool_)
-    free = np.zeros(k_n, dtype=np.bool_)
-    n_locked = 0
-    for k in range(k_n):
-        tis[b, k] += dt
-        restart[b, k] = max(restart[b, k] - dt, 0.0)
-        if old[k] and not available[k]:
-            restart[b, k] = p.ch_restart
-        still = old[k] and available[k]
-        locked[k] = still and tis[b, k] < p.ch_min_on
-        free[k] = still and not locked[k]
-        if locked[k]:
-            n_locked += 1
-    n_keep = max(request - n_locked, 0)
-    new = locked.copy()
-    kept = 0
-    for k in range(k_n):
-        if free[k] and kept < n_keep:
-            new[k] = True
-            kept += 1
-    n_new = 0
-    for k in range(k_n):
-        if new[k]:
-            n_new += 1
-    n_start = max(request - n_new, 0)
-    started = 0
-    for k in range(k_n):
-        startable = (
-            (not old[k]) and available[k] and tis[b, k] >= p.ch_min_off and restart[b, k] <= 0.0
+    @classmethod
+    def of(cls, config: SiteConfig, step_s: float) -> Design:
+        staging = StagingParams(
+            min_on_time_s=config.chiller_min_on_s,
+            min_off_time_s=config.chiller_min_off_s,
+            restart_delay_s=config.chiller_restart_delay_s,
         )
-        if startable and started < n_start:
-            new[k] = True
-            started += 1
-    for k in range(k_n):
-        if new[k] != old[k]:
-            tis[b, k] = 0.0
-        on[b, k] = new[k]
+        return cls(
+            as_record(config), as_record(staging), crah.valve_water_terms(config.crah), step_s
+        )
 
 
-@nb.njit(cache=True, fastmath=_FAST)
-def run_steps(
-    p: Any,
-    dt: float,
-    time_s0: float,
-    site_start_h: Any,
-    dry: Any,
-    wet: Any,
-    rh: Any,
-    util: Any,
-    raw_sp: Any,
-    active: Any,
-    fx_ua: Any,
-    fx_running: Any,
-    fx_stuck: Any,
-    fx_tripped: Any,
-    fx_lift: Any,
-    fx_tower_max: float,
-    fx_door: Any,
-    fx_pump_eff: float,
-    fx_util: Any,
-    h_power_scale: Any,
-    h_recirc: Any,
-    h_cross: Any,
-    h_share: Any,
-    h_crah_ua: Any,
-    h_eir: Any,
-    h_cap: Any,
-    h_bias: Any,
-    h_server_cap: Any,
-    h_struct_cap: Any,
-    server_c: Any,
-    structure_c: Any,
-    return_air: Any,
-    rack_inlet: Any,
-    chw_supply: Any,
-    chw_return: Any,
-    cw_supply: Any,
-    on: Any,
-    tis: Any,
-    restart: Any,
-    prev_sp: Any,
-    has_prev: Any,
-    plenum_heat: Any,
-    tower_range: Any,
-    main: Any,
-    out: Any,
-    record: bool,
+class Drivers(NamedTuple):
+    """What drives the plant over the whole run, one row per internal step."""
+
+    dry_bulb_c: FloatArray  # (steps, sites)
+    wet_bulb_c: FloatArray  # (steps, sites)
+    rel_hum_frac: FloatArray  # (steps, sites)
+    utilisation: FloatArray  # (steps, pods)
+    site_start_h: FloatArray  # (sites,) hour of the weather year at step 0
+
+
+class Command(NamedTuple):
+    """The command held by the plant: values per site (NaN = not given) and its expiry."""
+
+    values: FloatArray  # (sites, 5) in SETPOINT_FIELDS order
+    expires_at_s: float
+
+
+class PlantState(NamedTuple):
+    """Every state variable of the plant, one row per site; updated in place by a step."""
+
+    server_c: FloatArray  # (sites, pods, racks) server node = rack exhaust
+    structure_c: FloatArray  # (sites,)
+    return_air_c: FloatArray  # (sites,) return plenum, reaches the coils next step
+    rack_inlet_c: FloatArray  # (sites, pods, racks) last step's inlets (server response)
+    chw_supply_c: FloatArray  # (sites,)
+    chw_return_c: FloatArray  # (sites,)
+    cw_supply_c: FloatArray  # (sites,) condenser water leaving the tower
+    chiller_on: NDArray[np.bool_]  # (sites, chillers)
+    time_in_state_s: FloatArray  # (sites, chillers)
+    restart_timer_s: FloatArray  # (sites, chillers)
+    applied: FloatArray  # (sites, 5) setpoints applied last step (dead-band reference)
+    has_applied: NDArray[np.bool_]  # (1,) whether ``applied`` holds a step's setpoints
+    plenum_heat_kw: FloatArray  # (sites,) PDU/UPS losses and lighting into the plenum
+    tower_range_k: FloatArray  # (sites,) last step's tower range
+    supply_main_c: FloatArray  # (sites, segments) the supply main's mixed segments
+
+    @classmethod
+    def initial(cls, config: SiteConfig, n_sites: int) -> PlantState:
+        """A plant at its default setpoints with every chiller off and free to start."""
+        d, b = config.defaults, n_sites
+        shape = (b, config.n_pods, config.racks_per_pod)
+        supply = np.full(b, d.supply_air_c)
+        chillers = (b, config.n_chillers)
+        return cls(
+            server_c=np.full(shape, d.supply_air_c + 11.0),
+            structure_c=supply + 8.0,
+            return_air_c=supply + 9.0,
+            rack_inlet_c=np.full(shape, d.supply_air_c + 0.5),
+            chw_supply_c=np.full(b, d.chw_supply_c),
+            chw_return_c=np.full(b, d.chw_supply_c + 5.0),
+            cw_supply_c=np.full(b, d.cw_supply_c),
+            chiller_on=np.zeros(chillers, dtype=np.bool_),
+            time_in_state_s=np.full(chillers, np.inf),
+            restart_timer_s=np.zeros(chillers),
+            applied=np.zeros((b, 5)),
+            has_applied=np.zeros(1, dtype=np.bool_),
+            plenum_heat_kw=np.full(b, 60.0),
+            tower_range_k=np.full(b, 5.0),
+            supply_main_c=np.full((b, config.chw_loop.supply_main_segments), d.chw_supply_c),
+        )
+
+
+class LogLayout(NamedTuple):
+    """Column of each ground-truth quantity in a log row (first column of a block)."""
+
+    time_h: int
+    it_power_kw: int
+    chiller_power_kw: int
+    economiser_power_kw: int
+    ups_loss_kw: int
+    pdu_loss_kw: int
+    transformer_loss_kw: int
+    lighting_kw: int
+    aux_kw: int
+    water_use_kg_s: int
+    coil_heat_kw: int
+    crah_fan_heat_kw: int
+    room_gain_kw: int
+    room_stored_kw: int
+    chiller_load_kw: int
+    economiser_heat_kw: int
+    chw_stored_kw: int
+    tower_heat_kw: int
+    command_active: int
+    setpoints: int
+    rack_inlet_c: int
+    hot_aisle_c: int
+    pod_it_power_kw: int
+    supply_air_c: int
+    return_air_c: int
+    crah_fan_speed_frac: int
+    crah_fan_power_kw: int
+    crah_airflow_kg_s: int
+    crah_valve_frac: int
+    chw_supply_c: int
+    chw_return_c: int
+    chw_flow_kg_s: int
+    chw_pump_power_kw: int
+    unit_chiller_power_kw: int
+    chillers_on: int
+    cw_supply_c: int
+    cw_return_c: int
+    cw_pump_power_kw: int
+    tower_fan_power_kw: int
+    tower_fan_speed_frac: int
+    economiser_enabled: int
+    ups_output_kw: int
+    facility_power_kw: int
+    outdoor_dry_bulb_c: int
+    outdoor_wet_bulb_c: int
+    outdoor_rel_hum_frac: int
+
+    @classmethod
+    def of(cls, names: tuple[str, ...]) -> LogLayout:
+        """Columns found by name in the plant's ``log_names``."""
+        blocks = {
+            "setpoints": "sp.supply_air_c",
+            "rack_inlet_c": "rack_inlet_c.0.00",
+            "hot_aisle_c": "hot_aisle_c.0",
+            "pod_it_power_kw": "it_power_kw.0",
+            "crah_valve_frac": "crah_valve_frac.00",
+            "unit_chiller_power_kw": "chiller_power_kw.0",
+        }
+        index = {name: i for i, name in enumerate(names)}
+        return cls(*(index[blocks.get(field, field)] for field in cls._fields))
+
+
+# Fast argument typing: these structures are immutable tuples (their arrays change in
+# content, never in type) and a plant passes the same objects on every call, so their numba
+# types are remembered by identity instead of being derived field by field on each call
+# (~10 µs for the site's ~120 parameters, more than five plant steps of physics).
+_TYPE_MEMO: dict[int, tuple[Any, types.Type]] = {}
+
+
+def _memo_typeof(value: Any, context: Any) -> types.Type:
+    hit = _TYPE_MEMO.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    field_types = [typeof_impl(v, context) for v in value]
+    if any(t is None for t in field_types):
+        raise TypeError(f"{type(value).__name__} holds a value numba cannot type")
+    numba_type: types.Type = types.BaseTuple.from_types(  # type: ignore[no-untyped-call]
+        field_types, type(value)
+    )
+    if len(_TYPE_MEMO) > 256:
+        _TYPE_MEMO.clear()
+    _TYPE_MEMO[id(value)] = (value, numba_type)
+    return numba_type
+
+
+for _constant in (
+    Design,
+    Drivers,
+    Command,
+    PlantState,
+    LogLayout,
+    FaultEffectsRecord,
+    HiddenParamsRecord,
+):
+    typeof_impl.register(_constant)(_memo_typeof)
+
+
+# ---------------------------------------------------------------------------- the step
+class _Scratch(NamedTuple):
+    """Per-call work arrays of the step (allocated once per call, reused by every step)."""
+
+    setpoints: FloatArray  # (5,)
+    site: FloatArray  # (5,)
+    rack_power_kw: FloatArray  # (pods, racks)
+    rack_airflow_kg_s: FloatArray  # (pods, racks)
+    rack_recirc_frac: FloatArray  # (pods, racks)
+    pod_supply_kg_s: FloatArray  # (pods,)
+    hot_aisle_c: FloatArray  # (pods,)
+    bypass_kg_s: FloatArray  # (pods,)
+    extra_recirc_frac: FloatArray  # (pods,)
+    room_work: FloatArray  # (4, pods)
+    unit_airflow_kg_s: FloatArray  # (crah,)
+    unit_water_kg_s: FloatArray  # (crah,)
+    capacity_kw: FloatArray  # (chillers,)
+    cw_enter_c: FloatArray  # (chillers,)
+    available: NDArray[np.bool_]  # (chillers,)
+    chiller_kw: FloatArray  # (chillers,)
+
+
+@jit
+def _scratch(n_pods: int, n_racks: int, n_crah: int, n_chillers: int) -> _Scratch:
+    return _Scratch(
+        np.empty(5),
+        np.empty(5),
+        np.empty((n_pods, n_racks)),
+        np.empty((n_pods, n_racks)),
+        np.empty((n_pods, n_racks)),
+        np.empty(n_pods),
+        np.empty(n_pods),
+        np.empty(n_pods),
+        np.empty(n_pods),
+        np.empty((4, n_pods)),
+        np.empty(n_crah),
+        np.empty(n_crah),
+        np.empty(n_chillers),
+        np.empty(n_chillers),
+        np.empty(n_chillers, dtype=np.bool_),
+        np.empty(n_chillers),
+    )
+
+
+@jit_inline
+def _servers(d: Design, h: Any, fx: Any, st: PlantState, util: Any, b: int, w: _Scratch) -> float:
+    """Rack power and airflow (fans and leakage respond to last step's inlets); IT kW."""
+    # Arrays are taken out of the structures once: reading one through a tuple inside a
+    # loop costs an atomic reference count per iteration.
+    p = d.site.server
+    surge, inlets, scale = fx.util_delta, st.rack_inlet_c[b], h.rack_power_scale[b]
+    power_kw, airflow_kg_s = w.rack_power_kw, w.rack_airflow_kg_s
+    it_kw = 0.0
+    n_pods, n_racks = power_kw.shape
+    for q in range(n_pods):
+        frac = servers.power_frac(p.idle_frac, util[q] + surge[q])
+        for r in range(n_racks):
+            power, _, airflow = servers.rack_operating_point(p, frac, inlets[q, r], scale[q, r])
+            power_kw[q, r] = power
+            airflow_kg_s[q, r] = airflow
+            it_kw += power
+    return it_kw
+
+
+@jit_inline
+def _air_handlers(
+    d: Design, h: Any, fx: Any, st: PlantState, b: int, w: _Scratch
+) -> tuple[float, float, float, float, float, float]:
+    """CRAH fans, the supply-air loop on each valve and the coils: total airflow, fan kW,
+    coil heat, coil water flow, mixed supply air and the coils' mixed water return."""
+    p = d.site.crah
+    air_in = st.return_air_c[b]
+    water_in = st.chw_supply_c[b]
+    fan_sp, supply_sp = w.setpoints[1], w.setpoints[0]
+    running_units, stuck, fouling = fx.crah_running, fx.crah_stuck_valve, fx.crah_ua_mult
+    site_ua, terms = h.crah_ua_mult[b], d.valve_terms
+    unit_air, unit_water = w.unit_airflow_kg_s, w.unit_water_kg_s
+    total_air = fan_kw_sum = coil_heat = coil_water = supply_num = 0.0
+    for i in range(unit_air.shape[0]):
+        running = running_units[i]
+        m_a = crah.fan_airflow(p, fan_sp) if running else 0.0
+        fan_kw = crah.fan_power(p, fan_sp) if running else 0.0
+        rise = fan_kw / max(m_a * CP_AIR_KJ_KG_K, 1e-9)  # the fan sits after the coil
+        ua_mult = site_ua[i] * fouling[i]
+        if not running:
+            m_w = 0.0
+        elif not math.isnan(stuck[i]):
+            m_w = stuck[i] * p.max_water_flow_kg_s
+        else:
+            m_w = crah.valve_flow(p, terms, air_in, water_in, m_a, supply_sp - rise, ua_mult)
+        leave = crah.coil_leaving(p, air_in, water_in, m_a, m_w, ua_mult)
+        coil_heat += m_a * CP_AIR_KJ_KG_K * (air_in - leave)
+        supply_num += (leave + rise) * m_a
+        total_air += m_a
+        coil_water += m_w
+        fan_kw_sum += fan_kw
+        unit_air[i] = m_a
+        unit_water[i] = m_w
+    supply_air = supply_num / max(total_air, 1e-9) if total_air > 0 else air_in
+    coil_return = water_in + coil_heat / max(coil_water * CP_WATER_KJ_KG_K, 1e-9)
+    return total_air, fan_kw_sum, coil_heat, coil_water, supply_air, coil_return
+
+
+@jit_inline
+def _room(
+    d: Design,
+    h: Any,
+    fx: Any,
+    st: PlantState,
+    b: int,
+    w: _Scratch,
+    supply_air_c: float,
+    total_air: float,
+    outdoor_c: float,
+) -> tuple[float, float, float, float]:
+    """The hall over the step (server nodes updated in place, inlets into the state):
+    new structure and return-air temperatures, envelope gain and heat stored in the room."""
+    recirc, pod_supply = w.rack_recirc_frac, w.pod_supply_kg_s
+    site_recirc, share, door = h.rack_recirc_frac[b], h.pod_airflow_share[b], fx.pod_extra_recirc
+    n_pods, n_racks = recirc.shape
+    for q in range(n_pods):
+        pod_supply[q] = total_air * share[q]
+        for r in range(n_racks):
+            recirc[q, r] = site_recirc[q, r] + door[q]
+    structure, ret, struct_gain, env_gain, stored = hall_step(
+        d.site.room,
+        st.server_c[b],
+        st.structure_c[b],
+        supply_air_c,
+        w.pod_supply_kg_s,
+        w.rack_power_kw,
+        w.rack_airflow_kg_s,
+        w.rack_recirc_frac,
+        h.cross_recirc_frac[b],
+        h.server_capacity_kj_k[b],
+        st.plenum_heat_kw[b],
+        outdoor_c,
+        d.step_s,
+        d.site.room.structure_capacity_kj_k * h.structure_capacity_mult[b],
+        st.rack_inlet_c[b],
+        w.hot_aisle_c,
+        w.bypass_kg_s,
+        w.extra_recirc_frac,
+        w.room_work,
+    )
+    return structure, ret, env_gain, stored + (struct_gain + env_gain)
+
+
+@jit_inline
+def _stage_chillers(
+    d: Design, h: Any, fx: Any, st: PlantState, b: int, w: _Scratch, coil_heat: float
+) -> float:
+    """Chillers available and staged for the demand; the demand (kW) is returned.
+
+    A chiller is out when tripped by a fault or when its condenser water is above the
+    high-pressure cut-out; staging then holds it off for the restart delay.
+    """
+    s = d.site
+    chw_sp = w.setpoints[2]
+    cap, cw_enter, available = w.capacity_kw, w.cw_enter_c, w.available
+    lift, tripped, cap_mult = fx.condenser_lift_k, fx.chiller_tripped, h.chiller_cap_mult[b]
+    total_cap = 0.0
+    n_available = 0
+    for k in range(cap.shape[0]):
+        cw_enter[k] = st.cw_supply_c[b] + lift[k]
+        cap[k] = chiller.capacity(s.chiller, chw_sp, cw_enter[k], cap_mult[k])
+        total_cap += cap[k]
+        available[k] = not tripped[k] and cw_enter[k] <= s.chiller_max_condenser_c
+        n_available += int(available[k])
+    warm_k = max(st.chw_supply_c[b] - chw_sp, 0.0)
+    demand = coil_heat + warm_k * s.chiller_stage_recovery_kw_per_k
+    request = chiller.stage_request(
+        demand, total_cap / cap.shape[0], n_available, s.chiller_stage_up_frac
+    )
+    chiller.advance_staging(
+        d.staging,
+        st.chiller_on[b],
+        st.time_in_state_s[b],
+        st.restart_timer_s[b],
+        available,
+        request,
+        d.step_s,
+    )
+    return float(demand)
+
+
+@jit_inline
+def _chilled_water(
+    d: Design,
+    h: Any,
+    fx: Any,
+    st: PlantState,
+    b: int,
+    w: _Scratch,
+    coil_water: float,
+    coil_return: float,
+) -> tuple[float, float, float, float, float, float, float, float, float, int]:
+    """Return mixing, economiser, chillers, supply main and volume, pump. Returns primary
+    flow, economiser heat, chiller load, chiller kW, pump kW, new supply and return
+    temperatures, stored heat, whether the economiser ran and the chillers on."""
+    s, dt = d.site, d.step_s
+    loop = s.chw_loop
+    supply_c = st.chw_supply_c[b]
+    cap, on, unit_kw, cw_enter = w.capacity_kw, st.chiller_on[b], w.chiller_kw, w.cw_enter_c
+    cap_mult, eir_mult = h.chiller_cap_mult[b], h.chiller_eir_mult[b]
+    n_on = 0
+    on_capacity = 0.0
+    for k in range(cap.shape[0]):
+        if on[k]:
+            n_on += 1
+            on_capacity += cap[k]
+    primary = chw.primary_flow(coil_water, n_on, loop.min_flow_per_chiller_kg_s)
+    mixed = chw.mixed_return(coil_return, coil_water, supply_c, primary)
+    ret, ret_stored = chw.tank_step(st.chw_return_c[b], mixed, primary, loop.return_mass_kg, dt)
+    eco_on = w.setpoints[4] > 0.5 and st.cw_supply_c[b] < ret
+    eco_heat, eco_leave, _ = economiser.exchange(
+        s.economiser_effectiveness,
+        eco_on,
+        ret,
+        primary,
+        st.cw_supply_c[b],
+        s.cw_flow_per_chiller_kg_s if eco_on else 0.0,
+    )
+    leave = chw.chiller_leaving(eco_leave, primary, w.setpoints[2], on_capacity)
+    load = primary * CP_WATER_KJ_KG_K * (eco_leave - leave)
+    chiller_sum = 0.0
+    for k in range(cap.shape[0]):
+        share = (cap[k] if on[k] else 0.0) / max(on_capacity, 1e-9)
+        unit_kw[k] = chiller.operating_point(
+            s.chiller, max(load * share, 0.0), leave, cw_enter[k], cap_mult[k], eir_mult[k]
+        )[2]
+        chiller_sum += unit_kw[k]
+    main = st.supply_main_c[b]
+    main_stored = chw.main_step(main, leave, primary, loop.supply_main_mass_kg, dt)
+    supply_new, supply_stored = chw.tank_step(supply_c, main[-1], primary, loop.supply_mass_kg, dt)
+    pump_kw = pumps.variable_speed_power(
+        s.chw_pump_design_kw, primary / loop.design_flow_kg_s, 0.3, 0.0, fx.pump_efficiency_mult
+    )
+    stored = ret_stored + supply_stored + main_stored
+    return (
+        primary,
+        eco_heat,
+        load,
+        chiller_sum,
+        pump_kw,
+        supply_new,
+        ret,
+        stored,
+        1.0 if eco_on else 0.0,
+        n_on,
+    )
+
+
+@jit_inline
+def _condenser(
+    d: Design,
+    h: Any,
+    fx: Any,
+    st: PlantState,
+    b: int,
+    wet_bulb_c: float,
+    cw_setpoint_c: float,
+    cells: int,
+    tower_heat: float,
+) -> tuple[float, float, float, float, float, float]:
+    """Condenser water and the tower (cells staged with the chillers or the economiser):
+    return and leaving water, fan ratio and kW, condenser pump kW, make-up water."""
+    s = d.site
+    cw_supply = st.cw_supply_c[b]
+    cw_flow = cells * s.cw_flow_per_chiller_kg_s
+    cw_return = cw_supply + tower_heat / max(cw_flow * CP_WATER_KJ_KG_K, 1e-9)
+    flow_ratio = 1.0 if cells > 0 else 0.0
+    bias = h.tower_approach_bias_k[b]
+    target = cw_setpoint_c - wet_bulb_c - bias
+    ratio = min(
+        cooling_tower.airflow_for_approach(
+            s.tower, wet_bulb_c, st.tower_range_k[b], flow_ratio, target
+        ),
+        fx.tower_fan_max_frac,
+    )
+    if fx.tower_fan_max_frac > 0:
+        approach = cooling_tower.approach(
+            wet_bulb_c, st.tower_range_k[b], flow_ratio, max(ratio, 1e-3)
+        )
+        leaving = wet_bulb_c + max(approach + bias, target)
+        fan_kw = cells * cooling_tower.fan_power(s.tower, ratio) if cells > 0 else 0.0
+    else:  # fans failed: free convection does a fraction of the full-fan temperature drop
+        full_fan = cooling_tower.approach(wet_bulb_c, st.tower_range_k[b], flow_ratio, 1.0)
+        leaving = cw_return - s.tower.free_convection_frac * (
+            cw_return - (wet_bulb_c + full_fan + bias)
+        )
+        fan_kw = 0.0
+    leaving = min(leaving, cw_return) if cells > 0 else cw_supply
+    water_kg_s = cooling_tower.water_use(s.tower, tower_heat, cw_flow)[3]
+    ratio_seen = ratio if cells > 0 else 0.0
+    return cw_return, leaving, ratio_seen, fan_kw, cells * s.cw_pump_kw_per_chiller, water_kg_s
+
+
+class _Step(NamedTuple):
+    """One site's step, as the ground-truth row records it."""
+
+    it_kw: float
+    total_air: float
+    crah_fan_kw: float
+    coil_heat: float
+    supply_air: float
+    env_gain: float
+    room_stored: float
+    primary: float
+    eco_heat: float
+    load: float
+    chiller_kw: float
+    chw_pump_kw: float
+    chw_stored: float
+    eco_on: float
+    n_on: int
+    cells: int
+    tower_heat: float
+    cw_return: float
+    cw_leaving: float
+    tower_ratio: float
+    tower_fan_kw: float
+    cw_pump_kw: float
+    water_kg_s: float
+    pdu: float
+    ups: float
+    transformer: float
+    facility: float
+
+
+@jit_inline
+def _site_step(
+    d: Design,
+    h: Any,
+    fx: Any,
+    st: PlantState,
+    b: int,
+    w: _Scratch,
+    util: FloatArray,
+    dry_bulb_c: float,
+    wet_bulb_c: float,
+) -> _Step:
+    """Advance site ``b`` one step under the setpoints in ``w.setpoints``; returns what the
+    ground truth records (the state's next values are returned, not yet committed)."""
+    s = d.site
+    sp = w.setpoints
+    it_kw = _servers(d, h, fx, st, util, b, w)
+    total_air, crah_fan_kw, coil_heat, coil_water, supply_air, coil_return = _air_handlers(
+        d, h, fx, st, b, w
+    )
+    structure, ret_air, env_gain, room_stored = _room(
+        d, h, fx, st, b, w, supply_air, total_air, dry_bulb_c
+    )
+    demand = _stage_chillers(d, h, fx, st, b, w, coil_heat)
+    (
+        primary,
+        eco_heat,
+        load,
+        chiller_kw,
+        chw_pump_kw,
+        supply_new,
+        ret_new,
+        chw_stored,
+        eco_on,
+        n_on,
+    ) = _chilled_water(d, h, fx, st, b, w, coil_water, coil_return)
+    # Condenser pumps and tower cells follow the chillers; one keeps circulating while
+    # chillers are wanted but held off (e.g. after a high-pressure cut-out).
+    cells = max(n_on, 1 if (eco_on > 0.5 or demand > 0.0) else 0)
+    tower_heat = load + chiller_kw + eco_heat
+    cw_return, cw_leaving, ratio, tower_fan_kw, cw_pump_kw, water_kg_s = _condenser(
+        d, h, fx, st, b, wet_bulb_c, sp[3], cells, tower_heat
+    )
+    mechanical = chiller_kw + crah_fan_kw + chw_pump_kw + cw_pump_kw + tower_fan_kw
+    pdu, ups, transformer, facility = power_chain.chain(s.power_chain, it_kw, mechanical)
+    st.structure_c[b] = structure
+    st.return_air_c[b] = ret_air
+    st.chw_supply_c[b] = supply_new
+    st.chw_return_c[b] = ret_new
+    return _Step(
+        it_kw,
+        total_air,
+        crah_fan_kw,
+        coil_heat,
+        supply_air,
+        env_gain,
+        room_stored,
+        primary,
+        eco_heat,
+        load,
+        chiller_kw,
+        chw_pump_kw,
+        chw_stored,
+        eco_on,
+        n_on,
+        cells,
+        tower_heat,
+        cw_return,
+        cw_leaving,
+        ratio,
+        tower_fan_kw,
+        cw_pump_kw,
+        water_kg_s,
+        pdu,
+        ups,
+        transformer,
+        facility,
+    )
+
+
+@jit_inline
+def _write_row(
+    d: Design,
+    lay: LogLayout,
+    st: PlantState,
+    b: int,
+    w: _Scratch,
+    x: _Step,
+    row: FloatArray,
+    time_h: float,
+    active: float,
+    weather: tuple[float, float, float],
+    return_air_before: float,
+    plenum_heat_before: float,
 ) -> None:
-    """Advance every site ``len(dry)`` steps in place; write truth rows into ``out``."""
-    n_steps, n_sites = dry.shape
-    _, n_pods, n_racks = server_c.shape
-    n_crah = fx_ua.shape[0]
-    n_ch = fx_tripped.shape[0]
-    n_seg = main.shape[0]
-    cv = p.ch_curves
-    pc = p.pc_curves
-    power = np.empty((n_pods, n_racks))
-    airflow_r = np.empty((n_pods, n_racks))
-    inlet = np.empty((n_pods, n_racks))
-    new_srv = np.empty((n_pods, n_racks))
-    m_pod = np.empty(n_pods)
-    rho_pod = np.empty(n_pods)
-    extra = np.empty(n_pods)
-    bypass = np.empty(n_pods)
-    hot_old = np.empty(n_pods)
-    hot_new = np.empty(n_pods)
-    hot_out = np.empty(n_pods)
-    cross_pod = np.empty(n_pods)
-    unit_air = np.empty(n_crah)
-    unit_fan = np.empty(n_crah)
-    unit_water = np.empty(n_crah)
-    cap_each = np.empty(n_ch)
-    chiller_kw = np.empty(n_ch)
-    cw_enter = np.empty(n_ch)
-    available = np.empty(n_ch, dtype=np.bool_)
-    sp = np.empty(5)
+    """The step's ground truth in ``log_names`` order: energy flows, setpoints, points."""
+    s = d.site
+    row[lay.time_h] = time_h
+    row[lay.it_power_kw] = x.it_kw
+    row[lay.chiller_power_kw] = x.chiller_kw
+    row[lay.economiser_power_kw] = 0.0
+    row[lay.ups_loss_kw] = x.ups
+    row[lay.pdu_loss_kw] = x.pdu
+    row[lay.transformer_loss_kw] = x.transformer
+    row[lay.lighting_kw] = s.power_chain.lighting_kw
+    row[lay.aux_kw] = s.power_chain.aux_kw
+    row[lay.water_use_kg_s] = x.water_kg_s
+    row[lay.coil_heat_kw] = x.coil_heat
+    row[lay.crah_fan_heat_kw] = x.crah_fan_kw
+    row[lay.room_gain_kw] = x.it_kw + plenum_heat_before + x.env_gain
+    row[lay.room_stored_kw] = x.room_stored
+    row[lay.chiller_load_kw] = x.load
+    row[lay.economiser_heat_kw] = x.eco_heat
+    row[lay.chw_stored_kw] = x.chw_stored
+    row[lay.tower_heat_kw] = x.tower_heat
+    row[lay.command_active] = active
+    row[lay.setpoints : lay.setpoints + 5] = w.setpoints
+    inlets, hot_aisle, power = st.rack_inlet_c[b], w.hot_aisle_c, w.rack_power_kw
+    n_pods, n_racks = power.shape
+    for q in range(n_pods):
+        for r in range(n_racks):
+            row[lay.rack_inlet_c + q * n_racks + r] = inlets[q, r]
+        row[lay.hot_aisle_c + q] = hot_aisle[q]
+        row[lay.pod_it_power_kw + q] = power[q].sum()
+    row[lay.supply_air_c] = x.supply_air
+    row[lay.return_air_c] = return_air_before
+    row[lay.crah_fan_speed_frac] = w.setpoints[1] if x.total_air > 0 else 0.0
+    row[lay.crah_fan_power_kw] = x.crah_fan_kw
+    row[lay.crah_airflow_kg_s] = x.total_air
+    unit_water = w.unit_water_kg_s
+    for i in range(unit_water.shape[0]):
+        row[lay.crah_valve_frac + i] = unit_water[i] / s.crah.max_water_flow_kg_s
+    row[lay.chw_supply_c] = st.chw_supply_c[b]
+    row[lay.chw_return_c] = st.chw_return_c[b]
+    row[lay.chw_flow_kg_s] = x.primary
+    row[lay.chw_pump_power_kw] = x.chw_pump_kw
+    unit_kw = w.chiller_kw
+    for k in range(unit_kw.shape[0]):
+        row[lay.unit_chiller_power_kw + k] = unit_kw[k]
+    row[lay.chillers_on] = x.n_on
+    row[lay.cw_supply_c] = x.cw_leaving
+    row[lay.cw_return_c] = x.cw_return
+    row[lay.cw_pump_power_kw] = x.cw_pump_kw
+    row[lay.tower_fan_power_kw] = x.tower_fan_kw
+    row[lay.tower_fan_speed_frac] = x.tower_ratio
+    row[lay.economiser_enabled] = x.eco_on
+    row[lay.ups_output_kw] = x.it_kw + x.pdu
+    row[lay.facility_power_kw] = x.facility
+    row[lay.outdoor_dry_bulb_c] = weather[0]
+    row[lay.outdoor_wet_bulb_c] = weather[1]
+    row[lay.outdoor_rel_hum_frac] = weather[2]
+
+
+@jit
+def run_steps(
+    d: Design,
+    drivers: Drivers,
+    hidden: Any,
+    faults: Any,
+    command: Command,
+    st: PlantState,
+    lay: LogLayout,
+    first_step: int,
+    n_steps: int,
+    hold_first: bool,
+    out: FloatArray,
+) -> None:
+    """Advance every site ``n_steps`` from ``first_step`` in place; ground-truth rows go to
+    ``out`` (steps, sites, columns) unless it has no rows. ``hold_first`` repeats the
+    weather and load of ``first_step`` (the warm-up)."""
+    n_sites, n_pods, n_racks = st.server_c.shape
+    w = _scratch(n_pods, n_racks, faults.crah_running.shape[0], st.chiller_on.shape[1])
+    record = out.shape[0] > 0
+    time_s0 = first_step * d.step_s
     for t in range(n_steps):
-        time_s = time_s0 + t * dt
+        time_s = time_s0 + t * d.step_s
+        k = first_step if hold_first else first_step + t
+        valid = time_s < command.expires_at_s
         for b in range(n_sites):
-            # ---- setpoints with dead-bands against the last applied ones
-            for f in range(5):
-                sp[f] = raw_sp[t, b, f]
-            if has_prev[0]:
-                for f in (0, 2, 3):
-                    if abs(sp[f] - prev_sp[b, f]) < p.deadband_c:
-                        sp[f] = prev_sp[b, f]
-                if abs(sp[1] - prev_sp[b, 1]) < p.deadband_frac:
-                    sp[1] = prev_sp[b, 1]
-            sp_sa, sp_fan, sp_chw, sp_cw, sp_eco = sp[0], sp[1], sp[2], sp[3], sp[4]
-            wb = wet[t, b]
-            # ---- servers
-            it_kw = 0.0
-            for q in range(n_pods):
-                u = _clip(util[t, q] + fx_util[q], 0.0, 1.0)
-                curve = p.srv_idle + (1.0 - p.srv_idle) * (2.0 * u - u**1.4)
-                for r in range(n_racks):
-                    scale = h_power_scale[b, q, r]
-                    pmax = p.srv_pmax * scale
-                    excess = max(rack_inlet[b, q, r] - p.srv_onset, 0.0)
-                    board = pmax * (curve - p.srv_fan_frac) * (1.0 + p.srv_leak * excess)
-                    speed = min(1.0 + p.srv_fan_per_k * excess, p.srv_max_speed)
-                    fan = pmax * p.srv_fan_frac * speed**3
-                    power[q, r] = board + fan
-                    airflow_r[q, r] = p.srv_airflow * scale * speed
-                    it_kw += power[q, r]
-            # ---- CRAH units
-            air_in = return_air[b]
-            water_in = chw_supply[b]
-            speed_c = _clip(sp_fan, p.crah_min_speed, 1.0)
-            total_air = 0.0
-            coil_heat = 0.0
-            coil_water = 0.0
-            supply_num = 0.0
-            crah_fan = 0.0
-            for i in range(n_crah):
-                if fx_running[i]:
-                    m_a = p.crah_air0 * speed_c
-                    fan_kw = p.crah_fan_kw * speed_c**3
-                else:
-                    m_a = 0.0
-                    fan_kw = 0.0
-                rise = fan_kw / max(m_a * CP_A, 1e-9)
-                ua_mult = h_crah_ua[b, i] * fx_ua[i]
-                if not fx_running[i]:
-                    m_w = 0.0
-                elif not math.isnan(fx_stuck[i]):
-                    m_w = fx_stuck[i] * p.crah_water_max
-                else:
-                    m_w = _valve_flow(p, air_in, water_in, m_a, sp_sa - rise, ua_mult)
-                leave = _coil_leaving(p, air_in, water_in, m_a, m_w, ua_mult)
-                coil_heat += m_a * CP_A * (air_in - leave)
-                supply_num += (leave + rise) * m_a
-                total_air += m_a
-                coil_water += m_w
-                crah_fan += fan_kw
-                unit_air[i] = m_a
-                unit_fan[i] = fan_kw
-                unit_water[i] = m_w
-            supply_air = supply_num / max(total_air, 1e-9) if total_air > 0 else air_in
-            coil_return = chw_supply[b] + coil_heat / max(coil_water * CP_W, 1e-9)
-            # ---- room air
-            t_sup = supply_air
-            for q in range(n_pods):
-                m = 0.0
-                mr = 0.0
-                hot = 0.0
-                for r in range(n_racks):
-                    m += airflow_r[q, r]
-                    mr += airflow_r[q, r] * (h_recirc[b, q, r] + fx_door[q])
-                    hot += airflow_r[q, r] * server_c[b, q, r]
-                m_pod[q] = m
-                rho_pod[q] = mr / m
-                hot_old[q] = hot / m
-                cp_sum = 0.0
-                for j in range(n_pods):
-                    cp_sum += h_cross[b, q, j]
-                cross_pod[q] = cp_sum
-            room_stored = 0.0
-            for q in range(n_pods):
-                need = (1.0 - rho_pod[q] - cross_pod[q]) * m_pod[q]
-                s_q = total_air * h_share[b, q]
-                extra[q] = max(need - s_q, 0.0) / m_pod[q]
-                bypass[q] = max(s_q - need, 0.0)
-                cross_rise = -cross_pod[q] * t_sup
-                for j in range(n_pods):
-                    cross_rise += h_cross[b, q, j] * hot_old[j]
-                hot = 0.0
-                for r in range(n_racks):
-                    rho = h_recirc[b, q, r] + fx_door[q]
-                    tin = t_sup + (rho + extra[q]) * (hot_old[q] - t_sup) + cross_rise
-                    inlet[q, r] = tin
-                    g = airflow_r[q, r] * CP_A
-                    cap = h_server_cap[b, q, r]
-                    steady = tin + power[q, r] / g
-                    new = steady + (server_c[b, q, r] - steady) * math.exp(-g * dt / cap)
-                    room_stored += cap * (new - server_c[b, q, r]) / dt
-                    new_srv[q, r] = new
-                    hot += airflow_r[q, r] * new
-                hot_new[q] = hot / m_pod[q]
-            plenum_flow = 0.0
-            mix_num = 0.0
-            bypass_sum = 0.0
-            for q in range(n_pods):
-                drawn = 0.0
-                for i2 in range(n_pods):
-                    drawn += h_cross[b, i2, q] * m_pod[i2]
-                hot_out[q] = max((1.0 - rho_pod[q] - extra[q]) * m_pod[q] - drawn, 0.0)
-                plenum_flow += hot_out[q]
-                mix_num += hot_out[q] * hot_new[q]
-                bypass_sum += bypass[q]
-            plenum_flow += bypass_sum
-            if plenum_flow > 1e-9:
-                mix = (mix_num + bypass_sum * t_sup) / max(plenum_flow, 1e-9)
-            else:
-                mix = 0.0
-                for q in range(n_pods):
-                    mix += hot_new[q]
-                mix /= n_pods
-            cap_rate = max(plenum_flow, 1e-6) * CP_A
-            mix += plenum_heat[b] / cap_rate
-            ua_st = cap_rate * -math.expm1(-p.struct_ua / cap_rate)
-            ua_sum = ua_st + p.env_ua
-            outdoor = dry[t, b]
-            st_steady = (ua_st * mix + p.env_ua * outdoor) / ua_sum
-            c_st = h_struct_cap[b]
-            st_new = st_steady + (structure_c[b] - st_steady) * math.exp(-ua_sum * dt / c_st)
-            stored_st = c_st * (st_new - structure_c[b]) / dt
-            env_gain = p.env_ua * (outdoor - 0.5 * (st_new + structure_c[b]))
-            struct_gain = stored_st - env_gain
-            new_return = mix - struct_gain / cap_rate
-            room_stored += struct_gain + env_gain
-            # ---- chilled water
-            cap_sum = 0.0
-            n_avail = 0
-            for k in range(n_ch):
-                cw_enter[k] = cw_supply[b] + fx_lift[k]
-                x = _clip(sp_chw, cv[15], cv[16])
-                y = _clip(cw_enter[k], cv[17], cv[18])
-                cap_each[k] = p.ch_ref_cap * h_cap[b, k] * _biquad(cv, 0, x, y)
-                cap_sum += cap_each[k]
-                available[k] = (not fx_tripped[k]) and cw_enter[k] <= p.ch_max_condenser
-                if available[k]:
-                    n_avail += 1
-            demand = coil_heat + max(chw_supply[b] - sp_chw, 0.0) * p.ch_recovery
-            per = max(cap_sum / n_ch * p.ch_stage_frac, 1e-9)
-            if demand > 0.0 and n_avail > 0:
-                request = int(min(max(math.ceil(demand / per), 1.0), max(n_avail, 1)))
-            else:
-                request = 0
-            _stage(p, on, tis, restart, b, available, request, dt)
-            n_on = 0
-            capacity = 0.0
-            for k in range(n_ch):
-                if on[b, k]:
-                    n_on += 1
-                    capacity += cap_each[k]
-            primary = max(coil_water, n_on * p.min_flow_per_chiller)
-            prim_safe = max(primary, 1e-9)
-            mixed = (
-                coil_water * coil_return + max(prim_safe - coil_water, 0.0) * chw_supply[b]
-            ) / (prim_safe)
-            ret_new, ret_stored = _tank(chw_return[b], mixed, primary, p.return_mass, dt)
-            eco_on = sp_eco > 0.5 and cw_supply[b] < ret_new
-            eco_heat = 0.0
-            eco_leave = ret_new
-            if eco_on:
-                eps = _clip(p.eco_eff, 0.0, 1.0)
-                c_chw = max(primary, 0.0) * CP_W
-                c_cw = p.cw_flow_per_chiller * CP_W
-                eco_heat = eps * min(c_chw, c_cw) * max(ret_new - cw_supply[b], 0.0)
-                if c_chw > 0.0:
-                    eco_leave = ret_new - eco_heat / c_chw
-            reachable = eco_leave - capacity / (prim_safe * CP_W)
-            leave_chw = min(eco_leave, max(sp_chw, reachable))
-            load = primary * CP_W * (eco_leave - leave_chw)
-            chiller_sum = 0.0
-            for k in range(n_ch):
-                share = (cap_each[k] if on[b, k] else 0.0) / max(capacity, 1e-9)
-                load_k = max(load * share, 0.0)
-                x = _clip(leave_chw, cv[15], cv[16])
-                y = _clip(cw_enter[k], cv[17], cv[18])
-                cap_k = max(p.ch_ref_cap * h_cap[b, k] * _biquad(cv, 0, x, y), 1e-9)
-                plr = _clip(load_k / cap_k, 0.0, cv[20])
-                pl = _clip(max(plr, p.ch_min_plr), cv[19], cv[20])
-                eirfplr = cv[12] + cv[13] * pl + cv[14] * pl * pl
-                kw = cap_k / p.ch_ref_cop * _biquad(cv, 6, x, y) * eirfplr * h_eir[b, k]
-                chiller_kw[k] = kw if load_k > 0.0 else 0.0
-                chiller_sum += chiller_kw[k]
-            upstream = leave_chw
-            main_stored = 0.0
-            for s in range(n_seg):
-                seg_new, seg_stored = _tank(main[s, b], upstream, primary, p.main_mass / n_seg, dt)
-                main[s, b] = seg_new
-                main_stored += seg_stored
-                upstream = seg_new
-            sup_new, sup_stored = _tank(chw_supply[b], upstream, primary, p.supply_mass, dt)
-            flow_frac = max(primary / p.chw_design_flow, 0.0)
-            qp = max(flow_frac, 0.3)
-            chw_pump = p.chw_pump_kw * qp * (qp * qp) / max(fx_pump_eff, 1e-6)
-            if flow_frac <= 0.0:
-                chw_pump = 0.0
-            # ---- condenser water and tower
-            cells = max(n_on, 1 if (eco_on or demand > 0.0) else 0)
-            cw_flow = cells * p.cw_flow_per_chiller
-            tower_heat = load + chiller_sum + eco_heat
-            cw_ret = cw_supply[b] + tower_heat / max(cw_flow * CP_W, 1e-9)
-            fr = 1.0 if cells > 0 else 0.0
-            bias = h_bias[b]
-            target = sp_cw - wb - bias
-            ratio = min(_airflow_for_approach(p, wb, tower_range[b], fr, target), fx_tower_max)
-            if fx_tower_max > 0:
-                appr = _approach(p, wb, tower_range[b], fr, max(ratio, 1e-3))
-                leaving = wb + max(appr + bias, target)
-                tower_fan = cells * _tower_fan_kw(p, ratio) if cells > 0 else 0.0
-            else:
-                full_fan = _approach(p, wb, tower_range[b], fr, 1.0)
-                leaving = cw_ret - p.tw_free_frac * (cw_ret - (wb + full_fan + bias))
-                tower_fan = 0.0
-            leaving = min(leaving, cw_ret) if cells > 0 else cw_supply[b]
-            cw_pump = cells * p.cw_pump_kw
-            evap = max(tower_heat, 0.0) / H_FG_WATER_KJ_KG
-            drift = p.tw_drift * max(cw_flow, 0.0)
-            water_use = evap + drift + max(evap / (p.tw_cycles - 1.0) - drift, 0.0)
-            # ---- power chain
-            mech = chiller_sum + crah_fan + chw_pump + cw_pump + tower_fan
-            pdu = _loss(pc, 0, it_kw)
-            ups_out = it_kw + pdu
-            ups = _loss(pc, 1, ups_out)
-            trf = _loss(pc, 2, ups_out + ups + mech + p.lighting_kw + p.aux_kw)
-            facility = it_kw + pdu + ups + mech + p.lighting_kw + p.aux_kw + trf
-            # ---- truth row
+            wet_bulb = drivers.wet_bulb_c[k, b]
+            w.site[0], w.site[1], w.site[2], w.site[3], w.site[4] = site_control(
+                d.site.defaults, wet_bulb
+            )
+            supplied = resolve(
+                d.site.limits,
+                w.site,
+                command.values[b],
+                valid,
+                st.applied[b],
+                st.has_applied[0],
+                w.setpoints,
+            )
+            return_air_before = st.return_air_c[b]
+            plenum_before = st.plenum_heat_kw[b]
+            x = _site_step(
+                d,
+                hidden,
+                faults,
+                st,
+                b,
+                w,
+                drivers.utilisation[k],
+                drivers.dry_bulb_c[k, b],
+                wet_bulb,
+            )
             if record:
-                row = out[t, b]
-                row[0] = site_start_h[b] + time_s / 3600.0
-                row[1] = it_kw
-                row[2] = chiller_sum
-                row[3] = 0.0
-                row[4] = ups
-                row[5] = pdu
-                row[6] = trf
-                row[7] = p.lighting_kw
-                row[8] = p.aux_kw
-                row[9] = water_use
-                row[10] = coil_heat
-                row[11] = crah_fan
-                row[12] = it_kw + plenum_heat[b] + env_gain
-                row[13] = room_stored
-                row[14] = load
-                row[15] = eco_heat
-                row[16] = ret_stored + sup_stored + main_stored
-                row[17] = tower_heat
-                row[18] = active[t]
-                for f in range(5):
-                    row[19 + f] = sp[f]
-                c = 24
-                for q in range(n_pods):
-                    for r in range(n_racks):
-                        row[c] = inlet[q, r]
-                        c += 1
-                for q in range(n_pods):
-                    row[c] = hot_new[q]
-                    c += 1
-                for q in range(n_pods):
-                    pod_kw = 0.0
-                    for r in range(n_racks):
-                        pod_kw += power[q, r]
-                    row[c] = pod_kw
-                    c += 1
-                row[c] = supply_air
-                row[c + 1] = return_air[b]
-                row[c + 2] = sp_fan if total_air > 0 else 0.0
-                row[c + 3] = crah_fan
-                row[c + 4] = total_air
-                c += 5
-                for i in range(n_crah):
-                    row[c] = unit_water[i] / p.crah_water_max
-                    c += 1
-                row[c] = sup_new
-                row[c + 1] = ret_new
-                row[c + 2] = primary
-                row[c + 3] = chw_pump
-                c += 4
-                for k in range(n_ch):
-                    row[c] = chiller_kw[k]
-                    c += 1
-                row[c] = n_on
-                row[c + 1] = leaving
-                row[c + 2] = cw_ret
-                row[c + 3] = cw_pump
-                row[c + 4] = tower_fan
-                row[c + 5] = ratio if cells > 0 else 0.0
-                row[c + 6] = 1.0 if eco_on else 0.0
-                row[c + 7] = it_kw + pdu
-                row[c + 8] = facility
-                row[c + 9] = dry[t, b]
-                row[c + 10] = wb
-                row[c + 11] = rh[t, b]
-            # ---- state
-            for q in range(n_pods):
-                for r in range(n_racks):
-                    server_c[b, q, r] = new_srv[q, r]
-                    rack_inlet[b, q, r] = inlet[q, r]
-            structure_c[b] = st_new
-            return_air[b] = new_return
-            chw_supply[b] = sup_new
-            chw_return[b] = ret_new
-            cw_supply[b] = leaving
-            for f in range(5):
-                prev_sp[b, f] = sp[f]
-            plenum_heat[b] = pdu + ups + p.lighting_kw
-            tower_range[b] = max(cw_ret - leaving, 0.5) if cells > 0 else 5.0
-        has_prev[0] = True
+                _write_row(
+                    d,
+                    lay,
+                    st,
+                    b,
+                    w,
+                    x,
+                    out[t, b],
+                    drivers.site_start_h[b] + time_s / 3600.0,
+                    1.0 if supplied else 0.0,
+                    (drivers.dry_bulb_c[k, b], wet_bulb, drivers.rel_hum_frac[k, b]),
+                    return_air_before,
+                    plenum_before,
+                )
+            st.cw_supply_c[b] = x.cw_leaving
+            st.applied[b] = w.setpoints
+            st.plenum_heat_kw[b] = x.pdu + x.ups + d.site.power_chain.lighting_kw
+            st.tower_range_k[b] = max(x.cw_return - x.cw_leaving, 0.5) if x.cells > 0 else 5.0
+        st.has_applied[0] = True
 
 
-class CompiledStepper:
-    """Owns the kernel's state arrays for a plant and runs chunks of steps through it.
+class PlantEngine:
+    """A plant's compiled state and the structures its steps read; runs chunks of steps.
 
-    Built from the numpy plant's initial state, hidden parameters and weather, so both
-    engines start from the same place.
+    ``hidden`` are the sites' hidden parameters; ``drivers`` the weather and load of the
+    whole run; ``log_names`` the ground-truth columns (their layout is derived from them).
     """
 
     def __init__(
         self,
         config: SiteConfig,
-        hidden: Any,
-        state: Any,
+        hidden: HiddenParams,
+        drivers: Drivers,
         *,
         step_s: float,
-        site_start_h: FloatArray,
-        dry_bulb_c: FloatArray,
-        wet_bulb_c: FloatArray,
-        rel_hum_frac: FloatArray,
-        utilisation: FloatArray,
-        n_log: int,
+        log_names: tuple[str, ...],
     ) -> None:
-        self.params = pack_params(config)
-        self.step_s = step_s
-        self.n_log = n_log
-        self._site_start_h = np.ascontiguousarray(site_start_h)
-        self._dry, self._wet, self._rh = (
-            np.ascontiguousarray(a) for a in (dry_bulb_c, wet_bulb_c, rel_hum_frac)
-        )
-        self._util = np.ascontiguousarray(utilisation)
-        self._hidden = (
-            np.ascontiguousarray(hidden.rack_power_scale),
-            np.ascontiguousarray(hidden.rack_recirc_frac),
-            np.ascontiguousarray(hidden.cross_recirc_frac),
-            np.ascontiguousarray(hidden.pod_airflow_share),
-            np.ascontiguousarray(hidden.crah_ua_mult),
-            np.ascontiguousarray(hidden.chiller_eir_mult),
-            np.ascontiguousarray(hidden.chiller_cap_mult),
-            np.ascontiguousarray(hidden.tower_approach_bias_k),
-            np.ascontiguousarray(hidden.server_capacity_kj_k),
-            np.ascontiguousarray(
-                config.room.structure_capacity_kj_k * hidden.structure_capacity_mult
-            ),
-        )
-        n_sites = site_start_h.shape[0]
-        self._state = (
-            state.room.server_c.copy(),
-            state.room.structure_c.copy(),
-            state.room.return_air_c.copy(),
-            state.rack_inlet_c.copy(),
-            state.chw_supply_c.copy(),
-            state.chw_return_c.copy(),
-            state.cw_supply_c.copy(),
-            np.ascontiguousarray(state.staging.on.copy()),
-            np.ascontiguousarray(state.staging.time_in_state_s.copy()),
-            np.ascontiguousarray(state.staging.restart_timer_s.copy()),
-            np.zeros((n_sites, 5)),
-            np.zeros(1, dtype=np.bool_),
-            state.plenum_heat_kw.copy(),
-            state.tower_range_k.copy(),
-            np.ascontiguousarray(state.supply_main_c.copy()),
-        )
+        self.design = Design.of(config, step_s)
+        self.hidden = as_record(hidden)
+        self.drivers = Drivers(*(np.ascontiguousarray(a, dtype=np.float64) for a in drivers))
+        self.n_sites = hidden.n_sites
+        self.state = PlantState.initial(config, self.n_sites)
+        self.layout = LogLayout.of(log_names)
+        self.n_log = len(log_names)
+        self.command = Command(np.full((self.n_sites, 5), np.nan), -math.inf)
+        self._faults: tuple[FaultEffects, Any] | None = None
+
+    def hold(self, values: FloatArray, expires_at_s: float) -> None:
+        """Hold a command: values (sites, 5), NaN where the site's own control applies."""
+        self.command = Command(np.ascontiguousarray(values, dtype=np.float64), expires_at_s)
 
     def run(
         self,
         first_step: int,
-        raw_setpoints: FloatArray,
-        command_active: bool,
-        effects: Any,
+        n_steps: int,
+        effects: FaultEffects,
         *,
         record: bool = True,
-        repeat_first: bool = False,
+        hold_first: bool = False,
     ) -> FloatArray:
-        """Advance ``len(raw_setpoints)`` steps from ``first_step``; truth (steps, sites, log).
-
-        ``repeat_first`` holds the weather and load of ``first_step`` (the warm-up).
-        """
-        n = raw_setpoints.shape[0]
-        last = first_step if repeat_first else first_step + n - 1
-        rows = np.linspace(first_step, last, n).round().astype(np.int64)
-        out = np.empty((n if record else 0, self._site_start_h.shape[0], self.n_log))
+        """Advance ``n_steps`` from ``first_step`` under one set of fault effects; ground
+        truth (steps, sites, columns), or no rows when ``record`` is false."""
+        if self._faults is None or self._faults[0] is not effects:
+            self._faults = (effects, as_record(effects))
+        out = np.empty((n_steps if record else 0, self.n_sites, self.n_log))
         run_steps(
-            self.params,
-            self.step_s,
-            first_step * self.step_s,
-            self._site_start_h,
-            self._dry[rows],
-            self._wet[rows],
-            self._rh[rows],
-            self._util[rows],
-            np.ascontiguousarray(raw_setpoints),
-            np.full(n, float(command_active)),
-            np.ascontiguousarray(effects.crah_ua_mult, dtype=np.float64),
-            np.ascontiguousarray(effects.crah_running),
-            np.ascontiguousarray(effects.crah_stuck_valve, dtype=np.float64),
-            np.ascontiguousarray(effects.chiller_tripped),
-            np.ascontiguousarray(effects.condenser_lift_k, dtype=np.float64),
-            float(effects.tower_fan_max_frac),
-            np.ascontiguousarray(effects.pod_extra_recirc, dtype=np.float64),
-            float(effects.pump_efficiency_mult),
-            np.ascontiguousarray(effects.util_delta, dtype=np.float64),
-            *self._hidden,
-            *self._state,
+            self.design,
+            self.drivers,
+            self.hidden,
+            self._faults[1],
+            self.command,
+            self.state,
+            self.layout,
+            first_step,
+            n_steps,
+            hold_first,
             out,
-            record,
         )
         return out

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -28,8 +27,6 @@ from physics.plant.site_control import SetpointCommand
 from physics.workload import make_workload
 
 logger = logging.getLogger(__name__)
-
-Engine = Literal["numpy", "numba"]
 
 Policy = Callable[[SensorFrame, float], SetpointCommand | None]
 """(readings, plant time in s) → command for the next control period, or None."""
@@ -46,9 +43,7 @@ class SimulationResult:
     wall_s: float
 
 
-def build_plant(
-    scenario: Scenario, seeds: Sequence[int] | None = None, *, engine: Engine = "numba"
-) -> Plant:
+def build_plant(scenario: Scenario, seeds: Sequence[int] | None = None) -> Plant:
     """The plant of a scenario: its site, weather, workload and faults."""
     time_h = scenario.start_h + np.arange(scenario.n_steps) * scenario.step_s / 3600.0
     utilisation = make_workload(scenario.workload, time_h, scenario.site.n_pods, seed=scenario.seed)
@@ -61,7 +56,6 @@ def build_plant(
         seeds=tuple(seeds) if seeds is not None else (scenario.site_seed,),
         step_s=scenario.step_s,
         noise=scenario.noise,
-        engine=engine,
     )
 
 
@@ -70,14 +64,9 @@ def run_scenario(
     policy: Policy | None = None,
     *,
     progress: bool = False,
-    engine: Engine = "numba",
 ) -> SimulationResult:
-    """Run ``scenario`` on the plant (one site) under ``policy`` or the site's control.
-
-    ``engine`` picks the compiled step (default) or the numpy reference; both give the same
-    run (``tests/physics/plant/test_kernel.py``).
-    """
-    plant = build_plant(scenario, engine=engine)
+    """Run ``scenario`` on the plant (one site) under ``policy`` or the site's control."""
+    plant = build_plant(scenario)
     n, per = plant.n_steps, scenario.steps_per_period
     chunk = per if policy is not None else max(per, 1440)
     log = np.empty((n, len(plant.log_names)))

@@ -8,7 +8,6 @@ thermal masses. Two seeds give two different sites; the same seed gives the same
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -17,13 +16,12 @@ from numpy.typing import NDArray
 
 from physics.chilled_water import ChilledWaterLoopParams
 from physics.chiller import ChillerParams
+from physics.compiled import record_type
 from physics.cooling_tower import CoolingTowerParams
 from physics.crah import CrahParams
 from physics.power_chain import PowerChainParams
 from physics.room_air import RoomParams
 from physics.servers import ServerParams
-
-logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 
@@ -104,6 +102,11 @@ class SiteConfig:
         return self.n_pods * self.racks_per_pod
 
 
+SetpointLimitsRecord = record_type(SetpointLimits)
+SiteDefaultsRecord = record_type(SiteDefaults)
+SiteConfigRecord = record_type(SiteConfig)
+
+
 SITE_VARIANTS: dict[str, SiteConfig] = {
     "reference": SiteConfig(),
     # N chillers and N CRAH units: a trip is felt at once (for resilience scenarios).
@@ -144,6 +147,9 @@ class HiddenParams:
     @property
     def n_sites(self) -> int:
         return len(self.seeds)
+
+
+HiddenParamsRecord = record_type(HiddenParams, exclude=("seeds",))
 
 
 def draw_hidden_params(config: SiteConfig, seeds: Sequence[int]) -> HiddenParams:

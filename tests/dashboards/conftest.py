@@ -54,7 +54,7 @@ class Built:
 
 def _write_historian(path: Path, week: Scenario) -> float:
     scenario = dataclasses.replace(week, duration_h=3.0)
-    result = run_scenario(scenario, engine="numpy")
+    result = run_scenario(scenario)
     units = {p.name: p.unit for p in point_catalog(scenario.site)}
     times_s = result.readings["time_h"].to_numpy() * 3600.0
     newest_s = float(times_s[-1])

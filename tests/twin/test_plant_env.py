@@ -54,9 +54,7 @@ def scenario(scenario_path: Path) -> Scenario:
 
 
 def _env(scenario: Scenario, episode_hours: float | None = 2.0, **kwargs: Any) -> PlantEnv:
-    return PlantEnv(
-        scenario, episode_hours=episode_hours, engine=kwargs.pop("engine", "numba"), **kwargs
-    )
+    return PlantEnv(scenario, episode_hours=episode_hours, **kwargs)
 
 
 def _raw(env: PlantEnv, obs: NDArray[np.float32], name: str) -> float:
@@ -211,7 +209,7 @@ def test_env_runs_the_scenarios_plant(scenario: Scenario) -> None:
     action = np.array([0.2, 0.5, -0.3, 0.1, -1.0], dtype=np.float32)
     _, _, _, _, info = env.step(action)
 
-    ref = build_plant(scenario, engine="numba")
+    ref = build_plant(scenario)
     ref.advance(scenario.steps_per_period)  # the lead-in under the site's control
     ref.apply_command(
         SetpointCommand(
@@ -275,7 +273,6 @@ def test_random_start_follows_the_seed(scenario: Scenario) -> None:
         ({"episode_hours": -1.0}, "positive"),
         ({"episode_hours": math.nan}, "positive"),
         ({"episode_hours": 0.1}, "whole number of control periods"),
-        ({"engine": "cuda"}, "engine 'cuda'"),
     ],
 )
 def test_bad_constructor_input_names_the_problem(

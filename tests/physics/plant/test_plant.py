@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from physics.compiled import as_record
 from physics.constants import CP_WATER_KJ_KG_K, RHO_WATER_KG_M3
 from physics.kpi import rack_inlet_columns
 from physics.plant.faults import FaultEvent
@@ -251,7 +252,7 @@ def test_every_hidden_parameter_changes_what_the_plant_does(field: str) -> None:
         hidden = plant._hidden
         value = getattr(hidden, field)
         changed = value * scale if field != "tower_approach_bias_k" else value + (scale - 1.0)
-        plant._hidden = replace(hidden, **{field: changed})
+        plant._engine.hidden = as_record(replace(hidden, **{field: changed}))
         _run(plant)
         return plant.last_log[0]
 
@@ -262,7 +263,6 @@ def test_tower_fan_failure_trips_chillers_on_head_pressure_and_stays_bounded() -
     plant = _plant(
         360,
         faults=[FaultEvent("tower_fan_failure", 1.0, 2.0, magnitude=1.0)],
-        engine="numba",
     )
     logs, _ = plant.advance(plant.n_steps)
     names = plant.log_names
