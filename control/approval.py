@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 
 from control.reservoir import HistoryRecord, PolicyRecord, Reservoir, ReservoirError
+from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ AUTOMATIC_ACTORS: frozenset[str] = frozenset({"gate1", "watchdog", "live"})
 """Actors that are software, not people: their decisions never count as an approval."""
 
 
-class ApprovalError(ValueError):
+class ApprovalError(TwinLoopError, ValueError):
     """A gate-2 request refused: bad ref, missing reason, illegal move, tampered artifact…"""
 
 

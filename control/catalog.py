@@ -16,12 +16,13 @@ from control.baselines import FixedSetpoints, TrimAndRespond
 from control.policy import Policy
 from physics.plant.scenario import Scenario
 from twin.ensemble import TwinEnsemble
+from twinloop.errors import TwinLoopError
 
 PolicyFactory = Callable[[Scenario], Policy]
 """Makes a policy for one scenario."""
 
 
-class PolicyNotFoundError(ValueError):
+class PolicyNotFoundError(TwinLoopError, ValueError):
     """A policy name or path that names no policy."""
 
 

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from control.evaluation import actuator_travel
 from physics.plant.report import markdown_table
 from twin.spaces import ACTION_NAMES
+from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ TRAVEL_UNITS: dict[str, str] = {
 """Unit of each setpoint's travel (sum of |change| between control periods)."""
 
 
-class ComparisonError(ValueError):
+class ComparisonError(TwinLoopError, ValueError):
     """Runs that cannot be compared (missing folders, different targets, nothing shared)."""
 
 

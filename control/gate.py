@@ -26,8 +26,14 @@ from typing import Any
 import yaml
 
 from control.evaluation import EvaluationResult
+from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
+
+
+class GateConfigError(TwinLoopError, ValueError):
+    """Gate-1 rules that cannot be used: a rule out of range, or a site's rules file
+    that cannot be read; the message names the rule or file."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +70,13 @@ class GateConfig:
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"GateConfig.{name} must be a non-negative number")
+                raise GateConfigError(f"GateConfig.{name} must be a non-negative number")
         if self.max_extrapolating_share > 1.0:
-            raise ValueError("GateConfig.max_extrapolating_share is a share: at most 1")
+            raise GateConfigError("GateConfig.max_extrapolating_share is a share: at most 1")
         if not 15.0 <= self.allowable_max_inlet_c <= 45.0:
-            raise ValueError("GateConfig.allowable_max_inlet_c must lie in 15–45 °C")
+            raise GateConfigError("GateConfig.allowable_max_inlet_c must lie in 15–45 °C")
         if not -100.0 < self.min_savings_percent < 100.0:
-            raise ValueError("GateConfig.min_savings_percent must lie in (-100, 100)")
+            raise GateConfigError("GateConfig.min_savings_percent must lie in (-100, 100)")
 
     @classmethod
     def from_yaml(cls, path: Path) -> GateConfig:
@@ -78,28 +84,28 @@ class GateConfig:
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"gate config {path}: cannot read ({exc})") from None
+            raise GateConfigError(f"gate config {path}: cannot read ({exc})") from None
         if not isinstance(raw, dict):
-            raise ValueError(f"gate config {path}: expected a mapping of rule: value")
+            raise GateConfigError(f"gate config {path}: expected a mapping of rule: value")
         unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
         if unknown:
             known = ", ".join(cls.__dataclass_fields__)
-            raise ValueError(f"gate config {path}: unknown rule(s) {unknown} (known: {known})")
+            raise GateConfigError(f"gate config {path}: unknown rule(s) {unknown} (known: {known})")
         values: dict[str, Any] = {}
         for key, value in raw.items():
             if key == "require_competence":
                 if not isinstance(value, bool):
-                    raise ValueError(f"gate config {path}: {key} must be true or false")
+                    raise GateConfigError(f"gate config {path}: {key} must be true or false")
                 values[key] = value
                 continue
             try:
                 values[key] = float(value)
             except (TypeError, ValueError):
-                raise ValueError(f"gate config {path}: {key} must be a number") from None
+                raise GateConfigError(f"gate config {path}: {key} must be a number") from None
         try:
             return cls(**values)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"gate config {path}: {exc}") from None
+            raise GateConfigError(f"gate config {path}: {exc}") from None
 
 
 @dataclass(frozen=True)

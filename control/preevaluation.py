@@ -33,8 +33,15 @@ from control.reservoir import PolicyRecord, Reservoir
 from control.shielded import ShieldedPolicy
 from control.suites import load_suite
 from twin.ensemble import TwinEnsemble
+from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
+
+
+class PreEvaluationError(TwinLoopError, ValueError):
+    """A pre-evaluation the reservoir's state refuses: the candidate is not a candidate,
+    or it is its own incumbent."""
+
 
 GATE_ACTOR = "gate1"
 
@@ -159,9 +166,11 @@ def pre_evaluate(
     docstring. The gate report is written to ``out_dir`` and returned."""
     cand, inc = reservoir.get(candidate), reservoir.get(incumbent)
     if cand.state != "candidate":
-        raise ValueError(f"{cand.ref} is {cand.state}, not a candidate awaiting pre-evaluation")
+        raise PreEvaluationError(
+            f"{cand.ref} is {cand.state}, not a candidate awaiting pre-evaluation"
+        )
     if cand.ref == inc.ref:
-        raise ValueError("a policy cannot be its own incumbent")
+        raise PreEvaluationError("a policy cannot be its own incumbent")
     mine = _run_suite(reservoir, cand, suite, twin, out_dir, progress)
     theirs = _run_suite(reservoir, inc, suite, twin, out_dir, progress)
     report = gate1(mine, theirs, gate)

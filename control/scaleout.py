@@ -35,6 +35,7 @@ from tqdm import tqdm
 from control.catalog import BUILTIN_POLICIES, policy_factory
 from control.evaluation import EvaluationResult, Target, evaluate
 from physics.plant.scenario import Scenario, load_scenario
+from twinloop.errors import TwinLoopError
 
 if TYPE_CHECKING:
     from control.training import TrainConfig, TrainedAgent
@@ -52,7 +53,7 @@ CONNECT_TIMEOUT_S = 5.0
 R = TypeVar("R")
 
 
-class ScaleOutError(RuntimeError):
+class ScaleOutError(TwinLoopError, RuntimeError):
     """A run that failed (``what`` names its scenario or candidate), or Ray unreachable."""
 
     def __init__(self, what: str, cause: BaseException | str) -> None:

@@ -70,6 +70,7 @@ from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble
 from twin.spaces import HallReadings
 from twin.surrogate import PhysicsTwin
+from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ DEFAULT_SCENARIO = "tropical-typical-week"
 _T = TypeVar("_T")
 
 
-class ServiceConfigError(ValueError):
+class ServiceConfigError(TwinLoopError, ValueError):
     """A site file that cannot be used; the message names the file and the problem."""
 
 

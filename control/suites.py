@@ -17,9 +17,10 @@ from typing import Literal
 import yaml
 
 from physics.plant.scenario import Scenario, ScenarioError, load_scenario
+from twinloop.errors import TwinLoopError
 
 
-class SuiteError(ValueError):
+class SuiteError(TwinLoopError, ValueError):
     """A suite file that cannot be used; the message names the file and the problem."""
 
 

@@ -54,8 +54,15 @@ from twin.ensemble import TwinEnsemble
 from twin.reward import CoolingEnergyReward, Pessimism
 from twin.spaces import ACTION_NAMES
 from twin.vec_env import Randomisation
+from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
+
+
+class TrainConfigError(TwinLoopError, ValueError):
+    """A training configuration (hyper-parameters file, overrides) that cannot be used;
+    the message names the field or file."""
+
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "td3": TD3}
 OFF_POLICY = frozenset({"sac", "td3"})
@@ -106,20 +113,20 @@ def _check_hyperparameters(algo: str, hp: Mapping[str, Any]) -> None:
         for key in bad:
             close = difflib.get_close_matches(key, sorted(allowed | CONFIG_KEYS), n=1)
             hints.append(f"{key} (did you mean {close[0]}?)" if close else key)
-        raise ValueError(f"unknown {algo} hyper-parameter(s): {', '.join(hints)}")
+        raise TrainConfigError(f"unknown {algo} hyper-parameter(s): {', '.join(hints)}")
     if not isinstance(hp.get("policy", "MlpPolicy"), str):
-        raise ValueError("hyper-parameter policy must be a policy name such as 'MlpPolicy'")
+        raise TrainConfigError("hyper-parameter policy must be a policy name such as 'MlpPolicy'")
     noise = hp.get("noise_type")
     if noise is not None and noise not in ("normal", "ornstein-uhlenbeck"):
-        raise ValueError(f"noise_type {noise!r}: use 'normal' or 'ornstein-uhlenbeck'")
+        raise TrainConfigError(f"noise_type {noise!r}: use 'normal' or 'ornstein-uhlenbeck'")
     if noise is not None and not float(hp.get("noise_std", 0.1)) > 0.0:
-        raise ValueError("noise_std must be positive")
+        raise TrainConfigError("noise_std must be positive")
     policy_kwargs = hp.get("policy_kwargs") or {}
     if not isinstance(policy_kwargs, dict):
-        raise ValueError("hyper-parameter policy_kwargs must be a mapping")
+        raise TrainConfigError("hyper-parameter policy_kwargs must be a mapping")
     activation = policy_kwargs.get("activation_fn")
     if activation is not None and activation not in ACTIVATIONS:
-        raise ValueError(
+        raise TrainConfigError(
             f"policy_kwargs.activation_fn {activation!r}: use one of {', '.join(ACTIVATIONS)}"
         )
 
@@ -156,10 +163,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         algo = self.algo.lower()
         if algo not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {self.algo!r} (known: {', '.join(ALGORITHMS)})")
+            raise TrainConfigError(
+                f"unknown algorithm {self.algo!r} (known: {', '.join(ALGORITHMS)})"
+            )
         object.__setattr__(self, "algo", algo)
         if self.env_id not in TRAINABLE_ENV_IDS:
-            raise ValueError(
+            raise TrainConfigError(
                 f"unknown env id {self.env_id!r}: agents train in {', '.join(TRAINABLE_ENV_IDS)}"
             )
         hp = copy.deepcopy(dict(self.hyperparameters))
@@ -171,7 +180,7 @@ class TrainConfig:
             object.__setattr__(self, "twin", str(self.twin))
         self._set_reward_and_pessimism()
         if not isinstance(self.member_per_episode, bool):
-            raise ValueError(
+            raise TrainConfigError(
                 f"member_per_episode must be true or false, got {self.member_per_episode!r}"
             )
 
@@ -179,17 +188,25 @@ class TrainConfig:
         """The step budget, episode length, seed, checkpoint interval and randomisation."""
         for name in ("total_timesteps", "n_envs"):
             if not _positive_int(getattr(self, name)):
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+                raise TrainConfigError(
+                    f"{name} must be a positive integer, got {getattr(self, name)!r}"
+                )
         if not isinstance(self.episode_hours, int | float) or not self.episode_hours > 0:
-            raise ValueError(f"episode_hours must be positive, got {self.episode_hours!r}")
+            raise TrainConfigError(f"episode_hours must be positive, got {self.episode_hours!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+            raise TrainConfigError(f"seed must be an integer, got {self.seed!r}")
         if not isinstance(self.checkpoint_every, int) or isinstance(self.checkpoint_every, bool):
-            raise ValueError(f"checkpoint_every must be an integer, got {self.checkpoint_every!r}")
+            raise TrainConfigError(
+                f"checkpoint_every must be an integer, got {self.checkpoint_every!r}"
+            )
         if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be 0 or more, got {self.checkpoint_every}")
+            raise TrainConfigError(
+                f"checkpoint_every must be 0 or more, got {self.checkpoint_every}"
+            )
         if not isinstance(self.randomisation, bool):
-            raise ValueError(f"randomisation must be true or false, got {self.randomisation!r}")
+            raise TrainConfigError(
+                f"randomisation must be true or false, got {self.randomisation!r}"
+            )
 
     def _set_scenarios(self) -> None:
         """``scenarios`` as a tuple of names (one name alone is one scenario), at least one
@@ -197,21 +214,21 @@ class TrainConfig:
         scenarios = (self.scenarios,) if isinstance(self.scenarios, str) else self.scenarios
         scenarios = tuple(str(s) for s in scenarios)
         if not scenarios:
-            raise ValueError("at least one training scenario is needed")
+            raise TrainConfigError("at least one training scenario is needed")
         if self.n_envs < len(scenarios):
-            raise ValueError(f"n_envs={self.n_envs} cannot cover {len(scenarios)} scenarios")
+            raise TrainConfigError(f"n_envs={self.n_envs} cannot cover {len(scenarios)} scenarios")
         object.__setattr__(self, "scenarios", scenarios)
 
     def _set_reward_and_pessimism(self) -> None:
         """``reward`` and ``pessimism`` as plain dicts that build their dataclasses."""
         if not isinstance(self.reward, Mapping):
-            raise ValueError(
+            raise TrainConfigError(
                 f"reward must be a mapping of CoolingEnergyReward fields, got {self.reward!r}"
             )
         object.__setattr__(self, "reward", dict(self.reward))
         self.reward_function()
         if not isinstance(self.pessimism, Mapping):
-            raise ValueError(
+            raise TrainConfigError(
                 f"pessimism must be a mapping of Pessimism fields, got {self.pessimism!r}"
             )
         object.__setattr__(self, "pessimism", dict(self.pessimism))
@@ -240,17 +257,26 @@ class TrainConfig:
             source = resources.files("control").joinpath("hyperparams.yaml")
             text, where = source.read_text(encoding="utf-8"), "control/hyperparams.yaml"
         else:
-            text, where = Path(path).read_text(encoding="utf-8"), str(path)
-        raw = yaml.safe_load(text)
+            where = str(path)
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise TrainConfigError(f"{where}: cannot read ({exc.strerror})") from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise TrainConfigError(f"{where}: not valid YAML ({exc})") from None
         if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
-            raise ValueError(f"{where}: expected env id -> algorithm -> hyper-parameters")
+            raise TrainConfigError(f"{where}: expected env id -> algorithm -> hyper-parameters")
         if env_id not in raw:
-            raise ValueError(f"unknown env id {env_id!r}: {where} has {', '.join(sorted(raw))}")
+            raise TrainConfigError(
+                f"unknown env id {env_id!r}: {where} has {', '.join(sorted(raw))}"
+            )
         key = algo.lower()
         if key not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {algo!r} (known: {', '.join(ALGORITHMS)})")
+            raise TrainConfigError(f"unknown algorithm {algo!r} (known: {', '.join(ALGORITHMS)})")
         if not isinstance(raw[env_id].get(key), dict):
-            raise ValueError(f"{where}: no {key} block under {env_id}")
+            raise TrainConfigError(f"{where}: no {key} block under {env_id}")
         merged: dict[str, Any] = {**raw[env_id][key], **(overrides or {})}
         fields = {k: merged.pop(k) for k in sorted(CONFIG_KEYS) if k in merged}
         if isinstance(fields.get("scenarios"), list):
@@ -288,13 +314,13 @@ def _numeric_dataclass(cls: type[_D], values: Mapping[str, Any], what: str) -> _
     """``cls`` from a mapping of its numeric fields; a ValueError names an unknown or bad one."""
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     if bad := sorted(set(values) - known):
-        raise ValueError(
+        raise TrainConfigError(
             f"unknown {what} field(s) {', '.join(bad)} (known: {', '.join(sorted(known))})"
         )
     try:
         return cls(**{k: float(v) for k, v in values.items()})
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what}: {exc}") from None
+        raise TrainConfigError(f"{what}: {exc}") from None
 
 
 def make_training_env(config: TrainConfig) -> VecMonitor:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 from control.approval import AUTOMATIC_ACTORS
+from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ _SESSION_KEYS = ("user", "role", "expires_at_s")
 _DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$" + "A" * 43 + "="
 
 
-class AuthError(ValueError):
+class AuthError(TwinLoopError, ValueError):
     """A refused login, user, password or session; the message says what is wrong."""
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from connectors.historian import Historian, HistorianError
 from control.reservoir import Reservoir, ReservoirError
 from dashboards.auth import DEFAULT_SESSION_S, UserStore
+from twinloop.errors import TwinLoopError
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(TwinLoopError, RuntimeError):
     """The historian or the reservoir cannot be read (yet); the message says which and why."""
 
 

@@ -36,6 +36,7 @@ from physics.psychrometrics import (
     wet_bulb_from_dew_point_c,
     wet_bulb_from_rh_c,
 )
+from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ _SERIES_ARRAY_FIELDS = (
 )
 
 
-class WeatherError(ValueError):
+class WeatherError(TwinLoopError, ValueError):
     """A weather spec cannot be loaded, or a time lies outside the weather series."""
 
 

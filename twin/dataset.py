@@ -25,6 +25,7 @@ from physics.plant.site_control import SETPOINT_FIELDS, site_setpoints
 from twin.design import TwinDesign
 from twin.recording import Recording
 from twin.spaces import COOLING_POWER_POINTS
+from twinloop.errors import TwinLoopError
 
 FloatArray = NDArray[np.float64]
 
@@ -49,7 +50,7 @@ METER_NAMES: tuple[str, ...] = (
 """Mean meter readings over a period, in the order of :attr:`PeriodData.meters`."""
 
 
-class DatasetError(ValueError):
+class DatasetError(TwinLoopError, ValueError):
     """Recorded data that cannot be turned into training periods."""
 
 

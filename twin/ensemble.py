@@ -22,12 +22,13 @@ from twin.dataset import METER_NAMES
 from twin.design import TwinDesign
 from twin.model import MODEL_KINDS, ModelKind, TwinModel, make_twin, model_kind
 from twin.surrogate import TwinInputs, TwinState, TwinStep
+from twinloop.errors import TwinLoopError
 
 MODEL_FILE = "twin.pt"
 CARD_FILE = "twin.json"
 
 
-class TwinLoadError(ValueError):
+class TwinLoadError(TwinLoopError, ValueError):
     """A saved twin that cannot be loaded; the message names the file and the problem."""
 
 

@@ -40,6 +40,7 @@ from twin.accuracy import accuracy_summary, duration_text, measure_accuracy
 from twin.dataset import METER_NAMES, STATE_POINTS, PeriodData
 from twin.ensemble import TwinEnsemble
 from twin.rollout import rollout, targets_along
+from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ _DIAGNOSTIC_COLUMNS = ("nis_window_mean", "diverged")
 _STD_SUFFIX = "_std"
 
 
-class ReportError(ValueError):
+class ReportError(TwinLoopError, ValueError):
     """Input the report cannot use; the message names the file or data and the problem."""
 
 

@@ -32,12 +32,13 @@ from physics.plant.sensors import SensorNoise, point_catalog
 from physics.plant.site import SITE_VARIANTS, SiteConfig, site_variant
 from physics.weather import WeatherError, WeatherSeries, hour_of_year, load_weather
 from physics.workload import TRACE_DATASETS, WorkloadSpec
+from twinloop.errors import TwinLoopError
 
 _TIME_UNITS_S = {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _QUANTITY = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*([A-Za-z]+)\s*$")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(TwinLoopError, ValueError):
     """A scenario file that cannot be run; the message is one line naming the problem."""
 
 
