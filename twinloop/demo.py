@@ -49,8 +49,14 @@ from physics.plant.plant import Plant
 from physics.plant.scenario import Scenario, load_scenario
 from physics.plant.simulation import build_plant
 from twin.spaces import HallReadings
+from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
+
+
+class DemoError(TwinLoopError):
+    """A demo that cannot start here: its dashboard's address is taken."""
+
 
 SITE = "demo-hall"
 SCENARIO = "tropical-typical-week"
@@ -357,7 +363,12 @@ class Demo:
         store.add(OPERATOR, self.operator_password, "operator", replace=True)
         store.add(VIEWER, secrets.token_urlsafe(9), "viewer", replace=True)
         app = create_app(self.historian_path, self.reservoir_root, users_file, refresh_s=2.0)
-        server = DashboardServer(app, self.config.host, self.config.port).start()
+        try:
+            server = DashboardServer(app, self.config.host, self.config.port).start()
+        except OSError as exc:  # e.g. the port is taken
+            raise DemoError(
+                f"dashboard at {self.config.host}:{self.config.port}: {exc} (try --port)"
+            ) from None
         self._cleanup.append(server.stop)
         self.dashboard_url = server.url
         self.say(

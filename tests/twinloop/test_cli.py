@@ -1,18 +1,22 @@
-"""The ``twinloop`` command: bad input gives one error line and exit 2; simulate writes a run."""
+"""The ``twinloop`` command's one error path: a ``TwinLoopError`` (bad input) is one line on
+stderr and exit 2, Ctrl-C exits 130, and any other exception is a bug that keeps its
+traceback."""
 
 from __future__ import annotations
 
-import json
+import argparse
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from physics.plant.scenario import shipped_scenarios
 from tests.twinloop.cli_process import one_error_line, run_cli
 from twinloop.cli import main
+from twinloop.commands import scenarios
+from twinloop.errors import TwinLoopError
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 BASE = """\
 name: cli-short
 description: six hours, no faults
@@ -24,7 +28,6 @@ control_period: 5 min
 sensor_noise: 1.0
 seed: 1
 """
-SHORT = BASE + "faults: []\n"
 
 BAD_FILES = {
     "missing-field": ("name: t\n", "duration"),
@@ -79,18 +82,6 @@ def test_unknown_scenario_name(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "no-such-scenario" in line and "heat-wave" in line
 
 
-def test_unknown_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "short.yaml"
-    path.write_text(SHORT, encoding="utf-8")
-    out = tmp_path / "out"
-    code = main(["simulate", "--scenario", str(path), "--policy", "oracle", "--out", str(out)])
-    assert code == 2
-    line = one_error_line(capsys.readouterr().err)
-    assert "unknown policy 'oracle'" in line
-    assert "baseline" in line
-    assert not out.exists()
-
-
 def test_missing_required_argument_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["simulate", "--out", "x"])
@@ -98,46 +89,73 @@ def test_missing_required_argument_is_a_usage_error(capsys: pytest.CaptureFixtur
     assert "--scenario" in capsys.readouterr().err
 
 
-def test_scenarios_lists_the_shipped_scenarios(tmp_path: Path) -> None:
-    result = run_cli("scenarios", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    names = sorted(shipped_scenarios())
-    assert len(names) >= 4
-    assert [line.split()[0] for line in lines] == names
-    week = next(line for line in lines if line.startswith("tropical-typical-week "))
-    assert "7.0 d" in week
+def test_unknown_scenario_name_through_the_real_command(tmp_path: Path) -> None:
+    result = run_cli("simulate", "--scenario", "no-such-scenario", "--out", "out", cwd=tmp_path)
+    assert result.returncode == 2
+    line = one_error_line(result.stderr)
+    assert "no-such-scenario" in line
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
 
 
-def test_simulate_short_scenario_end_to_end(tmp_path: Path) -> None:
-    (tmp_path / "short.yaml").write_text(SHORT, encoding="utf-8")
-    result = run_cli(
-        "simulate", "--scenario", "short.yaml", "--out", "run", "--quiet", cwd=tmp_path
+def _raise(exc: BaseException) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        raise exc
+
+    return command
+
+
+def test_an_unexpected_exception_propagates(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(scenarios, "_cmd_scenarios", _raise(ZeroDivisionError("a bug")))
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        main(["scenarios"])
+    assert "twinloop: error" not in capsys.readouterr().err
+
+
+def test_a_plain_value_error_is_a_bug_not_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No command turns a ValueError into a user's error: only a TwinLoopError is one."""
+    monkeypatch.setattr(scenarios, "_cmd_scenarios", _raise(ValueError("a bug")))
+    with pytest.raises(ValueError, match="a bug"):
+        main(["scenarios"])
+
+
+def test_a_twinloop_error_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(scenarios, "_cmd_scenarios", _raise(TwinLoopError("fix this")))
+    assert main(["scenarios"]) == 2
+    assert one_error_line(capsys.readouterr().err) == "twinloop: error: fix this"
+
+
+def test_ctrl_c_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(scenarios, "_cmd_scenarios", _raise(KeyboardInterrupt()))
+    assert main(["scenarios"]) == 130
+    assert capsys.readouterr().err == "twinloop: interrupted\n"
+
+
+def test_a_bug_shows_its_traceback_in_a_real_process(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from twinloop.commands import scenarios\n"
+        "from twinloop.cli import main\n"
+        "def broken(args):\n"
+        "    return 1 / 0\n"
+        "scenarios._cmd_scenarios = broken\n"
+        "sys.exit(main(['scenarios']))\n"
     )
-    assert result.returncode == 0, result.stderr
-    out = tmp_path / "run"
-    for name in (
-        "kpis.json",
-        "timeseries.parquet",
-        "sensors.parquet",
-        "report.html",
-        "temperatures.png",
-        "power.png",
-        "pue.png",
-    ):
-        assert (out / name).is_file(), name
-        assert (out / name).stat().st_size > 0, name
-    payload = json.loads((out / "kpis.json").read_text(encoding="utf-8"))
-    kpis = payload["kpis"]
-    assert 1.1 < kpis["pue"] < 2.0
-    assert kpis["duration_h"] == pytest.approx(6.0)
-    assert kpis["facility_kwh"] > kpis["it_kwh"] > 0
-    summary = json.loads(result.stdout)
-    assert summary["pue"] == round(kpis["pue"], 4)
-    truth = pd.read_parquet(out / "timeseries.parquet")
-    readings = pd.read_parquet(out / "sensors.parquet")
-    assert len(truth) == len(readings) == 360
-    assert "rack_inlet_c.3.24" in readings.columns
-    for png in ("temperatures.png", "power.png", "pue.png"):
-        assert (out / png).read_bytes()[:8] == PNG_MAGIC
-    assert "cli-short" in (out / "report.html").read_text(encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "ZeroDivisionError: division by zero" in result.stderr
+    assert "twinloop: error" not in result.stderr

@@ -4,32 +4,30 @@ several policies' evaluation runs, as a table and plots."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from twinloop.commands.arguments import Subparsers
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from control.comparison import ComparisonError, load_runs, write_comparison_report
+    from control.comparison import load_runs, write_comparison_report
 
-    try:
-        runs = [load_runs(folder) for folder in args.runs]
-        paths = write_comparison_report(
-            runs,
-            Path(args.out),
-            baseline=args.baseline,
-            reference=args.reference,
-            oracle=args.oracle,
-        )
-    except ComparisonError as exc:
-        print(f"twinloop: error: {exc}", file=sys.stderr)
-        return 2
+    runs = [load_runs(folder) for folder in args.runs]
+    paths = write_comparison_report(
+        runs,
+        Path(args.out),
+        baseline=args.baseline,
+        reference=args.reference,
+        oracle=args.oracle,
+    )
     print(paths[2].read_text(encoding="utf-8"))
     for path in paths:
         print(path)
     return 0
 
 
-def add_compare_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(sub: Subparsers) -> None:
+    """``compare``."""
     cmp = sub.add_parser(
         "compare",
         help="compare policies' evaluation runs over a suite: totals, savings, travel, plots",

@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import os
 import sys
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
-
-ROOT_HELP = "reservoir folder (default: $TWINLOOP_HOME/reservoir, else runs/reservoir)"
-
-
-def _error(message: str) -> int:
-    print(f"twinloop: error: {message}", file=sys.stderr)
-    return 2
+from twinloop.commands.arguments import CommandError, Subparsers
+from twinloop.commands.reservoir import ROOT_HELP
 
 
 def _default_operator() -> str:
@@ -38,42 +31,38 @@ def _root(args: argparse.Namespace) -> Path:
 
 def _cmd_gate(args: argparse.Namespace) -> int:
     from control import approval
-    from control.approval import ApprovalError
-    from control.reservoir import Reservoir, ReservoirError
+    from control.reservoir import Reservoir
 
     action: str = args.gate_command
-    try:
-        with Reservoir(_root(args), create=False) as reservoir:
-            if action == "pending":
-                waiting = approval.pending(reservoir)
-                if not waiting:
-                    print(f"no policy awaits approval in {_root(args)}", file=sys.stderr)
-                for record in waiting:
-                    kpis = _twin_summary(reservoir, record.ref)
-                    print(f"{record.ref}\t{record.kind}\t{record.created_at[:16]}\t{kpis}")
-                return 0
-            operator = (args.operator or "").strip()
-            if not operator:
-                return _error(f"gate {action}: --operator is required ($USER is not set)")
-            reason = (args.reason or "").strip()
-            if not reason:
-                return _error(f"gate {action}: --reason is required (why, for the history)")
-            if action == "rollback":
-                now = approval.rollback(
-                    reservoir, operator=operator, reason=reason, to_site=args.to_site
-                )
-                print(f"in control: {now.ref if now else 'the site (its own control)'}")
-                return 0
-            move = {
-                "approve": approval.approve,
-                "reject": approval.reject,
-                "promote": approval.promote,
-            }[action]
-            record = move(reservoir, args.ref, operator=operator, reason=reason)
-            print(f"{record.ref}: {record.state} (by {operator})")
+    with Reservoir(_root(args), create=False) as reservoir:
+        if action == "pending":
+            waiting = approval.pending(reservoir)
+            if not waiting:
+                print(f"no policy awaits approval in {_root(args)}", file=sys.stderr)
+            for record in waiting:
+                kpis = _twin_summary(reservoir, record.ref)
+                print(f"{record.ref}\t{record.kind}\t{record.created_at[:16]}\t{kpis}")
             return 0
-    except (ApprovalError, ReservoirError) as exc:
-        return _error(str(exc))
+        operator = (args.operator or "").strip()
+        if not operator:
+            raise CommandError(f"gate {action}: --operator is required ($USER is not set)")
+        reason = (args.reason or "").strip()
+        if not reason:
+            raise CommandError(f"gate {action}: --reason is required (why, for the history)")
+        if action == "rollback":
+            now = approval.rollback(
+                reservoir, operator=operator, reason=reason, to_site=args.to_site
+            )
+            print(f"in control: {now.ref if now else 'the site (its own control)'}")
+            return 0
+        move = {
+            "approve": approval.approve,
+            "reject": approval.reject,
+            "promote": approval.promote,
+        }[action]
+        record = move(reservoir, args.ref, operator=operator, reason=reason)
+        print(f"{record.ref}: {record.state} (by {operator})")
+        return 0
 
 
 def _twin_summary(reservoir: object, ref: str) -> str:
@@ -88,24 +77,21 @@ def _twin_summary(reservoir: object, ref: str) -> str:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from connectors.broker import BrokerError
-    from connectors.historian import HistorianError
-    from control.reservoir import ReservoirError
-    from control.service import LiveService, ServiceConfigError, load_service_config
-    from twin.ensemble import TwinLoadError
+    from control.service import LiveService, load_service_config
 
     path = Path(args.site)
+    config = load_service_config(path)
+    if not (config.reservoir / "reservoir.sqlite").is_file():
+        raise CommandError(f"site config {path}: reservoir: no reservoir at {config.reservoir}")
     try:
-        config = load_service_config(path)
-        if not (config.reservoir / "reservoir.sqlite").is_file():
-            return _error(f"site config {path}: reservoir: no reservoir at {config.reservoir}")
         service = LiveService(config, base=path.parent)
-    except (ServiceConfigError, ReservoirError, BrokerError, TwinLoadError, HistorianError) as exc:
-        return _error(str(exc))
+    except BrokerError as exc:  # the broker section names credentials that cannot be used
+        raise CommandError(str(exc)) from exc
     try:
         service.start()
     except BrokerError as exc:
         service.close()
-        return _error(f"cannot reach the broker: {exc}")
+        raise CommandError(f"cannot reach the broker: {exc}") from exc
     print(
         f"serving site {config.site}: control period {config.control_period_s:g} s, "
         f"historian {config.historian}, reservoir {config.reservoir} (Ctrl-C stops)",
@@ -120,7 +106,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(sub: Subparsers) -> None:
     """``twinloop gate …`` and ``twinloop serve``."""
     gate = sub.add_parser(
         "gate", help="loop 2: approve, reject, promote or roll back reservoir policies"

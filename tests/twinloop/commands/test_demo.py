@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .cli_process import processes
+from tests.twinloop.cli_process import processes
 
 pytestmark = [
     pytest.mark.integration,

@@ -1,4 +1,5 @@
-"""`twinloop evaluate --ray` and `twinloop train --parallel/--ray`: scale-out from the CLI."""
+"""The scale-out flags (`twinloop/commands/arguments.py`): `twinloop evaluate --ray` and
+`twinloop train --parallel/--ray`, checked before anything runs."""
 
 from __future__ import annotations
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import signal
 import sys
 import threading
@@ -14,18 +13,14 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from twinloop.commands.arguments import CommandError, Subparsers
+
 if TYPE_CHECKING:
     from connectors.broker import BrokerAddress
-
-logger = logging.getLogger(__name__)
+    from connectors.topics import Topics
 
 MAX_WORKERS = 64
 """The most ingestion processes ``twinloop ingest --workers`` starts."""
-
-
-def _error(message: str) -> int:
-    print(f"twinloop: error: {message}", file=sys.stderr)
-    return 2
 
 
 class _StopFlag:
@@ -46,22 +41,43 @@ class _StopFlag:
 
 
 def _address(args: argparse.Namespace, identity: str) -> BrokerAddress:
-    from connectors.broker import BrokerAddress
+    """The broker and identity the flags name (``--credentials``, else ``--host`` …)."""
+    from connectors.broker import BrokerAddress, BrokerError
 
-    if args.credentials:
-        return BrokerAddress.from_credentials(
-            args.credentials, args.identity or identity, tls=args.tls
+    try:
+        if args.credentials:
+            return BrokerAddress.from_credentials(
+                args.credentials, args.identity or identity, tls=args.tls
+            )
+        return BrokerAddress(
+            host=args.host,
+            port=args.port,
+            username=args.username,
+            password=_password(args.password_file),
+            ca_file=Path(args.ca_file) if args.ca_file else None,
         )
-    password = None
-    if args.password_file:
-        password = Path(args.password_file).read_text(encoding="utf-8").strip()
-    return BrokerAddress(
-        host=args.host,
-        port=args.port,
-        username=args.username,
-        password=password,
-        ca_file=Path(args.ca_file) if args.ca_file else None,
-    )
+    except (BrokerError, ValueError) as exc:  # the address's own checks of the flags
+        raise CommandError(str(exc)) from exc
+
+
+def _password(path: str | None) -> str | None:
+    """The password in ``--password-file``, if one is named."""
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise CommandError(f"--password-file {path}: cannot read ({exc.strerror})") from None
+
+
+def _topics(args: argparse.Namespace) -> Topics:
+    """The site's topics; a site name or prefix they refuse is a bad flag."""
+    from connectors.topics import Topics
+
+    try:
+        return Topics(args.site, prefix=args.prefix)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- broker
@@ -71,7 +87,7 @@ def _cmd_broker(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     args.site = args.site or ["site1"]
     if folder.exists() and not folder.is_dir():
-        return _error(f"broker --dir {folder} exists and is not a folder")
+        raise CommandError(f"broker --dir {folder} exists and is not a folder")
     try:
         broker = MosquittoBroker(
             folder,
@@ -81,14 +97,16 @@ def _cmd_broker(args: argparse.Namespace) -> int:
             plain_host=args.plain_host,
             sites=args.site,
         )
-        stop = _StopFlag()
-        try:
-            broker.start()
-        except BrokerError:
-            stop.restore()
-            raise
-    except (BrokerError, OSError) as exc:
-        return _error(str(exc).splitlines()[0])
+    except BrokerError as exc:
+        raise CommandError(str(exc).splitlines()[0]) from exc
+    except OSError as exc:  # the folder cannot be made or written
+        raise CommandError(f"broker --dir {folder}: {exc}") from exc
+    stop = _StopFlag()
+    try:
+        broker.start()
+    except BrokerError as exc:  # e.g. a port taken: Mosquitto's log says so
+        stop.restore()
+        raise CommandError(str(exc).splitlines()[0]) from exc
     try:
         print(f"mosquitto running: mqtt://{broker.plain_host}:{broker.port}", flush=True)
         print(
@@ -118,17 +136,13 @@ def _cmd_broker(args: argparse.Namespace) -> int:
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from connectors.bms_emulator import BmsEmulator
     from connectors.broker import BrokerError
-    from connectors.topics import Topics
     from physics.plant.scenario import load_scenario
     from physics.plant.simulation import build_plant
 
     if not args.speed > 0:
-        return _error(f"emulate --speed must be positive, got {args.speed}")
-    try:
-        topics = Topics(args.site, prefix=args.prefix)
-        address = _address(args, "bms")
-    except (ValueError, OSError, BrokerError) as exc:
-        return _error(str(exc))
+        raise CommandError(f"emulate --speed must be positive, got {args.speed}")
+    topics = _topics(args)
+    address = _address(args, "bms")
     scenario = load_scenario(args.scenario)
     plant = build_plant(scenario)
     emulator = BmsEmulator(plant, address, topics, speed=args.speed)
@@ -143,8 +157,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         )
         while not stop.event.wait(1.0) and not plant.done:
             pass
-    except BrokerError as exc:
-        return _error(str(exc))
+    except BrokerError as exc:  # the broker cannot be reached
+        raise CommandError(str(exc)) from exc
     finally:
         emulator.stop()
         stop.restore()
@@ -155,21 +169,17 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- ingest
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from connectors.broker import BrokerError
-    from connectors.historian import HistorianError, HistorianStore, open_historian
+    from connectors.historian import HistorianStore, open_historian
     from connectors.ingest_pool import IngestPool
     from connectors.ingestion import MqttIngestor
-    from connectors.topics import Topics
     from physics.plant.sensors import point_catalog
     from physics.plant.site import site_variant
 
     if not 1 <= args.workers <= MAX_WORKERS:
-        return _error(f"--workers must be between 1 and {MAX_WORKERS}, got {args.workers}")
-    try:
-        topics = Topics(args.site, prefix=args.prefix)
-        address = _address(args, "ingest")
-        historian: HistorianStore = open_historian(args.historian)
-    except (ValueError, OSError, HistorianError, BrokerError) as exc:
-        return _error(str(exc))
+        raise CommandError(f"--workers must be between 1 and {MAX_WORKERS}, got {args.workers}")
+    topics = _topics(args)
+    address = _address(args, "ingest")
+    historian: HistorianStore = open_historian(args.historian)
     ingestor: MqttIngestor | IngestPool
     if args.workers == 1:
         ingestor = MqttIngestor(address, topics, historian)
@@ -177,13 +187,11 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         # Opened above for its schema and a clear error; each worker opens its own.
         historian.close()
         points = [p.name for p in point_catalog(site_variant("reference"))]
+        addresses = _pool_addresses(args, address)
         try:
-            addresses = _pool_addresses(args, address)
             ingestor = IngestPool(addresses, topics, args.historian, points, workers=args.workers)
-        except BrokerError as exc:
-            return _error(str(exc))
-        except ValueError as exc:
-            return _error(f"--workers: {exc}")
+        except ValueError as exc:  # the pool's check of the worker count
+            raise CommandError(f"--workers: {exc}") from exc
     stop = _StopFlag()
     try:
         if isinstance(ingestor, IngestPool):
@@ -200,8 +208,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             if time.monotonic() - last >= args.report_every:
                 last = time.monotonic()
                 print(json.dumps(ingestor.stats()), flush=True)
-    except BrokerError as exc:
-        return _error(str(exc))
+    except BrokerError as exc:  # the broker cannot be reached
+        raise CommandError(str(exc)) from exc
     finally:
         ingestor.stop()
         historian.close()
@@ -218,14 +226,17 @@ def _pool_addresses(args: argparse.Namespace, address: BrokerAddress) -> list[Br
     if not args.credentials or args.identity:
         return [address] * args.workers
     if args.workers > len(POOL_IDENTITIES):
-        raise BrokerError(
+        raise CommandError(
             f"--workers {args.workers}: the broker's credentials have "
             f"{len(POOL_IDENTITIES)} ingestion worker identities"
         )
-    return [
-        BrokerAddress.from_credentials(args.credentials, name, tls=args.tls)
-        for name in POOL_IDENTITIES[: args.workers]
-    ]
+    try:
+        return [
+            BrokerAddress.from_credentials(args.credentials, name, tls=args.tls)
+            for name in POOL_IDENTITIES[: args.workers]
+        ]
+    except BrokerError as exc:  # the credentials lack a worker's identity
+        raise CommandError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- parser
@@ -242,7 +253,7 @@ def _add_address_flags(p: argparse.ArgumentParser, identity: str) -> None:
     g.add_argument("--connect-timeout", type=float, default=10.0, help="seconds (default 10)")
 
 
-def add_connectors_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(sub: Subparsers) -> None:
     """Register ``broker``, ``emulate`` and ``ingest``."""
     br = sub.add_parser(
         "broker", help="run a secured Mosquitto broker in the foreground (Ctrl-C stops)"

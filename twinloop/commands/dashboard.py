@@ -18,13 +18,7 @@ from dashboards.auth import (
     UserStore,
     default_home,
 )
-
-logger = logging.getLogger(__name__)
-
-
-def _error(message: str) -> int:
-    print(f"twinloop: error: {message}", file=sys.stderr)
-    return 2
+from twinloop.commands.arguments import CommandError, Subparsers
 
 
 def _users_file(args: argparse.Namespace) -> Path:
@@ -45,22 +39,16 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def _cmd_users_add(args: argparse.Namespace) -> int:
     store = UserStore(_users_file(args))
-    try:
-        if not args.replace and store.get(args.name) is not None:
-            raise AuthError(f"user {args.name!r} already exists in {store.path}; use --replace")
-        user = store.add(args.name, _read_password(args), args.role, replace=args.replace)
-    except AuthError as exc:
-        return _error(str(exc))
+    if not args.replace and store.get(args.name) is not None:
+        raise AuthError(f"user {args.name!r} already exists in {store.path}; use --replace")
+    user = store.add(args.name, _read_password(args), args.role, replace=args.replace)
     print(f"{user.name} ({user.role}) in {store.path}")
     return 0
 
 
 def _cmd_users_list(args: argparse.Namespace) -> int:
     store = UserStore(_users_file(args))
-    try:
-        users = store.users()
-    except AuthError as exc:
-        return _error(str(exc))
+    users = store.users()
     if not users:
         print(f"no users in {store.path}", file=sys.stderr)
     for user in users:
@@ -82,29 +70,29 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from dashboards.server import DashboardServer
 
     if not args.historian or not args.reservoir:
-        return _error("twinloop dashboard needs --historian PATH and --reservoir ROOT")
+        raise CommandError("twinloop dashboard needs --historian PATH and --reservoir ROOT")
     users = _users_file(args)
     if args.session_hours <= 0 or args.refresh_s <= 0:
-        return _error("--session-hours and --refresh-s must be positive")
+        raise CommandError("--session-hours and --refresh-s must be positive")
     if not 0 <= args.port <= 65535:
-        return _error(f"--port {args.port}: not a TCP port")
-    try:
-        if not UserStore(users).users():
-            return _error(
-                f"no users in {users}: add one with "
-                f"'twinloop dashboard users add NAME --role operator --users {users}'"
-            )
-        app = create_app(
-            args.historian,
-            args.reservoir,
-            users,
-            session_ttl_s=args.session_hours * 3600.0,
-            refresh_s=args.refresh_s,
-            secure_cookies=args.secure_cookies,
+        raise CommandError(f"--port {args.port}: not a TCP port")
+    if not UserStore(users).users():
+        raise CommandError(
+            f"no users in {users}: add one with "
+            f"'twinloop dashboard users add NAME --role operator --users {users}'"
         )
+    app = create_app(
+        args.historian,
+        args.reservoir,
+        users,
+        session_ttl_s=args.session_hours * 3600.0,
+        refresh_s=args.refresh_s,
+        secure_cookies=args.secure_cookies,
+    )
+    try:
         server = DashboardServer(app, args.host, args.port)
-    except (AuthError, OSError, ValueError) as exc:
-        return _error(str(exc))
+    except OSError as exc:  # the address is taken or not this machine's
+        raise CommandError(f"dashboard at {args.host}:{args.port}: {exc}") from None
     for what, path in (("historian", Path(args.historian)), ("reservoir", Path(args.reservoir))):
         if not path.exists():
             print(
@@ -130,7 +118,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_dashboard_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(sub: Subparsers) -> None:
+    """``dashboard`` (serve) and ``dashboard users add|list``."""
     users_help = f"users file (default: $TWINLOOP_HOME/dashboard/{USERS_FILE} or runs/dashboard/)"
     dash = sub.add_parser(
         "dashboard",

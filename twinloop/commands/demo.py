@@ -8,10 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-
-def _error(message: str) -> int:
-    print(f"twinloop: error: {message}", file=sys.stderr)
-    return 2
+from twinloop.commands.arguments import CommandError, Subparsers
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -19,9 +16,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from twinloop.demo import Demo, DemoConfig
 
     if args.speed <= 0:
-        return _error(f"--speed must be positive (got {args.speed})")
+        raise CommandError(f"--speed must be positive (got {args.speed})")
     if args.live_hours is not None and args.live_hours <= 0:
-        return _error(f"--live-hours must be positive (got {args.live_hours})")
+        raise CommandError(f"--live-hours must be positive (got {args.live_hours})")
     home = Path(args.home or os.environ.get("TWINLOOP_DEMO_HOME", "out/demo-live"))
     config = DemoConfig(
         home=home,
@@ -39,10 +36,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         with Demo(config) as demo:
             demo.start()
             status = demo.wait(progress=not args.quiet)
-    except BrokerError as exc:
-        return _error(str(exc))
-    except OSError as exc:  # e.g. the dashboard port is taken
-        return _error(f"{exc} (try --port)")
+    except BrokerError as exc:  # Mosquitto missing or not starting
+        raise CommandError(str(exc)) from exc
     print(
         f"demo over after {status.hours:.1f} simulated hours: cooling {status.cooling_kwh:.0f} kWh"
         f" vs {status.reference_cooling_kwh:.0f} kWh under the site's own control; "
@@ -56,7 +51,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_demo_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(sub: Subparsers) -> None:
+    """``demo``."""
     demo = sub.add_parser(
         "demo",
         help="the whole dual loop on this machine: broker, emulated site, twin, reservoir, "
