@@ -23,6 +23,18 @@ call is wrapped, so a raising handler never stops the next message.
 The client is MQTT 5 with a persistent session (``clean_start=False`` plus a
 ``SessionExpiryInterval``), subscribes at QoS 1 in ``on_connect`` (so it resubscribes after
 every reconnect) and reconnects with exponential backoff.
+
+Nothing is lost or stored twice across a restart: a QoS 1 message is acknowledged (PUBACK)
+only once the batch holding it is committed to the historian (or it is rejected), so a
+message received by a process that dies before the commit stays in the broker's session and
+is delivered again to the next one (MQTT 5 resends unacknowledged messages on reconnect).
+The CONNECT's Receive Maximum lets the broker send up to :data:`RECEIVE_MAXIMUM` messages
+before the first acknowledgement, so batches stay large. A message redelivered after its
+batch was committed is stored once (the historian's unique key on point, time and sequence;
+counted as ``duplicates``). A message received before a reconnect is not acknowledged on
+the new connection (its id may name another message there); the broker resends it. At
+start the newest stored sequence number of each point is read back, so readings lost while
+ingestion was down show as ``gaps``.
 """
 
 from __future__ import annotations
@@ -49,14 +61,25 @@ from connectors.mqtt_client import (
     start_client,
     stop_client,
 )
-from connectors.payloads import REJECT_REASONS, PayloadError, decode_birth, decode_sensor
+from connectors.payloads import (
+    REJECT_REASONS,
+    PayloadError,
+    SensorMessage,
+    decode_birth,
+    decode_sensor,
+)
 from connectors.time_base import TimeBase
 from connectors.topics import Topics
 
 logger = logging.getLogger(__name__)
 
 ReadingHandler = Callable[[Reading], None]
+_Ack = tuple[int, int]
+"""(connection number, MQTT message id) of a QoS 1 message to acknowledge once settled."""
 
+RECEIVE_MAXIMUM = 65535
+"""Unacknowledged QoS 1 messages the broker may send before ingestion acknowledges (MQTT 5's
+largest; at most ``max_queue``)."""
 MAX_SEQ_STEP = 1_000_000
 """The largest forward jump of one point's ``seq`` within a publisher session (a million
 missed samples); a bigger one is refused as ``seq_jump``."""
@@ -79,6 +102,8 @@ COUNTERS: tuple[str, ...] = (
     "write_errors",
     "dropped_write_failed",
     "births",
+    "duplicates",
+    "acked",
 )
 
 
@@ -154,7 +179,11 @@ class MqttIngestor:
             (topics.sensors_filter,) if points is None else tuple(topics.sensor(p) for p in points)
         ) + (topics.birth,)
         """The sensor filter, or one topic per point of a share (:mod:`connectors.ingest_pool`)."""
-        self._inbox: queue.SimpleQueue[tuple[str | None, bytes]] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[str | None, bytes, _Ack | None]] = queue.SimpleQueue()
+        self._generation = 0
+        """Connections so far; an acknowledgement belongs to the connection it came on."""
+        self._stored_seq: dict[str, int] = {}
+        """Each point's newest stored ``seq`` at start, until its first reading (gaps only)."""
         self.max_queue = max_queue
         self._handlers: list[ReadingHandler] = []
         self._tracks: dict[str, _Track] = {}
@@ -183,6 +212,7 @@ class MqttIngestor:
             reconnect_min_s=reconnect_min_s,
             reconnect_max_s=reconnect_max_s,
         )
+        self._client.manual_ack_set(True)  # PUBACK once stored: see the module docstring
         self._subscribe_mid: int | None = None
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
@@ -203,6 +233,7 @@ class MqttIngestor:
                 logger.error("ingestion: broker refused connection: %s", reason_code)
                 self._net["connect_refused"] += 1
                 return
+            self._generation += 1
             # Connected only once the broker confirms the subscription (SUBACK).
             _, self._subscribe_mid = client.subscribe([(t, self.qos) for t in self.subscriptions])
             self.last_connect_mono = time.monotonic()
@@ -250,18 +281,20 @@ class MqttIngestor:
                 topic: str | None = message.topic
             except UnicodeDecodeError:
                 topic = None
-            self.submit(topic, bytes(message.payload))
+            ack = (self._generation, message.mid) if message.qos > 0 else None
+            self.submit(topic, bytes(message.payload), ack)
         except Exception:
             logger.exception("ingestion: could not enqueue a message")
             self._net["enqueue_error"] += 1
 
-    def submit(self, topic: str | None, payload: bytes) -> None:
+    def submit(self, topic: str | None, payload: bytes, ack: _Ack | None = None) -> None:
         """Queue one message for the consumer thread, as ``on_message`` does (one caller
-        thread at a time); a full queue drops it and counts ``dropped_queue_full``."""
+        thread at a time); ``ack`` (connection, message id) is acknowledged once the message
+        is settled. A full queue drops it unacknowledged and counts ``dropped_queue_full``."""
         if self._enqueued - self._processed >= self.max_queue:
             self._net["dropped_queue_full"] += 1
             return
-        self._inbox.put((topic, payload))
+        self._inbox.put((topic, payload, ack))
         self._enqueued += 1
 
     # ------------------------------------------------------------------ lifecycle
@@ -277,7 +310,13 @@ class MqttIngestor:
             )
             self._consumer.start()
             if connect:
-                start_client(self._client, self.address, session_expiry_s=self.session_expiry_s)
+                self._load_stored_seq()
+                start_client(
+                    self._client,
+                    self.address,
+                    session_expiry_s=self.session_expiry_s,
+                    receive_maximum=min(RECEIVE_MAXIMUM, self.max_queue),
+                )
                 self._client_started = True
         if not connect:
             return self
@@ -346,7 +385,7 @@ class MqttIngestor:
                 while len(items) < self.batch_size:
                     items.append(get())
             batch: list[Reading] = []
-            for topic, payload in items:
+            for topic, payload, _ in items:
                 try:
                     reading = self.accept(topic, payload)
                 except Exception:  # a bug must not stop ingestion: count it and go on
@@ -358,6 +397,7 @@ class MqttIngestor:
             self._processed += len(items)
             if batch:
                 self._store(batch)
+            self._acknowledge(items)
             self._settled = self._processed
 
     def _store(self, batch: list[Reading]) -> None:
@@ -374,19 +414,61 @@ class MqttIngestor:
                 time.sleep(min(5.0, self.batch_wait_s * 2**attempt))
                 continue
             self._counts["written"] += written
+            self._counts["duplicates"] += len(batch) - written
             self._counts["batches"] += 1
             return
+
+    def _acknowledge(self, items: list[tuple[str | None, bytes, _Ack | None]]) -> None:
+        """PUBACK the settled messages that came on the current connection (the broker
+        resends the others after a reconnect)."""
+        current = self._generation
+        mids = [ack[1] for _, _, ack in items if ack is not None and ack[0] == current]
+        if not mids:
+            return
+        try:
+            self._counts["acked"] += self._client.ack_many(mids)
+        except Exception:  # not acknowledged: delivered again after the next reconnect
+            logger.exception("ingestion: could not acknowledge %d message(s)", len(mids))
+
+    def _load_stored_seq(self) -> None:
+        """Each subscribed point's newest stored ``seq`` (for gaps across a restart)."""
+        try:
+            stored = self.historian.latest()
+        except Exception:
+            logger.exception("ingestion: could not read the stored sequence numbers")
+            return
+        self._stored_seq = {p: r.seq for p, r in stored.items() if p in self.catalog and r.seq > 0}
 
     def accept(self, topic: str | None, payload: bytes) -> Reading | None:
         """Decode and validate one message; the reading to store, or None if rejected.
 
         Runs on the consumer thread (public for tests of the decoding rules).
         """
-        counts = self._counts
-        counts["received"] += 1
+        self._counts["received"] += 1
         if topic == self.topics.birth:
             self._birth(payload)
             return None
+        decoded = self._decode(topic, payload)
+        if decoded is None:
+            return None
+        point, msg = decoded
+        gap = self._follows_gap(point, msg, topic)
+        if gap is None:
+            return None
+        reading = Reading(point, msg.ts, msg.value, msg.unit, msg.quality, msg.seq)
+        self._tracks[point] = _Track(reading, time.monotonic(), gap, self._session)
+        self._counts["accepted"] += 1
+        for handler in self._handlers:
+            try:
+                handler(reading)
+            except Exception:
+                logger.exception("ingestion: handler %r failed on %s", handler, point)
+                self._counts["handler_errors"] += 1
+        return reading
+
+    def _decode(self, topic: str | None, payload: bytes) -> tuple[str, SensorMessage] | None:
+        """The point and its checked message: a catalog point, its unit and bounds, a ``ts``
+        within the publisher's time base; None (counted) otherwise."""
         point = self.topics.point_of(topic) if topic is not None else None
         if point is None:
             self._reject("unknown_topic", topic, "not a sensor topic of this site")
@@ -405,41 +487,34 @@ class MqttIngestor:
             if msg.ts > self._horizon:
                 self._reject("future_ts", topic, f"ts {msg.ts} > horizon {self._horizon}")
                 return None
-        now = time.monotonic()
+        return point, msg
+
+    def _follows_gap(self, point: str, msg: SensorMessage, topic: str | None) -> bool | None:
+        """Judge ``msg.seq``: None (counted) when replayed or jumping too far, else whether
+        samples were skipped before it. A point's first reading in a publisher session is
+        judged against the birth's ``seq`` (no gap), or, after a restart of ingestion,
+        against the newest stored one (a gap only)."""
         track = self._tracks.get(point)
-        gap = False
-        last: int | None = None
-        if track is not None and track.session == self._session:
-            last = track.reading.seq
-        elif self._session_seq is not None:  # a point's first reading in a session
-            last = self._session_seq - 1
-            if msg.seq <= last:
-                self._reject("replayed", topic, f"seq {msg.seq} before the session's {last + 1}")
-                return None
-            if msg.seq - last > MAX_SEQ_STEP:
-                self._reject("seq_jump", topic, f"seq {msg.seq} jumps from the birth's {last}")
-                return None
-            last = None  # no gap judged against the birth
-        if last is not None:
-            if msg.seq <= last:
-                self._reject("replayed", topic, f"seq {msg.seq} <= {last}")
-                return None
-            if msg.seq - last > MAX_SEQ_STEP:
-                self._reject("seq_jump", topic, f"seq {msg.seq} jumps from {last}")
-                return None
-            gap = msg.seq != last + 1
-            if gap:
-                counts["gaps"] += 1
-        reading = Reading(point, msg.ts, msg.value, msg.unit, msg.quality, msg.seq)
-        self._tracks[point] = _Track(reading, now, gap, self._session)
-        counts["accepted"] += 1
-        for handler in self._handlers:
-            try:
-                handler(reading)
-            except Exception:
-                logger.exception("ingestion: handler %r failed on %s", handler, point)
-                counts["handler_errors"] += 1
-        return reading
+        in_session = track is not None and track.session == self._session
+        if in_session:
+            assert track is not None
+            last: int | None = track.reading.seq
+        else:
+            last = None if self._session_seq is None else self._session_seq - 1
+        if last is not None and msg.seq <= last:
+            self._reject("replayed", topic, f"seq {msg.seq} <= {last}")
+            return None
+        if last is not None and msg.seq - last > MAX_SEQ_STEP:
+            self._reject("seq_jump", topic, f"seq {msg.seq} jumps from {last}")
+            return None
+        stored = self._stored_seq.pop(point, None)
+        if in_session:
+            gap = msg.seq != (last or 0) + 1
+        else:  # never judged against the birth; against the store, only forward jumps count
+            gap = stored is not None and stored + 1 < msg.seq <= stored + MAX_SEQ_STEP
+        if gap:
+            self._counts["gaps"] += 1
+        return gap
 
     def _birth(self, payload: bytes) -> None:
         """A publisher's birth: adopt its time base; a new session resets the sequences."""

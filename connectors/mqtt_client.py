@@ -21,13 +21,17 @@ sensor → setpoint latency.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
+import struct
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import PUBACK, sockpair_data
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -90,6 +94,34 @@ class BufferedClient(mqtt.Client):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return BufferedSocket(sock)
 
+    def ack_many(self, mids: Iterable[int]) -> int:
+        """Acknowledge received QoS 1 messages (``manual_ack_set(True)``) in one go: one
+        PUBACK per id, queued together, and one wake-up of the network thread (paho's
+        ``ack`` wakes it once per message). Safe from any thread, as ``publish`` is. Returns
+        the number queued."""
+        count = 0
+        for mid in mids:
+            packet = struct.pack("!BBH", PUBACK, 2, mid)  # reason 0x00, no properties
+            self._out_packet.append(
+                {
+                    "command": PUBACK,
+                    "mid": mid,
+                    "qos": 0,
+                    "pos": 0,
+                    "to_process": len(packet),
+                    "packet": packet,
+                    "info": None,
+                }
+            )
+            count += 1
+        if not count:
+            return 0
+        if self._sockpairW is not None:
+            with contextlib.suppress(BlockingIOError):
+                self._sockpairW.send(sockpair_data)
+        self._call_socket_register_write()
+        return count
+
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         rc = super().loop_read(max_packets)
         for _ in range(READ_BURST_PACKETS):
@@ -108,7 +140,7 @@ def make_client(
     *,
     reconnect_min_s: int = 1,
     reconnect_max_s: int = 8,
-) -> mqtt.Client:
+) -> BufferedClient:
     """A configured, not yet connected MQTT 5 client for ``address``."""
     client = BufferedClient(
         callback_api_version=CallbackAPIVersion.VERSION2,
@@ -126,10 +158,14 @@ def make_client(
     return client
 
 
-def connect_properties(session_expiry_s: int) -> Properties:
-    """CONNECT properties with a session expiry interval (0 ends the session on disconnect)."""
+def connect_properties(session_expiry_s: int, receive_maximum: int | None = None) -> Properties:
+    """CONNECT properties with a session expiry interval (0 ends the session on disconnect)
+    and, if given, the most unacknowledged QoS 1 messages the broker may send at once (a
+    client that acknowledges only after storing needs room for a whole batch)."""
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = int(session_expiry_s)
+    if receive_maximum is not None:
+        props.ReceiveMaximum = max(1, min(65535, int(receive_maximum)))
     return props
 
 
@@ -138,6 +174,7 @@ def start_client(
     address: BrokerAddress,
     *,
     session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
+    receive_maximum: int | None = None,
 ) -> None:
     """Connect in the background (paho's network thread retries with backoff)."""
     client.connect_async(
@@ -145,7 +182,7 @@ def start_client(
         address.port,
         keepalive=address.keepalive_s,
         clean_start=False,
-        properties=connect_properties(session_expiry_s),
+        properties=connect_properties(session_expiry_s, receive_maximum),
     )
     client.loop_start()
 
