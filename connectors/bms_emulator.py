@@ -1,17 +1,28 @@
 """The BMS emulator: serves the simulated plant over MQTT as a site's BMS gateway would.
 
 Each plant step it publishes every sensor point of site 0 on ``{prefix}/{site}/sensors/{point}``
-(value, unit, ts, quality, seq). It takes setpoint commands from
-``{prefix}/{site}/setpoints/{field}`` and applies them through the plant's own limits
-(:meth:`Plant.apply_command`; the plant clips to its ``SetpointLimits``):
+(value, unit, ts, quality, seq) at QoS 1. It takes setpoint commands from
+``{prefix}/{site}/setpoints/{field}`` and judges each as a real BMS does:
 
-- a command whose id was seen before is a duplicate and is never applied again;
-- a command already expired (``expires_at`` <= plant time) is never applied;
-- the newest command wins: one issued before the active command of its field is superseded;
-- a command lapses at its expiry and the field falls back to the site's built-in control
-  (the plant does this when a field has no valid command);
-- while the retained operator override is active no command is applied and the site's own
-  control runs.
+- a command whose id was seen before is a duplicate and is never applied again; its echo is
+  sent again (so a sender that re-sends until it hears back is idempotent);
+- a command already expired (``expires_at`` <= plant time), or issued further ahead of the
+  plant clock than ``max_command_s``, is refused;
+- a value outside the BMS's own envelope (the plant's ``SetpointLimits``; the economiser
+  enable is 0 or 1) is refused, not clipped: the sender learns its command did not hold;
+- the newest command wins: one issued before the active command of its field is refused as
+  superseded;
+- a command's lifetime is capped: it lapses at ``expires_at`` or ``max_command_s`` after it
+  arrived, whichever is first (a site setting, three control periods by default), so the
+  hand-back to the site never depends on the sender alone; the field then falls back to
+  the site's built-in control;
+- while the retained operator override is active no command is applied (refused) and the
+  site's own control runs.
+
+Every command with a readable id is echoed on ``{prefix}/{site}/acks``
+(:class:`~connectors.payloads.CommandAck`): the value applied and until when, or why it was
+refused. A publish the broker refuses (PUBACK reason code >= 0x80, e.g. an ACL denial, which
+paho otherwise reports as published) is logged and counted as ``publish_refused``.
 
 Status is retained on ``{prefix}/{site}/status`` (online + which control is in charge), with a
 last will saying ``offline``. Times are plant epoch seconds: ``epoch_s`` + plant time.
@@ -36,6 +47,7 @@ import queue
 import threading
 import time
 from collections import Counter, OrderedDict
+from dataclasses import replace
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
@@ -44,6 +56,7 @@ from connectors.broker import BrokerAddress, BrokerError
 from connectors.mqtt_client import DEFAULT_SESSION_EXPIRY_S, make_client, start_client, stop_client
 from connectors.payloads import (
     BirthMessage,
+    CommandAck,
     PayloadError,
     SensorMessage,
     SetpointMessage,
@@ -59,6 +72,8 @@ logger = logging.getLogger(__name__)
 
 Control = Literal["site", "remote", "override"]
 _SEEN_IDS = 100_000
+DEFAULT_MAX_COMMAND_S = 900.0
+"""A command's longest life at the BMS: three of the live loop's 300 s control periods."""
 COUNTERS: tuple[str, ...] = (
     "applied",
     "duplicates",
@@ -66,8 +81,13 @@ COUNTERS: tuple[str, ...] = (
     "superseded",
     "rejected",
     "overridden",
+    "out_of_envelope",
+    "future_issue",
+    "capped",
     "steps",
     "published",
+    "echoed",
+    "publish_refused",
 )
 
 
@@ -83,13 +103,18 @@ class BmsEmulator:
         client_id: str | None = None,
         speed: float | None = None,
         epoch_s: float = 0.0,
-        sensor_qos: int = 0,
+        sensor_qos: int = 1,
+        max_command_s: float = DEFAULT_MAX_COMMAND_S,
         session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
         reconnect_min_s: int = 1,
         reconnect_max_s: int = 4,
     ) -> None:
         if speed is not None and not speed > 0:
             raise ValueError("speed must be positive (simulated seconds per wall second)")
+        if not (math.isfinite(max_command_s) and max_command_s > 0):
+            raise ValueError("max_command_s must be a positive number of plant seconds")
+        self.max_command_s = float(max_command_s)
+        """The longest a command holds after it arrives (plant seconds)."""
         self.plant = plant
         self.address = address
         self.topics = topics
@@ -104,7 +129,8 @@ class BmsEmulator:
         self._samples = 0
         self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._active: dict[str, SetpointMessage] = {}
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[str, bytes] = OrderedDict()
+        """Command ids seen, each with its echo (sent again for a duplicate)."""
         self._override = False
         self._control: Control | None = None
         self._counts: Counter[str] = Counter({name: 0 for name in COUNTERS})
@@ -113,6 +139,8 @@ class BmsEmulator:
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_reading: mqtt.MQTTMessageInfo | None = None
+        """The newest reading published; stop waits for its PUBACK (QoS 1 goes in order)."""
         self._client = make_client(
             address,
             self.client_id,
@@ -127,6 +155,7 @@ class BmsEmulator:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
 
     # ------------------------------------------------------------------ clock
     @property
@@ -198,6 +227,17 @@ class BmsEmulator:
         log = logger.warning if getattr(reason_code, "is_failure", True) else logger.info
         log("bms emulator disconnected: %s", reason_code)
 
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, props: Any
+    ) -> None:
+        try:
+            if getattr(reason_code, "is_failure", False):
+                with self._lock:
+                    self._counts["publish_refused"] += 1
+                logger.error("bms emulator: the broker refused publish %d: %s", mid, reason_code)
+        except Exception:
+            logger.exception("bms emulator: on_publish failed")
+
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
             self._inbox.put_nowait((message.topic, bytes(message.payload)))
@@ -207,10 +247,28 @@ class BmsEmulator:
                 self._counts["rejected"] += 1
 
     # ------------------------------------------------------------------ commands
-    def _remember(self, command_id: str) -> None:
-        self._seen[command_id] = None
+    def _remember(self, command_id: str, echo: bytes) -> None:
+        self._seen[command_id] = echo
         while len(self._seen) > _SEEN_IDS:
             self._seen.popitem(last=False)
+
+    def _echo(self, ack: CommandAck) -> None:
+        """Remember ``ack`` for its id and publish it (QoS 1) when connected."""
+        payload = ack.encode()
+        self._remember(ack.id, payload)
+        self._send_echo(payload)
+
+    def _send_echo(self, payload: bytes) -> None:
+        if self._connected.is_set():
+            self._client.publish(self.topics.acks, payload, qos=1)
+            self._counts["echoed"] += 1
+
+    def _envelope(self, field: str) -> tuple[float, float]:
+        """The values the BMS accepts for ``field`` (its actuators' limits)."""
+        if field == "economiser_enable":
+            return (0.0, 1.0)
+        low, high = getattr(self.plant.config.limits, field)
+        return (float(low), float(high))
 
     def _valid_commands(self) -> dict[str, SetpointMessage]:
         now = self.now_s
@@ -262,18 +320,41 @@ class BmsEmulator:
             return
         if msg.id in self._seen:
             self._counts["duplicates"] += 1
+            self._send_echo(self._seen[msg.id])
             return
-        self._remember(msg.id)
+        refusal = self._refusal(field, msg)
+        if refusal is not None:
+            counter, reason = refusal
+            self._counts[counter] += 1
+            self._echo(CommandAck(msg.id, field, "refused", None, None, reason, self.now_s))
+            return
+        capped = min(msg.expires_at, self.now_s + self.max_command_s)
+        if capped < msg.expires_at:
+            self._counts["capped"] += 1
+            msg = replace(msg, expires_at=capped)
+        self._active[field] = msg
+        self._counts["applied"] += 1
+        self.applied_ids.append(msg.id)
+        self._echo(CommandAck(msg.id, field, "applied", msg.value, capped, "", self.now_s))
+
+    def _refusal(self, field: str, msg: SetpointMessage) -> tuple[str, str] | None:
+        """Why the BMS refuses ``msg`` (the counter and the reason echoed), or None."""
+        now = self.now_s
+        low, high = self._envelope(field)
         if self._override:
-            self._counts["overridden"] += 1
-        elif msg.expires_at <= self.now_s:
-            self._counts["expired"] += 1
-        elif field in self._active and msg.issued_at < self._active[field].issued_at:
-            self._counts["superseded"] += 1
-        else:
-            self._active[field] = msg
-            self._counts["applied"] += 1
-            self.applied_ids.append(msg.id)
+            return ("overridden", "operator override active")
+        if msg.expires_at <= now:
+            return ("expired", f"expired at {msg.expires_at:.0f} (plant time {now:.0f})")
+        if msg.issued_at > now + self.max_command_s:
+            return ("future_issue", f"issued at {msg.issued_at:.0f}, ahead of {now:.0f}")
+        if not low <= msg.value <= high or (
+            field == "economiser_enable" and msg.value not in (0.0, 1.0)
+        ):
+            return ("out_of_envelope", f"{msg.value:g} outside the envelope [{low:g}, {high:g}]")
+        active = self._active.get(field)
+        if active is not None and msg.issued_at < active.issued_at:
+            return ("superseded", f"superseded by {active.id}")
+        return None
 
     def _apply_to_plant(self) -> None:
         valid = self._valid_commands()
@@ -325,13 +406,15 @@ class BmsEmulator:
                     quality="good" if good else "bad",
                     seq=seq,
                 )
-                self._client.publish(topic, msg.encode(), qos=self.sensor_qos)
+                self._last_reading = self._client.publish(topic, msg.encode(), qos=self.sensor_qos)
             with self._lock:
                 self._counts["published"] += len(self._sensor_topics)
 
     def counters(self) -> dict[str, int]:
-        """applied / duplicates / expired / superseded / rejected / overridden / steps /
-        published."""
+        """The counts of :data:`COUNTERS`: commands applied, duplicates, refused by reason
+        (expired, superseded, overridden, out_of_envelope, future_issue), unreadable
+        (rejected), lifetimes capped; steps, readings published, echoes sent and publishes
+        the broker refused."""
         with self._lock:
             return dict(self._counts)
 
@@ -378,6 +461,10 @@ class BmsEmulator:
             self._thread.join(timeout=10.0)
             self._thread = None
         if self._connected.is_set():
+            # The readings still in paho's queue go out first: a stop loses none of them.
+            if self._last_reading is not None and self.sensor_qos > 0:
+                with contextlib.suppress(RuntimeError, ValueError):
+                    self._last_reading.wait_for_publish(10.0)
             info = self._client.publish(
                 self.topics.status, self._status_payload("offline", "site"), 1, True
             )

@@ -14,17 +14,26 @@
 No anonymous access; one identity per process, and the broker binds each connection's client
 id to its user name (``use_username_as_clientid``), so no identity can take over another's
 persistent session whatever client id it asks for, and two processes never share one:
-``bms`` (the BMS gateway / emulator: publishes sensors, birth and status, reads setpoints
-and the override, may set the override), ``operator`` (the BMS's operator panel: sets the
-override), ``ingest`` (``twinloop ingest``), ``ingest.0`` … ``ingest.3`` (the workers of
-``twinloop ingest --workers``), ``serve-ingest`` (``twinloop serve``'s ingestion; these read
-sensors, birth, status and override and write nothing), ``controller`` (the setpoint writer:
-writes only the allow-listed setpoint topics, reads the rest), ``override`` (``serve``'s
-override monitor, read-only) and ``dashboard`` (read-only). With ``sites`` given, every
-topic rule names those sites only, so an identity touches no other site's topics. A second
-listener speaks TLS with the generated CA. Persistence is on and saved on every change
-(``autosave_on_changes true`` with ``autosave_interval 1``): Mosquitto's default (save every
-30 min) loses queued messages of persistent sessions when the broker is SIGKILLed.
+``bms`` (the BMS gateway / emulator: publishes sensors, birth, status and its command
+echoes, reads setpoints and the override, may set the override), ``operator`` (the BMS's
+operator panel: sets the override), ``ingest`` (``twinloop ingest``), ``ingest.0`` …
+``ingest.3`` (the workers of ``twinloop ingest --workers``), ``serve-ingest`` (``twinloop
+serve``'s ingestion; these read sensors, birth, status and override and write nothing),
+``controller`` (the setpoint writer: writes only the allow-listed setpoint topics, reads the
+rest and the BMS's echoes), ``override`` (``serve``'s override monitor, read-only) and
+``dashboard`` (read-only, echoes included). With ``sites`` given, every topic rule names
+those sites only, so an identity touches no other site's topics. A second
+listener speaks TLS with the generated CA.
+
+Persistence is on and saved every :data:`AUTOSAVE_INTERVAL_S` seconds (``autosave_on_changes
+false``, ``autosave_interval 5``), not on every change: a save per change costs a full
+database write per QoS 1 delivery and caps the broker at a few hundred messages a second.
+The durability of what matters does not rest on the broker's saves: the setpoint writer
+re-sends every command until the BMS echoes it (:mod:`connectors.setpoint_writer`), and
+ingestion acknowledges a reading only once it is stored (:mod:`connectors.ingestion`). What
+a SIGKILLed broker can lose is what it acknowledged to a publisher in the last interval and
+had not yet delivered (sensor readings, which ingestion then counts as gaps).
+``autosave_on_changes=True`` gives the save on every change back.
 
 A user with their own broker skips all this and gives a :class:`BrokerAddress`.
 """
@@ -50,6 +59,7 @@ from typing import Any
 
 from connectors.tls import TlsFiles, generate_test_pki
 from connectors.topics import (
+    ACKS,
     BIRTH,
     DEFAULT_PREFIX,
     OVERRIDE,
@@ -59,6 +69,7 @@ from connectors.topics import (
     Topics,
 )
 from physics.plant.site_control import SETPOINT_FIELDS
+from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +94,11 @@ MESSAGE_SIZE_LIMIT = 16 * 1024
 """Largest payload the generated broker accepts (bytes)."""
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 """Most bytes the generated broker queues for one client."""
+AUTOSAVE_INTERVAL_S = 5
+"""Seconds between the generated broker's saves of its persistence database."""
 
 
-class BrokerError(RuntimeError):
+class BrokerError(RuntimeError, TwinLoopError):
     """The broker could not be configured, started or reached."""
 
 
@@ -175,6 +188,7 @@ def acl_text(
             f"readwrite {{root}}/{OVERRIDE}",
             f"readwrite {{root}}/{BIRTH}",
             f"read {{root}}/{SETPOINTS}/+",
+            f"write {{root}}/{ACKS}",
         ),
         "",
         "user operator",
@@ -185,10 +199,14 @@ def acl_text(
         lines += [f"user {reader}", *rules(*reads_plant), ""]
     lines += [
         "user controller",
-        *rules(*reads_plant, *(f"readwrite {{root}}/{SETPOINTS}/{field}" for field in fields)),
+        *rules(
+            *reads_plant,
+            *(f"readwrite {{root}}/{SETPOINTS}/{field}" for field in fields),
+            f"read {{root}}/{ACKS}",
+        ),
         "",
         "user dashboard",
-        *rules(*reads_plant, f"read {{root}}/{SETPOINTS}/+"),
+        *rules(*reads_plant, f"read {{root}}/{SETPOINTS}/+", f"read {{root}}/{ACKS}"),
         "",
     ]
     return "\n".join(lines)
@@ -205,9 +223,9 @@ class MosquittoBroker:
 
     ``port`` / ``tls_port`` of 0 pick free ports; an existing ``credentials.json`` in the
     folder is reused (same passwords and, unless given, same ports), so a restart keeps
-    clients' addresses and the persisted sessions. ``autosave_on_changes=False`` gives
-    Mosquitto's default persistence (a save every ``autosave_interval_s``), which tests use
-    to show queued messages lost on SIGKILL.
+    clients' addresses and the persisted sessions. The database is saved every
+    ``autosave_interval_s`` (module docstring); ``autosave_on_changes=True`` saves it on
+    every change instead.
     """
 
     def __init__(
@@ -220,8 +238,8 @@ class MosquittoBroker:
         plain_host: str = "127.0.0.1",
         prefix: str = DEFAULT_PREFIX,
         sites: Sequence[str] | None = None,
-        autosave_on_changes: bool = True,
-        autosave_interval_s: int = 1800,
+        autosave_on_changes: bool = False,
+        autosave_interval_s: int = AUTOSAVE_INTERVAL_S,
         max_queued_messages: int = 100_000,
         executable: str = MOSQUITTO,
         start_timeout_s: float = 10.0,

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from twinloop.errors import TwinLoopError
+
 logger = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES: Final = 4096
@@ -55,7 +57,7 @@ reads 1.02 now and then (the plant's sensor noise does), but never 1.5."""
 Quality = Literal["good", "bad"]
 
 
-class PayloadError(ValueError):
+class PayloadError(ValueError, TwinLoopError):
     """A payload that cannot be accepted; ``reason`` is one of :data:`REJECT_REASONS`."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -124,6 +126,42 @@ class OverrideMessage:
 
     def encode(self) -> bytes:
         return json.dumps({"active": self.active, "by": self.by, "ts": self.ts}).encode()
+
+
+AckOutcome = Literal["applied", "refused"]
+MAX_REASON_CHARS = 200
+
+
+@dataclass(frozen=True)
+class CommandAck:
+    """The BMS's echo of one setpoint command, on ``{prefix}/{site}/acks``: the value it
+    applied and until when (its own lifetime cap may shorten the command's), or why it
+    refused the command. The BMS echoes a command id again each time it receives it."""
+
+    id: str
+    field: str
+    outcome: AckOutcome
+    value: float | None
+    """The value applied; None when refused."""
+    expires_at: float | None
+    """When the BMS hands the field back to the site; None when refused."""
+    reason: str
+    """Why it was refused ("" when applied)."""
+    ts: float
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "id": self.id,
+                "field": self.field,
+                "outcome": self.outcome,
+                "value": self.value,
+                "expires_at": self.expires_at,
+                "reason": self.reason[:MAX_REASON_CHARS],
+                "ts": self.ts,
+            },
+            allow_nan=False,
+        ).encode()
 
 
 Clock = Literal["wall", "plant"]
@@ -282,11 +320,8 @@ def decode_birth(payload: bytes) -> BirthMessage:
 def decode_setpoint(payload: bytes) -> SetpointMessage:
     """A setpoint command: non-empty id (<= 128 chars), finite value, expiry and issue time."""
     data = load_object(payload)
-    command_id = _string(data, "id")
-    if not command_id or len(command_id) > 128:
-        raise PayloadError("out_of_range", "'id' must have 1 to 128 characters")
     return SetpointMessage(
-        id=command_id,
+        id=_command_id(data),
         value=_number(data, "value"),
         expires_at=_number(data, "expires_at"),
         issued_at=_number(data, "issued_at"),
@@ -309,9 +344,44 @@ def decode_override(payload: bytes) -> OverrideMessage:
     return OverrideMessage(active=active, by=by, ts=_number(data, "ts"))
 
 
-def decode_status(payload: bytes) -> StatusMessage:
+def _command_id(data: dict[str, Any]) -> str:
+    command_id = _string(data, "id")
+    if not command_id or len(command_id) > 128:
+        raise PayloadError("out_of_range", "'id' must have 1 to 128 characters")
+    return command_id
+
+
+def _optional_number(data: dict[str, Any], name: str) -> float | None:
+    return None if _field(data, name) is None else _number(data, name)
+
+
+def decode_ack(payload: bytes) -> CommandAck:
+    """A BMS's command echo: every field checked; an applied echo carries a value and an
+    expiry, a refused one a reason."""
     data = load_object(payload)
-    state, control = _string(data, "state"), _string(data, "control")
-    if state not in ("online", "offline") or control not in ("site", "remote", "override"):
-        raise PayloadError("wrong_type", f"unknown status {state[:20]!r}/{control[:20]!r}")
-    return StatusMessage(state=state, control=control, ts=_number(data, "ts"))  # type: ignore[arg-type]
+    command_id = _command_id(data)
+    field, outcome, reason = (
+        _string(data, "field"),
+        _string(data, "outcome"),
+        _string(data, "reason"),
+    )
+    if not field or len(field) > 64:
+        raise PayloadError("out_of_range", "'field' must have 1 to 64 characters")
+    if outcome not in ("applied", "refused"):
+        raise PayloadError(
+            "wrong_type", f"'outcome' must be applied or refused, got {outcome[:20]!r}"
+        )
+    value, expires_at = _optional_number(data, "value"), _optional_number(data, "expires_at")
+    if outcome == "applied" and (value is None or expires_at is None):
+        raise PayloadError("missing_field", "an applied echo needs 'value' and 'expires_at'")
+    if outcome == "refused" and not reason:
+        raise PayloadError("missing_field", "a refused echo needs a 'reason'")
+    return CommandAck(
+        id=command_id,
+        field=field,
+        outcome=outcome,  # type: ignore[arg-type]
+        value=value,
+        expires_at=expires_at,
+        reason=reason[:MAX_REASON_CHARS],
+        ts=_number(data, "ts"),
+    )

@@ -1,4 +1,4 @@
-"""Setpoint write-back: publish a command, wait for the broker's PUBACK, check its reason code.
+"""Setpoint write-back: publish a command, check the broker's PUBACK, hear the BMS's echo.
 
 paho-mqtt reports a QoS 1 publish as "published" once the PUBACK arrives, even when the
 broker refused it: Mosquitto 2 answers an MQTT 5 publish that the ACL denies with PUBACK
@@ -7,15 +7,28 @@ records the reason code from ``on_publish`` (callback API v2) for every message 
 treats any failure code as a refusal: :meth:`SetpointWriter.write` raises
 :class:`SetpointRefusedError`, never returns success.
 
-Every attempt (published, refused or error) is appended to the historian's audit log
-(:class:`connectors.historian.AuditRecord`; the table refuses UPDATE and DELETE).
+A PUBACK only says the broker took the message (in issue 17 one reached an impostor). The
+BMS echoes every command id on ``{prefix}/{site}/acks`` with the value it applied or why it
+refused it (:class:`~connectors.payloads.CommandAck`). The writer waits up to
+``echo_timeout_s`` for the echo ("applied"; a BMS refusal raises
+:class:`SetpointRefusedError`). A command still without an echo is "published": the writer
+re-sends it, same id, every ``resend_s`` until its echo arrives or it expires (the BMS
+applies an id once and echoes it again), and audits the echo when it comes.
 
-Mosquitto sends the PUBACK before its next save of the persistence database, so a broker
-killed in that instant forgets a message it acknowledged. The writer closes this window at
-the application level: after every reconnect it re-publishes, with the same ids, the
-commands it has published that may still be in force (``expires_at`` after the newest
-``issued_at``). The emulator never applies an id twice and ignores a command older than the
-one in force, so a replay can only fill a gap, never repeat or undo a command.
+Every attempt and every late echo is appended to the historian's audit log
+(:class:`connectors.historian.AuditRecord`; the table refuses UPDATE and DELETE): outcome
+"applied", "refused" (the detail says by whom and why), "published" (PUBACK, no echo yet)
+or "error" (not confirmed, or no echo before it expired).
+
+After every reconnect the writer also re-publishes, with the same ids, the commands it has
+published that may still be in force (``expires_at`` after the newest ``issued_at``). The
+BMS never applies an id twice and refuses a command older than the one in force, so a
+replay can only fill a gap, never repeat or undo a command. With both, a setpoint's
+durability does not rest on the broker saving its queue before a crash.
+
+Echoes are network input: one that does not decode, names no command this writer is waiting
+for, or names another field, is counted (``bad_echoes``) and ignored; an exception in a
+paho callback is caught there, so it never kills paho's network thread.
 """
 
 from __future__ import annotations
@@ -23,7 +36,9 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,13 +48,14 @@ import paho.mqtt.client as mqtt
 from connectors.broker import BrokerAddress, BrokerError
 from connectors.historian import AuditRecord, HistorianStore
 from connectors.mqtt_client import DEFAULT_SESSION_EXPIRY_S, make_client, start_client, stop_client
-from connectors.payloads import SetpointMessage
+from connectors.payloads import CommandAck, PayloadError, SetpointMessage, decode_ack
 from connectors.topics import Topics
+from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
 
 
-class SetpointError(RuntimeError):
+class SetpointError(RuntimeError, TwinLoopError):
     """A setpoint write that did not succeed (not connected, no PUBACK in time...)."""
 
     def __init__(self, message: str, result: WriteResult | None = None) -> None:
@@ -48,7 +64,8 @@ class SetpointError(RuntimeError):
 
 
 class SetpointRefusedError(SetpointError):
-    """The broker answered the publish with a failure reason code (e.g. 0x87)."""
+    """The broker answered the publish with a failure reason code (e.g. 0x87), or the BMS
+    echoed a refusal (outside its envelope, expired, superseded, override...)."""
 
 
 @dataclass(frozen=True)
@@ -59,13 +76,29 @@ class WriteResult:
     expires_at: float
     issued_at: float
     outcome: str
-    """"published" | "refused" | "error", as in the audit log."""
+    """"applied" | "published" | "refused" | "error", as in the audit log."""
     reason_code: int | None
     detail: str = ""
+    echo: CommandAck | None = None
+    """The BMS's echo, when it came in time."""
+
+
+@dataclass
+class _Pending:
+    """A command the broker acknowledged and the BMS has not echoed yet."""
+
+    field: str
+    topic: str
+    message: SetpointMessage
+    sent_mono: float
+    waited: bool = True
+    """A write() is waiting for its echo (it audits it); else the re-send thread does."""
+    resends: int = 0
 
 
 class SetpointWriter:
-    """Publishes setpoint commands for one site with QoS 1 and checked PUBACKs."""
+    """Publishes setpoint commands for one site with QoS 1, checked PUBACKs and the BMS's
+    echoes (module docstring)."""
 
     def __init__(
         self,
@@ -76,16 +109,24 @@ class SetpointWriter:
         actor: str | None = None,
         client_id: str | None = None,
         timeout_s: float = 5.0,
+        echo_timeout_s: float = 0.0,
+        resend_s: float = 1.0,
         session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
         replay_on_reconnect: bool = True,
         reconnect_min_s: int = 1,
         reconnect_max_s: int = 4,
     ) -> None:
+        if echo_timeout_s < 0 or resend_s <= 0:
+            raise ValueError("echo_timeout_s must be >= 0 and resend_s positive")
         self.address = address
         self.topics = topics
         self.historian = historian
         self.actor = actor or address.username or "anonymous"
         self.timeout_s = timeout_s
+        self.echo_timeout_s = echo_timeout_s
+        """How long a write waits for the BMS's echo (0: it returns at the PUBACK and the
+        echo is audited when it comes)."""
+        self.resend_s = resend_s
         self.session_expiry_s = session_expiry_s
         self.replay_on_reconnect = replay_on_reconnect
         self.client_id = client_id or f"twinloop-setpoints-{topics.site}"
@@ -93,6 +134,8 @@ class SetpointWriter:
         self._abandoned: set[int] = set()
         self._cond = threading.Condition()
         self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._resender: threading.Thread | None = None
         self._client = make_client(
             address,
             self.client_id,
@@ -102,12 +145,26 @@ class SetpointWriter:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
         self._write_lock = threading.Lock()
         self._recent: dict[str, tuple[str, bytes, float]] = {}
         """Published commands that may still be in force: id -> (topic, payload, expires)."""
+        self._pending: dict[str, _Pending] = {}
+        self._echoes: dict[str, CommandAck] = {}
+        """Echoes of pending commands not yet taken by their writer."""
+        self._heard: OrderedDict[str, CommandAck] = OrderedDict()
+        """The latest echoes heard (bounded), for :meth:`echo`."""
+        self._subscribe_mid: int | None = None
         self._newest_issued_s = -math.inf
+        self._bms_now_s = -math.inf
+        """The BMS's clock in its newest echo: a command expired by it is not re-sent."""
         self._ever_connected = False
         self.replayed = 0
+        self.resent = 0
+        self.bad_echoes = 0
+        self.acks_refused = False
+        """The broker refused the subscription to the echoes (writes then rest on PUBACKs)."""
 
     # ------------------------------------------------------------------ paho callbacks
     def _on_connect(
@@ -117,12 +174,32 @@ class SetpointWriter:
             if reason_code.is_failure:
                 logger.error("setpoint writer: broker refused connection: %s", reason_code)
                 return
+            # Connected once the broker confirms the subscription to the echoes (SUBACK).
+            _, self._subscribe_mid = client.subscribe(self.topics.acks, qos=1)
             if self._ever_connected and self.replay_on_reconnect:
                 self._replay(client)
+        except Exception:
+            logger.exception("setpoint writer: on_connect failed")
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, props: Any
+    ) -> None:
+        try:
+            if mid != self._subscribe_mid:
+                return
+            refused = [rc for rc in reason_codes if rc.is_failure]
+            self.acks_refused = bool(refused)
+            if refused:
+                logger.error(
+                    "setpoint writer: broker refused the subscription to %s (%s): writes are "
+                    "confirmed by PUBACK only",
+                    self.topics.acks,
+                    refused,
+                )
             self._ever_connected = True
             self._connected.set()
         except Exception:
-            logger.exception("setpoint writer: on_connect failed")
+            logger.exception("setpoint writer: on_subscribe failed")
 
     def _replay(self, client: mqtt.Client) -> None:
         with self._cond:
@@ -156,15 +233,49 @@ class SetpointWriter:
             self._acks[mid] = reason_code
             self._cond.notify_all()
 
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # Network input, on paho's network thread: checked, and nothing may raise from here.
+        try:
+            if message.topic != self.topics.acks:
+                return
+            echo = decode_ack(bytes(message.payload))
+            with self._cond:
+                pending = self._pending.get(echo.id)
+                if pending is None or pending.field != echo.field:
+                    if echo.id not in self._heard:  # an echo repeated for a re-send is news
+                        self.bad_echoes += 1  # to nobody; any other is counted
+                    return
+                self._echoes[echo.id] = echo
+                self._heard[echo.id] = echo
+                while len(self._heard) > 10_000:
+                    self._heard.popitem(last=False)
+                self._cond.notify_all()
+        except PayloadError as exc:
+            self.bad_echoes += 1
+            logger.warning("setpoint writer: unreadable echo: %s", exc)
+        except Exception:
+            self.bad_echoes += 1
+            logger.exception("setpoint writer: failed on an echo")
+
     # ------------------------------------------------------------------ lifecycle
     def start(self, *, wait_s: float = 10.0) -> SetpointWriter:
+        self._stop.clear()
         start_client(self._client, self.address, session_expiry_s=self.session_expiry_s)
         if not self._connected.wait(wait_s):
             stop_client(self._client)
             raise BrokerError(f"setpoint writer could not connect to {self.address} in {wait_s} s")
+        if self._resender is None:
+            self._resender = threading.Thread(
+                target=self._resend_loop, name=f"setpoints-{self.topics.site}", daemon=True
+            )
+            self._resender.start()
         return self
 
     def stop(self) -> None:
+        self._stop.set()
+        if self._resender is not None:
+            self._resender.join(timeout=10.0)
+            self._resender = None
         stop_client(self._client)
         self._connected.clear()
 
@@ -180,6 +291,16 @@ class SetpointWriter:
 
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
+
+    def pending(self) -> list[str]:
+        """Ids of the commands published and not yet echoed by the BMS."""
+        with self._cond:
+            return list(self._pending)
+
+    def echo(self, command_id: str) -> CommandAck | None:
+        """The BMS's echo of ``command_id``, if heard (the latest 10,000 are kept)."""
+        with self._cond:
+            return self._heard.get(command_id)
 
     # ------------------------------------------------------------------ writing
     def _message(
@@ -202,8 +323,8 @@ class SetpointWriter:
     def _raise_for(result: WriteResult) -> None:
         what = f"{result.field}={result.value}"
         if result.outcome == "refused":
-            raise SetpointRefusedError(f"broker refused {what}: {result.detail}", result)
-        if result.outcome != "published":
+            raise SetpointRefusedError(f"{what} {result.detail}", result)
+        if result.outcome not in ("published", "applied"):
             raise SetpointError(f"setpoint {what} not confirmed: {result.detail}", result)
 
     def write(
@@ -215,10 +336,13 @@ class SetpointWriter:
         issued_at: float,
         command_id: str | None = None,
     ) -> WriteResult:
-        """Publish one command and wait for its PUBACK; audit the outcome.
+        """Publish one command, wait for its PUBACK and (up to ``echo_timeout_s``) the BMS's
+        echo; audit the outcome.
 
-        Returns the result when the broker accepted it; raises :class:`SetpointRefusedError` when
-        the broker refused it and :class:`SetpointError` when it could not be confirmed.
+        Returns the result when the BMS applied it ("applied") or the broker accepted it and
+        the echo is still to come ("published", re-sent until it comes); raises
+        :class:`SetpointRefusedError` when the broker or the BMS refused it and
+        :class:`SetpointError` when it could not be confirmed.
         """
         message = self._message(field, float(value), expires_at, issued_at, command_id)
         return self._write_all([(field, *message)])[0]
@@ -253,8 +377,9 @@ class SetpointWriter:
 
     def _write_all(self, messages: list[tuple[str, str, SetpointMessage]]) -> list[WriteResult]:
         with self._write_lock:
-            sent = [(field, topic, m, self._send(topic, m)) for field, topic, m in messages]
+            sent = [(field, topic, m, self._send(field, topic, m)) for field, topic, m in messages]
             results = [self._confirm(field, topic, m, info) for field, topic, m, info in sent]
+        results = self._await_echoes(results)
         for result in results:
             self._audit(result)
         for result in results:
@@ -263,7 +388,12 @@ class SetpointWriter:
 
     @staticmethod
     def _result(
-        field: str, message: SetpointMessage, outcome: str, code: int | None, detail: str
+        field: str,
+        message: SetpointMessage,
+        outcome: str,
+        code: int | None,
+        detail: str,
+        echo: CommandAck | None = None,
     ) -> WriteResult:
         return WriteResult(
             message.id,
@@ -274,27 +404,124 @@ class SetpointWriter:
             outcome,
             code,
             detail,
+            echo,
         )
 
-    def _send(self, topic: str, message: SetpointMessage) -> mqtt.MQTTMessageInfo | str:
-        """The publish in flight, or why it could not be sent."""
+    @classmethod
+    def _echoed(cls, result: WriteResult, echo: CommandAck) -> WriteResult:
+        """``result`` as the BMS's ``echo`` settles it."""
+        message = SetpointMessage(
+            result.command_id, result.value, result.expires_at, result.issued_at
+        )
+        if echo.outcome == "applied":
+            detail = f"applied {echo.value:g} until {echo.expires_at:.0f} (BMS time {echo.ts:.0f})"
+            return cls._result(result.field, message, "applied", result.reason_code, detail, echo)
+        detail = f"refused by the BMS: {echo.reason}"
+        return cls._result(result.field, message, "refused", result.reason_code, detail, echo)
+
+    def _send(self, field: str, topic: str, message: SetpointMessage) -> mqtt.MQTTMessageInfo | str:
+        """The publish in flight, or why it could not be sent. The command is pending from
+        before the publish, so an echo that beats the PUBACK is not lost."""
         if not self._connected.is_set():
             return f"not connected to {self.address}"
+        with self._cond:
+            self._pending[message.id] = _Pending(field, topic, message, time.monotonic())
         info = self._client.publish(topic, message.encode(), qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self._forget(message.id)
             return f"publish failed: {mqtt.error_string(info.rc)}"
         return info
+
+    def _forget(self, command_id: str) -> None:
+        with self._cond:
+            self._pending.pop(command_id, None)
+            self._echoes.pop(command_id, None)
+
+    def _await_echoes(self, results: list[WriteResult]) -> list[WriteResult]:
+        """Wait up to ``echo_timeout_s`` for the echoes of the published results; those that
+        came settle their result, the others are left to the re-send thread."""
+        ids = [r.command_id for r in results if r.outcome == "published"]
+        if not ids:
+            return results
+        with self._cond:
+            if self.echo_timeout_s > 0:
+                self._cond.wait_for(
+                    lambda: all(i in self._echoes for i in ids), timeout=self.echo_timeout_s
+                )
+            echoes = {}
+            for cid in ids:
+                echo = self._echoes.pop(cid, None) if self.echo_timeout_s > 0 else None
+                if echo is not None:
+                    self._pending.pop(cid, None)
+                    echoes[cid] = echo
+                elif cid in self._pending:
+                    self._pending[cid].waited = False
+        return [
+            self._echoed(r, echoes[r.command_id]) if r.command_id in echoes else r for r in results
+        ]
+
+    # ------------------------------------------------------------------ re-sending
+    def _resend_loop(self) -> None:
+        """Audit late echoes and lapsed commands; re-send what is still unechoed."""
+        while not self._stop.is_set():
+            try:
+                self._resend_once()
+            except Exception:  # the loop must outlive one bad round
+                logger.exception("setpoint writer: re-send round failed")
+                self._stop.wait(self.resend_s)
+
+    def _resend_once(self) -> None:
+        with self._cond:
+            self._cond.wait(timeout=min(self.resend_s, 0.25))
+            free = {cid: p for cid, p in self._pending.items() if not p.waited}
+            echoed = [
+                (free[cid], self._echoes.pop(cid)) for cid in list(self._echoes) if cid in free
+            ]
+            for p, echo in echoed:
+                del self._pending[p.message.id]
+                self._bms_now_s = max(self._bms_now_s, echo.ts)
+            now_s = max(self._newest_issued_s, self._bms_now_s)
+            lapsed = [
+                p
+                for p in free.values()
+                if p.message.id in self._pending and p.message.expires_at <= now_s
+            ]
+            for p in lapsed:
+                del self._pending[p.message.id]
+            mono = time.monotonic()
+            due = [
+                p
+                for p in free.values()
+                if p.message.id in self._pending and mono - p.sent_mono >= self.resend_s
+            ]
+            for p in due:
+                p.sent_mono, p.resends = mono, p.resends + 1
+        for p, echo in echoed:
+            self._audit(self._echoed(self._result(p.field, p.message, "published", None, ""), echo))
+        for p in lapsed:
+            self._audit(
+                self._result(
+                    p.field, p.message, "error", None, "no echo from the BMS before it expired"
+                )
+            )
+        if due and self._connected.is_set():
+            for p in due:
+                self._client.publish(p.topic, p.message.encode(), qos=1)
+            self.resent += len(due)
 
     def _confirm(
         self, field: str, topic: str, message: SetpointMessage, info: mqtt.MQTTMessageInfo | str
     ) -> WriteResult:
         if isinstance(info, str):
+            self._forget(message.id)
             return self._result(field, message, "error", None, info)
         with self._cond:
             got = self._cond.wait_for(lambda: info.mid in self._acks, timeout=self.timeout_s)
             reason = self._acks.pop(info.mid, None)
             if not got:
                 self._abandoned.add(info.mid)
+        if not got or reason is None or reason.is_failure:
+            self._forget(message.id)
         if not got or reason is None:
             return self._result(
                 field,
@@ -307,7 +534,11 @@ class SetpointWriter:
         code = int(reason.value)
         if reason.is_failure:
             return self._result(
-                field, message, "refused", code, f"PUBACK reason 0x{code:02X} {reason.getName()}"
+                field,
+                message,
+                "refused",
+                code,
+                f"refused by the broker: PUBACK reason 0x{code:02X} {reason.getName()}",
             )
         # 0x10 "no matching subscribers" is a success: the broker accepted the message.
         self._remember(topic, message)

@@ -7,6 +7,7 @@ All topics of a site derive from ``Topics(site, prefix)``::
     {prefix}/{site}/status              retained gateway status; the last will says "offline"
     {prefix}/{site}/override            retained operator override (manual control at the BMS)
     {prefix}/{site}/birth               retained publisher birth: its clock and session
+    {prefix}/{site}/acks                the BMS's echo of each command (JSON, QoS 1)
 
 Payloads (all JSON objects)::
 
@@ -16,6 +17,8 @@ Payloads (all JSON objects)::
     override   {"active": bool, "by": str, "ts": float}
     birth      {"clock": "wall"|"plant", "speed": float|null, "ts": float, "wall_ts": float,
                 "session": int}
+    acks       {"id": str, "field": str, "outcome": "applied"|"refused", "value": float|null,
+                "expires_at": float|null, "reason": str, "ts": float}
 
 ``ts``, ``expires_at`` and ``issued_at`` are plant epoch seconds (simulated time for the
 emulator). Sensor ``seq`` is per point and strictly increasing.
@@ -37,6 +40,7 @@ SETPOINTS: Final = "setpoints"
 STATUS: Final = "status"
 OVERRIDE: Final = "override"
 BIRTH: Final = "birth"
+ACKS: Final = "acks"
 
 _FORBIDDEN = frozenset("/+#\x00")
 
@@ -91,6 +95,11 @@ class Topics:
     def birth(self) -> str:
         """Retained birth of the site's sensor publisher (a ``BirthMessage``)."""
         return f"{self.root}/{BIRTH}"
+
+    @property
+    def acks(self) -> str:
+        """Where the BMS echoes each command: the value applied, or why it refused it."""
+        return f"{self.root}/{ACKS}"
 
     # ------------------------------------------------------------------ filters
     @property

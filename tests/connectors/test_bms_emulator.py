@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 import queue
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from connectors.bms_emulator import BmsEmulator
+from connectors.bms_emulator import DEFAULT_MAX_COMMAND_S, BmsEmulator
 from connectors.broker import MosquittoBroker
 from connectors.mqtt_client import BufferedSocket, make_client
 from connectors.payloads import OverrideMessage
-from connectors.setpoint_writer import SetpointWriter
+from connectors.setpoint_writer import SetpointRefusedError, SetpointWriter
 from connectors.topics import Topics
 from physics.plant.plant import Plant
 
@@ -56,9 +57,22 @@ class Listener:
 def rig(broker: MosquittoBroker, plant: Plant) -> Iterator[tuple[BmsEmulator, SetpointWriter]]:
     with (
         BmsEmulator(plant, broker.address("bms"), TOPICS) as emulator,
-        SetpointWriter(broker.address("controller"), TOPICS, None) as writer,
+        SetpointWriter(broker.address("controller"), TOPICS, None, echo_timeout_s=5) as writer,
     ):
-        yield emulator, writer
+        # The emulator is stepped by the test: a thread applies what arrives in between.
+        stop = threading.Event()
+
+        def judge() -> None:
+            while not stop.wait(0.005):
+                emulator.process_commands()
+
+        judging = threading.Thread(target=judge, daemon=True)
+        judging.start()
+        try:
+            yield emulator, writer
+        finally:
+            stop.set()
+            judging.join(5)
 
 
 def _settle(emulator: BmsEmulator, expect: str, n: int = 1, timeout_s: float = 15.0) -> None:
@@ -107,24 +121,61 @@ def test_publishes_every_point_per_contract(broker: MosquittoBroker, plant: Plan
 def test_command_rules(rig: tuple[BmsEmulator, SetpointWriter]) -> None:
     emulator, writer = rig
     now = emulator.now_s
-    # Applied, through the plant's limits (27 degC is the top of the supply-air envelope).
-    writer.write("supply_air_c", 40.0, expires_at=now + 600, issued_at=now, command_id="a")
+    # Outside the BMS's envelope (27 degC is the top for supply air): refused, not clipped
+    # (issue 17; the plant clipped 40.0 to 27.0 before), and the sender hears why.
+    with pytest.raises(SetpointRefusedError, match=r"outside the envelope \[16, 27\]"):
+        writer.write("supply_air_c", 40.0, expires_at=now + 600, issued_at=now, command_id="hot")
+    assert emulator.counters()["out_of_envelope"] == 1 and emulator.control == "site"
+    # Inside it: applied, and echoed with the value applied.
+    result = writer.write("supply_air_c", 27.0, expires_at=now + 600, issued_at=now, command_id="a")
+    assert result.outcome == "applied" and result.echo is not None
+    assert (result.echo.value, result.echo.expires_at) == (27.0, now + 600)
     _settle(emulator, "applied")
     assert _applied_sp(emulator.plant, "supply_air_c") == 27.0
     assert emulator.control == "remote"
-    # Duplicate id: never applied twice.
-    writer.write("supply_air_c", 18.0, expires_at=now + 600, issued_at=now + 1, command_id="a")
+    # Duplicate id: never applied twice, echoed again as first applied.
+    again = writer.write(
+        "supply_air_c", 18.0, expires_at=now + 600, issued_at=now + 1, command_id="a"
+    )
+    assert again.outcome == "applied" and again.echo is not None and again.echo.value == 27.0
     _settle(emulator, "duplicates")
     # Already expired.
-    writer.write("fan_speed_frac", 0.5, expires_at=now - 1, issued_at=now - 60, command_id="old")
+    with pytest.raises(SetpointRefusedError, match="expired"):
+        writer.write(
+            "fan_speed_frac", 0.5, expires_at=now - 1, issued_at=now - 60, command_id="old"
+        )
     _settle(emulator, "expired")
     # Newest wins: issued before the command in force.
-    writer.write("supply_air_c", 17.0, expires_at=now + 600, issued_at=now - 5, command_id="b")
+    with pytest.raises(SetpointRefusedError, match="superseded by a"):
+        writer.write("supply_air_c", 17.0, expires_at=now + 600, issued_at=now - 5, command_id="b")
     _settle(emulator, "superseded")
     assert emulator.active_commands()["supply_air_c"].id == "a"
     counters = emulator.counters()
     assert (counters["applied"], counters["duplicates"], counters["expired"]) == (1, 1, 1)
     assert emulator.applied_ids == ["a"]
+
+
+def test_a_commands_lifetime_is_capped_by_the_bms(
+    rig: tuple[BmsEmulator, SetpointWriter],
+) -> None:
+    """``expires_at`` = 1e12 (finding 6): the BMS holds it three control periods at most and
+    then hands the field back to the site; a command issued far in the future is refused."""
+    emulator, writer = rig
+    cap = emulator.max_command_s
+    assert cap == DEFAULT_MAX_COMMAND_S == 3 * 300.0
+    now = emulator.now_s
+    result = writer.write("chw_supply_c", 10.0, expires_at=1e12, issued_at=now)
+    assert result.outcome == "applied" and result.echo is not None
+    assert result.echo.expires_at == now + cap
+    assert emulator.counters()["capped"] == 1
+    with pytest.raises(SetpointRefusedError, match="issued at"):
+        writer.write("fan_speed_frac", 0.8, expires_at=1e12, issued_at=1e11)
+    emulator.step(int(cap // emulator.plant.step_s) - 1)
+    assert emulator.control == "remote"
+    emulator.step(2)
+    assert emulator.control == "site" and emulator.active_commands() == {}
+    site_default = emulator.plant.config.defaults.chw_supply_c
+    assert _applied_sp(emulator.plant, "chw_supply_c") == site_default
 
 
 def test_lapsed_command_falls_back_to_site_control(rig: tuple[BmsEmulator, SetpointWriter]) -> None:
@@ -150,7 +201,7 @@ def test_operator_override_wins(
     operator.loop_start()
     try:
         now = emulator.now_s
-        writer.write("supply_air_c", 22.0, expires_at=now + 6000, issued_at=now)
+        writer.write("supply_air_c", 22.0, expires_at=now + 600, issued_at=now)
         _settle(emulator, "applied")
         on = OverrideMessage(active=True, by="operator on site", ts=now).encode()
         operator.publish(TOPICS.override, on, qos=1, retain=True).wait_for_publish(5)
@@ -165,11 +216,12 @@ def test_operator_override_wins(
             _applied_sp(emulator.plant, "supply_air_c")
             == emulator.plant.config.defaults.supply_air_c
         )
-        writer.write("supply_air_c", 23.0, expires_at=now + 6000, issued_at=now + 1)
+        with pytest.raises(SetpointRefusedError, match="operator override"):
+            writer.write("supply_air_c", 23.0, expires_at=now + 600, issued_at=now + 1)
         _settle(emulator, "overridden")
         off = OverrideMessage(active=False, by="operator on site", ts=now).encode()
         operator.publish(TOPICS.override, off, qos=1, retain=True).wait_for_publish(5)
-        writer.write("supply_air_c", 24.0, expires_at=now + 6000, issued_at=now + 2)
+        writer.write("supply_air_c", 24.0, expires_at=now + 600, issued_at=now + 2)
         _settle(emulator, "applied", n=2)
         assert _applied_sp(emulator.plant, "supply_air_c") == 24.0
     finally:

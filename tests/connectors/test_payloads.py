@@ -153,3 +153,42 @@ def test_oversize_integers_and_negative_times_are_counted_reasons() -> None:
     with pytest.raises(PayloadError) as err:
         decode_setpoint(f'{{"id": "a", "value": {huge}, "expires_at": 1, "issued_at": 0}}'.encode())
     assert err.value.reason == "out_of_range"
+
+
+def test_command_echoes_are_decoded_strictly() -> None:
+    from connectors.payloads import CommandAck, decode_ack
+
+    applied = CommandAck("c1.supply_air_c", "supply_air_c", "applied", 21.0, 600.0, "", 60.0)
+    assert decode_ack(applied.encode()) == applied
+    refused = CommandAck("c2", "cw_supply_c", "refused", None, None, "x" * 500, 60.0)
+    assert decode_ack(refused.encode()).reason == "x" * 200
+    for bad in (
+        b'{"id": "", "field": "f", "outcome": "applied", "value": 1, "expires_at": 2,'
+        b' "reason": "", "ts": 0}',
+        b'{"id": "a", "field": "f", "outcome": "maybe", "value": 1, "expires_at": 2,'
+        b' "reason": "", "ts": 0}',
+        b'{"id": "a", "field": "f", "outcome": "applied", "value": null, "expires_at": 2,'
+        b' "reason": "", "ts": 0}',
+        b'{"id": "a", "field": "f", "outcome": "refused", "value": null, "expires_at": null,'
+        b' "reason": "", "ts": 0}',
+        b'{"id": "a", "field": "f", "outcome": "applied", "value": 1e999, "expires_at": 2,'
+        b' "reason": "", "ts": 0}',
+    ):
+        with pytest.raises(PayloadError):
+            decode_ack(bad)
+
+
+def test_connector_errors_are_twinloop_errors() -> None:
+    """Each keeps its own base and is also the error a user can act on (one line)."""
+    from connectors.broker import BrokerError
+    from connectors.historian import HistorianError
+    from connectors.setpoint_writer import SetpointError
+    from twinloop.errors import TwinLoopError
+
+    for error, base in (
+        (HistorianError, ValueError),
+        (BrokerError, RuntimeError),
+        (PayloadError, ValueError),
+        (SetpointError, RuntimeError),
+    ):
+        assert issubclass(error, TwinLoopError) and issubclass(error, base)

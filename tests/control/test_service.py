@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -178,7 +179,11 @@ def _closed_loop_saving(make_loop: object, scenario: Scenario, hours: float) -> 
     assert counters["applied"] >= 5 * (n_periods - 1)
     assert counters["duplicates"] == counters["expired"] == counters["rejected"] == 0
     audit = loop.historian.audit(limit=10_000)
-    assert len(audit) == 5 * (n_periods - 1) and {a.outcome for a in audit} == {"published"}
+    # One "published" row per field written; the BMS's echo adds an "applied" row as it comes.
+    outcomes = Counter(a.outcome for a in audit)
+    assert set(outcomes) <= {"published", "applied"}
+    assert outcomes["published"] == 5 * (n_periods - 1)
+    assert 5 * (n_periods - 2) <= outcomes["applied"] <= outcomes["published"]
     ctl = loop.historian.series(["ctl.supply_air_c"])
     assert len(ctl) == n_periods - 1
     return {
