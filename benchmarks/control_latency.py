@@ -12,7 +12,12 @@ audited in the historian); the emulator then receives it. Three latencies per pe
 * ``sensor_to_received``: the BMS starts publishing → the BMS holds the whole command (the
   emulator is polled only after the controller's period is over, so this also holds the
   work the controller does after writing: shadow, KPIs, twin);
+* ``sensor_to_applied``: the BMS starts publishing → the writer holds the BMS's echo of
+  every field ("applied", issue 17: the end-to-end acknowledgement);
 * ``controller_period``: the whole ``LiveController.step``, write and after-write work.
+
+The broker runs with the product's persistence (a save every 5 s); ``--save-on-change``
+measures it saving on every change (before issue 17). Sensors go at QoS 1.
 
 Usage: ``python benchmarks/control_latency.py [--periods 300] [--policy trim-and-respond]
 [--json OUT]``. Target: the 99th percentile of sensor → setpoint (``sensor_to_published``)
@@ -75,20 +80,22 @@ class TimedSink:
     def __init__(self, inner: MqttSetpointSink) -> None:
         self.inner = inner
         self.returned_at = 0.0
+        self.ids: list[str] = []
 
     def write(self, *args: Any, **kwargs: Any) -> Any:
+        self.ids = [f"{kwargs['command_id']}.{name}" for name in args[0]]
         try:
             return self.inner.write(*args, **kwargs)
         finally:
             self.returned_at = time.perf_counter()
 
 
-def measure(periods: int, policy: str, *, volatile: bool = False) -> dict[str, object]:
+def measure(periods: int, policy: str, *, save_on_change: bool = False) -> dict[str, object]:
     scenario = load_scenario("tropical-typical-week")
     window = replace(scenario, duration_h=(periods + 2) * scenario.step_s / 3600.0)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        MosquittoBroker(Path(tmp) / "broker", autosave_on_changes=not volatile) as broker,
+        MosquittoBroker(Path(tmp) / "broker", autosave_on_changes=save_on_change) as broker,
     ):
         topics = Topics("bench")
         plant = build_plant(window)
@@ -131,7 +138,7 @@ def measure(periods: int, policy: str, *, volatile: bool = False) -> dict[str, o
             hour_of_year=plant_hour_of_year,
         )
         n_points = len(plant.point_names)
-        rows: list[tuple[float, float, float, float]] = []
+        rows: list[tuple[float, float, float, float, float]] = []
         try:
             for _ in range(periods):
                 t0 = time.perf_counter()
@@ -156,8 +163,12 @@ def measure(periods: int, policy: str, *, volatile: bool = False) -> dict[str, o
 
                 _wait(received)
                 t3 = time.perf_counter()
+                _wait(lambda: all(writer.echo(cid) is not None for cid in sink.ids))
+                t4 = time.perf_counter()
+                if any(e is None or e.outcome != "applied" for e in map(writer.echo, sink.ids)):
+                    raise RuntimeError("the BMS refused a command")
                 published = sink.returned_at
-                rows.append((published - t1, published - t0, t3 - t0, t2 - t1))
+                rows.append((published - t1, published - t0, t3 - t0, t4 - t0, t2 - t1))
         finally:
             for part in (override, writer, ingestor, emulator):
                 part.stop()
@@ -167,13 +178,22 @@ def measure(periods: int, policy: str, *, volatile: bool = False) -> dict[str, o
     result: dict[str, object] = {
         "periods": periods,
         "policy": policy,
-        "broker_persistence": "default autosave" if volatile else "save on every change",
+        "broker_persistence": "save on every change"
+        if save_on_change
+        else "saved every 5 s (autosave_on_changes false, autosave_interval 5)",
+        "sensor_qos": emulator.sensor_qos,
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
         f"{len(__import__('os').sched_getaffinity(0))} cores",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     for i, name in enumerate(
-        ("snapshot_to_published", "sensor_to_published", "sensor_to_received", "controller_period")
+        (
+            "snapshot_to_published",
+            "sensor_to_published",
+            "sensor_to_received",
+            "sensor_to_applied",
+            "controller_period",
+        )
     ):
         result[name] = {
             "p50_ms": round(float(np.percentile(ms[:, i], 50)), 2),
@@ -189,21 +209,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", default="trim-and-respond", choices=sorted(RULE_POLICIES))
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
     parser.add_argument(
-        "--volatile-broker",
+        "--save-on-change",
         action="store_true",
-        help="Mosquitto's default persistence instead of a save on every change (faster; "
-        "an acknowledged setpoint can then be lost if the broker is killed)",
+        help="the broker saves its database on every change (before issue 17)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
-    result = measure(args.periods, args.policy, volatile=args.volatile_broker)
+    result = measure(args.periods, args.policy, save_on_change=args.save_on_change)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     s2p = result["sensor_to_published"]
     s2r = result["sensor_to_received"]
+    s2a = result["sensor_to_applied"]
     c2p = result["snapshot_to_published"]
     period = result["controller_period"]
     assert isinstance(s2p, dict) and isinstance(s2r, dict) and isinstance(c2p, dict)
+    assert isinstance(s2a, dict)
     assert isinstance(period, dict)
     verdict = "meets" if s2p["p99_ms"] <= 100.0 else "misses"
     print(
@@ -212,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         f"published p50 {s2p['p50_ms']:.1f} ms, p99 {s2p['p99_ms']:.1f} ms ({verdict} the "
         f"100 ms target); snapshot -> published p50 {c2p['p50_ms']:.1f} / p99 "
         f"{c2p['p99_ms']:.1f} ms; sensor -> received by the BMS p50 {s2r['p50_ms']:.1f} / p99 "
-        f"{s2r['p99_ms']:.1f} ms; whole controller period p50 {period['p50_ms']:.1f} / p99 "
+        f"{s2r['p99_ms']:.1f} ms; sensor -> applied (BMS echo heard) p50 {s2a['p50_ms']:.1f} / "
+        f"p99 {s2a['p99_ms']:.1f} ms; whole controller period p50 {period['p50_ms']:.1f} / p99 "
         f"{period['p99_ms']:.1f} ms"
     )
     return 0
