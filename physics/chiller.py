@@ -333,42 +333,44 @@ def advance_staging(
     restart delay then start, lead (lowest index) first, up to the request. The request may
     therefore be missed while timers run.
     """
+    # Sets of chillers as bits of an integer (no arrays: the plant's step allocates none).
     n = on.shape[0]
     request = min(max(requested_on, 0), n)
-    old = on.copy()
-    locked = np.zeros(n, dtype=np.bool_)
-    free = np.zeros(n, dtype=np.bool_)
+    locked = free = 0
     n_locked = 0
     for k in range(n):
         time_in_state_s[k] += dt_s
         restart_timer_s[k] = max(restart_timer_s[k] - dt_s, 0.0)
-        if old[k] and not available[k]:
+        if on[k] and not available[k]:
             restart_timer_s[k] = p.restart_delay_s
-        still = old[k] and available[k]
-        locked[k] = still and time_in_state_s[k] < p.min_on_time_s
-        free[k] = still and not locked[k]
-        n_locked += int(locked[k])
-    new = locked.copy()
+        elif on[k] and time_in_state_s[k] < p.min_on_time_s:
+            locked |= 1 << k
+            n_locked += 1
+        elif on[k]:
+            free |= 1 << k
+    new, n_new = locked, n_locked
     keep = max(request - n_locked, 0)  # the lowest-index free ones: lag chillers stop first
     for k in range(n):
-        if free[k] and keep > 0:
-            new[k] = True
+        if (free >> k) & 1 and keep > 0:
+            new |= 1 << k
+            n_new += 1
             keep -= 1
-    start = max(request - int(new.sum()), 0)
+    start = max(request - n_new, 0)
     for k in range(n):
         startable = (
-            not old[k]
+            not on[k]
             and available[k]
             and time_in_state_s[k] >= p.min_off_time_s
             and restart_timer_s[k] <= 0.0
         )
         if startable and start > 0:
-            new[k] = True
+            new |= 1 << k
             start -= 1
     for k in range(n):
-        if new[k] != old[k]:
+        running = (new >> k) & 1 == 1
+        if running != on[k]:
             time_in_state_s[k] = 0.0
-        on[k] = new[k]
+        on[k] = running
 
 
 def update_staging(

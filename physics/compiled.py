@@ -7,6 +7,10 @@ a :func:`jit` function of scalars and a *record* of its parameters. The plant's 
 array API (what tests, benchmarks and the twin's design code call) applies the same
 functions element-wise. There is no second copy of any equation.
 
+The models never allocate arrays (they write into arrays their caller passes): the plant's
+step loop is compiled without numba's runtime (:func:`jit_loop`), and whatever it calls is
+compiled the same way.
+
 A record is a ``NamedTuple`` made from a frozen parameter dataclass by :func:`record_type`
 (same field names, nested dataclasses become nested records, derived properties may be
 added), because numba's compiled code can read named tuples but not dataclasses.
@@ -61,6 +65,19 @@ def jit_inline(fn: F) -> F:
     take arrays and run once per site and step: a compiled call that passes arrays pays an
     atomic reference count per array, which costs the plant's step more than its physics."""
     return cast(F, nb.njit(cache=True, fastmath=FASTMATH, inline="always")(fn))
+
+
+def jit_loop(fn: F) -> F:
+    """:func:`jit` without numba's runtime, for the plant's step loop.
+
+    With the runtime, every array taken out of a structure or passed on inside the loop
+    costs an atomic reference count; that was most of the step's time. Without it no
+    reference is counted, and nothing it calls may allocate an array: the physics models
+    write into arrays their caller owns (numba's private ``_nrt`` option, pinned with
+    numba in requirements.lock and covered by the plant's golden tests).
+    """
+    options: dict[str, Any] = {"cache": True, "fastmath": FASTMATH, "_nrt": False}
+    return cast(F, nb.njit(**options)(fn))
 
 
 _RECORDS: dict[type, type] = {}

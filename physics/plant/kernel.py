@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from physics import chilled_water as chw
 from physics import chiller, cooling_tower, crah, economiser, power_chain, pumps, servers
 from physics.chiller import StagingParams
-from physics.compiled import as_record, jit, jit_inline, record_type
+from physics.compiled import as_record, jit_inline, jit_loop, record_type
 from physics.constants import CP_AIR_KJ_KG_K, CP_WATER_KJ_KG_K
 from physics.plant.faults import FaultEffects
 from physics.plant.site import HiddenParams, SiteConfig
@@ -213,7 +213,6 @@ class _Scratch(NamedTuple):
     chiller_kw: FloatArray  # (chillers,)
 
 
-@jit
 def _scratch(n_pods: int, n_racks: int, n_crah: int, n_chillers: int) -> _Scratch:
     return _Scratch(
         np.empty(5),
@@ -637,7 +636,9 @@ def _write_row(
     row[lay.chw_stored_kw] = x.chw_stored
     row[lay.tower_heat_kw] = x.tower_heat
     row[lay.command_active] = active
-    row[lay.setpoints : lay.setpoints + 5] = w.setpoints
+    setpoints = w.setpoints
+    for f in range(5):
+        row[lay.setpoints + f] = setpoints[f]
     inlets, hot_aisle, power = st.rack_inlet_c[b], w.hot_aisle_c, w.rack_power_kw
     n_pods, n_racks = power.shape
     for q in range(n_pods):
@@ -674,7 +675,7 @@ def _write_row(
     row[lay.outdoor_rel_hum_frac] = weather[2]
 
 
-@jit
+@jit_loop
 def run_steps(
     d: Design,
     drivers: Drivers,
@@ -687,12 +688,12 @@ def run_steps(
     n_steps: int,
     hold_first: bool,
     out: FloatArray,
+    w: _Scratch,
 ) -> None:
     """Advance every site ``n_steps`` from ``first_step`` in place; ground-truth rows go to
     ``out`` (steps, sites, columns) unless it has no rows. ``hold_first`` repeats the
     weather and load of ``first_step`` (the warm-up)."""
-    n_sites, n_pods, n_racks = st.server_c.shape
-    w = _scratch(n_pods, n_racks, faults.crah_running.shape[0], st.chiller_on.shape[1])
+    n_sites = st.server_c.shape[0]
     record = out.shape[0] > 0
     time_s0 = first_step * d.step_s
     for t in range(n_steps):
@@ -742,7 +743,8 @@ def run_steps(
                     plenum_before,
                 )
             st.cw_supply_c[b] = x.cw_leaving
-            st.applied[b] = w.setpoints
+            for f in range(5):
+                st.applied[b, f] = w.setpoints[f]
             st.plenum_heat_kw[b] = x.pdu + x.ups + d.site.power_chain.lighting_kw
             st.tower_range_k[b] = max(x.cw_return - x.cw_leaving, 0.5) if x.cells > 0 else 5.0
         st.has_applied[0] = True
@@ -774,6 +776,9 @@ class PlantEngine:
         self.command = Command(np.full((self.n_sites, 5), np.nan), -math.inf)
         self._faults: tuple[FaultEffects, Any] | None = None
         self._compiled: Any = None
+        self._scratch = _scratch(
+            config.n_pods, config.racks_per_pod, config.n_crah, config.n_chillers
+        )
 
     def hold(self, values: FloatArray, expires_at_s: float) -> None:
         """Hold a command: values (sites, 5), NaN where the site's own control applies."""
@@ -806,6 +811,7 @@ class PlantEngine:
             int(n_steps),
             bool(hold_first),
             out,
+            self._scratch,
         )
         if self._compiled is None:
             # The first call compiles (or loads) the kernel for these argument types. Every

@@ -96,6 +96,8 @@ class SiteConfig:
         for name in ("n_pods", "racks_per_pod", "n_crah", "n_chillers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.n_chillers > 63:
+            raise ValueError("n_chillers must be at most 63 (staging keeps chillers as bits)")
 
     @property
     def n_racks(self) -> int:
