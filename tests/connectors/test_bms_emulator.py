@@ -212,6 +212,9 @@ def test_operator_override_wins(
             time.sleep(0.005)
         assert emulator.control == "override"
         listener.until(lambda m: json.loads(m[1]).get("control") == "override")
+        # The override may land while a step is under way: the site's setpoints apply from
+        # the next step on.
+        emulator.step()
         assert (
             _applied_sp(emulator.plant, "supply_air_c")
             == emulator.plant.config.defaults.supply_air_c
