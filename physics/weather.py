@@ -10,6 +10,8 @@ the end of the year: a run longer than the file is an error, never a silent wrap
 Specs understood by :func:`load_weather`:
 
 - ``"pvlib:miami"``: the Miami, FL TMY2 file shipped with pvlib (hot and humid, the default),
+- ``"pvlib:greensboro"``: the Greensboro, NC TMY3 file shipped with pvlib (temperate, humid
+  subtropical: cold winters, hot summers, long shoulder seasons),
 - ``"pvlib:sand-point"``: the Sand Point, AK TMY3 file shipped with pvlib (cold),
 - a path to an ``.epw``, ``.tm2`` or TMY3 ``.csv`` file.
 """
@@ -54,6 +56,7 @@ PVLIB_DATA_DIR = Path(pvlib.__file__).resolve().parent / "data"
 
 PVLIB_WEATHER_FILES: dict[str, str] = {
     "miami": "12839.tm2",
+    "greensboro": "723170TYA.CSV",
     "sand-point": "703165TY.csv",
 }
 """``pvlib:<name>`` specs and the pvlib sample file each one reads."""

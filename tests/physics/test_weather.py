@@ -82,6 +82,35 @@ def test_sand_point_tmy3_is_cold() -> None:
     np.testing.assert_allclose(sand_point.pressure_pa, 101_200.0)
 
 
+def test_greensboro_tmy3_is_temperate_with_shoulder_seasons() -> None:
+    greensboro = load_weather("pvlib:greensboro")
+    assert len(greensboro) == 8760
+    np.testing.assert_array_equal(greensboro.time_h, np.arange(8760.0))
+    assert "GREENSBORO" in greensboro.source
+    assert greensboro.start is not None and greensboro.start.month == 1
+    assert 12.0 <= float(np.mean(greensboro.dry_bulb_c)) <= 17.0
+    assert -25.0 < float(np.min(greensboro.dry_bulb_c)) < -5.0
+    assert 30.0 < float(np.max(greensboro.dry_bulb_c)) < 40.0
+
+    def month_mean(values: np.ndarray, month: int) -> float:
+        start = int(hour_of_year(month, 1))
+        end = int(hour_of_year(month + 1, 1)) if month < 12 else 8760
+        return float(np.mean(values[start:end]))
+
+    # Cold January, hot humid July (near Miami's wet bulb), March and October in between.
+    assert month_mean(greensboro.dry_bulb_c, 1) < 5.0
+    assert 24.0 < month_mean(greensboro.dry_bulb_c, 7) < 28.0
+    assert 20.0 < month_mean(greensboro.wet_bulb_c, 7) < 24.0
+    for shoulder in (3, 10):
+        assert 5.0 < month_mean(greensboro.wet_bulb_c, shoulder) < 15.0
+    assert np.all(greensboro.wet_bulb_c <= greensboro.dry_bulb_c + 1e-6)
+    assert np.all(greensboro.dew_point_c <= greensboro.wet_bulb_c + 1e-6)
+    assert np.all((greensboro.rel_hum_frac > 0.05) & (greensboro.rel_hum_frac <= 1.0))
+    # Station pressure of a ~270 m elevation airport, from the file (not the standard value).
+    assert 96_000.0 < float(np.mean(greensboro.pressure_pa)) < 100_000.0
+    assert float(np.std(greensboro.pressure_pa)) > 100.0
+
+
 def test_tmy2_file_path_spec_matches_pvlib_name(miami: WeatherSeries) -> None:
     import pvlib
 
