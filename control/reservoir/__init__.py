@@ -3,7 +3,9 @@
 Each policy version is kept with its kind, artifact (copied in, SHA-256 hashed), training
 scenarios, hyper-parameters, lineage (``parent``), evaluations (KPIs on the twin or the
 plant, with a copy of their report folder) and its approval state, and every change of state
-is written to an append-only history: who, when, why, and the artifact's hash at that moment.
+is written to an append-only history: who, when, why, and the artifact's hash at that moment;
+each history row carries the hash of the one before, and nothing is approved, shadowed or
+put live on a history whose chain is broken.
 
 The embedded store is one SQLite file in WAL mode beside a folder of artifacts::
 
@@ -28,6 +30,7 @@ The modules:
   :class:`ReservoirError`;
 - :mod:`~control.reservoir.lifecycle`: the legal moves (:data:`TRANSITIONS`) and how a
   move, and the stand-down when a policy goes live, are written;
+- :mod:`~control.reservoir.chain`: the history's hash chain, its check and its head;
 - :mod:`~control.reservoir.schema`: the SQLite tables, triggers and migrations;
 - :mod:`~control.reservoir.artifacts`: the store's folders, hashing, staged copies;
 - :mod:`~control.reservoir.store`: :class:`Reservoir`, which uses them all.
@@ -36,6 +39,7 @@ This package's names below are its interface; callers import them from here.
 """
 
 from control.reservoir.artifacts import DB_FILE, hash_artifact
+from control.reservoir.chain import ChainHead, TamperedHistoryError
 from control.reservoir.lifecycle import DEPLOYED_STATES, TRANSITIONS
 from control.reservoir.records import (
     EVALUATED_ON,
@@ -64,6 +68,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATES",
     "TRANSITIONS",
+    "ChainHead",
     "EvaluatedOn",
     "EvaluationRecord",
     "HistoryRecord",
@@ -72,6 +77,7 @@ __all__ = [
     "PolicyState",
     "Reservoir",
     "ReservoirError",
+    "TamperedHistoryError",
     "canonical_json",
     "default_root",
     "hash_artifact",

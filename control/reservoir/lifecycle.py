@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping
 
+from control.reservoir import chain
 from control.reservoir.records import PolicyState, ReservoirError
-from control.reservoir.schema import insert
 
 TRANSITIONS: Mapping[PolicyState, frozenset[PolicyState]] = {
     "candidate": frozenset({"pre_evaluated", "retired"}),
@@ -59,11 +59,10 @@ def move(
     at: str,
     digest: str | None,
 ) -> None:
-    """Write the history row of a move, then the policy's new state (a trigger refuses the
-    state without the row)."""
-    insert(
+    """Write the history row of a move (chained to the last), then the policy's new state (a
+    trigger refuses the state without the row)."""
+    chain.append(
         db,
-        "history",
         policy_id=policy_id,
         event="transition",
         from_state=from_state,

@@ -9,7 +9,7 @@ import math
 import numbers
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -107,6 +107,8 @@ class HistoryRecord:
     """UTC, ISO 8601."""
     artifact_hash: str | None
     """The artifact's hash recomputed at that moment; None if the artifact was missing."""
+    row_hash: str | None = field(default=None, compare=False)
+    """This row's link in the history's hash chain (see :mod:`control.reservoir.chain`)."""
 
 
 def canonical_json(value: Any) -> str:

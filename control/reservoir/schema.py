@@ -1,10 +1,11 @@
 """The reservoir's SQLite schema, its migrations, and the few statements every write uses.
 
 Three tables: ``policies`` (one row per version; only its state may change, and only
-together with a history row), ``evaluations`` and ``history`` (append-only). Triggers refuse
-every delete, any change of history or evaluations, and any change of a policy but its
-state; partial unique indexes allow at most one live and one standby policy. The schema is
-versioned in ``schema_version``: :func:`migrate` applies the migrations a database lacks,
+together with a history row), ``evaluations`` and ``history`` (append-only, and a hash chain:
+see :mod:`~control.reservoir.chain`). Triggers refuse every delete, any change of history or
+evaluations, any change of a policy but its state, and a history row that does not chain to
+the last; partial unique indexes allow at most one live and one standby policy. The schema
+is versioned in ``schema_version``: :func:`migrate` applies the migrations a database lacks,
 in one write transaction.
 """
 
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
+from control.reservoir.chain import GENESIS, chain_existing
 from control.reservoir.records import STATES, ReservoirError
 
 logger = logging.getLogger(__name__)
@@ -51,7 +53,13 @@ _POLICIES_EXTRAS: tuple[str, ...] = (
                                ORDER BY id DESC LIMIT 1)
         BEGIN SELECT RAISE(ABORT, 'a policy changes state only with a history row'); END""",
 )
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+_HISTORY_NO_UPDATE = """CREATE TRIGGER history_no_update BEFORE UPDATE ON history
+        BEGIN SELECT RAISE(ABORT, 'history is append-only: rows cannot be changed'); END"""
+
+Step = str | Callable[[sqlite3.Connection], None]
+"""One step of a migration: an SQL statement, or a function of the open transaction."""
+
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     # 1: policies, evaluations, append-only history.
     (
         _POLICIES_TABLE.format(
@@ -81,8 +89,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             artifact_hash TEXT
         )""",
         "CREATE INDEX history_policy ON history (policy_id)",
-        """CREATE TRIGGER history_no_update BEFORE UPDATE ON history
-        BEGIN SELECT RAISE(ABORT, 'history is append-only: rows cannot be changed'); END""",
+        _HISTORY_NO_UPDATE,
         """CREATE TRIGGER history_no_delete BEFORE DELETE ON history
         BEGIN SELECT RAISE(ABORT, 'history is append-only: rows cannot be deleted'); END""",
         """CREATE TRIGGER evaluations_no_update BEFORE UPDATE ON evaluations
@@ -101,6 +108,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE policies_v2 RENAME TO policies",
         *_POLICIES_EXTRAS,
         "CREATE UNIQUE INDEX policies_one_standby ON policies (state) WHERE state = 'standby'",
+    ),
+    # 3: the history's hash chain (control.reservoir.chain). Every existing row is chained
+    # in id order, none is dropped; the update trigger is lifted only while that runs. A new
+    # row must name the last row's hash as its predecessor.
+    (
+        "ALTER TABLE history ADD COLUMN prev_hash TEXT",
+        "ALTER TABLE history ADD COLUMN row_hash TEXT",
+        "DROP TRIGGER history_no_update",
+        chain_existing,
+        _HISTORY_NO_UPDATE,
+        f"""CREATE TRIGGER history_chained BEFORE INSERT ON history
+        WHEN NEW.row_hash IS NULL OR NEW.prev_hash IS NOT COALESCE(
+            (SELECT row_hash FROM history ORDER BY id DESC LIMIT 1), '{GENESIS}')
+        BEGIN SELECT RAISE(ABORT, 'history is a hash chain: a new row must chain to the last');
+        END""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -176,8 +198,11 @@ def _migrate_locked(conn: sqlite3.Connection, db_path: Path) -> None:
                 f"TwinLoop's {SCHEMA_VERSION}; upgrade TwinLoop"
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[target - 1]:
-                db.execute(statement)
+            for step in MIGRATIONS[target - 1]:
+                if callable(step):
+                    step(db)
+                else:
+                    db.execute(step)
             db.execute("INSERT INTO schema_version VALUES (?, ?)", (target, utc_now()))
             logger.info("reservoir %s: schema migrated to version %d", db_path.parent, target)
         if broken := db.execute("PRAGMA foreign_key_check").fetchall():

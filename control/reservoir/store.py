@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
+from control.reservoir import chain
 from control.reservoir.artifacts import (
     ARTIFACTS_DIR,
     DB_FILE,
@@ -25,6 +26,7 @@ from control.reservoir.artifacts import (
     hash_hyperparameters,
     staged,
 )
+from control.reservoir.chain import ChainHead, TamperedHistoryError
 from control.reservoir.lifecycle import DEPLOYED_STATES, check_move, move, stand_down
 from control.reservoir.records import (
     EvaluationRecord,
@@ -188,9 +190,36 @@ class Reservoir:
         return current_hash(self.root, row["artifact"], row["hyperparameters"])
 
     def verify(self, ref: str) -> bool:
-        """Whether the stored artifact still has the hash it was registered with."""
+        """Whether the stored artifact still has the hash it was registered with, and the
+        history that records that hash holds together (:meth:`verify_history`)."""
         row = self._row(ref)
-        return bool(self._current_hash(row) == row["artifact_hash"])
+        if self._current_hash(row) != row["artifact_hash"]:
+            return False
+        try:
+            self.verify_history()
+        except TamperedHistoryError as exc:
+            logger.error("reservoir %s: %s", self.root, exc)
+            return False
+        return True
+
+    def verify_history(self, anchors: Mapping[int, str] | None = None) -> ChainHead:
+        """Check the history's hash chain (and each anchor ``{record id: hash}`` noted
+        earlier); its head. :class:`TamperedHistoryError` names the first broken record."""
+        self._conn.execute("BEGIN")  # one read transaction: one consistent snapshot
+        try:
+            return chain.verify_chain(self._conn, anchors)
+        finally:
+            self._conn.execute("COMMIT")
+
+    def head(self) -> ChainHead:
+        """The history's head as stored, unchecked (:meth:`verify_history` checks it)."""
+        row = self._conn.execute(
+            "SELECT id, row_hash, (SELECT COUNT(*) FROM history) AS n FROM history "
+            "ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return ChainHead(0, chain.GENESIS, 0)
+        return ChainHead(int(row["id"]), str(row["row_hash"]), int(row["n"]))
 
     def evaluations(self, ref: str) -> builtins.list[EvaluationRecord]:
         """The evaluations of one policy version, oldest first."""
@@ -230,6 +259,7 @@ class Reservoir:
                 reason=r["reason"],
                 at=r["at"],
                 artifact_hash=r["artifact_hash"],
+                row_hash=r["row_hash"] if "row_hash" in r.keys() else None,  # noqa: SIM118
             )
             for r in self._conn.execute(query + " ORDER BY h.id", params)
         ]
@@ -334,9 +364,8 @@ class Reservoir:
                     description=description,
                     created_at=now,
                 )
-                insert(
+                chain.append(
                     db,
-                    "history",
                     policy_id=policy_id,
                     event="registered",
                     to_state="candidate",
@@ -394,9 +423,11 @@ class Reservoir:
 
         Refused: a move :data:`TRANSITIONS` does not allow; an empty actor or reason; an
         oracle towards approved, shadow or live, or any policy whose artifact changed since
-        registration; pre_evaluated without an evaluation in the twin. Going live puts the
-        policy that was live on ``standby`` (and retires an older standby), in the same
-        transaction, each with its own history row.
+        registration; pre_evaluated without an evaluation in the twin; approved, shadow or
+        live while the history's hash chain is broken (:class:`TamperedHistoryError`,
+        naming the first broken record; a move out of service is never refused for it).
+        Going live puts the policy that was live on ``standby`` (and retires an older
+        standby), in the same transaction, each with its own history row.
         """
         target = check_state(to_state)
         who = check_text("actor", actor)
@@ -428,6 +459,8 @@ class Reservoir:
                 db.execute("SELECT state FROM policies WHERE id = ?", (row["id"],)).fetchone()[0],
             )
             check_move(policy, current, target)
+            if target in DEPLOYED_STATES:  # nothing is deployed on a history that was edited
+                chain.verify_chain(db)
             now = utc_now()
             if current == "standby" and target == "live":
                 live = db.execute("SELECT name, version FROM policies WHERE state = 'live'")

@@ -62,6 +62,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         }[action]
         record = move(reservoir, args.ref, operator=operator, reason=reason)
         print(f"{record.ref}: {record.state} (by {operator})")
+        print(f"history head: {reservoir.head().anchor}", file=sys.stderr)
         return 0
 
 

@@ -1,10 +1,11 @@
-"""``twinloop reservoir …``: list, show and compare the policy versions of the reservoir, and
-register the built-in baselines."""
+"""``twinloop reservoir …``: list, show and compare the policy versions of the reservoir,
+verify its history's hash chain and artifacts, and register the built-in baselines."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -161,6 +162,46 @@ def _cmd_reservoir_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+_ANCHOR = re.compile(r"(?P<id>[0-9]{1,18}):(?P<hash>[0-9a-f]{64})")
+
+
+def parse_anchors(texts: Sequence[str]) -> dict[int, str]:
+    """``ID:HASH`` heads noted earlier, as ``{id: hash}``; :class:`CommandError` for a bad one."""
+    anchors: dict[int, str] = {}
+    for text in texts:
+        match = _ANCHOR.fullmatch(text.strip().lower())
+        if match is None:
+            raise CommandError(
+                f"--anchor {text[:80]!r}: use ID:HASH (a record id and its 64 hex digits, as "
+                "'twinloop gate' prints them)"
+            )
+        anchors[int(match["id"])] = match["hash"]
+    return anchors
+
+
+def _cmd_reservoir_verify(args: argparse.Namespace) -> int:
+    from control.reservoir import DEPLOYED_STATES, Reservoir
+
+    anchors = parse_anchors(args.anchor)
+    with Reservoir(reservoir_root(args), create=False) as reservoir:
+        head = reservoir.verify_history(anchors)  # TamperedHistoryError: the first broken record
+        changed = [r for r in reservoir.list() if reservoir.current_hash(r.ref) != r.artifact_hash]
+        total = len(reservoir.list())
+    anchored = f"; {len(anchors)} anchor(s) match" if anchors else ""
+    print(f"history: intact, {head}{anchored}")
+    print(f"anchor:  {head.anchor}")
+    print(f"artifacts: {total - len(changed)} of {total} intact")
+    for record in changed:
+        print(f"  CHANGED or missing: {record.ref} ({record.state})")
+    serving = [r.ref for r in changed if r.state in DEPLOYED_STATES | {"standby"}]
+    if serving:
+        raise CommandError(
+            f"artifact changed since registration of a policy in service or standing by: "
+            f"{', '.join(serving)}"
+        )
+    return 0
+
+
 def actor() -> str:
     """Who runs the command, for the reservoir's history ("unknown" where no name is set)."""
     import getpass
@@ -184,7 +225,7 @@ def _cmd_reservoir_add_baselines(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Subparsers) -> None:
-    """``reservoir list``, ``show``, ``compare`` and ``add-baselines``."""
+    """``reservoir list``, ``show``, ``compare``, ``verify`` and ``add-baselines``."""
     from control.reservoir import EVALUATED_ON, KINDS, STATES
 
     res = sub.add_parser("reservoir", help="the policy reservoir: list, show, compare")
@@ -213,6 +254,21 @@ def add_commands(sub: Subparsers) -> None:
     cmp.add_argument("refs", nargs="+", metavar="REF", help="NAME or NAME@VERSION")
     cmp.add_argument("--on", choices=EVALUATED_ON, default=None, help="only twin or plant runs")
     cmp.set_defaults(func=_cmd_reservoir_compare)
+
+    verify = res_sub.add_parser(
+        "verify",
+        parents=[root_after],
+        help="check the history's hash chain (against heads noted earlier) and every artifact",
+    )
+    verify.add_argument(
+        "--anchor",
+        action="append",
+        default=[],
+        metavar="ID:HASH",
+        help="a history head noted earlier (every 'twinloop gate' decision prints one): the "
+        "record ID must still have this hash; repeatable",
+    )
+    verify.set_defaults(func=_cmd_reservoir_verify)
 
     base = res_sub.add_parser(
         "add-baselines", parents=[root_after], help="register the built-in rule baselines"

@@ -7,6 +7,9 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from control.reservoir import DB_FILE, Reservoir
 
@@ -55,3 +58,21 @@ def raw_connection(res: Reservoir) -> Iterator[sqlite3.Connection]:
     """A plain second connection to the database, in autocommit mode, closed after."""
     with closing(sqlite3.connect(res.root / DB_FILE, isolation_level=None)) as raw:
         yield raw
+
+
+@contextmanager
+def legacy_schema(version: int) -> Iterator[None]:
+    """Inside, the reservoir writes schema ``version`` as the TwinLoop of that schema did:
+    its migrations only, and history rows without the hash chain (it came with schema 3)."""
+    from control.reservoir import chain, schema
+
+    def plain_insert(db: sqlite3.Connection, **values: Any) -> int:
+        return schema.insert(db, "history", **values)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:version])
+        mp.setattr(schema, "SCHEMA_VERSION", version)
+        if version < 3:
+            mp.setattr(chain, "append", plain_insert)
+            mp.setattr(chain, "verify_chain", lambda *args, **kwargs: None)
+        yield

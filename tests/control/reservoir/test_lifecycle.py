@@ -82,9 +82,10 @@ def test_only_one_policy_is_live_and_the_previous_stands_by(
         # Even past the API, two live rows break a unique index (with the history row first).
         raw.execute("BEGIN")
         policy_id = raw.execute("SELECT id FROM policies WHERE name = 'a'").fetchone()[0]
-        raw.execute(
-            "INSERT INTO history (policy_id, event, from_state, to_state, actor, reason, at) "
-            "VALUES (?, 'transition', 'retired', 'live', 'x', 'x', 'x')",
+        raw.execute(  # linked to the last row (as the chain's trigger asks), hash aside
+            "INSERT INTO history (policy_id, event, from_state, to_state, actor, reason, at, "
+            "prev_hash, row_hash) VALUES (?, 'transition', 'retired', 'live', 'x', 'x', 'x', "
+            "(SELECT row_hash FROM history ORDER BY id DESC LIMIT 1), 'x')",
             (policy_id,),
         )
         with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):

@@ -13,28 +13,31 @@ from control.reservoir import (
     Reservoir,
     ReservoirError,
 )
-from tests.control.reservoir.helpers import KPIS, PATHS, raw_connection, register_policy, walk
+from tests.control.reservoir.helpers import (
+    KPIS,
+    PATHS,
+    legacy_schema,
+    raw_connection,
+    register_policy,
+    walk,
+)
 
 
 def test_a_version_1_reservoir_migrates_to_standby_keeping_everything(
     tmp_path: Path, model: Path
 ) -> None:
-    from control.reservoir import schema
-
     root = tmp_path / "old"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
-        mp.setattr(schema, "SCHEMA_VERSION", 1)
-        with Reservoir(root) as old:
-            a, b = register_policy(old, "a", model), register_policy(old, "b", model)
-            walk(old, a, PATHS["live"])
-            old.add_evaluation(b, on="plant", scenario="week", kpis=KPIS)
-            history, evaluations = old.history(), old.evaluations(b)
-            assert old.schema_version == 1
+    with legacy_schema(1), Reservoir(root) as old:
+        a, b = register_policy(old, "a", model), register_policy(old, "b", model)
+        walk(old, a, PATHS["live"])
+        old.add_evaluation(b, on="plant", scenario="week", kpis=KPIS)
+        history, evaluations = old.history(), old.evaluations(b)
+        assert old.schema_version == 1
     with Reservoir(root) as new:
         assert new.schema_version == SCHEMA_VERSION
         assert new.history() == history and new.evaluations(b) == evaluations
         assert new.get(a).state == "live" and new.verify(a)
+        assert new.verify_history().records == len(history)
         walk(new, b, PATHS["live"])
         assert new.get(a).state == "standby"
         with raw_connection(new) as raw:  # the rebuilt table kept its triggers

@@ -224,3 +224,55 @@ def test_default_root_is_twinloop_home_else_runs(
     root.rename(tmp_path / "runs" / "reservoir")
     status, out, _ = _run(capsys, "list")
     assert status == 0 and "ppo" in out
+
+
+def test_verify_reports_an_intact_history_and_its_anchor(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = _run(capsys, "--root", str(root), "verify")
+    with Reservoir(root, create=False) as res:
+        head = res.verify_history()
+    assert status == 0
+    assert out.splitlines() == [
+        f"history: intact, {head}",
+        f"anchor:  {head.anchor}",
+        "artifacts: 3 of 3 intact",
+    ]
+    status, out, _ = _run(capsys, "--root", str(root), "verify", "--anchor", head.anchor)
+    assert status == 0 and "1 anchor(s) match" in out
+
+
+def test_verify_names_the_first_broken_record_in_one_line(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(root / "reservoir.sqlite", isolation_level=None)) as raw:
+        raw.execute("DROP TRIGGER history_no_update")
+        raw.execute("UPDATE history SET actor = 'mallory' WHERE id = 2")
+    status, out, err = _run(capsys, "--root", str(root), "verify")
+    assert status == 2 and out == ""
+    assert err.startswith("twinloop: error: history record #2 (ppo@1 — → candidate by mallory")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_verify_refuses_a_changed_anchor_or_artifact_in_service(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Reservoir(root, create=False) as res:
+        res.transition("ppo", "approved", actor="olga", reason="ok")
+        head = res.verify_history()
+        artifact = res.artifact_path("ppo")
+    assert artifact is not None
+    status, _, err = _run(
+        capsys, "--root", str(root), "verify", "--anchor", f"{head.id}:{'0' * 64}"
+    )
+    assert status == 2 and "not the anchored" in err
+    for bad in ("12", "x:y", f"1:{'g' * 64}"):
+        status, _, err = _run(capsys, "--root", str(root), "verify", "--anchor", bad)
+        assert status == 2 and "use ID:HASH" in err
+    artifact.write_bytes(b"tampered")
+    status, out, err = _run(capsys, "--root", str(root), "verify")
+    assert status == 2 and "CHANGED or missing: ppo@2 (approved)" in out
+    assert "in service or standing by: ppo@2" in err
