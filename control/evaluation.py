@@ -63,7 +63,10 @@ class EvaluationResult:
     wall_s: float
 
     def write(self, out_dir: Path) -> list[Path]:
-        """``kpis.json`` and ``series.parquet`` under ``out_dir``."""
+        """``kpis.json``, ``series.parquet`` and the run's plot ``run.png`` (setpoints, hottest
+        inlet against the limits, power: :mod:`control.evaluation_plots`) under ``out_dir``."""
+        from control.evaluation_plots import write_run_plot
+
         out_dir.mkdir(parents=True, exist_ok=True)
         kpi_path, series_path = out_dir / "kpis.json", out_dir / "series.parquet"
         payload = {
@@ -75,7 +78,7 @@ class EvaluationResult:
         }
         kpi_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         self.series.to_parquet(series_path, index=False)
-        return [kpi_path, series_path]
+        return [kpi_path, series_path, write_run_plot(self, out_dir)]
 
 
 def _run_episode(

@@ -4,18 +4,23 @@ The report reads the plant's log frame (the columns :func:`physics.kpi.compute_k
 plus optional air and water temperatures) and a :class:`~physics.kpi.KpiReport`. Plots are
 decimated to at most :data:`MAX_PLOT_POINTS` samples per trace; the KPI table always holds
 the exact values computed over the full run.
+
+:func:`plot_control_run` draws a controlled run (an evaluation, on the plant or in the
+twin) from per-period series: the applied setpoints, the hottest rack inlet against the
+ASHRAE limits, and the facility and cooling power.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
@@ -219,6 +224,12 @@ def save_png(fig: Figure, path: Path) -> Path:
     return path
 
 
+def draw_inlet_limits(ax: Axes) -> None:
+    """The ASHRAE recommended (27 °C) and A1 allowable (32 °C) inlet limits on ``ax``."""
+    for (label, limit_c), style in zip(ASHRAE_LINES_C.items(), ("--", ":"), strict=True):
+        ax.axhline(limit_c, color="red", linestyle=style, label=label)
+
+
 def _plot_temperatures(series: ReportSeries, title: str, path: Path) -> Path:
     fig = Figure(figsize=(11.0, 7.0), layout="constrained")
     ax_inlet, ax_loop = fig.subplots(2, 1, sharex=True)
@@ -227,8 +238,7 @@ def _plot_temperatures(series: ReportSeries, title: str, path: Path) -> Path:
         lo, hi = series.inlet_c["Inlet min"], series.inlet_c["Inlet max"]
         ax_inlet.fill_between(t, lo, hi, alpha=0.3, label="Inlet min–max")
         ax_inlet.plot(t, series.inlet_c["Inlet mean"], label="Inlet mean")
-    for (label, limit_c), style in zip(ASHRAE_LINES_C.items(), ("--", ":"), strict=True):
-        ax_inlet.axhline(limit_c, color="red", linestyle=style, label=label)
+    draw_inlet_limits(ax_inlet)
     ax_inlet.set_ylabel("rack inlet (°C)")
     ax_inlet.legend(loc="best", fontsize="small")
     for label, y in series.temperatures_c.items():
@@ -283,3 +293,74 @@ def write_report(frame: pd.DataFrame, kpis: kpi.KpiReport, out_dir: Path, title:
     ]
     logger.info("wrote report %r to %s", title, out_dir)
     return paths
+
+
+Band = tuple[NDArray[np.float64], NDArray[np.float64], str]
+"""A shaded range: lower values, upper values, legend label."""
+
+
+@dataclass(frozen=True)
+class ControlRunSeries:
+    """What :func:`plot_control_run` draws, per control period (time in h).
+
+    ``setpoints_c`` are the applied temperature setpoints (°C), ``setpoints_frac`` the
+    fractions and switches (fan speed, economiser enable); ``inlet_c`` the hottest rack
+    inlet (one or more lines); ``power_kw`` the power lines. Each band shades a range (the
+    twin's members) under the lines of its panel.
+    """
+
+    time_h: NDArray[np.float64]
+    setpoints_c: Mapping[str, NDArray[np.float64]]
+    setpoints_frac: Mapping[str, NDArray[np.float64]]
+    inlet_c: Mapping[str, NDArray[np.float64]]
+    power_kw: Mapping[str, NDArray[np.float64]]
+    inlet_band: Band | None = field(default=None)
+    power_band: Band | None = field(default=None)
+
+
+def _legend_right(ax: Axes) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+
+
+def _band(ax: Axes, t: NDArray[np.float64], band: Band | None, stride: int) -> None:
+    if band is not None:
+        lo, hi, label = band
+        ax.fill_between(t, lo[::stride], hi[::stride], alpha=0.3, label=label)
+
+
+def plot_control_run(run: ControlRunSeries, title: str, path: Path) -> Path:
+    """A controlled run as a four-panel PNG at ``path``: the applied temperature setpoints,
+    the applied fan speed and economiser enable, the hottest rack inlet against the 27 °C
+    and 32 °C limits, and power. Series beyond :data:`MAX_PLOT_POINTS` samples are
+    decimated."""
+    stride = max(1, -(-run.time_h.size // MAX_PLOT_POINTS))
+    t = run.time_h[::stride]
+    fig = Figure(figsize=(12.0, 11.0), layout="constrained")
+    ax_sp, ax_frac, ax_inlet, ax_power = fig.subplots(
+        4, 1, sharex=True, height_ratios=(1.0, 0.6, 1.0, 1.0)
+    )
+    for label, y in run.setpoints_c.items():
+        ax_sp.plot(t, y[::stride], label=label)
+    ax_sp.set_ylabel("setpoint (°C)")
+    ax_sp.set_title("Applied setpoints", fontsize=10)
+    for label, y in run.setpoints_frac.items():
+        ax_frac.step(t, y[::stride], where="post", label=label)
+    ax_frac.set_ylabel("fraction, on/off (–)")
+    ax_frac.set_ylim(-0.05, 1.05)
+    _band(ax_inlet, t, run.inlet_band, stride)
+    for label, y in run.inlet_c.items():
+        ax_inlet.plot(t, y[::stride], label=label)
+    draw_inlet_limits(ax_inlet)
+    ax_inlet.set_ylabel("rack inlet (°C)")
+    ax_inlet.set_title("Hottest rack inlet against the ASHRAE limits", fontsize=10)
+    _band(ax_power, t, run.power_band, stride)
+    for label, y in run.power_kw.items():
+        ax_power.plot(t, y[::stride], label=label)
+    ax_power.set_ylabel("power (kW)")
+    ax_power.set_xlabel("time (h)")
+    ax_power.set_title("Power", fontsize=10)
+    for ax in (ax_sp, ax_frac, ax_inlet, ax_power):
+        _legend_right(ax)
+    fig.suptitle(title)
+    return save_png(fig, path)

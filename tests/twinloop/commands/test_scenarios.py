@@ -57,8 +57,10 @@ def test_evaluate_writes_kpis_series_and_plots(
     assert (out / "short" / "series.parquet").stat().st_size > 0
     assert (out / "summary.csv").read_text().startswith("policy,scenario,on,cooling_kwh")
     assert (out / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "short" / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "short (plant): cooling" in capsys.readouterr().out
     assert main([*argv, "--on", "twin", "--out", str(tmp_path / "twin"), "--quiet"]) == 0
+    assert (tmp_path / "twin" / "short" / "run.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize(
