@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -170,6 +170,18 @@ class NoiseModel(_Strict):
     dropout_prob: float = Field(0.0, ge=0.0, lt=1.0)
 
 
+FORECAST_LEVELS: tuple[str, ...] = ("none", "low", "medium", "high")
+"""Forecast-error levels a scenario may ask for (``forecast: {level: ...}``); their error
+statistics are documented in :mod:`twin.forecast`. ``none`` is perfect foresight."""
+DEFAULT_FORECAST_LEVEL = "medium"
+
+
+class ForecastModel(_Strict):
+    """How good the site's weather forecast is (BOPTEST-style uncertainty levels)."""
+
+    level: Annotated[str, _one_of(FORECAST_LEVELS, "forecast level")] = DEFAULT_FORECAST_LEVEL
+
+
 class ScenarioModel(_Strict):
     name: str
     description: str = ""
@@ -181,6 +193,7 @@ class ScenarioModel(_Strict):
     control_period: PositiveDuration = "5 min"
     sensor_noise: NoiseModel = NoiseModel()
     faults: list[FaultModel] = []
+    forecast: ForecastModel = ForecastModel()
     seed: int = 0
 
     @field_validator("sensor_noise", mode="before")
@@ -229,6 +242,8 @@ class Scenario:
     noise: SensorNoise
     seed: int
     heat_wave: tuple[float, float, float] | None  # start_h (from run start), duration_h, K
+    forecast_level: str = DEFAULT_FORECAST_LEVEL
+    """Error level of the site's weather forecast (:data:`FORECAST_LEVELS`)."""
 
     @property
     def n_steps(self) -> int:
@@ -252,6 +267,16 @@ class Scenario:
                 f"({float(series.time_h[0]):g}–{series.end_h:g} h)"
             )
         return series
+
+
+def with_forecast_level(scenario: Scenario, level: str) -> Scenario:
+    """``scenario`` with its forecast level replaced (``twinloop evaluate --forecast``)."""
+    if level not in FORECAST_LEVELS:
+        raise ScenarioError(
+            f"scenario {scenario.source}: forecast.level: unknown forecast level {level!r} "
+            f"(known: {', '.join(FORECAST_LEVELS)})"
+        )
+    return replace(scenario, forecast_level=level)
 
 
 def _format_error(source: str, error: ValidationError) -> str:
@@ -363,6 +388,7 @@ def _build(model: ScenarioModel, source: str) -> Scenario:
         noise=SensorNoise(**model.sensor_noise.model_dump()),
         seed=model.seed,
         heat_wave=heat_wave,
+        forecast_level=model.forecast.level,
     )
     # Fault targets must exist on this site; the weather must cover the run.
     points = {p.name for p in point_catalog(config)}
