@@ -168,6 +168,18 @@ def comparison_table(
     return table, per_scenario
 
 
+def forecast_levels(runs: Sequence[PolicyRuns]) -> dict[str, str]:
+    """Per policy, the forecast level(s) its runs record (``unrecorded`` for runs written
+    before results carried one; several levels joined by ``/``)."""
+    scenarios = _shared_scenarios(runs)
+    return {
+        r.policy: "/".join(
+            sorted({str(r.kpis[s].get("forecast_level", "unrecorded")) for s in scenarios})
+        )
+        for r in runs
+    }
+
+
 def _frame_markdown(frame: pd.DataFrame, digits: int) -> str:
     rows = [
         [str(index), *(f"{float(v):.{digits}f}" for v in row)]
@@ -176,13 +188,18 @@ def _frame_markdown(frame: pd.DataFrame, digits: int) -> str:
     return markdown_table([str(frame.index.name or ""), *map(str, frame.columns)], rows)
 
 
-def _markdown(table: pd.DataFrame, per_scenario: pd.DataFrame, baseline: str) -> str:
+def _markdown(
+    table: pd.DataFrame, per_scenario: pd.DataFrame, baseline: str, levels: dict[str, str]
+) -> str:
     headline = [c for c in table.columns if not c.startswith("travel.")]
     travel = [c for c in table.columns if c.startswith("travel.")]
     lines = [
         f"# Policy comparison ({len(per_scenario)} scenarios)",
         "",
         "Suite totals; savings are of cooling energy over the whole suite.",
+        "",
+        "Forecast level (weather-forecast error each policy had; `none` is perfect "
+        "foresight): " + ", ".join(f"{p} {level}" for p, level in levels.items()) + ".",
         "",
         _frame_markdown(table[headline], 3),
         "",
@@ -217,11 +234,13 @@ def write_comparison_report(
     table, per_scenario = comparison_table(
         runs, baseline=baseline, reference=reference, oracle=oracle
     )
+    levels = forecast_levels(runs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "comparison.csv")
+    table.assign(forecast_level=[levels[p] for p in table.index]).to_csv(out / "comparison.csv")
     per_scenario.to_csv(out / "savings_by_scenario.csv")
-    (out / "comparison.md").write_text(_markdown(table, per_scenario, baseline), "utf-8")
+    markdown = _markdown(table, per_scenario, baseline, levels)
+    (out / "comparison.md").write_text(markdown, "utf-8")
 
     fig = Figure(figsize=(12.0, 4.6), layout="constrained")
     bars, scatter = fig.subplots(1, 2, width_ratios=[2.2, 1.0])

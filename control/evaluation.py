@@ -30,6 +30,7 @@ from physics.plant.scenario import Scenario, load_scenario
 from twin.competence import FEATURE_NAMES, CompetenceModel
 from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble
+from twin.forecast import error_model
 from twin.plant_env import PlantEnv
 from twin.spaces import ACTION_NAMES
 from twin.vec_env import BatchedTwin, load_twin
@@ -135,6 +136,7 @@ def evaluate(
     kpis["computational_time_ratio"] = computational_time_ratio(
         np.asarray(compute_s), sc.control_period_s
     )
+    kpis.update(forecast_kpis(policy, sc))
     wall_s = time.perf_counter() - started
     logger.info(
         "%s on %s (%s): cooling %.0f kWh, PUE %.3f, %.2f K·h above 27 °C",
@@ -146,6 +148,18 @@ def evaluate(
         kpis["violation_kh_above_27"],
     )
     return EvaluationResult(policy.name, sc.name, on, kpis, series, wall_s)
+
+
+def forecast_kpis(policy: Policy, scenario: Scenario) -> dict[str, Any]:
+    """The forecast level a result was obtained with: the policy's own where it plans with
+    forecasts (the MPC: the scenario's level; the oracle: ``none``), else the scenario's (the
+    level of the observation's forecasts), and its 1-h wet-bulb error std (a number, so the
+    reservoir keeps it too)."""
+    level = str(getattr(policy, "forecast_level", scenario.forecast_level))
+    return {
+        "forecast_level": level,
+        "forecast_wet_bulb_std_1h_k": float(error_model(level).std_k(1.0)),
+    }
 
 
 def _run_members(

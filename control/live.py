@@ -7,7 +7,10 @@ Every period (:meth:`LiveController.step`):
    a tampered or unloadable one is rolled back by the ``watchdog``);
 2. take a fresh snapshot of the site's points and check it (:class:`~control.watchdog.Watchdog`);
    build the observation exactly as every TwinLoop environment does
-   (:func:`~twin.spaces.build_observation`; stale or bad points count as missing);
+   (:func:`~twin.spaces.build_observation`; stale or bad points count as missing), with the
+   site's forecasts: the weather from the ``forecaster`` (persistence of the measured wet
+   bulb by default), the IT power from the site's own history of this loop
+   (:class:`~twin.forecast.LoadHistory`, one reading per period, seasonal naive);
 3. the shadow policy, if any, computes its action on the live data; what it would write
    (after its own shield) is logged as ``shadow.<field>`` — never written;
 4. the live policy, unless the operator's override is active (then nothing is written, ever),
@@ -50,7 +53,14 @@ from control.watchdog import Freshness, Sample, Trip, Watchdog, WatchdogConfig
 from physics.plant.sensors import point_catalog
 from physics.plant.site import SiteConfig, site_variant
 from physics.plant.site_control import SETPOINT_FIELDS
-from twin.spaces import ActionScale, HallReadings, ObservationSpec, build_observation
+from twin.forecast import LoadHistory
+from twin.spaces import (
+    FORECAST_IT_H,
+    ActionScale,
+    HallReadings,
+    ObservationSpec,
+    build_observation,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +93,15 @@ class SetpointSink(Protocol):
 
 SnapshotSource = Callable[[], Mapping[str, Sample]]
 PolicyLoader = Callable[[PolicyRecord], Policy]
-Forecaster = Callable[[float, HallReadings], tuple[float, float, float]]
-"""(hour of year, readings) -> wet bulb in 1 h and 3 h (°C), IT power in 1 h (kW)."""
+Forecaster = Callable[[float, HallReadings], tuple[float, float]]
+"""(hour of year, readings) -> the wet-bulb forecasts in 1 h and 3 h (°C). The IT-power
+forecast is the controller's own, from its history (:class:`~twin.forecast.LoadHistory`)."""
 
 
-def persistence_forecast(time_h: float, hall: HallReadings) -> tuple[float, float, float]:
-    """No forecast service: tomorrow is like today (wet bulb and IT power persist)."""
+def persistence_forecast(time_h: float, hall: HallReadings) -> tuple[float, float]:
+    """No weather service: the wet bulb persists."""
     wet_bulb = float(hall.outdoor_wet_bulb_c[0])
-    return wet_bulb, wet_bulb, float(hall.it_power_kw[0])
+    return wet_bulb, wet_bulb
 
 
 def plant_hour_of_year(now_s: float) -> float:
@@ -167,6 +178,8 @@ class LiveController:
         self._loader = loader
         self._override = override
         self._forecaster = forecaster
+        self.load_history = LoadHistory(1, self.period_s / 3600.0)
+        """The site's IT power, one reading per period: the IT forecast's only source."""
         self._hour_of_year = hour_of_year
         self.twin = twin
         self._live: _Slot | None = None
@@ -252,6 +265,7 @@ class LiveController:
             snapshot = None
         fresh = self.watchdog.freshness(snapshot, now_s)
         hall = self._hall(snapshot or {}, now_s)
+        self.load_history.record(hall.it_power_kw[:1])
         wet_bulb = float(hall.outdoor_wet_bulb_c[0])
         self._sync(now_s, wet_bulb if math.isfinite(wet_bulb) else 25.0)
         self._inputs = (fresh, hall)
@@ -395,7 +409,8 @@ class LiveController:
         self, hall: HallReadings, now_s: float, last_action: FloatArray
     ) -> NDArray[np.float32]:
         time_h = self._hour_of_year(now_s)
-        wb_1h, wb_3h, it_1h = self._forecaster(time_h, hall)
+        wb_1h, wb_3h = self._forecaster(time_h, hall)
+        it_1h = float(self.load_history.forecast_kw([FORECAST_IT_H])[0, 0])
         return build_observation(
             self.spec,
             hall,

@@ -8,10 +8,11 @@ Every control period :class:`MpcPolicy`
    except the rack the twin ranks hottest, which gets the pod's hottest reading (this keeps
    the pod mean and maximum; the twin's rack inlets only feed its server-fan speed-up);
 2. reads the period from the observation's hour-of-day and day-of-year features (exact to a
-   second in float32; the policy's own period counter is the fallback) and takes the
-   forecasts of wet bulb and IT power over the horizon from the scenario's
-   :class:`~twin.exogenous.ExogenousTable` — built *without* the scenario's fault events, so
-   a workload surge is not foreseen; IT power is scaled by the measured/scheduled ratio;
+   second in float32; the policy's own period counter is the fallback) and forecasts the
+   horizon as a site can (:mod:`twin.forecast`): wet and dry bulb are the scenario's weather
+   plus the error of its forecast level (``forecast: {level: ...}``, growing with the lead
+   time), IT power is the seasonal-naive forecast from the IT power it has observed (never
+   the schedule), split over the pods as the present period's shares;
 3. samples the twin around the setpoints applied last: one batched rollout (``settle``
    periods, about 50 variants) gives, per continuous setpoint, its quasi-steady response at
    knots over the range reachable within the horizon, the coil's least approach at each fan
@@ -32,8 +33,9 @@ towards the site's own (safe, cold) setpoints at the rate limits.
 :class:`OracleMpcPolicy` is the same controller on a twin whose parameters are the plant's
 hidden truths for the scenario's site seed (:func:`oracle_twin`), with the scenario's own
 forecasts *including* its faults (workload surges, and coil/condenser fouling through
-``theta``), the true installed IT power and a longer horizon: the upper bound on what a
-policy can save, never deployable.
+``theta``) and perfect foresight of weather and IT load (it alone reads the scenario's own
+weather and schedule), the true installed IT power and a longer horizon: the upper bound on
+what a policy can save, never deployable.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from physics.plant.site import draw_hidden_params
 from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble
 from twin.exogenous import ExogenousTable
+from twin.forecast import LoadHistory, WeatherForecast
 from twin.spaces import ActionScale, ObservationSpec
 from twin.surrogate import THETA_NAMES, THETA_NOMINAL, PhysicsTwin, TwinState
 from twin.vec_env import load_twin
@@ -95,13 +98,12 @@ class MpcConfig:
     bias_gain: float = 0.8
     """Share of the last prediction error added to the inlet bias each period."""
     economiser_approach_k: float = 4.0
-    it_scale_gain: float = 0.3
 
     def __post_init__(self) -> None:
         if self.settle_periods < 1:
             raise ValueError("MpcConfig.settle_periods must be at least 1")
-        if not 0.0 <= self.bias_gain <= 1.0 or not 0.0 < self.it_scale_gain <= 1.0:
-            raise ValueError("MpcConfig: gains must lie in [0, 1]")
+        if not 0.0 <= self.bias_gain <= 1.0:
+            raise ValueError("MpcConfig: bias_gain must lie in [0, 1]")
 
     def settings(self, scale: ActionScale, n_pods: int, period_h: float) -> MpcSettings:
         return MpcSettings(
@@ -127,7 +129,6 @@ class _EnvMemory:
     economiser: float = 0.0
     bias_k: FloatArray | None = None
     predicted_c: FloatArray | None = None
-    it_scale: float | None = None
     counter: int = 0
 
 
@@ -145,8 +146,9 @@ class MpcPolicy:
     """Receding-horizon MPC over a twin (see the module docstring); kind ``"mpc"``.
 
     ``twin`` is a fitted twin (object or saved directory) or ``None`` for the physics of the
-    site's drawings; ``scenario`` gives the site and the forecasts; ``theta`` the twin's
-    physical parameters (nominal by default, e.g. from assimilation).
+    site's drawings; ``scenario`` gives the site, the clock, the weather truth its forecast
+    errs from and the forecast level (:attr:`forecast_level`); ``theta`` the twin's physical
+    parameters (nominal by default, e.g. from assimilation).
     """
 
     kind: str = "mpc"
@@ -185,6 +187,10 @@ class MpcPolicy:
         self.spec = ObservationSpec(n_pods=site.n_pods, design_it_kw=self.design.design_it_kw)
         self.table = ExogenousTable.from_scenario(replace(sc, faults=()))
         self.period_h = sc.control_period_s / 3600.0
+        self.weather_forecast = WeatherForecast.for_scenario(sc)
+        self.forecast_level = self.weather_forecast.level
+        """Error level of the forecasts this policy plans with (recorded with every result)."""
+        self._load = LoadHistory(1, self.period_h)
         self.theta = np.asarray(THETA_NOMINAL if theta is None else theta, dtype=np.float64)
         if self.theta.shape != (len(THETA_NAMES),):
             raise ValueError(f"theta needs {len(THETA_NAMES)} values ({', '.join(THETA_NAMES)})")
@@ -199,6 +205,7 @@ class MpcPolicy:
     # ------------------------------------------------------------------ Policy protocol
     def reset(self, n_envs: int = 1) -> None:
         self._memory = [_EnvMemory() for _ in range(n_envs)]
+        self._load = LoadHistory(n_envs, self.period_h)
 
     def act(self, observation: Obs) -> Obs:
         obs = np.atleast_2d(np.asarray(observation, dtype=np.float32))
@@ -206,6 +213,7 @@ class MpcPolicy:
         n = obs.shape[0]
         if len(self._memory) != n:
             self.reset(n)
+        self._load.record(values["it_power_kw"])
         # The period from the time features (the own counter where they match none).
         periods = self.period_of(obs)
         actions = np.empty((n, 5), dtype=np.float32)
@@ -287,18 +295,20 @@ class MpcPolicy:
         return np.where(ok, k, -1).astype(np.int64)
 
     def _forecast(self, k: int, values: dict[str, FloatArray], i: int, mem: _EnvMemory) -> Forecast:
+        """The horizon's drivers as the site forecasts them (module docstring, step 2)."""
         rows = np.minimum(k + np.arange(self.settings.horizon), self.table.n_periods - 1)
-        scheduled = float(self.table.it_power_kw[k].sum())
+        lead_h = (np.arange(self.settings.horizon) + 0.5) * self.period_h
+        total_kw = self._load.forecast_kw(lead_h)[i]
         measured = float(values["it_power_kw"][i])
-        ratio = float(np.clip(measured / max(scheduled, 1.0), 0.5, 1.5))
-        gain = self.config.it_scale_gain
-        mem.it_scale = (
-            ratio if mem.it_scale is None else mem.it_scale + gain * (ratio - mem.it_scale)
-        )
+        total_kw = np.where(np.isfinite(total_kw), total_kw, measured)
+        # Per pod: the present period's shares (the site meters each pod), not the future's.
+        present = self.table.it_power_kw[k]
+        shares = present / max(float(present.sum()), 1e-9)
+        error = self.weather_forecast.error_k(self.table.time_h[k], lead_h)[0]
         return Forecast(
-            it_power_kw=self.table.it_power_kw[rows] * mem.it_scale,
-            dry_bulb_c=self.table.dry_bulb_c[rows],
-            wet_bulb_c=self.table.wet_bulb_c[rows],
+            it_power_kw=total_kw[:, None] * shares[None, :],
+            dry_bulb_c=self.table.dry_bulb_c[rows] + error,
+            wet_bulb_c=self.table.wet_bulb_c[rows] + error,
             theta=np.tile(self.theta, (rows.size, 1)),
         )
 
@@ -403,8 +413,10 @@ class OracleMpcPolicy(MpcPolicy):
 
     Its twin carries the site's hidden parameters (:func:`oracle_twin`); its forecasts are
     the scenario's own, faults included (workload surges in the IT forecast, coil and
-    condenser fouling in ``theta`` per period); its IT forecast uses the true installed
-    power; its horizon is longer and its margin smaller than the deployable MPC's.
+    condenser fouling in ``theta`` per period), whatever the scenario's forecast level: it
+    alone keeps perfect foresight (:attr:`forecast_level` ``"none"``); its IT forecast uses
+    the true installed power; its horizon is longer and its margin smaller than the
+    deployable MPC's.
     """
 
     kind: str = "oracle"
@@ -424,6 +436,7 @@ class OracleMpcPolicy(MpcPolicy):
             self.truth.twin, sc, horizon=horizon, config=config, name=name, theta=self.truth.theta
         )
         self.table = ExogenousTable.from_scenario(sc)
+        self.forecast_level = "none"
 
     def _forecast(self, k: int, values: dict[str, FloatArray], i: int, mem: _EnvMemory) -> Forecast:
         rows = np.minimum(k + np.arange(self.settings.horizon), self.table.n_periods - 1)

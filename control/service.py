@@ -39,6 +39,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -68,7 +69,8 @@ from physics.plant.site import SITE_VARIANTS, site_variant
 from twin.assimilation import EnsembleKalmanAssimilator
 from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble
-from twin.spaces import HallReadings
+from twin.forecast import WeatherForecast
+from twin.spaces import FORECAST_WET_BULB_H, HallReadings
 from twin.surrogate import PhysicsTwin
 from twinloop.errors import TwinLoopError
 
@@ -224,16 +226,20 @@ def load_service_config(path: Path) -> ServiceConfig:
 
 
 class ScenarioForecast:
-    """Forecasts from a scenario's weather (an emulated site: the weather file is the truth)."""
+    """Wet-bulb forecasts for an emulated site: the scenario's weather file (the truth) plus
+    the error of its forecast level (:class:`~twin.forecast.WeatherForecast`)."""
 
     def __init__(self, scenario: Scenario) -> None:
         self._weather = scenario.weather()
         self._last_h = float(self._weather.time_h[-1])
+        self.forecast = WeatherForecast.for_scenario(scenario)
 
-    def __call__(self, time_h: float, hall: HallReadings) -> tuple[float, float, float]:
-        ahead = [min(time_h + 1.0, self._last_h), min(time_h + 3.0, self._last_h)]
-        wet_bulb = self._weather.at(ahead).wet_bulb_c
-        return float(wet_bulb[0]), float(wet_bulb[1]), float(hall.it_power_kw[0])
+    def __call__(self, time_h: float, hall: HallReadings) -> tuple[float, float]:
+        leads = np.asarray(FORECAST_WET_BULB_H)
+        ahead = np.minimum(time_h + leads, self._last_h)
+        truth = self._weather.at(ahead).wet_bulb_c[None, :]
+        wet_bulb = self.forecast.forecast_c(truth, time_h, leads)[0]
+        return float(wet_bulb[0]), float(wet_bulb[1])
 
 
 def plant_clock(

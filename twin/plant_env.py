@@ -5,7 +5,9 @@ One step is one control period of the scenario. The action (five numbers in [-1,
 the period; the plant then advances ``steps_per_period`` internal steps. The policy sees only
 sensor readings (:func:`~twin.spaces.build_observation`); the reward is computed from readings
 too, exactly as the twin environment computes it, so a policy trained in the twin is scored the
-same way here. The plant's truth log (``true_*`` in ``info``) is for evaluation only.
+same way here. The plant's truth log (``true_*`` in ``info``) is for evaluation only. The
+observation's forecasts are the site's (:mod:`twin.forecast`): the weather file plus the
+error of the scenario's forecast level, and IT power from the readings seen so far.
 
 Each reset builds a fresh plant over the episode's window of the scenario. The window opens
 with one control period under the site's own control (the *lead-in*), whose readings give the
@@ -32,6 +34,7 @@ from physics.plant.plant import Plant
 from physics.plant.scenario import Scenario, load_scenario
 from physics.plant.site_control import SETPOINT_FIELDS, SetpointCommand
 from physics.workload import make_workload
+from twin.forecast import LoadHistory, WeatherForecast
 from twin.reward import CoolingEnergyReward
 from twin.spaces import (
     ACTION_NAMES,
@@ -135,7 +138,8 @@ class PlantEnv(gym.Env[Obs, Obs]):
         self._last_weather_h = float(self._weather.time_h[-1])
         self._grid_h = sc.start_h + np.arange(sc.n_steps) * sc.step_s / 3600.0
         self._utilisation = make_workload(sc.workload, self._grid_h, site.n_pods, seed=sc.seed)
-        self._mean_util = self._utilisation.mean(axis=1)
+        self.weather_forecast = WeatherForecast.for_scenario(sc)
+        self._load = LoadHistory(1, self.period_s / 3600.0)
 
         self.plant: Plant | None = None
         self._columns: _LogColumns | None = None
@@ -183,6 +187,7 @@ class PlantEnv(gym.Env[Obs, Obs]):
         self._last_action = np.zeros(len(ACTION_NAMES), dtype=np.float64)
         self._held_cooling_kw = 0.0
         self._held_inlet_c = np.full(self.scenario.site.n_racks, self.reward_fn.recommended_c)
+        self._load.reset()
         logs, readings = self.plant.advance(self.steps_per_period)  # the lead-in period
         self._logs = [logs[:, 0]] if self.record_log else []
         hall = self._hall(readings[:, 0])
@@ -305,23 +310,24 @@ class PlantEnv(gym.Env[Obs, Obs]):
         }
 
     def _observe(self, last: FloatArray) -> Obs:
-        """The observation from the last readings (points,) and the forecasts at plant time."""
+        """The observation from the last readings (points,) and the site's forecasts at plant
+        time (records this period's IT reading in the load history: once per period)."""
         assert self.plant is not None
         time_h = self.plant.time_h
         hall = self._hall(last[None, :])
-        ahead = np.minimum(time_h + np.asarray(FORECAST_WET_BULB_H), self._last_weather_h)
-        wet_bulb = self._weather.at(ahead).wet_bulb_c
-        util_now, util_ahead = np.interp(
-            [time_h, time_h + FORECAST_IT_H], self._grid_h, self._mean_util
-        )
-        ratio = util_ahead / util_now if util_now > 1e-6 else 1.0
+        leads = np.asarray(FORECAST_WET_BULB_H)
+        ahead = np.minimum(time_h + leads, self._last_weather_h)
+        truth = self._weather.at(ahead).wet_bulb_c[None, :]
+        wet_bulb = self.weather_forecast.forecast_c(truth, time_h, leads)[0]
+        self._load.record(hall.it_power_kw)
+        it_ahead = self._load.forecast_kw([FORECAST_IT_H])[0, 0]
         obs = build_observation(
             self.observation_spec,
             hall,
             time_h=time_h,
             forecast_wet_bulb_1h_c=wet_bulb[0],
             forecast_wet_bulb_3h_c=wet_bulb[1],
-            forecast_it_power_1h_kw=hall.it_power_kw * ratio,
+            forecast_it_power_1h_kw=it_ahead,
             last_action=self._last_action,
         )[0]
         clipped: Obs = np.clip(obs, -OBSERVATION_BOUND, OBSERVATION_BOUND)

@@ -8,7 +8,9 @@ members of a twin ensemble are spread over the environments (environment ``i`` r
 ``VectorEnv`` (:class:`TwinVectorEnv`, same-step autoreset, infos as arrays); the
 Stable-Baselines3 ``VecEnv`` over it is :class:`control.sb3_env.TwinSB3VecEnv`, and the
 single-environment ``TwinLoop/DataCenter-v0`` is the same engine with one environment
-(``twin/twin_env.py``).
+(``twin/twin_env.py``). The observation's forecasts are the site's (:mod:`twin.forecast`):
+the scenario's weather plus the error of its forecast level, and IT power from each
+environment's own history of the episode.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from twin.competence import FEATURE_NAMES, CompetenceTracker
 from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble
 from twin.exogenous import ExogenousTable
+from twin.forecast import LoadHistory, WeatherForecast
 from twin.reward import CoolingEnergyReward, Pessimism
 from twin.spaces import (
     ACTION_NAMES,
@@ -157,6 +160,9 @@ class BatchedTwin:
         self.random_start = random_start
         self.spec = ObservationSpec(n_pods=site.n_pods, design_it_kw=self.design.design_it_kw)
         self.rng = np.random.default_rng(seed)
+        self.weather_forecast = WeatherForecast.for_scenario(self.scenario)
+        self.load_history = LoadHistory(num_envs, self.period_s / 3600.0)
+        """Each environment's IT power, once per period (the observation's IT forecast)."""
         dev, f32 = self.device, torch.float32
 
         def tensor(x: FloatArray) -> Tensor:
@@ -165,7 +171,6 @@ class BatchedTwin:
         self._dry = tensor(self.table.dry_bulb_c)
         self._wet = tensor(self.table.wet_bulb_c)
         self._it = tensor(self.table.it_power_kw)
-        self._util = tensor(self.table.utilisation.mean(axis=1))
         self._theta_fault = tensor(self.table.theta_fault)
         self._low = tensor(self.action_scale.low)
         self._span = tensor(self.action_scale.high - self.action_scale.low)
@@ -361,6 +366,15 @@ class BatchedTwin:
             dtype=torch.float32,
             device=dev,
         )
+        index = envs.cpu().numpy()
+        self.load_history.reset(index)
+        self.load_history.record(self._it_now_kw()[index], index)
+
+    def _it_now_kw(self) -> FloatArray:
+        """Each environment's IT power (N,) in its current period."""
+        rows = self.start + self.elapsed
+        it = self._it[rows].sum(dim=-1) * self.it_scale
+        return np.asarray(it.detach().to("cpu", torch.float64).numpy(), dtype=np.float64)
 
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor]:
         """Advance every environment under ``actions`` (N, 5) in [-1, 1]; returns the mean
@@ -386,6 +400,7 @@ class BatchedTwin:
         self.last_travel = (a - self.last_action).abs().sum(dim=1)
         self.last_action = a
         self.elapsed += 1
+        self.load_history.record(self._it_now_kw())
         return cooling, state.rack_inlet_c
 
     @property
@@ -397,10 +412,9 @@ class BatchedTwin:
         s = self.state
         rows = self.start + self.elapsed
         last = self.table.n_periods - 1
-        steps = [round(h * 3600.0 / self.period_s) for h in (*FORECAST_WET_BULB_H, FORECAST_IT_H)]
+        steps = [round(h * 3600.0 / self.period_s) for h in FORECAST_WET_BULB_H]
         ahead = [torch.clamp(rows + k, max=last) for k in steps]
         it_now = self._it[rows].sum(dim=-1) * self.it_scale
-        ratio = self._util[ahead[2]] / torch.clamp(self._util[rows], min=1e-6)
         off = self.weather_offset_k
         # One transfer to the host for every per-environment number.
         columns = torch.stack(
@@ -417,7 +431,6 @@ class BatchedTwin:
                 self._wet[rows] + off,
                 self._wet[ahead[0]] + off,
                 self._wet[ahead[1]] + off,
-                it_now * ratio,
             ],
             dim=1,
         )
@@ -425,6 +438,9 @@ class BatchedTwin:
             [columns, s.hot_aisle_c, self.last_action, s.rack_inlet_c.flatten(1)], dim=1
         )
         h = host.detach().to("cpu", torch.float64).numpy()
+        time_h = self.table.time_h[rows.cpu().numpy()]
+        wet_ahead = self.weather_forecast.forecast_c(h[:, 10:12], time_h, FORECAST_WET_BULB_H)
+        it_ahead = self.load_history.forecast_kw([FORECAST_IT_H])[:, 0]
         hot_end = columns.shape[1] + s.hot_aisle_c.shape[1]
         act_end = hot_end + len(ACTION_NAMES)
         hall = HallReadings(
@@ -444,10 +460,10 @@ class BatchedTwin:
         obs = build_observation(
             self.spec,
             hall,
-            time_h=self.table.time_h[rows.cpu().numpy()],
-            forecast_wet_bulb_1h_c=h[:, 10],
-            forecast_wet_bulb_3h_c=h[:, 11],
-            forecast_it_power_1h_kw=h[:, 12],
+            time_h=time_h,
+            forecast_wet_bulb_1h_c=wet_ahead[:, 0],
+            forecast_wet_bulb_3h_c=wet_ahead[:, 1],
+            forecast_it_power_1h_kw=it_ahead,
             last_action=h[:, hot_end:act_end],
         )
         clipped: Obs = np.clip(obs, -OBSERVATION_BOUND, OBSERVATION_BOUND)

@@ -8,7 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-from physics.plant.scenario import ScenarioError, load_scenario, shipped_scenarios
+from physics.plant.scenario import (
+    FORECAST_LEVELS,
+    ScenarioError,
+    load_scenario,
+    shipped_scenarios,
+    with_forecast_level,
+)
 from twinloop.commands.arguments import (
     Subparsers,
     add_ray_flags,
@@ -62,12 +68,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(
             f"{result.scenario} ({args.on}): cooling {k['cooling_kwh']:,.0f} kWh, PUE "
             f"{k['pue']:.3f}, {k['violation_kh_above_27']:.2f} K·h above 27 °C, max inlet "
-            f"{k['max_inlet_c']:.1f} °C",
+            f"{k['max_inlet_c']:.1f} °C, forecast {k.get('forecast_level', '?')}",
             flush=True,
         )
 
     check_ray_flags(args)
     scenarios = expand(args.scenario)
+    if args.forecast is not None:
+        scenarios = [with_forecast_level(s, args.forecast) for s in scenarios]
     twin_dir = Path(args.twin) if args.on == "twin" and args.twin is not None else None
     if twin_dir is not None:
         from twin.ensemble import TwinEnsemble
@@ -129,6 +137,13 @@ def add_commands(sub: Subparsers) -> None:
     ev.add_argument("--on", choices=("plant", "twin"), default="plant", help="default: plant")
     ev.add_argument("--twin", default=None, help="saved twin folder (with --on twin)")
     ev.add_argument("--out", required=True, help="output folder (one subfolder per scenario)")
+    ev.add_argument(
+        "--forecast",
+        choices=FORECAST_LEVELS,
+        default=None,
+        help="weather-forecast error level for every scenario (default: each scenario's "
+        "forecast.level, itself medium by default); the oracle keeps perfect foresight",
+    )
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     add_ray_flags(ev, "scenario")
     ev.set_defaults(func=_cmd_evaluate)
