@@ -21,8 +21,12 @@ Each plant step it publishes every sensor point of site 0 on ``{prefix}/{site}/s
 
 Every command with a readable id is echoed on ``{prefix}/{site}/acks``
 (:class:`~connectors.payloads.CommandAck`): the value applied and until when, or why it was
-refused. A publish the broker refuses (PUBACK reason code >= 0x80, e.g. an ACL denial, which
-paho otherwise reports as published) is logged and counted as ``publish_refused``.
+refused. The connection is a :class:`connectors.mqtt_service.MqttService`: a publish the
+broker refuses (PUBACK reason code >= 0x80, e.g. an ACL denial, which paho otherwise reports
+as published) is logged and counted as ``publish_refused``, one paho did not take (its outbox
+full during a long disconnection) as ``publish_dropped`` (ingestion then sees the gap in
+``seq``), and a session taken over by another process with the same identity as
+``taken_over``.
 
 Status is retained on ``{prefix}/{site}/status`` (online + which control is in charge), with a
 last will saying ``offline``. Times are plant epoch seconds: ``epoch_s`` + plant time.
@@ -52,8 +56,9 @@ from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 
-from connectors.broker import BrokerAddress, BrokerError
-from connectors.mqtt_client import DEFAULT_SESSION_EXPIRY_S, make_client, start_client, stop_client
+from connectors.broker import BrokerAddress
+from connectors.mqtt_client import DEFAULT_SESSION_EXPIRY_S
+from connectors.mqtt_service import MqttService
 from connectors.payloads import (
     BirthMessage,
     CommandAck,
@@ -88,6 +93,8 @@ COUNTERS: tuple[str, ...] = (
     "published",
     "echoed",
     "publish_refused",
+    "publish_dropped",
+    "taken_over",
 )
 
 
@@ -136,26 +143,26 @@ class BmsEmulator:
         self._counts: Counter[str] = Counter({name: 0 for name in COUNTERS})
         self.applied_ids: list[str] = []
         self._lock = threading.RLock()
-        self._connected = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_reading: mqtt.MQTTMessageInfo | None = None
         """The newest reading published; stop waits for its PUBACK (QoS 1 goes in order)."""
-        self._client = make_client(
+        self._mqtt = MqttService(
             address,
             self.client_id,
+            name="bms emulator",
+            subscriptions=[(topics.setpoints_filter, 1), (topics.override, 1)],
+            on_message=self._on_message,
+            on_ready=self._on_ready,
+            will=(topics.status, self._status_payload("offline", "site"), 1, True),
+            session_expiry_s=session_expiry_s,
             reconnect_min_s=reconnect_min_s,
             reconnect_max_s=reconnect_max_s,
         )
-        self._client.will_set(
-            topics.status, self._status_payload("offline", "site"), qos=1, retain=True
-        )
-        self._subscribe_mid: int | None = None
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._client.on_publish = self._on_publish
+
+    @property
+    def _client(self) -> mqtt.Client:
+        return self._mqtt.client
 
     # ------------------------------------------------------------------ clock
     @property
@@ -184,67 +191,18 @@ class BmsEmulator:
     def _status_payload(self, state: Literal["online", "offline"], control: Control) -> bytes:
         return StatusMessage(state=state, control=control, ts=self.now_s).encode()
 
-    # ------------------------------------------------------------------ paho callbacks
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
-    ) -> None:
-        try:
-            if reason_code.is_failure:
-                logger.error("bms emulator: broker refused connection: %s", reason_code)
-                return
-            # Online only once the broker confirms the subscriptions (SUBACK): a command
-            # published before that would find no subscriber.
-            _, self._subscribe_mid = client.subscribe(
-                [(self.topics.setpoints_filter, 1), (self.topics.override, 1)]
-            )
-        except Exception:
-            logger.exception("bms emulator: on_connect failed")
+    # ------------------------------------------------------------------ network thread
+    def _on_ready(self, client: mqtt.Client, refused: list[Any]) -> None:
+        """Subscribed (SUBACK): birth and online status go out before the service counts as
+        connected, so a command published after that finds its subscriber."""
+        self._mqtt.publish(self.topics.birth, self.birth().encode(), 1, True)
+        self._mqtt.publish(
+            self.topics.status, self._status_payload("online", self.control), 1, True
+        )
+        logger.info("bms emulator online at %s", self.address)
 
-    def _on_subscribe(
-        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, props: Any
-    ) -> None:
-        try:
-            if mid != self._subscribe_mid:
-                return
-            refused = [rc for rc in reason_codes if rc.is_failure]
-            if refused:
-                logger.error("bms emulator: broker refused the subscriptions: %s", refused)
-                return
-            client.publish(self.topics.birth, self.birth().encode(), 1, True)
-            client.publish(
-                self.topics.status, self._status_payload("online", self.control), 1, True
-            )
-            self._connected.set()
-            logger.info("bms emulator online at %s", self.address)
-        except Exception:
-            logger.exception("bms emulator: on_subscribe failed")
-
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
-    ) -> None:
-        self._connected.clear()
-        # A disconnection the emulator asked for (stop) is news to nobody.
-        log = logger.warning if getattr(reason_code, "is_failure", True) else logger.info
-        log("bms emulator disconnected: %s", reason_code)
-
-    def _on_publish(
-        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, props: Any
-    ) -> None:
-        try:
-            if getattr(reason_code, "is_failure", False):
-                with self._lock:
-                    self._counts["publish_refused"] += 1
-                logger.error("bms emulator: the broker refused publish %d: %s", mid, reason_code)
-        except Exception:
-            logger.exception("bms emulator: on_publish failed")
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        try:
-            self._inbox.put_nowait((message.topic, bytes(message.payload)))
-        except Exception:
-            logger.exception("bms emulator: could not enqueue a message")
-            with self._lock:
-                self._counts["rejected"] += 1
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
+        self._inbox.put_nowait((message.topic, bytes(message.payload)))
 
     # ------------------------------------------------------------------ commands
     def _remember(self, command_id: str, echo: bytes) -> None:
@@ -259,8 +217,8 @@ class BmsEmulator:
         self._send_echo(payload)
 
     def _send_echo(self, payload: bytes) -> None:
-        if self._connected.is_set():
-            self._client.publish(self.topics.acks, payload, qos=1)
+        if self._mqtt.connected:
+            self._mqtt.publish(self.topics.acks, payload, qos=1)
             self._counts["echoed"] += 1
 
     def _envelope(self, field: str) -> tuple[float, float]:
@@ -373,8 +331,8 @@ class BmsEmulator:
         control = self.control
         if control != self._control:
             self._control = control
-            if self._connected.is_set():
-                self._client.publish(
+            if self._mqtt.connected:
+                self._mqtt.publish(
                     self.topics.status, self._status_payload("online", control), 1, True
                 )
 
@@ -406,7 +364,7 @@ class BmsEmulator:
                     quality="good" if good else "bad",
                     seq=seq,
                 )
-                self._last_reading = self._client.publish(topic, msg.encode(), qos=self.sensor_qos)
+                self._last_reading = self._mqtt.publish(topic, msg.encode(), qos=self.sensor_qos)
             with self._lock:
                 self._counts["published"] += len(self._sensor_topics)
 
@@ -415,17 +373,18 @@ class BmsEmulator:
         (expired, superseded, overridden, out_of_envelope, future_issue), unreadable
         (rejected), lifetimes capped; steps, readings published, echoes sent and publishes
         the broker refused."""
+        net = self._mqtt.counters()
         with self._lock:
-            return dict(self._counts)
+            return {
+                **self._counts,
+                **{k: net[k] for k in ("publish_refused", "publish_dropped", "taken_over")},
+            }
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, *, wait_s: float | None = 10.0) -> BmsEmulator:
         """Connect; with ``speed`` set, also start the pacing thread."""
         self._stop.clear()
-        start_client(self._client, self.address, session_expiry_s=self.session_expiry_s)
-        if wait_s is not None and not self._connected.wait(wait_s):
-            stop_client(self._client)
-            raise BrokerError(f"bms emulator could not connect to {self.address} in {wait_s} s")
+        self._mqtt.start(wait_s=wait_s)
         if self.speed is not None and self._thread is None:
             self._thread = threading.Thread(
                 target=self._run, name=f"bms-{self.topics.site}", daemon=True
@@ -434,7 +393,7 @@ class BmsEmulator:
         return self
 
     def wait_connected(self, timeout_s: float) -> bool:
-        return self._connected.wait(timeout_s)
+        return self._mqtt.wait_connected(timeout_s)
 
     def _run(self) -> None:
         assert self.speed is not None
@@ -460,18 +419,17 @@ class BmsEmulator:
         if self._thread is not None:
             self._thread.join(timeout=10.0)
             self._thread = None
-        if self._connected.is_set():
+        if self._mqtt.connected:
             # The readings still in paho's queue go out first: a stop loses none of them.
             if self._last_reading is not None and self.sensor_qos > 0:
                 with contextlib.suppress(RuntimeError, ValueError):
                     self._last_reading.wait_for_publish(10.0)
-            info = self._client.publish(
+            info = self._mqtt.publish(
                 self.topics.status, self._status_payload("offline", "site"), 1, True
             )
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(2.0)
-        stop_client(self._client)
-        self._connected.clear()
+        self._mqtt.stop()
 
     def __enter__(self) -> BmsEmulator:
         return self.start()

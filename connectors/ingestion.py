@@ -20,9 +20,10 @@ Every network input is checked before it is believed:
 Handlers registered with :meth:`MqttIngestor.add_handler` see each accepted reading; each
 call is wrapped, so a raising handler never stops the next message.
 
-The client is MQTT 5 with a persistent session (``clean_start=False`` plus a
-``SessionExpiryInterval``), subscribes at QoS 1 in ``on_connect`` (so it resubscribes after
-every reconnect) and reconnects with exponential backoff.
+The connection is a :class:`connectors.mqtt_service.MqttService`: MQTT 5 with a persistent
+session (``clean_start=False`` plus a ``SessionExpiryInterval``), subscribed at QoS 1 after
+every (re)connection, reconnects with exponential backoff, guarded callbacks and its
+counters (connects, disconnects, sessions taken over...) in :meth:`MqttIngestor.stats`.
 
 Nothing is lost or stored twice across a restart: a QoS 1 message is acknowledged (PUBACK)
 only once the batch holding it is committed to the historian (or it is rejected), so a
@@ -55,12 +56,9 @@ import paho.mqtt.client as mqtt
 from connectors.broker import BrokerAddress, BrokerError
 from connectors.catalog import PointCatalog
 from connectors.historian import HistorianStore, Reading
-from connectors.mqtt_client import (
-    DEFAULT_SESSION_EXPIRY_S,
-    make_client,
-    start_client,
-    stop_client,
-)
+from connectors.mqtt_client import DEFAULT_SESSION_EXPIRY_S
+from connectors.mqtt_service import COUNTERS as SERVICE_COUNTERS
+from connectors.mqtt_service import MqttService
 from connectors.payloads import (
     REJECT_REASONS,
     PayloadError,
@@ -84,14 +82,7 @@ MAX_SEQ_STEP = 1_000_000
 """The largest forward jump of one point's ``seq`` within a publisher session (a million
 missed samples); a bigger one is refused as ``seq_jump``."""
 
-NET_COUNTERS: tuple[str, ...] = (
-    "connects",
-    "disconnects",
-    "connect_refused",
-    "subscribe_refused",
-    "dropped_queue_full",
-    "enqueue_error",
-)
+NET_COUNTERS: tuple[str, ...] = (*SERVICE_COUNTERS, "dropped_queue_full")
 COUNTERS: tuple[str, ...] = (
     "received",
     "accepted",
@@ -180,8 +171,6 @@ class MqttIngestor:
         ) + (topics.birth,)
         """The sensor filter, or one topic per point of a share (:mod:`connectors.ingest_pool`)."""
         self._inbox: queue.SimpleQueue[tuple[str | None, bytes, _Ack | None]] = queue.SimpleQueue()
-        self._generation = 0
-        """Connections so far; an acknowledgement belongs to the connection it came on."""
         self._stored_seq: dict[str, int] = {}
         """Each point's newest stored ``seq`` at start, until its first reading (gaps only)."""
         self.max_queue = max_queue
@@ -194,105 +183,54 @@ class MqttIngestor:
         """Cached ``ts`` horizon; recomputed when a reading is beyond it (it only grows)."""
         # Counters have one writer each (paho's thread or the consumer thread), so the hot
         # path takes no lock; readers may see a value one message old.
-        self._net: Counter[str] = Counter(dict.fromkeys(NET_COUNTERS, 0))
+        self._dropped_queue_full = 0
         self._counts: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self._rejected: Counter[str] = Counter(dict.fromkeys(REJECT_REASONS, 0))
         self._enqueued = 0
         self._processed = 0
         self._settled = 0
         """Messages processed and, if accepted, committed to the historian."""
-        self._connected = threading.Event()
         self._stop = threading.Event()
         self._consumer: threading.Thread | None = None
         self._client_started = False
-        self.last_connect_mono: float | None = None
-        self._client = make_client(
+        self._mqtt = MqttService(
             address,
             self.client_id,
+            name="ingestion",
+            subscriptions=[(t, self.qos) for t in self.subscriptions],
+            on_message=self._on_message,
+            session_expiry_s=session_expiry_s,
+            receive_maximum=min(RECEIVE_MAXIMUM, max_queue),
+            manual_ack=True,  # PUBACK once stored: see the module docstring
             reconnect_min_s=reconnect_min_s,
             reconnect_max_s=reconnect_max_s,
         )
-        self._client.manual_ack_set(True)  # PUBACK once stored: see the module docstring
-        self._subscribe_mid: int | None = None
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
 
-    # ------------------------------------------------------------------ paho callbacks
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason_code: Any,
-        properties: Any,
-    ) -> None:
+    @property
+    def last_connect_mono(self) -> float | None:
+        """When the latest connection was made (monotonic clock), None before the first."""
+        return self._mqtt.last_connect_mono
+
+    @property
+    def _client(self) -> mqtt.Client:
+        return self._mqtt.client
+
+    # ------------------------------------------------------------------ network thread
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
+        # Only copy and enqueue (paho's network thread; the service base guards it).
         try:
-            if reason_code.is_failure:
-                logger.error("ingestion: broker refused connection: %s", reason_code)
-                self._net["connect_refused"] += 1
-                return
-            self._generation += 1
-            # Connected only once the broker confirms the subscription (SUBACK).
-            _, self._subscribe_mid = client.subscribe([(t, self.qos) for t in self.subscriptions])
-            self.last_connect_mono = time.monotonic()
-            self._net["connects"] += 1
-            logger.info(
-                "ingestion connected to %s (session present: %s)",
-                self.address,
-                flags.session_present,
-            )
-        except Exception:
-            logger.exception("ingestion: on_connect failed")
-
-    def _on_subscribe(
-        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, props: Any
-    ) -> None:
-        try:
-            if mid != self._subscribe_mid:
-                return
-            refused = [rc for rc in reason_codes if rc.is_failure]
-            if refused:
-                logger.error("ingestion: broker refused the subscription: %s", refused)
-                self._net["subscribe_refused"] += 1
-                return
-            self._connected.set()
-        except Exception:
-            logger.exception("ingestion: on_subscribe failed")
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: Any,
-        reason_code: Any,
-        properties: Any,
-    ) -> None:
-        self._connected.clear()
-        self._net["disconnects"] += 1
-        log = logger.warning if getattr(reason_code, "is_failure", True) else logger.info
-        log("ingestion disconnected from %s: %s", self.address, reason_code)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # Only copy and enqueue: nothing here may raise into paho's network thread.
-        try:
-            try:
-                topic: str | None = message.topic
-            except UnicodeDecodeError:
-                topic = None
-            ack = (self._generation, message.mid) if message.qos > 0 else None
-            self.submit(topic, bytes(message.payload), ack)
-        except Exception:
-            logger.exception("ingestion: could not enqueue a message")
-            self._net["enqueue_error"] += 1
+            topic: str | None = message.topic
+        except UnicodeDecodeError:
+            topic = None
+        ack = (self._mqtt.generation, message.mid) if message.qos > 0 else None
+        self.submit(topic, bytes(message.payload), ack)
 
     def submit(self, topic: str | None, payload: bytes, ack: _Ack | None = None) -> None:
         """Queue one message for the consumer thread, as ``on_message`` does (one caller
         thread at a time); ``ack`` (connection, message id) is acknowledged once the message
         is settled. A full queue drops it unacknowledged and counts ``dropped_queue_full``."""
         if self._enqueued - self._processed >= self.max_queue:
-            self._net["dropped_queue_full"] += 1
+            self._dropped_queue_full += 1
             return
         self._inbox.put((topic, payload, ack))
         self._enqueued += 1
@@ -311,16 +249,11 @@ class MqttIngestor:
             self._consumer.start()
             if connect:
                 self._load_stored_seq()
-                start_client(
-                    self._client,
-                    self.address,
-                    session_expiry_s=self.session_expiry_s,
-                    receive_maximum=min(RECEIVE_MAXIMUM, self.max_queue),
-                )
+                self._mqtt.start(wait_s=None)
                 self._client_started = True
         if not connect:
             return self
-        if wait_s is not None and not self._connected.wait(wait_s):
+        if wait_s is not None and not self._mqtt.wait_connected(wait_s):
             raise BrokerError(f"ingestion could not connect to {self.address} within {wait_s} s")
         return self
 
@@ -329,7 +262,7 @@ class MqttIngestor:
         if self._consumer is None:
             return
         if self._client_started:
-            stop_client(self._client)
+            self._mqtt.stop()
             self._client_started = False
         self.drain(drain_s)
         self._stop.set()
@@ -344,10 +277,10 @@ class MqttIngestor:
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._mqtt.connected
 
     def wait_connected(self, timeout_s: float) -> bool:
-        return self._connected.wait(timeout_s)
+        return self._mqtt.wait_connected(timeout_s)
 
     def drain(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything received so far is decoded and stored."""
@@ -421,12 +354,12 @@ class MqttIngestor:
     def _acknowledge(self, items: list[tuple[str | None, bytes, _Ack | None]]) -> None:
         """PUBACK the settled messages that came on the current connection (the broker
         resends the others after a reconnect)."""
-        current = self._generation
+        current = self._mqtt.generation
         mids = [ack[1] for _, _, ack in items if ack is not None and ack[0] == current]
         if not mids:
             return
         try:
-            self._counts["acked"] += self._client.ack_many(mids)
+            self._counts["acked"] += self._mqtt.ack_many(mids, current)
         except Exception:  # not acknowledged: delivered again after the next reconnect
             logger.exception("ingestion: could not acknowledge %d message(s)", len(mids))
 
@@ -565,7 +498,11 @@ class MqttIngestor:
     def stats(self) -> dict[str, Any]:
         """Counters: received, accepted, written, batches, gaps, connects, disconnects,
         handler_errors, ..., ``rejected`` by reason and the queue depth."""
-        counts: dict[str, Any] = {**self._net, **self._counts}
+        counts: dict[str, Any] = {
+            **self._mqtt.counters(),
+            "dropped_queue_full": self._dropped_queue_full,
+            **self._counts,
+        }
         counts["rejected"] = {k: v for k, v in list(self._rejected.items()) if v}
         counts["rejected_total"] = sum(counts["rejected"].values())
         counts["queue_depth"] = self._enqueued - self._processed

@@ -27,8 +27,10 @@ replay can only fill a gap, never repeat or undo a command. With both, a setpoin
 durability does not rest on the broker saving its queue before a crash.
 
 Echoes are network input: one that does not decode, names no command this writer is waiting
-for, or names another field, is counted (``bad_echoes``) and ignored; an exception in a
-paho callback is caught there, so it never kills paho's network thread.
+for, or names another field, is counted (``bad_echoes``) and ignored. The connection is a
+:class:`connectors.mqtt_service.MqttService`, which guards every callback (an exception
+never kills paho's network thread), hands each PUBACK's reason code to the writer and counts
+sessions taken over (:meth:`SetpointWriter.counters`).
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from connectors.broker import BrokerAddress, BrokerError
+from connectors.broker import BrokerAddress
 from connectors.historian import AuditRecord, HistorianStore
-from connectors.mqtt_client import DEFAULT_SESSION_EXPIRY_S, make_client, start_client, stop_client
+from connectors.mqtt_client import DEFAULT_SESSION_EXPIRY_S
+from connectors.mqtt_service import MqttService
 from connectors.payloads import CommandAck, PayloadError, SetpointMessage, decode_ack
 from connectors.topics import Topics
 from twinloop.errors import TwinLoopError
@@ -133,20 +136,21 @@ class SetpointWriter:
         self._acks: dict[int, Any] = {}
         self._abandoned: set[int] = set()
         self._cond = threading.Condition()
-        self._connected = threading.Event()
         self._stop = threading.Event()
         self._resender: threading.Thread | None = None
-        self._client = make_client(
+        self._mqtt = MqttService(
             address,
             self.client_id,
+            name="setpoint writer",
+            subscriptions=[(topics.acks, 1)],
+            on_message=self._on_message,
+            on_ready=self._on_ready,
+            on_puback=self._on_puback,
+            require_subscriptions=False,  # without the echoes, writes rest on PUBACKs
+            session_expiry_s=session_expiry_s,
             reconnect_min_s=reconnect_min_s,
             reconnect_max_s=reconnect_max_s,
         )
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_publish = self._on_publish
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
         self._write_lock = threading.Lock()
         self._recent: dict[str, tuple[str, bytes, float]] = {}
         """Published commands that may still be in force: id -> (topic, payload, expires)."""
@@ -155,7 +159,6 @@ class SetpointWriter:
         """Echoes of pending commands not yet taken by their writer."""
         self._heard: OrderedDict[str, CommandAck] = OrderedDict()
         """The latest echoes heard (bounded), for :meth:`echo`."""
-        self._subscribe_mid: int | None = None
         self._newest_issued_s = -math.inf
         self._bms_now_s = -math.inf
         """The BMS's clock in its newest echo: a command expired by it is not re-sent."""
@@ -166,40 +169,21 @@ class SetpointWriter:
         self.acks_refused = False
         """The broker refused the subscription to the echoes (writes then rest on PUBACKs)."""
 
-    # ------------------------------------------------------------------ paho callbacks
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
-    ) -> None:
-        try:
-            if reason_code.is_failure:
-                logger.error("setpoint writer: broker refused connection: %s", reason_code)
-                return
-            # Connected once the broker confirms the subscription to the echoes (SUBACK).
-            _, self._subscribe_mid = client.subscribe(self.topics.acks, qos=1)
-            if self._ever_connected and self.replay_on_reconnect:
-                self._replay(client)
-        except Exception:
-            logger.exception("setpoint writer: on_connect failed")
-
-    def _on_subscribe(
-        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, props: Any
-    ) -> None:
-        try:
-            if mid != self._subscribe_mid:
-                return
-            refused = [rc for rc in reason_codes if rc.is_failure]
-            self.acks_refused = bool(refused)
-            if refused:
-                logger.error(
-                    "setpoint writer: broker refused the subscription to %s (%s): writes are "
-                    "confirmed by PUBACK only",
-                    self.topics.acks,
-                    refused,
-                )
-            self._ever_connected = True
-            self._connected.set()
-        except Exception:
-            logger.exception("setpoint writer: on_subscribe failed")
+    # ------------------------------------------------------------------ network thread
+    def _on_ready(self, client: mqtt.Client, refused: list[Any]) -> None:
+        """Subscribed to the echoes (or refused them): after a reconnect, re-publish what may
+        still be in force, then count as connected."""
+        self.acks_refused = bool(refused)
+        if refused:
+            logger.error(
+                "setpoint writer: broker refused the subscription to %s (%s): writes are "
+                "confirmed by PUBACK only",
+                self.topics.acks,
+                refused,
+            )
+        if self._ever_connected and self.replay_on_reconnect:
+            self._replay(client)
+        self._ever_connected = True
 
     def _replay(self, client: mqtt.Client) -> None:
         with self._cond:
@@ -209,7 +193,7 @@ class SetpointWriter:
                 if expires > self._newest_issued_s
             ]
         for _, topic, payload in pending:
-            client.publish(topic, payload, qos=1)
+            self._mqtt.publish(topic, payload, qos=1)
         self.replayed += len(pending)
         if pending:
             logger.warning(
@@ -218,14 +202,7 @@ class SetpointWriter:
                 len(pending),
             )
 
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
-    ) -> None:
-        self._connected.clear()
-
-    def _on_publish(
-        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, props: Any
-    ) -> None:
+    def _on_puback(self, mid: int, reason_code: Any) -> None:
         with self._cond:
             if mid in self._abandoned:  # a PUBACK after write() gave up on it
                 self._abandoned.discard(mid)
@@ -233,8 +210,8 @@ class SetpointWriter:
             self._acks[mid] = reason_code
             self._cond.notify_all()
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # Network input, on paho's network thread: checked, and nothing may raise from here.
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
+        # Network input, on paho's network thread: checked before it is believed.
         try:
             if message.topic != self.topics.acks:
                 return
@@ -260,10 +237,7 @@ class SetpointWriter:
     # ------------------------------------------------------------------ lifecycle
     def start(self, *, wait_s: float = 10.0) -> SetpointWriter:
         self._stop.clear()
-        start_client(self._client, self.address, session_expiry_s=self.session_expiry_s)
-        if not self._connected.wait(wait_s):
-            stop_client(self._client)
-            raise BrokerError(f"setpoint writer could not connect to {self.address} in {wait_s} s")
+        self._mqtt.start(wait_s=wait_s)
         if self._resender is None:
             self._resender = threading.Thread(
                 target=self._resend_loop, name=f"setpoints-{self.topics.site}", daemon=True
@@ -276,8 +250,7 @@ class SetpointWriter:
         if self._resender is not None:
             self._resender.join(timeout=10.0)
             self._resender = None
-        stop_client(self._client)
-        self._connected.clear()
+        self._mqtt.stop()
 
     def __enter__(self) -> SetpointWriter:
         return self.start()
@@ -287,10 +260,21 @@ class SetpointWriter:
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._mqtt.connected
 
     def wait_connected(self, timeout_s: float) -> bool:
-        return self._connected.wait(timeout_s)
+        return self._mqtt.wait_connected(timeout_s)
+
+    def counters(self) -> dict[str, int]:
+        """The connection's counters (:data:`connectors.mqtt_service.COUNTERS`: connects,
+        sessions taken over, publishes refused...) with ``replayed``, ``resent`` and
+        ``bad_echoes``."""
+        return {
+            **self._mqtt.counters(),
+            "replayed": self.replayed,
+            "resent": self.resent,
+            "bad_echoes": self.bad_echoes,
+        }
 
     def pending(self) -> list[str]:
         """Ids of the commands published and not yet echoed by the BMS."""
@@ -422,11 +406,11 @@ class SetpointWriter:
     def _send(self, field: str, topic: str, message: SetpointMessage) -> mqtt.MQTTMessageInfo | str:
         """The publish in flight, or why it could not be sent. The command is pending from
         before the publish, so an echo that beats the PUBACK is not lost."""
-        if not self._connected.is_set():
+        if not self._mqtt.connected:
             return f"not connected to {self.address}"
         with self._cond:
             self._pending[message.id] = _Pending(field, topic, message, time.monotonic())
-        info = self._client.publish(topic, message.encode(), qos=1)
+        info = self._mqtt.publish(topic, message.encode(), qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self._forget(message.id)
             return f"publish failed: {mqtt.error_string(info.rc)}"
@@ -504,9 +488,9 @@ class SetpointWriter:
                     p.field, p.message, "error", None, "no echo from the BMS before it expired"
                 )
             )
-        if due and self._connected.is_set():
+        if due and self._mqtt.connected:
             for p in due:
-                self._client.publish(p.topic, p.message.encode(), qos=1)
+                self._mqtt.publish(p.topic, p.message.encode(), qos=1)
             self.resent += len(due)
 
     def _confirm(

@@ -97,6 +97,22 @@ def test_generated_files_and_acl(tmp_path: Path) -> None:
         BrokerAddress.from_credentials(broker.credentials_file, "root")
 
 
+@needs_mosquitto
+def test_identities_added_since_get_passwords_and_the_others_keep_theirs(tmp_path: Path) -> None:
+    broker = MosquittoBroker(tmp_path / "b")
+    creds = json.loads(broker.credentials_file.read_text())
+    older = {k: v for k, v in creds["users"].items() if not k.startswith("bms.")}
+    older["dashboard"] = "bad\nroot:line"  # never copied into the password file
+    broker.credentials_file.write_text(json.dumps({**creds, "users": older}))
+    again = MosquittoBroker(tmp_path / "b")
+    assert set(again.users) == set(IDENTITIES)
+    assert again.users["ingest"] == broker.users["ingest"]
+    assert again.users["bms.0"] and again.users["dashboard"] != older["dashboard"]
+    assert "root:line" not in (tmp_path / "b" / "passwd").read_text()
+    gateway = acl_text().split("user bms.0\n")[1].split("\n\n")[0]
+    assert gateway == acl_text().split("user bms\n")[1].split("\n\n")[0]
+
+
 def test_missing_mosquitto_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BrokerError, match="Mosquitto not found"):
         MosquittoBroker(tmp_path, executable=str(tmp_path / "no-mosquitto"))
@@ -127,6 +143,9 @@ def test_acl_least_privilege(broker: MosquittoBroker) -> None:
     assert _publish_rc(broker.address("controller"), TOPICS.sensor("supply_air_c")).value == 0x87
     assert _publish_rc(broker.address("controller"), TOPICS.override).value == 0x87
     assert not _publish_rc(broker.address("bms"), TOPICS.sensor("supply_air_c")).is_failure
+    # A gateway's second process has bms's rights under its own identity.
+    assert not _publish_rc(broker.address("bms.1"), TOPICS.sensor("supply_air_c")).is_failure
+    assert _publish_rc(broker.address("bms.1"), setpoint).value == 0x87
 
 
 @pytest.mark.integration
