@@ -13,10 +13,19 @@ Durability: every write is one transaction committed with the server's default
 ``synchronous_commit = on`` (the commit returns once the WAL is flushed), the same promise as
 the SQLite backend's ``synchronous=FULL``. Any number of processes may write: PostgreSQL
 serialises them; one connection per instance, guarded by a lock for threads.
+
+A dropped connection (the server restarted, a proxy or the network cut it) is opened again
+on the next call, so the historian does not stay broken until reopened. A read, or a write
+whose ``BEGIN`` found the connection dead (nothing of it reached the server), is retried
+once on the new connection; a write cut off after it began raises :class:`HistorianError`
+(whether it committed is unknown: ingestion's writes are idempotent and retried) and the
+next call reconnects. Every failure of the server or the connection, reads included, is a
+:class:`HistorianError` naming the historian (without its password), never a psycopg error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -118,16 +127,14 @@ class PostgresHistorian(SqlHistorian):
         self.path = redacted(url)
         """Where it is, for messages (the URL without its password)."""
         self.readonly = readonly
+        self.connect_timeout_s = connect_timeout_s
+        self.reconnects = 0
+        """Connections opened again after the server or the network dropped one."""
         self._lock = threading.RLock()
         self._closed = True
-        try:
-            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout_s)
-        except psycopg.Error as exc:
-            detail = str(exc).replace(url, self.path).strip().splitlines()[0]
-            raise HistorianError(f"cannot open historian {self.path}: {detail}") from None
+        self._conn = self._connect("cannot open historian")
         self._closed = False
         if readonly:
-            self._conn.execute("SET default_transaction_read_only = on")
             if not self._query("SELECT to_regclass('readings')")[0][0]:
                 self.close()
                 raise HistorianError(f"historian {self.path} has no TwinLoop tables yet")
@@ -157,19 +164,73 @@ class PostgresHistorian(SqlHistorian):
             cur.execute("INSERT INTO twinloop_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
 
     # ------------------------------------------------------------------ plumbing
+    def _detail(self, exc: BaseException) -> str:
+        """The first line of a psycopg error, without the password."""
+        lines = str(exc).replace(self.url, redacted(self.url)).strip().splitlines()
+        return lines[0] if lines else type(exc).__name__
+
+    def _connect(self, what: str) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(
+                self.url, autocommit=True, connect_timeout=self.connect_timeout_s
+            )
+            if self.readonly:
+                conn.execute("SET default_transaction_read_only = on")
+        except psycopg.Error as exc:
+            raise HistorianError(f"{what} {self.path}: {self._detail(exc)}") from None
+        return conn
+
+    def _live(self) -> psycopg.Connection[Any]:
+        """The connection, opened again if it was dropped (caller holds the lock)."""
+        if self._conn.closed or self._conn.broken:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = self._connect("cannot reconnect to historian")
+            self.reconnects += 1
+            logger.warning("historian %s: reconnected after the connection was lost", self.path)
+        conn: psycopg.Connection[Any] = self._conn
+        return conn
+
+    def _dropped(self, attempt: int, exc: psycopg.Error) -> bool:
+        """Whether a failed first attempt found the connection dropped (then retry once)."""
+        return attempt == 0 and isinstance(exc, psycopg.OperationalError) and self._conn.broken
+
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
         with self._lock:
             self._check_open()
             try:
-                with self._conn.transaction(), self._conn.cursor() as cur:
-                    yield cur
+                with contextlib.ExitStack() as stack:
+                    yield self._begin(stack)
             except psycopg.Error as exc:
-                raise HistorianError(f"historian {self.path}: {exc}") from exc
+                raise HistorianError(f"historian {self.path}: {self._detail(exc)}") from exc
+
+    def _begin(self, stack: contextlib.ExitStack) -> psycopg.Cursor[Any]:
+        """Begin a transaction on a live connection: a BEGIN that finds the connection
+        dropped (nothing reached the server) is tried once more on a new one."""
+        for attempt in (0, 1):
+            conn = self._live()
+            try:
+                stack.enter_context(conn.transaction())
+            except psycopg.Error as exc:
+                if self._dropped(attempt, exc):
+                    continue
+                raise
+            break
+        return stack.enter_context(conn.cursor())
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             self._check_open()
-            with self._conn.cursor() as cur:
-                cur.execute(sql, tuple(args))
-                return list(cur.fetchall())
+            for attempt in (0, 1):
+                try:
+                    with self._live().cursor() as cur:
+                        cur.execute(sql, tuple(args))
+                        return list(cur.fetchall())
+                except psycopg.Error as exc:  # a read is safe to try again
+                    if self._dropped(attempt, exc):
+                        continue
+                    raise HistorianError(
+                        f"historian {self.path}: read failed: {self._detail(exc)}"
+                    ) from exc
+            raise AssertionError("unreachable")

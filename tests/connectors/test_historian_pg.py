@@ -88,3 +88,38 @@ def test_several_processes_write_at_once(postgres_url: str) -> None:
         frame = h.series(["w0", "w1", "w2"])
         assert frame.shape == (50, 3) and frame.notna().all().all()
         assert {p: r.seq for p, r in h.latest().items()} == {"w0": 50, "w1": 50, "w2": 50}
+
+
+def test_the_historian_reconnects_after_the_server_drops_it() -> None:
+    """A server restart drops every connection: the next read is retried on a new one, a
+    write whose BEGIN found the connection dead too; a server that is down is the
+    historian's own error, and the historian works again once it is back."""
+    import tempfile
+
+    from tests.connectors.pg_server import postgres_bin, running_server
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (/usr/lib/postgresql)")
+    with (
+        running_server(Path(tempfile.mkdtemp(prefix="twinloop-pg-"))) as server,
+        PostgresHistorian(server.url) as h,
+        PostgresHistorian(server.url, readonly=True) as ro,
+    ):
+        h.write([Reading("p", 0.0, 1.0, "degC", seq=1)])
+        assert ro.latest()["p"].seq == 1
+        server.restart()
+        assert ro.latest()["p"].seq == 1 and ro.reconnects == 1
+        assert h.write([Reading("p", 60.0, 2.0, "degC", seq=2)]) == 1
+        assert h.reconnects == 1
+        server.stop(fast=True)
+        with pytest.raises(HistorianError, match="historian"):
+            ro.latest()
+        with pytest.raises(HistorianError, match="historian"):
+            h.write([Reading("p", 120.0, 3.0, "degC", seq=3)])
+        with pytest.raises(HistorianError, match="historian"):
+            h.add_audit(AuditRecord(1.0, "c", "supply_air_c", 19.0, 61.0, "x", "published"))
+        server.start()
+        assert h.write([Reading("p", 120.0, 3.0, "degC", seq=3)]) == 1
+        assert ro.series(["p"])["p"].tolist() == [1.0, 2.0, 3.0]
+        assert ro.latest()["p"].seq == 3
+        assert h.reconnects == 2 and ro.reconnects == 2
