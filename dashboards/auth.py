@@ -8,9 +8,14 @@ The users file is JSON, written atomically with mode 0600::
 
 Passwords are hashed with :func:`hashlib.scrypt` (a fresh 16-byte salt each) and compared in
 constant time. Two roles: an ``operator`` may approve, reject, promote and roll back; a
-``viewer`` may only look. A session (Flask's signed cookie, keyed by a secret generated once
-per install and kept with mode 0600) carries the user, the role and an absolute expiry; every
-action checks it again on the server.
+``viewer`` may only look. The same users act from the command line (``twinloop gate``), by
+password or by an access token for automation: a user holds at most one token, issued with
+the password (:meth:`UserStore.issue_token`), kept as its SHA-256 only (``"token"`` in the
+user's entry) and revoked by issuing another or by setting the user's password again.
+
+A session (Flask's signed cookie, keyed by a secret generated once per install and kept with
+mode 0600) carries the user, the role and an absolute expiry; every action checks it again
+on the server.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ MIN_PASSWORD_CHARS = 8
 DEFAULT_SESSION_S = 8 * 3600.0
 USERS_FILE = "users.json"
 SECRET_FILE = "session.secret"
+TOKEN_PREFIX = "tlop_"
+"""Every access token starts with this, so a leaked one is recognisable in a scan."""
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 1 << 14, 8, 1
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
@@ -194,6 +201,32 @@ class UserStore:
         )
         return User(name, who, created)
 
+    def issue_token(self, name: str) -> str:
+        """A new access token for ``name`` (shown once; the file keeps its SHA-256 only),
+        revoking the user's previous one."""
+        users = self._load()
+        if name not in users:
+            raise AuthError(f"no user {name!r} in {self.path}")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        created = datetime.now(UTC).isoformat(timespec="seconds")
+        users[name]["token"] = {"sha256": _token_digest(token), "created_at": created}
+        _write_private(self.path, json.dumps({"version": 1, "users": users}, indent=2) + "\n")
+        logger.info("users file %s: new access token for %s", self.path, name)
+        return token
+
+    def authenticate_token(self, token: str) -> User:
+        """The user whose access token this is; :class:`AuthError` otherwise."""
+        digest = _token_digest(token) if isinstance(token, str) else ""
+        found: User | None = None
+        for name, entry in self._load().items():
+            stored = entry.get("token")
+            stored_digest = stored.get("sha256") if isinstance(stored, dict) else None
+            if isinstance(stored_digest, str) and hmac.compare_digest(stored_digest, digest):
+                found = User(name, check_role(entry["role"]), str(entry.get("created_at", "")))
+        if found is None:
+            raise AuthError("unknown or revoked access token")
+        return found
+
     def authenticate(self, name: str, password: str) -> User:
         """The user whose name and password these are; :class:`AuthError` otherwise (the
         same message, and about the same time, for an unknown name as for a wrong password)."""
@@ -203,6 +236,17 @@ class UserStore:
         if entry is None or not ok:
             raise AuthError("wrong user name or password")
         return User(name, check_role(entry["role"]), str(entry.get("created_at", "")))
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def require_role(user: User, *, action: str) -> User:
+    """``user`` if an operator; :class:`AuthError` naming the action otherwise."""
+    if user.role != OPERATOR:
+        raise AuthError(f"{user.name} is a {user.role}: only an operator may {action}")
+    return user
 
 
 def load_or_create_secret(path: Path) -> bytes:

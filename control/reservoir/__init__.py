@@ -26,8 +26,9 @@ changed since registration may be approved, shadowed or put live.
 
 The modules:
 
-- :mod:`~control.reservoir.records`: kinds, states, the records read back, input checks,
-  :class:`ReservoirError`;
+- :mod:`~control.reservoir.records`: kinds, states, the records read back (policies,
+  evaluations, history rows, the access log's rows: who tried to act at the gate, granted or
+  refused), input checks, :class:`ReservoirError`;
 - :mod:`~control.reservoir.lifecycle`: the legal moves (:data:`TRANSITIONS`) and how a
   move, and the stand-down when a policy goes live, are written;
 - :mod:`~control.reservoir.chain`: the history's hash chain, its check and its head;
@@ -46,6 +47,7 @@ from control.reservoir.records import (
     KEY_KPIS,
     KINDS,
     STATES,
+    AccessRecord,
     EvaluatedOn,
     EvaluationRecord,
     HistoryRecord,
@@ -68,6 +70,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATES",
     "TRANSITIONS",
+    "AccessRecord",
     "ChainHead",
     "EvaluatedOn",
     "EvaluationRecord",

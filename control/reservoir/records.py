@@ -111,6 +111,22 @@ class HistoryRecord:
     """This row's link in the history's hash chain (see :mod:`control.reservoir.chain`)."""
 
 
+@dataclass(frozen=True)
+class AccessRecord:
+    """One attempt to act at the gate: who (as authenticated, or the name given when the
+    attempt was refused), what, how they proved it, and whether they were let in."""
+
+    id: int
+    at: str
+    user: str
+    action: str
+    policy: str | None
+    method: str
+    """``password`` or ``token``."""
+    outcome: Literal["granted", "refused"]
+    detail: str
+
+
 def canonical_json(value: Any) -> str:
     """Sorted keys, no spaces, strict JSON (no NaN): the form that is stored and hashed."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)

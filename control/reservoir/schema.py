@@ -1,8 +1,9 @@
 """The reservoir's SQLite schema, its migrations, and the few statements every write uses.
 
-Three tables: ``policies`` (one row per version; only its state may change, and only
+Four tables: ``policies`` (one row per version; only its state may change, and only
 together with a history row), ``evaluations`` and ``history`` (append-only, and a hash chain:
-see :mod:`~control.reservoir.chain`). Triggers refuse every delete, any change of history or
+see :mod:`~control.reservoir.chain`) and ``access_log`` (append-only: who tried to act at the
+gate, and whether they were let in). Triggers refuse every delete, any change of history or
 evaluations, any change of a policy but its state, and a history row that does not chain to
 the last; partial unique indexes allow at most one live and one standby policy. The schema
 is versioned in ``schema_version``: :func:`migrate` applies the migrations a database lacks,
@@ -123,6 +124,24 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
             (SELECT row_hash FROM history ORDER BY id DESC LIMIT 1), '{GENESIS}')
         BEGIN SELECT RAISE(ABORT, 'history is a hash chain: a new row must chain to the last');
         END""",
+    ),
+    # 4: the access log: every attempt to act at the gate from the command line, granted or
+    # refused (a wrong password, a viewer), append-only.
+    (
+        """CREATE TABLE access_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            user TEXT NOT NULL,
+            action TEXT NOT NULL,
+            policy TEXT,
+            method TEXT NOT NULL,
+            outcome TEXT NOT NULL CHECK (outcome IN ('granted', 'refused')),
+            detail TEXT NOT NULL
+        )""",
+        """CREATE TRIGGER access_log_no_update BEFORE UPDATE ON access_log
+        BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END""",
+        """CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log
+        BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

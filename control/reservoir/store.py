@@ -29,6 +29,7 @@ from control.reservoir.artifacts import (
 from control.reservoir.chain import ChainHead, TamperedHistoryError
 from control.reservoir.lifecycle import DEPLOYED_STATES, check_move, move, stand_down
 from control.reservoir.records import (
+    AccessRecord,
     EvaluationRecord,
     HistoryRecord,
     PolicyRecord,
@@ -264,6 +265,22 @@ class Reservoir:
             for r in self._conn.execute(query + " ORDER BY h.id", params)
         ]
 
+    def access_log(self) -> builtins.list[AccessRecord]:
+        """Every attempt to act at the gate from the command line, oldest first."""
+        return [
+            AccessRecord(
+                id=int(r["id"]),
+                at=r["at"],
+                user=r["user"],
+                action=r["action"],
+                policy=r["policy"],
+                method=r["method"],
+                outcome=r["outcome"],
+                detail=r["detail"],
+            )
+            for r in self._conn.execute("SELECT * FROM access_log ORDER BY id")
+        ]
+
     def compare(self, refs: Sequence[str], *, on: str | None = None) -> pd.DataFrame:
         """One row per (policy, on, scenario) with the union of KPI columns (NaN where a
         policy lacks one); the latest evaluation counts where one was repeated."""
@@ -416,6 +433,31 @@ class Reservoir:
         policy = f"{row['name']}@{row['version']}"
         logger.info("evaluation %d of %s on the %s, scenario %s", eval_id, policy, target, scenario)
         return next(e for e in self.evaluations(policy) if e.id == eval_id)
+
+    def record_access(
+        self,
+        *,
+        user: str,
+        action: str,
+        policy: str | None,
+        method: str,
+        granted: bool,
+        detail: str,
+    ) -> None:
+        """Append one attempt to act to the access log (texts cut to 200 characters: a
+        refused name is whatever was typed)."""
+        with write_transaction(self._conn) as db:
+            insert(
+                db,
+                "access_log",
+                at=utc_now(),
+                user=str(user)[:200],
+                action=str(action)[:200],
+                policy=None if policy is None else str(policy)[:200],
+                method=str(method)[:200],
+                outcome="granted" if granted else "refused",
+                detail=str(detail)[:200],
+            )
 
     def transition(self, ref: str, to_state: str, *, actor: str, reason: str) -> PolicyRecord:
         """Move a policy version to ``to_state``, writing who, why and the artifact's hash

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from dashboards.auth import (
+    TOKEN_PREFIX,
     AuthError,
     UserStore,
     hash_password,
     load_or_create_secret,
     require_operator,
+    require_role,
     session_user,
     start_session,
     verify_password,
@@ -99,3 +101,33 @@ def test_sessions_expire_and_roles_are_checked(tmp_path: Path) -> None:
     forged = dict(session, role="root")
     with pytest.raises(AuthError, match="unknown role"):
         session_user(forged, now_s=1001.0)
+
+
+def test_access_tokens_are_kept_hashed_one_per_user_and_revocable(tmp_path: Path) -> None:
+    store = UserStore(tmp_path / "users.json")
+    store.add("olga", "s3cret-pass", "operator")
+    store.add("victor", "another-pass", "viewer")
+    token = store.issue_token("olga")
+    assert token.startswith(TOKEN_PREFIX) and len(token) > 40
+    assert token not in store.path.read_text()  # only its SHA-256 is kept
+    assert store.authenticate_token(token).name == "olga"
+    assert store.authenticate_token(store.issue_token("victor")).role == "viewer"
+    newer = store.issue_token("olga")  # a new token revokes the previous one
+    for bad in (token, newer + "x", "", TOKEN_PREFIX):
+        with pytest.raises(AuthError, match="unknown or revoked access token"):
+            store.authenticate_token(bad)
+    assert store.authenticate_token(newer).name == "olga"
+    store.add("olga", "new-password", "operator", replace=True)  # a new password revokes it
+    with pytest.raises(AuthError, match="revoked"):
+        store.authenticate_token(newer)
+    with pytest.raises(AuthError, match="no user 'ghost'"):
+        store.issue_token("ghost")
+
+
+def test_only_an_operator_may_act(tmp_path: Path) -> None:
+    store = UserStore(tmp_path / "users.json")
+    store.add("olga", "s3cret-pass", "operator")
+    store.add("victor", "another-pass", "viewer")
+    assert require_role(store.authenticate("olga", "s3cret-pass"), action="approve") is not None
+    with pytest.raises(AuthError, match=r"^victor is a viewer: only an operator may approve"):
+        require_role(store.authenticate("victor", "another-pass"), action="approve policies")

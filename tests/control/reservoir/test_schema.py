@@ -81,3 +81,24 @@ def test_database_is_in_wal_mode_with_a_schema_version(reservoir: Reservoir) -> 
         raw.execute("INSERT INTO schema_version VALUES (99, 'future')")
     with pytest.raises(ReservoirError, match="schema version 99 is newer"):
         Reservoir(reservoir.root)
+
+
+def test_the_access_log_is_append_only(reservoir: Reservoir) -> None:
+    reservoir.record_access(
+        user="x" * 500,
+        action="approve",
+        policy="ppo",
+        method="password",
+        granted=False,
+        detail="wrong",
+    )
+    reservoir.record_access(
+        user="ann", action="approve", policy=None, method="token", granted=True, detail="ok"
+    )
+    first, second = reservoir.access_log()
+    assert (len(first.user), first.outcome, second.outcome) == (200, "refused", "granted")
+    with raw_connection(reservoir) as raw:
+        for statement in ("UPDATE access_log SET outcome = 'granted'", "DELETE FROM access_log"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                raw.execute(statement)
+    assert reservoir.access_log() == [first, second]
