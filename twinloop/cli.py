@@ -17,6 +17,7 @@ from twinloop.commands import (
     connectors,
     dashboard,
     demo,
+    gate,
     live,
     reservoir,
     scenarios,
@@ -25,7 +26,7 @@ from twinloop.commands import (
 )
 from twinloop.errors import TwinLoopError
 
-GROUPS = (scenarios, twin, reservoir, train, compare, dashboard, live, connectors, demo)
+GROUPS = (scenarios, twin, reservoir, train, compare, dashboard, gate, live, connectors, demo)
 """The command groups, in the order ``twinloop --help`` lists their commands."""
 
 

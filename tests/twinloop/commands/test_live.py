@@ -1,6 +1,6 @@
-"""``twinloop gate pending|approve|reject|promote|rollback`` over a real reservoir, and
-``twinloop serve``'s configuration errors: one error line and exit status 2 for bad input,
-nothing stored is lost."""
+"""``twinloop serve``'s configuration errors: one error line and exit status 2 for bad input,
+nothing created for a bad file; and a real serve over an emulated site (``twinloop gate`` is
+tested in test_gate.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from control.reservoir import Reservoir
-from tests.twinloop.cli_process import one_error_line, run_cli
+from tests.twinloop.cli_process import one_error_line
 from twinloop.cli import main
 
 
@@ -31,98 +31,6 @@ def root(tmp_path: Path) -> Path:
             if name != "td3":
                 res.transition(name, "pre_evaluated", actor="gate1", reason="passed")
     return root
-
-
-def _gate(capsys: pytest.CaptureFixture[str], root: Path, *args: str) -> tuple[int, str, str]:
-    status = main(["gate", *args[:1], "--reservoir", str(root), *args[1:]])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def test_pending_lists_policies_awaiting_a_decision(
-    root: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    status, out, _ = _gate(capsys, root, "pending")
-    assert status == 0
-    lines = out.splitlines()
-    assert [line.split("\t")[0] for line in lines] == ["ppo@1", "sac@1"]
-    assert "1,234 kWh" in lines[0] and "25.50 °C" in lines[0]
-
-
-def test_approve_promote_rollback_with_operator_and_reason(
-    root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    status, out, _ = _gate(capsys, root, "approve", "ppo", "--operator", "ann", "--reason", "ok")
-    assert (status, out.strip()) == (0, "ppo@1: approved (by ann)")
-    status, out, _ = _gate(capsys, root, "promote", "ppo", "--operator", "ann")
-    assert (status, out.strip()) == (0, "ppo@1: shadow (by ann)")
-    status, out, _ = _gate(capsys, root, "promote", "ppo@1", "--operator", "ann")
-    assert (status, out.strip()) == (0, "ppo@1: live (by ann)")
-    monkeypatch.setenv("USER", "bea")
-    status, out, _ = _gate(capsys, root, "rollback", "--reason", "inlet too warm")
-    assert (status, out.strip()) == (0, "in control: the site (its own control)")
-    with Reservoir(root, create=False) as res:
-        last = res.history("ppo")[-1]
-    assert (last.to_state, last.reason, last.actor) == ("rolled_back", "inlet too warm", "bea")
-
-
-def test_rollback_returns_to_the_previous_policy_unless_to_site(
-    root: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    for ref in ("ppo", "sac"):
-        _gate(capsys, root, "approve", ref, "--operator", "ann", "--reason", "ok")
-        _gate(capsys, root, "promote", ref, "--operator", "ann")
-        _gate(capsys, root, "promote", ref, "--operator", "ann")
-    status, out, _ = _gate(capsys, root, "rollback", "--operator", "ann", "--reason", "worse")
-    assert (status, out.strip()) == (0, "in control: ppo@1")
-    # ppo goes live again; sac is out; nothing stands by behind ppo.
-    with Reservoir(root, create=False) as res:
-        assert (res.get("ppo").state, res.get("sac").state) == ("live", "rolled_back")
-    status, out, _ = _gate(
-        capsys, root, "rollback", "--operator", "ann", "--reason", "maintenance", "--to-site"
-    )
-    assert (status, out.strip()) == (0, "in control: the site (its own control)")
-
-
-def test_reject_records_the_reason(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, _, _ = _gate(capsys, root, "reject", "sac", "--operator", "ann", "--reason", "risky")
-    assert status == 0
-    with Reservoir(root, create=False) as res:
-        assert res.get("sac").state == "rejected"
-        assert res.history("sac")[-1].reason == "risky"
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (("approve", "ppo", "--operator", "ann"), "--reason is required"),
-        (("reject", "ppo", "--operator", "ann", "--reason", " "), "--reason is required"),
-        (("rollback", "--operator", "ann"), "--reason is required"),
-        (("approve", "nope", "--operator", "ann", "--reason", "x"), "unknown policy 'nope'"),
-        (("promote", "ppo", "--operator", "ann"), "only an approved policy goes to shadow"),
-        (("promote", "td3", "--operator", "ann"), "td3@1 is candidate"),
-        (("rollback", "--operator", "ann", "--reason", "x"), "nothing to roll back"),
-        (("approve", "ppo", "--operator", "gate1", "--reason", "x"), "reserved"),
-    ],
-)
-def test_bad_requests_give_one_error_line_and_change_nothing(
-    root: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
-) -> None:
-    with Reservoir(root, create=False) as res:
-        before = res.history()
-    status, _, err = _gate(capsys, root, *args)
-    assert status == 2
-    assert message in one_error_line(err)
-    with Reservoir(root, create=False) as res:
-        assert res.history() == before
-
-
-def test_missing_reservoir_is_an_error_not_a_new_store(tmp_path: Path) -> None:
-    missing = tmp_path / "none"
-    result = run_cli("gate", "pending", "--reservoir", str(missing), cwd=tmp_path)
-    assert result.returncode == 2
-    one_error_line(result.stderr)
-    assert not missing.exists()
 
 
 def _site_file(tmp_path: Path, body: str) -> Path:
@@ -241,17 +149,6 @@ def test_serve_controls_an_emulated_site_and_stops_cleanly_on_ctrl_c(tmp_path: P
         assert "twin.rack_inlet_max_c" in store.points("twin.")
     finally:
         store.close()
-
-
-def test_out_of_range_numbers_are_one_line_errors(
-    root: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Issue 17, finding 9: a version too large for the store is refused in one line."""
-    for ref in ("ppo@99999999999999999999999", "ppo@" + "9" * 4000, "ppo@0"):
-        status, out, err = _gate(capsys, root, "approve", ref, "--operator", "ann", "--reason", "x")
-        assert status == 2 and out == ""
-        assert len(err.strip().splitlines()) == 1 and "bad policy reference" in err
-        assert "Traceback" not in err
 
 
 def test_serve_refuses_a_corrupt_historian_in_one_line(
