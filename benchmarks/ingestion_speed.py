@@ -4,10 +4,13 @@ Starts the broker TwinLoop runs (``MosquittoBroker``: the product configuration,
 saved every 5 s), an :class:`MqttIngestor` (or an :class:`IngestPool` of ``--workers``)
 writing to a SQLite historian, and
 ``--publishers`` separate processes that publish valid sensor payloads (the emulator's format,
-one topic per point, ``seq`` increasing per point) as the ``bms`` identity as fast as they can.
-The rate is messages validated and committed to the historian per second, from the first
-message received to the last one committed; every message must arrive (the run fails
-otherwise).
+one topic per point, ``seq`` increasing per point) as fast as they can, each as its own BMS
+gateway identity (``bms.0`` ...: processes sharing one identity take over each other's
+session) and through the product's publish path (:class:`connectors.mqtt_service.MqttService`,
+every publish checked, waiting for room in paho's outbox). The rate is messages validated
+and committed to the historian per second, from the first message received to the last one
+committed; every message must arrive and every publisher must report all of its messages
+sent and accepted (the run fails otherwise).
 
     python benchmarks/ingestion_speed.py [--messages 200000] [--publishers 2] [--qos 1]
         [--workers 2] [--save-on-change]
@@ -22,6 +25,7 @@ is committed. ``--save-on-change`` measures the broker saving its database on ev
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -35,11 +39,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from connectors.broker import BrokerAddress, MosquittoBroker
+from connectors.broker import GATEWAY_IDENTITIES, BrokerAddress, MosquittoBroker
 from connectors.historian import Historian
 from connectors.ingest_pool import IngestPool
 from connectors.ingestion import MqttIngestor
-from connectors.mqtt_client import make_client
+from connectors.mqtt_service import MqttService
 from connectors.payloads import SensorMessage
 from connectors.topics import Topics
 
@@ -47,23 +51,30 @@ TOPICS = Topics("bench")
 
 
 def _publish(address: BrokerAddress, worker: int, n: int, n_points: int, qos: int) -> None:
-    client = make_client(address, f"bench-publisher-{worker}")
-    client.max_queued_messages_set(0)
-    client.max_inflight_messages_set(100)  # the broker's Receive Maximum (max_inflight_messages)
-    client.connect(address.host, address.port)
-    client.loop_start()
+    """One gateway process: its own identity (``bms.<worker>``), the product's publish path
+    (:class:`MqttService`: every publish checked, waiting for room when paho's outbox is
+    full). Exits 1 if any message was not sent or the broker refused it."""
+    service = MqttService(address, f"bench-publisher-{worker}", name=f"publisher {worker}")
+    service.client.max_inflight_messages_set(100)  # the broker's Receive Maximum
+    service.start(wait_s=30.0)
     topics = [TOPICS.sensor(f"p{worker}_{i:03d}") for i in range(n_points)]
-    infos = []
+    info = None
+    unsent = 0
     for k in range(n):
         seq, point = divmod(k, n_points)
         msg = SensorMessage(
             value=20.0 + (k % 7) * 0.1, unit="degC", ts=60.0 * seq, quality="good", seq=seq + 1
         )
-        infos.append(client.publish(topics[point], msg.encode(), qos=qos))
-    for info in infos[-1000:]:
-        info.wait_for_publish(120)
-    client.disconnect()
-    client.loop_stop()
+        info = service.publish(topics[point], msg.encode(), qos=qos, wait_s=60.0)
+        unsent += info.rc != 0
+    if info is not None and qos and not unsent:
+        info.wait_for_publish(120)  # QoS 1 is acknowledged in order: the last one is the end
+    counts = service.counters()
+    service.stop()
+    failed = unsent + counts["publish_refused"] + counts["taken_over"]
+    if failed:
+        print(f"publisher {worker}: {unsent} not sent, counters {counts}", flush=True)
+    raise SystemExit(1 if failed else 0)
 
 
 def _mosquitto_pub(address: BrokerAddress, worker: int, n: int, qos: int, folder: Path) -> Any:
@@ -96,6 +107,25 @@ def _mosquitto_pub(address: BrokerAddress, worker: int, n: int, qos: int, folder
     return subprocess.Popen(args, stdin=lines.open("rb"))
 
 
+def _end_publishers(procs: list[Any], grace_s: float = 30.0) -> None:
+    """Let each publisher finish (its last PUBACK, its verdict); stop those still running
+    after ``grace_s`` (an interrupted run)."""
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        left = max(0.1, deadline - time.monotonic())
+        if isinstance(proc, subprocess.Popen):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=left)
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait(timeout=60)
+        else:
+            proc.join(timeout=left)
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(timeout=60)
+
+
 def _proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -116,6 +146,10 @@ def measure(
     client: str,
     workers: int = 1,
 ) -> dict[str, Any]:
+    if not 1 <= publishers <= len(GATEWAY_IDENTITIES):
+        raise SystemExit(
+            f"--publishers must lie in 1..{len(GATEWAY_IDENTITIES)} (one identity each)"
+        )
     per = messages // publishers
     total = per * publishers
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,13 +189,16 @@ def measure(
                     lines_dir.mkdir()
                     started = time.perf_counter()
                     procs = [
-                        _mosquitto_pub(broker.address("bms"), w, per, qos, lines_dir)
+                        _mosquitto_pub(
+                            broker.address(GATEWAY_IDENTITIES[w]), w, per, qos, lines_dir
+                        )
                         for w in range(publishers)
                     ]
                 else:
                     procs = [
                         ctx.Process(
-                            target=_publish, args=(broker.address("bms"), w, per, points, qos)
+                            target=_publish,
+                            args=(broker.address(GATEWAY_IDENTITIES[w]), w, per, points, qos),
                         )
                         for w in range(publishers)
                     ]
@@ -183,16 +220,10 @@ def measure(
                     cpu = time.process_time() - cpu0
                     broker_cpu = _proc_cpu_s(broker.proc.pid) - broker_cpu0
                 finally:
-                    for proc in procs:  # stop publishers still running (interrupted run)
-                        if isinstance(proc, subprocess.Popen):
-                            if proc.poll() is None:
-                                proc.terminate()
-                            proc.wait(timeout=60)
-                        else:
-                            if proc.is_alive():
-                                proc.terminate()
-                            proc.join(timeout=60)
+                    _end_publishers(procs)
                 stats = ingestor.stats()
+            exits = [p.returncode if isinstance(p, subprocess.Popen) else p.exitcode for p in procs]
+            takeovers = broker.takeovers()
             stored = len(historian.series(["p0_000"]))
     written = int(stats.get("written", 0))
     wall = finished - (first[0] if first else started)
@@ -216,6 +247,10 @@ def measure(
         "ingest_msgs_per_cpu_s": round(written / cpu, 1) if cpu > 0 and workers == 1 else None,
         "broker_cpu_s": round(broker_cpu, 3),
         "batches": stats.get("batches", 0),
+        "publisher_exit_codes": exits,
+        "broker_session_takeovers": takeovers,
+        "ingest_disconnects": stats.get("disconnects", 0),
+        "ingest_dropped_queue_full": stats.get("dropped_queue_full", 0),
         "stored_rows_p0_000": stored,
     }
 
@@ -302,7 +337,7 @@ def main() -> int:
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}"
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
-    complete = result["written"] == result["messages"]
+    complete = result["written"] == result["messages"] and not any(result["publisher_exit_codes"])
     print(json.dumps(result, indent=2))
     print(
         f"RESULT ingestion: {result['written']}/{result['messages']} messages through Mosquitto "
