@@ -61,8 +61,10 @@ def test_detail_shows_evidence_and_plots(ctx: AppContext) -> None:
     assert [t.name for t in plots.data if t.showlegend is not False] == [
         "tropical-typical-week (twin)"
     ]
-    assert len(images) == 1
-    assert images[0].children[0].src.startswith("data:image/png;base64,iVBOR")
+    captions = [figure.children[1].children for figure in images]
+    assert "tropical-typical-week (twin): run.png" in captions, captions
+    for figure in images:
+        assert figure.children[0].src.startswith("data:image/png;base64,iVBOR")
 
 
 @pytest.mark.parametrize("ref", ["ghost", "tr-candidate@7", "bad@ref@1"])
