@@ -2,16 +2,17 @@
 
 * :class:`FixedSetpoints` — conventional control as most sites run it: the site's own fixed
   setpoints (19 °C supply air, CRAH fans at full speed, 7 °C chilled water, 29.4 °C condenser
-  water; economiser and cold condenser water when the wet bulb allows) — the plant's
-  built-in control expressed as a policy.
+  water; the waterside economiser and cold condenser water enabled as ASHRAE Guideline 36
+  sequences it, from the wet bulb and the chilled-water return) — the plant's built-in
+  control expressed as a policy.
 * :class:`TrimAndRespond` — ASHRAE Guideline 36-style resets, one step per control period:
   the supply-air setpoint is trimmed up while no pod's hottest rack inlet is near the target
   and responds down by the number of pods that are ("requests"); the CRAH fans trim down
   while the racks' intake is even and respond up when a pod's hottest rack runs well above
   its mean (the signature of air starvation and recirculation) or hot; chilled water trims
   up while the coils hold the supply air and responds down when they cannot; condenser water
-  follows the wet bulb plus the tower's approach; the economiser runs when the forecast wet
-  bulb allows.
+  follows the wet bulb plus the tower's approach; the economiser is enabled by the same
+  Guideline 36 sequence as the site's control (partial free cooling, hysteresis).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from numpy.typing import NDArray
 
 from control.policy import Obs, decode_observation, pods_of
 from physics.plant.site import SiteDefaults
-from physics.plant.site_control import site_setpoints
+from physics.plant.site_control import EconomiserEnable, site_control_matrix
 from twin.spaces import ActionScale, ObservationSpec
 
 FloatArray = NDArray[np.float64]
@@ -38,13 +39,20 @@ class FixedSetpoints:
     defaults: SiteDefaults = field(default_factory=SiteDefaults)
     name: str = "fixed-setpoints"
     kind: str = "rule"
+    control_period_s: float = 300.0
+    _economiser: EconomiserEnable | None = None
 
     def reset(self, n_envs: int = 1) -> None:
-        return None
+        self._economiser = EconomiserEnable(self.defaults, n_envs)
 
     def act(self, observation: Obs) -> Obs:
         values = decode_observation(self.spec, observation)
-        sp = site_setpoints(self.defaults, values["outdoor_wet_bulb_c"]).as_matrix()
+        wet_bulb = values["outdoor_wet_bulb_c"]
+        if self._economiser is None or self._economiser.enabled.shape[0] != wet_bulb.shape[0]:
+            self.reset(wet_bulb.shape[0])
+        assert self._economiser is not None
+        eco = self._economiser.step(wet_bulb, values["chw_return_c"], self.control_period_s)
+        sp = site_control_matrix(self.defaults, eco)
         return self.scale.to_action(sp).astype(np.float32)
 
 
@@ -70,7 +78,6 @@ class TrimRespondConfig:
     """Supply air this far above its setpoint means the coils cannot hold it."""
     cw_approach_k: float = 4.0
     cw_c: tuple[float, float] = (20.0, 32.0)
-    economiser_approach_k: float = 4.0
 
     def __post_init__(self) -> None:
         for name in ("supply_air_c", "fan_frac", "chw_c", "cw_c"):
@@ -89,9 +96,12 @@ class TrimAndRespond:
     defaults: SiteDefaults = field(default_factory=SiteDefaults)
     name: str = "trim-and-respond"
     kind: str = "rule"
+    control_period_s: float = 300.0
     _sp: FloatArray | None = None
+    _economiser: EconomiserEnable | None = None
 
     def reset(self, n_envs: int = 1) -> None:
+        self._economiser = EconomiserEnable(self.defaults, n_envs)
         d, c = self.defaults, self.config
         start = [
             np.clip(d.supply_air_c, *c.supply_air_c),
@@ -129,8 +139,13 @@ class TrimAndRespond:
         sp[:, 2] = np.where(short, sp[:, 2] - c.chw_respond_k, sp[:, 2] + c.chw_trim_k)
         sp[:, 2] = np.clip(sp[:, 2], *c.chw_c)
 
-        # Condenser water: wet bulb plus approach; economiser when the wet bulb allows.
-        wet_bulb = v["forecast_wet_bulb_1h_c"]
+        # Condenser water: wet bulb plus approach; the economiser by the site's G36 sequence,
+        # which asks the tower for cold water while it runs.
+        assert self._economiser is not None
+        eco = self._economiser.step(
+            v["outdoor_wet_bulb_c"], v["chw_return_c"], self.control_period_s
+        )
         sp[:, 3] = np.clip(v["outdoor_wet_bulb_c"] + c.cw_approach_k, *c.cw_c)
-        sp[:, 4] = (wet_bulb <= sp[:, 2] - c.economiser_approach_k).astype(np.float64)
+        sp[:, 3] = np.where(eco > 0.5, self.defaults.economiser_cw_supply_c, sp[:, 3])
+        sp[:, 4] = eco
         return self.scale.to_action(sp).astype(np.float32)

@@ -20,7 +20,9 @@ Every control period :class:`MpcPolicy`
    (:class:`~control.mpc_model.TwinSampler`);
 4. loads that into the Pyomo model of ``control/mpc_model.py`` (convex piecewise-linear
    costs, soft inlet limit, rate limits, bounds), solves it with HiGHS and applies the first
-   move (receding horizon); the economiser follows the wet-bulb rule. The hottest-inlet
+   move (receding horizon); the economiser is enabled when the site's Guideline 36 test
+   (predicted exchanger leaving water well below the chilled-water return) holds for the
+   hour ahead's warmest forecast wet bulb. The hottest-inlet
    prediction carries an offset-free bias, updated from what the last plan predicted and
    what was then measured — it absorbs what the twin does not know (e.g. the plant's
    per-rack recirculation when the twin is the drawings' physics).
@@ -63,8 +65,10 @@ from control.mpc_model import (
     TwinSampler,
 )
 from control.policy import FloatArray, Obs, decode_observation, pods_of
+from physics.compiled import as_record
 from physics.plant.scenario import Scenario, load_scenario
 from physics.plant.site import draw_hidden_params
+from physics.plant.site_control import economiser_favourable
 from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble
 from twin.exogenous import ExogenousTable
@@ -97,7 +101,6 @@ class MpcConfig:
     move_penalty_kwh: float = 0.02
     bias_gain: float = 0.8
     """Share of the last prediction error added to the inlet bias each period."""
-    economiser_approach_k: float = 4.0
 
     def __post_init__(self) -> None:
         if self.settle_periods < 1:
@@ -168,6 +171,7 @@ class MpcPolicy:
         sc = self.scenario
         site = sc.site
         self.design = TwinDesign.from_site(site)
+        self._defaults = as_record(self.design.defaults)
         if twin is None:
             twin = PhysicsTwin(self.design, step_s=sc.control_period_s, residual_hidden=0)
         self.ensemble = load_twin(twin, self.design).eval()
@@ -272,7 +276,11 @@ class MpcPolicy:
             u[CHW] = min(u[CHW], u_prev[CHW])
         hour = max(1, round(1.0 / self.period_h))
         wet_ahead = float(forecast.wet_bulb_c[:hour].max())
-        mem.economiser = float(wet_ahead <= u[CHW] - self.config.economiser_approach_k)
+        chw_return = float(values["chw_return_c"][i])
+        if not np.isfinite(chw_return):
+            chw_return = float(u[CHW]) + 5.0
+        # The site's Guideline 36 test, on the hour ahead's warmest forecast wet bulb.
+        mem.economiser = float(economiser_favourable(self._defaults, wet_ahead, chw_return))
         mem.u_prev = u
         mem.counter += 1
         self.stats.step_s.append(time.perf_counter() - started)

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from physics.plant.site import SiteDefaults
-from physics.plant.site_control import SETPOINT_FIELDS, site_setpoints
+from physics.plant.site_control import SETPOINT_FIELDS, site_control_matrix, site_setpoints
 from twin.design import TwinDesign
 from twin.recording import Recording
 from twin.spaces import COOLING_POWER_POINTS
@@ -113,8 +113,20 @@ def applied_setpoints(
     frame: pd.DataFrame, defaults: SiteDefaults, wet_bulb_c: FloatArray
 ) -> FloatArray:
     """Setpoints in force per row (rows, 5): the command where one was, else the site's
-    built-in control for the measured wet bulb."""
-    site = site_setpoints(defaults, wet_bulb_c).as_matrix()
+    built-in control. Its economiser enable is the recorded status point where the recording
+    has it; otherwise it is predicted from the measured wet bulb and chilled-water return
+    (the enable without the sequence's timers, which such readings do not show)."""
+    chw_return = (
+        frame["chw_return_c"].to_numpy(dtype=np.float64) if "chw_return_c" in frame else None
+    )
+    if chw_return is not None:
+        chw_return = np.where(np.isfinite(chw_return), chw_return, defaults.chw_supply_c + 5.0)
+    site = site_setpoints(defaults, wet_bulb_c, chw_return).as_matrix()
+    if "economiser_enabled" in frame:
+        status = frame["economiser_enabled"].to_numpy(dtype=np.float64)
+        known = np.isfinite(status)
+        if known.any():
+            site[known] = site_control_matrix(defaults, status[known])
     out = site.copy()
     for i, name in enumerate(SETPOINT_FIELDS):
         col = f"cmd.{name}"

@@ -56,7 +56,7 @@ class ActionScale:
     supply_air_c: tuple[float, float] = (16.0, 27.0)
     fan_speed_frac: tuple[float, float] = (0.3, 1.0)
     chw_supply_c: tuple[float, float] = (5.5, 16.0)
-    cw_supply_c: tuple[float, float] = (18.0, 35.0)
+    cw_supply_c: tuple[float, float] = (10.0, 35.0)
 
     def __post_init__(self) -> None:
         for name in ACTION_NAMES[:4]:

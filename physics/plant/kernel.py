@@ -31,7 +31,7 @@ from physics.compiled import as_record, jit_inline, jit_loop, record_type
 from physics.constants import CP_AIR_KJ_KG_K, CP_WATER_KJ_KG_K
 from physics.plant.faults import FaultEffects
 from physics.plant.site import HiddenParams, SiteConfig
-from physics.plant.site_control import resolve, site_control
+from physics.plant.site_control import economiser_enable_step, resolve, site_control
 from physics.room_air import hall_step
 
 FloatArray = NDArray[np.float64]
@@ -99,6 +99,9 @@ class PlantState(NamedTuple):
     plenum_heat_kw: FloatArray  # (sites,) PDU/UPS losses and lighting into the plenum
     tower_range_k: FloatArray  # (sites,) last step's tower range
     supply_main_c: FloatArray  # (sites, segments) the supply main's mixed segments
+    economiser_enabled: NDArray[np.bool_]  # (sites,) the site control's economiser enable
+    economiser_since_s: FloatArray  # (sites,) time since the enable last switched
+    economiser_unhelpful_s: FloatArray  # (sites,) time predicted unhelpful while enabled
 
     @classmethod
     def initial(cls, config: SiteConfig, n_sites: int) -> PlantState:
@@ -123,6 +126,9 @@ class PlantState(NamedTuple):
             plenum_heat_kw=np.full(b, 60.0),
             tower_range_k=np.full(b, 5.0),
             supply_main_c=np.full((b, config.chw_loop.supply_main_segments), d.chw_supply_c),
+            economiser_enabled=np.zeros(b, dtype=np.bool_),
+            economiser_since_s=np.full(b, d.economiser_hold_s),
+            economiser_unhelpful_s=np.zeros(b),
         )
 
 
@@ -158,17 +164,21 @@ class LogLayout(NamedTuple):
     crah_fan_power_kw: int
     crah_airflow_kg_s: int
     crah_valve_frac: int
+    crah_running: int
     chw_supply_c: int
     chw_return_c: int
     chw_flow_kg_s: int
     chw_pump_power_kw: int
     unit_chiller_power_kw: int
+    chiller_running: int
+    chiller_alarm: int
     chillers_on: int
     cw_supply_c: int
     cw_return_c: int
     cw_pump_power_kw: int
     tower_fan_power_kw: int
     tower_fan_speed_frac: int
+    tower_fan_alarm: int
     economiser_enabled: int
     ups_output_kw: int
     facility_power_kw: int
@@ -185,7 +195,10 @@ class LogLayout(NamedTuple):
             "hot_aisle_c": "hot_aisle_c.0",
             "pod_it_power_kw": "it_power_kw.0",
             "crah_valve_frac": "crah_valve_frac.00",
+            "crah_running": "crah_running.00",
             "unit_chiller_power_kw": "chiller_power_kw.0",
+            "chiller_running": "chiller_running.0",
+            "chiller_alarm": "chiller_alarm.0",
         }
         index = {name: i for i, name in enumerate(names)}
         return cls(*(index[blocks.get(field, field)] for field in cls._fields))
@@ -257,9 +270,10 @@ def _servers(d: Design, h: Any, fx: Any, st: PlantState, util: Any, b: int, w: _
 @jit_inline
 def _air_handlers(
     d: Design, h: Any, fx: Any, st: PlantState, b: int, w: _Scratch
-) -> tuple[float, float, float, float, float, float]:
+) -> tuple[float, float, float, float, float, float, float]:
     """CRAH fans, the supply-air loop on each valve and the coils: total airflow, fan kW,
-    coil heat, coil water flow, mixed supply air and the coils' mixed water return."""
+    coil heat, coil water flow, mixed supply air, the coils' mixed water return and the
+    running units' fan speed."""
     p = d.site.crah
     air_in = st.return_air_c[b]
     water_in = st.chw_supply_c[b]
@@ -267,11 +281,17 @@ def _air_handlers(
     running_units, stuck, fouling = fx.crah_running, fx.crah_stuck_valve, fx.crah_ua_mult
     site_ua, terms = h.crah_ua_mult[b], d.valve_terms
     unit_air, unit_water = w.unit_airflow_kg_s, w.unit_water_kg_s
+    n_units = unit_air.shape[0]
+    n_running = 0
+    for i in range(n_units):
+        n_running += int(running_units[i])
+    # The BMS's failure sequence: when a unit trips, the others speed up to hold airflow.
+    speed = min(fan_sp * n_units / n_running, 1.0) if 0 < n_running < n_units else fan_sp
     total_air = fan_kw_sum = coil_heat = coil_water = supply_num = 0.0
-    for i in range(unit_air.shape[0]):
+    for i in range(n_units):
         running = running_units[i]
-        m_a = crah.fan_airflow(p, fan_sp) if running else 0.0
-        fan_kw = crah.fan_power(p, fan_sp) if running else 0.0
+        m_a = crah.fan_airflow(p, speed) if running else 0.0
+        fan_kw = crah.fan_power(p, speed) if running else 0.0
         rise = fan_kw / max(m_a * CP_AIR_KJ_KG_K, 1e-9)  # the fan sits after the coil
         ua_mult = site_ua[i] * fouling[i]
         if not running:
@@ -290,7 +310,7 @@ def _air_handlers(
         unit_water[i] = m_w
     supply_air = supply_num / max(total_air, 1e-9) if total_air > 0 else air_in
     coil_return = water_in + coil_heat / max(coil_water * CP_WATER_KJ_KG_K, 1e-9)
-    return total_air, fan_kw_sum, coil_heat, coil_water, supply_air, coil_return
+    return total_air, fan_kw_sum, coil_heat, coil_water, supply_air, coil_return, speed
 
 
 @jit_inline
@@ -493,6 +513,7 @@ class _Step(NamedTuple):
 
     it_kw: float
     total_air: float
+    fan_speed: float
     crah_fan_kw: float
     coil_heat: float
     supply_air: float
@@ -537,8 +558,8 @@ def _site_step(
     s = d.site
     sp = w.setpoints
     it_kw = _servers(d, h, fx, st, util, b, w)
-    total_air, crah_fan_kw, coil_heat, coil_water, supply_air, coil_return = _air_handlers(
-        d, h, fx, st, b, w
+    total_air, crah_fan_kw, coil_heat, coil_water, supply_air, coil_return, fan_speed = (
+        _air_handlers(d, h, fx, st, b, w)
     )
     structure, ret_air, env_gain, room_stored = _room(
         d, h, fx, st, b, w, supply_air, total_air, dry_bulb_c
@@ -572,6 +593,7 @@ def _site_step(
     return _Step(
         it_kw,
         total_air,
+        fan_speed,
         crah_fan_kw,
         coil_heat,
         supply_air,
@@ -603,6 +625,7 @@ def _site_step(
 @jit_inline
 def _write_row(
     d: Design,
+    fx: Any,
     lay: LogLayout,
     st: PlantState,
     b: int,
@@ -648,25 +671,31 @@ def _write_row(
         row[lay.pod_it_power_kw + q] = power[q].sum()
     row[lay.supply_air_c] = x.supply_air
     row[lay.return_air_c] = return_air_before
-    row[lay.crah_fan_speed_frac] = w.setpoints[1] if x.total_air > 0 else 0.0
+    row[lay.crah_fan_speed_frac] = x.fan_speed if x.total_air > 0 else 0.0
     row[lay.crah_fan_power_kw] = x.crah_fan_kw
     row[lay.crah_airflow_kg_s] = x.total_air
     unit_water = w.unit_water_kg_s
+    running_units = fx.crah_running
     for i in range(unit_water.shape[0]):
         row[lay.crah_valve_frac + i] = unit_water[i] / s.crah.max_water_flow_kg_s
+        row[lay.crah_running + i] = 1.0 if running_units[i] else 0.0
     row[lay.chw_supply_c] = st.chw_supply_c[b]
     row[lay.chw_return_c] = st.chw_return_c[b]
     row[lay.chw_flow_kg_s] = x.primary
     row[lay.chw_pump_power_kw] = x.chw_pump_kw
     unit_kw = w.chiller_kw
+    on, available = st.chiller_on[b], w.available
     for k in range(unit_kw.shape[0]):
         row[lay.unit_chiller_power_kw + k] = unit_kw[k]
+        row[lay.chiller_running + k] = 1.0 if on[k] else 0.0
+        row[lay.chiller_alarm + k] = 0.0 if available[k] else 1.0
     row[lay.chillers_on] = x.n_on
     row[lay.cw_supply_c] = x.cw_leaving
     row[lay.cw_return_c] = x.cw_return
     row[lay.cw_pump_power_kw] = x.cw_pump_kw
     row[lay.tower_fan_power_kw] = x.tower_fan_kw
     row[lay.tower_fan_speed_frac] = x.tower_ratio
+    row[lay.tower_fan_alarm] = 1.0 if fx.tower_fan_max_frac < 1.0 else 0.0
     row[lay.economiser_enabled] = x.eco_on
     row[lay.ups_output_kw] = x.it_kw + x.pdu
     row[lay.facility_power_kw] = x.facility
@@ -702,8 +731,20 @@ def run_steps(
         valid = time_s < command.expires_at_s
         for b in range(n_sites):
             wet_bulb = drivers.wet_bulb_c[k, b]
+            eco, since, unhelpful = economiser_enable_step(
+                d.site.defaults,
+                st.economiser_enabled[b],
+                st.economiser_since_s[b],
+                st.economiser_unhelpful_s[b],
+                wet_bulb,
+                st.chw_return_c[b],
+                d.step_s,
+            )
+            st.economiser_enabled[b] = eco
+            st.economiser_since_s[b] = since
+            st.economiser_unhelpful_s[b] = unhelpful
             w.site[0], w.site[1], w.site[2], w.site[3], w.site[4] = site_control(
-                d.site.defaults, wet_bulb
+                d.site.defaults, eco
             )
             supplied = resolve(
                 d.site.limits,
@@ -730,6 +771,7 @@ def run_steps(
             if record:
                 _write_row(
                     d,
+                    faults,
                     lay,
                     st,
                     b,

@@ -62,6 +62,7 @@ def point_catalog(config: SiteConfig) -> tuple[PointSpec, ...]:
         PointSpec("crah_airflow_kg_s", "kg/s"),
     ]
     pts += [PointSpec(f"crah_valve_frac.{i:02d}", "frac") for i in range(config.n_crah)]
+    pts += [PointSpec(f"crah_running.{i:02d}", "bool") for i in range(config.n_crah)]
     pts += [
         PointSpec("chw_supply_c", "degC"),
         PointSpec("chw_return_c", "degC"),
@@ -69,6 +70,8 @@ def point_catalog(config: SiteConfig) -> tuple[PointSpec, ...]:
         PointSpec("chw_pump_power_kw", "kW"),
     ]
     pts += [PointSpec(f"chiller_power_kw.{k}", "kW") for k in range(config.n_chillers)]
+    pts += [PointSpec(f"chiller_running.{k}", "bool") for k in range(config.n_chillers)]
+    pts += [PointSpec(f"chiller_alarm.{k}", "bool") for k in range(config.n_chillers)]
     pts += [
         PointSpec("chillers_on", "count"),
         PointSpec("cw_supply_c", "degC"),
@@ -76,6 +79,7 @@ def point_catalog(config: SiteConfig) -> tuple[PointSpec, ...]:
         PointSpec("cw_pump_power_kw", "kW"),
         PointSpec("tower_fan_power_kw", "kW"),
         PointSpec("tower_fan_speed_frac", "frac"),
+        PointSpec("tower_fan_alarm", "bool"),
         PointSpec("economiser_enabled", "bool"),
         PointSpec("ups_output_kw", "kW"),
         PointSpec("facility_power_kw", "kW"),

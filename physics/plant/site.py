@@ -50,10 +50,25 @@ class SiteDefaults:
     fan_speed_frac: float = 1.0
     chw_supply_c: float = 7.0
     cw_supply_c: float = 29.4
-    economiser_approach_k: float = 4.0
-    """Economiser is enabled when the wet bulb is this far below the chilled-water setpoint."""
     economiser_cw_supply_c: float = 12.0
     """Condenser-water setpoint while the economiser runs (the tower makes cold water)."""
+    # The waterside economiser's enable, as ASHRAE Guideline 36 sequences it (defaults of
+    # the reference implementation in the Modelica Buildings library's
+    # Buildings.Controls.OBC.ASHRAE.G36.Plants.Chillers.Economizers).
+    economiser_hx_approach_k: float = 2.0
+    """Design approach of the plate exchanger (predicted leaving = wet bulb + tower approach
+    + this)."""
+    economiser_tower_range_k: float = 5.0
+    """Tower range at which its approach is predicted (YorkCalc, full fan, design flow)."""
+    economiser_enable_offset_k: float = 2.0
+    """Enable when the predicted exchanger leaving water is this far below the chilled-water
+    return."""
+    economiser_disable_offset_k: float = 1.0
+    """Disable when it is no longer this far below the return ..."""
+    economiser_disable_delay_s: float = 120.0
+    """... for this long."""
+    economiser_hold_s: float = 1200.0
+    """Minimum time enabled or disabled between switches."""
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,9 @@ def test_a_catalog_refuses_a_unit_without_bounds() -> None:
     with pytest.raises(PayloadError, match="unknown_unit"):
         decode_sensor(_raw(value=1e300, unit="K"))
     site = PointCatalog.reference()
-    assert len(site) == 144 and site.rule("chillers_on") == PointRule("chillers_on", "count", 0, 3)
+    # 144 measurements + 19 unit status points (12 CRAH fans, 3 chillers running and in
+    # alarm, the tower fan's alarm).
+    assert len(site) == 163 and site.rule("chillers_on") == PointRule("chillers_on", "count", 0, 3)
 
 
 def test_future_ts_is_refused_against_the_wall_clock(offline: MqttIngestor) -> None:

@@ -61,8 +61,16 @@ def test_fixed_setpoints_are_the_sites_own() -> None:
     assert isinstance(policy, Policy)
     sp = SCALE.to_setpoints(policy.act(_obs(wet_bulb_c=24.0)))[0]
     assert sp == pytest.approx([19.0, 1.0, 7.0, 29.4, 0.0], abs=1e-4)
-    cold = SCALE.to_setpoints(policy.act(_obs(wet_bulb_c=1.0)))[0]
-    assert cold[4] == 1.0  # economiser in cold, dry weather
+    # G36's enable: the exchanger's predicted leaving water (wet bulb + tower approach +
+    # exchanger approach) against the 12 °C chilled-water return the observation shows.
+    policy.reset(1)
+    mild = SCALE.to_setpoints(policy.act(_obs(wet_bulb_c=1.0)))[0]
+    assert mild[4] == 0.0  # about 13 °C predicted: no use against a 12 °C return
+    cold = SCALE.to_setpoints(policy.act(_obs(wet_bulb_c=-8.0)))[0]
+    assert cold[4] == 1.0 and cold[3] == pytest.approx(12.0, abs=1e-4)
+    # Once enabled it holds for the minimum on time even when the weather turns.
+    held = SCALE.to_setpoints(policy.act(_obs(wet_bulb_c=24.0)))[0]
+    assert held[4] == 1.0
 
 
 def test_trim_and_respond_trims_when_cool_and_responds_when_hot() -> None:

@@ -212,7 +212,7 @@ def test_non_finite_holds_the_last_safe_value_or_drops_the_field() -> None:
 
 
 def test_action_nan_is_not_read_as_economiser_off() -> None:
-    shield = Shield(reference=site_reference(wet_bulb_c=1.0))  # economiser on
+    shield = Shield(reference=site_reference(wet_bulb_c=-8.0))  # economiser on
     result = shield.project_action([0.0, 0.0, 0.0, 0.0, math.nan], ActionScale(), 300.0)
     assert result.fields[ECONOMISER] == 1.0
 

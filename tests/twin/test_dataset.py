@@ -52,14 +52,26 @@ def test_windows_stay_inside_sequences() -> None:
 def test_site_control_fills_uncommanded_setpoints() -> None:
     frame = pd.DataFrame(
         {
-            "cmd.supply_air_c": [22.0, np.nan],
-            "cmd.fan_speed_frac": [np.nan, 0.5],
+            "cmd.supply_air_c": [22.0, np.nan, np.nan],
+            "cmd.fan_speed_frac": [np.nan, 0.5, np.nan],
+            "chw_return_c": [12.0, 12.0, 12.0],
         }
     )
-    sp = applied_setpoints(frame, SiteDefaults(), np.array([20.0, 0.0]))
+    sp = applied_setpoints(frame, SiteDefaults(), np.array([20.0, -8.0, 0.0]))
     assert sp[0].tolist() == [22.0, 1.0, 7.0, 29.4, 0.0]
-    # Cold wet bulb: the site enables the economiser and asks the tower for 12 °C.
+    # Freezing wet bulb: the predicted exchanger leaving water is well below the return, so
+    # the site enables the economiser and asks the tower for 12 °C.
     assert sp[1].tolist() == [19.0, 0.5, 7.0, 12.0, 1.0]
+    # At 0 °C the tower cannot bring the exchanger 2 K below a 12 °C return: chillers only.
+    assert sp[2].tolist() == [19.0, 1.0, 7.0, 29.4, 0.0]
+
+
+def test_recorded_economiser_status_wins_over_the_prediction() -> None:
+    frame = pd.DataFrame({"chw_return_c": [12.0, 12.0], "economiser_enabled": [1.0, np.nan]})
+    sp = applied_setpoints(frame, SiteDefaults(), np.array([20.0, -8.0]))
+    # The status point says the economiser ran (its timers held it on) though the prediction
+    # at 20 °C says otherwise; where the point is missing the prediction fills in.
+    assert sp[:, 4].tolist() == [1.0, 1.0] and sp[:, 3].tolist() == [12.0, 12.0]
 
 
 def test_a_dropout_splits_the_sequence(design: TwinDesign) -> None:

@@ -55,7 +55,8 @@ def test_catalog_follows_the_site_variant() -> None:
     names = [p.name for p in other]
     assert sum(n.startswith("crah_valve_frac.") for n in names) == 11
     assert sum(n.startswith("chiller_power_kw.") for n in names) == 2
-    assert len(names) == len(POINTS) - 2
+    # One CRAH fewer (valve, running) and one chiller fewer (power, running, alarm).
+    assert len(names) == len(POINTS) - 5
 
 
 # --- noise ------------------------------------------------------------------------------------

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from physics.cooling_tower import approach_k
 from physics.plant.site import SetpointLimits, SiteDefaults
 from physics.plant.site_control import (
     SETPOINT_FIELDS,
+    EconomiserEnable,
     SetpointCommand,
     Setpoints,
     resolve_setpoints,
@@ -24,7 +26,7 @@ DEFAULTS = SiteDefaults(
 )
 LIMITS = SetpointLimits(cw_supply_c=(20.0, 35.0))  # explicit, as DEFAULTS
 WET_BULB = np.array([20.0, 1.0])  # site 0: humid (economiser off), site 1: cold (on)
-SITE = site_setpoints(DEFAULTS, WET_BULB)
+SITE = site_setpoints(DEFAULTS, WET_BULB, chw_return_c=18.0)
 
 
 def _resolve(
@@ -42,12 +44,49 @@ def test_site_control_is_fixed_setpoints() -> None:
     np.testing.assert_array_equal(SITE.economiser_enable, [0.0, 1.0])
 
 
-def test_economiser_threshold_is_chw_setpoint_minus_approach() -> None:
-    threshold = DEFAULTS.chw_supply_c - DEFAULTS.economiser_approach_k  # 3 °C
-    wet = np.array([threshold - 0.1, threshold, threshold + 0.01, 25.0])
-    np.testing.assert_array_equal(site_setpoints(DEFAULTS, wet).economiser_enable, [1, 1, 0, 0])
-    wider = SiteDefaults(economiser_approach_k=6.0)
-    np.testing.assert_array_equal(site_setpoints(wider, wet).economiser_enable, [0, 0, 0, 0])
+def _predicted_leaving(d: SiteDefaults, wet_bulb: float) -> float:
+    """G36's prediction, restated from its parts: wet bulb + YorkCalc approach at full fan
+    and design flow at the design range + the exchanger's approach."""
+    tower = float(approach_k(wet_bulb, d.economiser_tower_range_k, 1.0, 1.0))
+    return wet_bulb + tower + d.economiser_hx_approach_k
+
+
+def test_economiser_enables_where_the_exchanger_would_cool_the_return() -> None:
+    d = SiteDefaults()
+    wet = np.array([-5.0, 5.0, 10.0, 15.0, 25.0])
+    for chw_return in (12.0, 18.0, 30.0):
+        expected = [
+            _predicted_leaving(d, w) < chw_return - d.economiser_enable_offset_k for w in wet
+        ]
+        got = site_setpoints(d, wet, chw_return).economiser_enable
+        np.testing.assert_array_equal(got, np.array(expected, dtype=float))
+    # A shoulder season free-cools against a warm return; a Miami summer does not.
+    assert site_setpoints(d, np.array([8.0]), 22.0).economiser_enable[0] == 1.0
+    assert site_setpoints(d, np.array([24.0]), 22.0).economiser_enable[0] == 0.0
+    # A larger enable offset asks for more headroom.
+    strict = SiteDefaults(economiser_enable_offset_k=6.0)
+    assert site_setpoints(strict, np.array([8.0]), 22.0).economiser_enable[0] == 0.0
+
+
+def test_economiser_enable_holds_and_delays_its_switches() -> None:
+    d = SiteDefaults()
+    enable = EconomiserEnable(d, 1)
+    cold, warm, ret, dt = 2.0, 24.0, 20.0, 60.0
+    assert enable.step(np.array([cold]), np.array([ret]), dt)[0] == 1.0  # free to switch at once
+    # Warm weather: stays on for the hold time, then switches off after the disable delay.
+    steps = 1
+    while enable.step(np.array([warm]), np.array([ret]), dt)[0] == 1.0:
+        steps += 1
+    assert steps * dt >= d.economiser_hold_s
+    # Cold again right away: stays off for the hold time.
+    steps = 1
+    while enable.step(np.array([cold]), np.array([ret]), dt)[0] == 0.0:
+        steps += 1
+    assert steps * dt >= d.economiser_hold_s and steps * dt <= d.economiser_hold_s + dt
+    # A missing reading holds the enable.
+    before = enable.enabled.copy()
+    enable.step(np.array([np.nan]), np.array([ret]), dt)
+    np.testing.assert_array_equal(enable.enabled, before)
 
 
 def test_no_command_gives_the_site_setpoints() -> None:

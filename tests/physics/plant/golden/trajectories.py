@@ -7,6 +7,8 @@ compiled engine agreed to 1e-7 on them) and pin its behaviour: every fault and a
 two sites of two designs, a controller that moves every setpoint each 5-minute period, and
 the KPIs of shipped scenarios. Re-record only for a deliberate physics change, with
 ``python -m tests.physics.plant.golden.trajectories`` and a commit message that says why.
+Re-recorded once since (issue 15): the site's Guideline 36 economiser enable, the CRAH
+failure sequence and the equipment status points.
 """
 
 from __future__ import annotations
