@@ -101,21 +101,38 @@ class MpcConfig:
     move_penalty_kwh: float = 0.02
     bias_gain: float = 0.8
     """Share of the last prediction error added to the inlet bias each period."""
+    crah_headroom_units: int = 0
+    """CRAH units the plan keeps in reserve (N-1 headroom with 1): the fan speed is capped
+    at (n - k) / n, so the BMS's failure sequence can hold the planned airflow with k units
+    tripped. 0: the controller reacts to a trip through its measured inlet bias, and the
+    BMS sequence bridges the gap meanwhile."""
 
     def __post_init__(self) -> None:
         if self.settle_periods < 1:
             raise ValueError("MpcConfig.settle_periods must be at least 1")
         if not 0.0 <= self.bias_gain <= 1.0:
             raise ValueError("MpcConfig: bias_gain must lie in [0, 1]")
+        if self.crah_headroom_units < 0:
+            raise ValueError("MpcConfig.crah_headroom_units must not be negative")
 
-    def settings(self, scale: ActionScale, n_pods: int, period_h: float) -> MpcSettings:
+    def settings(
+        self, scale: ActionScale, n_pods: int, period_h: float, n_crah: int = 12
+    ) -> MpcSettings:
+        if self.crah_headroom_units >= n_crah:
+            raise ValueError(
+                f"MpcConfig.crah_headroom_units ({self.crah_headroom_units}) must be below "
+                f"the site's {n_crah} CRAH units"
+            )
+        high = [float(v) for v in scale.high[:4]]
+        fan_cap = (n_crah - self.crah_headroom_units) / n_crah
+        high[1] = max(min(high[1], fan_cap), float(scale.low[1]))
         return MpcSettings(
             horizon=self.horizon,
             knots=self.knots,
             n_pods=n_pods,
             period_h=period_h,
             low=tuple(float(v) for v in scale.low[:4]),  # type: ignore[arg-type]
-            high=tuple(float(v) for v in scale.high[:4]),  # type: ignore[arg-type]
+            high=tuple(high),  # type: ignore[arg-type]
             rate=self.rate,
             inlet_limit_c=self.inlet_limit_c,
             margin_k=self.margin_k,
@@ -198,7 +215,7 @@ class MpcPolicy:
         self.theta = np.asarray(THETA_NOMINAL if theta is None else theta, dtype=np.float64)
         if self.theta.shape != (len(THETA_NAMES),):
             raise ValueError(f"theta needs {len(THETA_NAMES)} values ({', '.join(THETA_NAMES)})")
-        self.settings = self.config.settings(self.scale, site.n_pods, self.period_h)
+        self.settings = self.config.settings(self.scale, site.n_pods, self.period_h, site.n_crah)
         self.problem = MpcProblem(self.settings)
         self.sampler = TwinSampler(self.ensemble, self.settings, self.config.settle_periods)
         self._hottest_rack = self._hottest_racks()

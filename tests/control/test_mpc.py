@@ -9,7 +9,7 @@ import pytest
 
 from control.baselines import FixedSetpoints
 from control.evaluation import evaluate
-from control.mpc import MpcPolicy, OracleMpcPolicy, oracle_twin
+from control.mpc import MpcConfig, MpcPolicy, OracleMpcPolicy, oracle_twin
 from control.mpc_model import FAN, SAT, LocalModel, MpcProblem, MpcSettings
 from control.policy import Policy
 from physics.plant.scenario import Scenario, load_scenario
@@ -96,6 +96,19 @@ def test_pyomo_model_solves_to_optimality_with_rate_limits() -> None:
     assert hot.setpoints[:, FAN].min() >= 0.7 - 1e-4
     with pytest.raises(ValueError, match="shape"):
         problem.solve(_bad(settings))
+
+
+def test_crah_headroom_caps_the_planned_fan_speed() -> None:
+    scale = ActionScale()
+    react = MpcConfig().settings(scale, n_pods=4, period_h=1 / 12, n_crah=12)
+    assert react.high[1] == 1.0
+    n_minus_1 = MpcConfig(crah_headroom_units=1).settings(scale, 4, 1 / 12, n_crah=12)
+    assert n_minus_1.high[1] == pytest.approx(11 / 12)
+    assert n_minus_1.high[0] == react.high[0] and n_minus_1.low == react.low
+    with pytest.raises(ValueError, match="below the site's 3 CRAH units"):
+        MpcConfig(crah_headroom_units=3).settings(scale, 4, 1 / 12, n_crah=3)
+    with pytest.raises(ValueError, match="must not be negative"):
+        MpcConfig(crah_headroom_units=-1)
 
 
 def test_repeated_solves_print_nothing(capfd: pytest.CaptureFixture[str]) -> None:

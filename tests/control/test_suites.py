@@ -17,7 +17,7 @@ def test_shipped_suites_load_with_their_targets() -> None:
     assert pre.on == "twin" and held.on == "plant"
     # Two days each, so gate 1's time stays bounded (7 scenarios since issue 15).
     assert len(pre.scenarios) == 7 and all(s.duration_h == 48 for s in pre.scenarios)
-    assert len(held.scenarios) == 9 and all(s.duration_h >= 168 for s in held.scenarios)
+    assert len(held.scenarios) == 10 and all(s.duration_h >= 168 for s in held.scenarios)
     # Held out: no site seed of the twin's training data (11), faults at several times.
     assert all(s.site_seed != 11 for s in held.scenarios)
     kinds = {f.kind for s in held.scenarios for f in s.faults}
