@@ -7,6 +7,11 @@ during it (the command, or where none was in force the site's own control, which
 knows), the mean IT power per pod and the mean outdoor air; its targets are the readings at
 its end and the mean meter readings over it. Periods with a missing reading are dropped
 and split the run into separate sequences.
+
+Where the recording has the plant's equipment status points (``crah_running.NN``,
+``chiller_alarm.k``, ``tower_fan_alarm``), each period also carries the units available
+during it (:class:`~twin.surrogate.UnitStatus`, period means); recordings without them
+(older ones) carry none, and the twin takes every unit as running.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from physics.plant.site_control import SETPOINT_FIELDS, site_control_matrix, sit
 from twin.design import TwinDesign
 from twin.recording import Recording
 from twin.spaces import COOLING_POWER_POINTS
+from twin.surrogate import UnitStatus
 from twinloop.errors import TwinLoopError
 
 FloatArray = NDArray[np.float64]
@@ -72,15 +78,27 @@ class PeriodData:
     meters: Tensor  # (T, len(METER_NAMES)) means over the period
     time_h: Tensor  # (T,) hour of the year at the period's start
     sequence: Tensor  # (T,) int64
+    unit_status: UnitStatus | None = None
+    """Units available per period (None: the recording has no status points)."""
 
     def __len__(self) -> int:
         return int(self.hall.shape[0])
 
+    def _tensors(self) -> dict[str, Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "unit_status"}
+
     def index(self, idx: Tensor) -> PeriodData:
-        return PeriodData(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        status = None if self.unit_status is None else self.unit_status.index(idx)
+        return PeriodData(
+            **{name: value[idx] for name, value in self._tensors().items()}, unit_status=status
+        )
 
     def to(self, device: torch.device | str) -> PeriodData:
-        return PeriodData(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        status = None if self.unit_status is None else self.unit_status.to(device)
+        return PeriodData(
+            **{name: value.to(device) for name, value in self._tensors().items()},
+            unit_status=status,
+        )
 
     @staticmethod
     def concat(parts: Sequence[PeriodData]) -> PeriodData:
@@ -94,9 +112,25 @@ class PeriodData:
         merged = {
             f.name: torch.cat([getattr(p, f.name) for p in parts])
             for f in fields(PeriodData)
-            if f.name != "sequence"
+            if f.name not in ("sequence", "unit_status")
         }
-        return PeriodData(sequence=torch.cat(seqs), **merged)
+        status = None
+        if any(p.unit_status is not None for p in parts):
+            # Parts without status points ran with every unit (every chiller: the twin caps
+            # the infinite count at the site's chillers).
+            status = UnitStatus.concat(
+                [
+                    p.unit_status
+                    if p.unit_status is not None
+                    else UnitStatus(
+                        torch.ones(len(p)),
+                        torch.full((len(p),), float("inf")),
+                        torch.ones(len(p)),
+                    )
+                    for p in parts
+                ]
+            )
+        return PeriodData(sequence=torch.cat(seqs), unit_status=status, **merged)
 
     def windows(self, horizon: int) -> Tensor:
         """Start indices of every run of ``horizon + 1`` consecutive periods in one sequence
@@ -221,7 +255,47 @@ def periods_from_frame(
     if keep.size == 0:
         raise DatasetError("no complete control period in the recording")
     tensors = {k: torch.as_tensor(v[keep], dtype=torch.float32) for k, v in arrays.items()}
-    return PeriodData(sequence=torch.as_tensor(sequence[keep], dtype=torch.int64), **tensors)
+    status = unit_status_of(frame, design)
+    return PeriodData(
+        sequence=torch.as_tensor(sequence[keep], dtype=torch.int64),
+        unit_status=None if status is None else status_periods(status, per, body, keep),
+        **tensors,
+    )
+
+
+def unit_status_of(frame: pd.DataFrame, design: TwinDesign) -> FloatArray | None:
+    """Units available per row (rows, 3: CRAH running fraction, chillers available, tower
+    fan capacity) from the status points, or None where the recording has none of them.
+
+    A missing status point counts as all running (older recordings); a missing reading
+    holds the last one (running before the first). The tower's alarm says that fan capacity
+    is lost, not how much: it counts as all of it.
+    """
+    crah = [f"crah_running.{i:02d}" for i in range(design.n_crah)]
+    alarms = [f"chiller_alarm.{k}" for k in range(design.n_chillers)]
+    if not any(c in frame.columns for c in (*crah, *alarms, "tower_fan_alarm")):
+        return None
+
+    def points(names: Sequence[str], nominal: float) -> FloatArray:
+        values = np.full((len(frame), len(names)), nominal)
+        for j, name in enumerate(names):
+            if name in frame.columns:
+                held = frame[name].astype(np.float64).ffill().fillna(nominal)
+                values[:, j] = np.clip(held.to_numpy(dtype=np.float64), 0.0, 1.0)
+        return values
+
+    running = points(crah, 1.0).mean(axis=1)
+    available = design.n_chillers - points(alarms, 0.0).sum(axis=1)
+    tower = 1.0 - points(["tower_fan_alarm"], 0.0)[:, 0]
+    return np.stack([running, available, tower], axis=1)
+
+
+def status_periods(rows: FloatArray, per: int, body: slice, keep: NDArray[np.int64]) -> UnitStatus:
+    """Per-row unit status as period means over ``body`` for the kept periods."""
+    v = rows[body]
+    means = v.reshape(-1, per, v.shape[1]).mean(axis=1)[keep]
+    t = torch.as_tensor(means, dtype=torch.float32)
+    return UnitStatus(crah_running_frac=t[:, 0], chillers_available=t[:, 1], tower_fan_frac=t[:, 2])
 
 
 def periods_from_recordings(recordings: Sequence[Recording], design: TwinDesign) -> PeriodData:

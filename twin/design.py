@@ -53,6 +53,7 @@ class TwinDesign:
     cw_pump_kw_per_chiller: float
     tower_design_fan_kw: float
     tower_min_airflow_ratio: float
+    tower_free_convection_frac: float
     economiser_effectiveness: float
     power_chain: PowerChainParams
     limits: SetpointLimits
@@ -96,6 +97,7 @@ class TwinDesign:
             cw_pump_kw_per_chiller=config.cw_pump_kw_per_chiller,
             tower_design_fan_kw=config.tower.design_fan_power_kw,
             tower_min_airflow_ratio=config.tower.min_airflow_ratio,
+            tower_free_convection_frac=config.tower.free_convection_frac,
             economiser_effectiveness=config.economiser_effectiveness,
             power_chain=config.power_chain,
             limits=config.limits,

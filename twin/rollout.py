@@ -48,12 +48,13 @@ def initial_state(model: TwinModel, data: PeriodData, idx: Tensor) -> TwinState:
 
 
 def period_inputs(data: PeriodData, idx: Tensor) -> TwinInputs:
-    """The recorded setpoints, IT power and weather of periods ``idx``."""
+    """The recorded setpoints, IT power, weather and unit status of periods ``idx``."""
     return TwinInputs(
         setpoints=data.setpoints[idx],
         it_power_kw=data.it_power_kw[idx],
         outdoor_dry_bulb_c=data.outdoor_dry_bulb_c[idx],
         outdoor_wet_bulb_c=data.outdoor_wet_bulb_c[idx],
+        status=None if data.unit_status is None else data.unit_status.index(idx),
     )
 
 

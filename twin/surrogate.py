@@ -19,6 +19,13 @@ One call of :meth:`PhysicsTwin.forward` advances a batch of twins by one control
 * **Condenser water and tower**: the tower makes the setpoint or its full-fan approach,
   whichever is warmer; fan power ∝ airflow ratio³.
 * **Power chain**: the site's loss curves; facility = IT + cooling + losses + lighting + aux.
+* **Unit status** (:class:`UnitStatus`, optional): tripped CRAH units take their share of the
+  hall's airflow capacity with them and the BMS's failure sequence speeds the others up to
+  hold airflow, capped at full speed (the units' air mixes in one hall, so it is a hall-level
+  fraction); tripped chillers cap how many can be staged, so the supply warms once the load
+  exceeds the remaining capacity; lost tower-fan capacity caps the fan's airflow ratio and
+  with it the approach the tower can make (free convection at worst). Without a status every
+  unit runs, and the step is the same computation as before status existed.
 
 The site's deviations from its drawings live in learned structural parameters (per-rack
 recirculation and offsets, pod airflow shares, thermal capacities, tower approach) and in a
@@ -86,17 +93,62 @@ class TwinState:
 
 
 @dataclass(frozen=True)
+class UnitStatus:
+    """Equipment available during one period, per twin (N,); period means where the status
+    changed inside the period.
+
+    ``crah_running_frac``: the fraction of the hall's CRAH units running (1.0 all, 11/12 with
+    one tripped); ``chillers_available``: how many chillers can be staged (not tripped, not
+    locked out); ``tower_fan_frac``: the tower fans' airflow capacity left (1.0 intact, 0.0
+    all fans lost).
+    """
+
+    crah_running_frac: Tensor
+    chillers_available: Tensor
+    tower_fan_frac: Tensor
+
+    def index(self, idx: Tensor | slice) -> UnitStatus:
+        return UnitStatus(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def to(self, device: torch.device | str) -> UnitStatus:
+        return UnitStatus(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def clone(self) -> UnitStatus:
+        return UnitStatus(**{f.name: getattr(self, f.name).clone() for f in fields(self)})
+
+    @staticmethod
+    def all_running(n: int, design: TwinDesign, device: torch.device | None = None) -> UnitStatus:
+        """Every unit of ``design`` running, for ``n`` twins."""
+        ones = torch.ones(n, device=device)
+        return UnitStatus(ones, ones * float(design.n_chillers), ones.clone())
+
+    @staticmethod
+    def concat(parts: list[UnitStatus]) -> UnitStatus:
+        return UnitStatus(
+            **{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(UnitStatus)}
+        )
+
+
+@dataclass(frozen=True)
 class TwinInputs:
     """What drives one period: applied setpoints (N, 5) in physical units, in
-    :data:`twin.spaces.ACTION_NAMES` order; mean IT power per pod (N, P); outdoor air (N,)."""
+    :data:`twin.spaces.ACTION_NAMES` order; mean IT power per pod (N, P); outdoor air (N,);
+    the units available (None: every unit runs)."""
 
     setpoints: Tensor
     it_power_kw: Tensor
     outdoor_dry_bulb_c: Tensor
     outdoor_wet_bulb_c: Tensor
+    status: UnitStatus | None = None
 
     def index(self, idx: Tensor | slice) -> TwinInputs:
-        return TwinInputs(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        return TwinInputs(
+            setpoints=self.setpoints[idx],
+            it_power_kw=self.it_power_kw[idx],
+            outdoor_dry_bulb_c=self.outdoor_dry_bulb_c[idx],
+            outdoor_wet_bulb_c=self.outdoor_wet_bulb_c[idx],
+            status=None if self.status is None else self.status.index(idx),
+        )
 
 
 @dataclass(frozen=True)
@@ -304,12 +356,20 @@ class PhysicsTwin(nn.Module):
         it_kw = torch.clamp(inputs.it_power_kw, min=1.0)
         wet_bulb, dry_bulb = inputs.outdoor_wet_bulb_c, inputs.outdoor_dry_bulb_c
 
+        status = inputs.status
         # --- CRAH fans and the coil limit (entering air = last return, water = last supply)
         fan = torch.clamp(fan, d.crah_min_speed_frac, 1.0)
+        units: float | Tensor = d.n_crah
+        if status is not None:
+            # The BMS's failure sequence: the running units speed up to hold the airflow,
+            # capped at full speed (at least one unit is taken to run).
+            running = torch.clamp(status.crah_running_frac, min=1.0 / d.n_crah, max=1.0)
+            fan = torch.clamp(fan / running, max=1.0)
+            units = d.n_crah * running
         unit_air = d.crah_design_airflow_kg_s * fan * torch.exp(self.raw_crah_airflow_mult)
-        m_air = d.n_crah * unit_air
+        m_air = units * unit_air
         c_air_total = m_air * CP_AIR_KJ_KG_K
-        fan_kw = d.n_crah * d.crah_design_fan_kw * fan**3
+        fan_kw = units * d.crah_design_fan_kw * fan**3
         fan_rise = fan_kw / c_air_total
         coil_ua = (
             d.crah_design_ua_kw_k
@@ -353,7 +413,7 @@ class PhysicsTwin(nn.Module):
             frac = torch.clamp((t_lo - coil_leave) / torch.clamp(t_lo - t_hi, min=1e-9), 0.0, 1.0)
             unit_water = grid[lo_i] + frac * (grid[warm] - grid[lo_i])
         coil_heat = c_air_total * (t_in_coil - coil_leave)
-        coil_flow = d.n_crah * unit_water
+        coil_flow = units * unit_water
 
         features = self._features(state, inputs, coil_leave, coil_heat)
         res = self._residuals(features)
@@ -412,6 +472,9 @@ class PhysicsTwin(nn.Module):
             1.0,
             float(d.n_chillers),
         )
+        if status is not None:  # tripped chillers cannot be staged
+            available = torch.clamp(status.chillers_available, 0.0, float(d.n_chillers))
+            n_on = torch.minimum(n_on, available)
         primary = torch.maximum(coil_flow, n_on * d.chw_min_flow_per_chiller_kg_s)
         coil_return = t_water + coil_heat / (torch.clamp(coil_flow, min=1e-3) * CP_WATER_KJ_KG_K)
         mixed = (coil_flow * coil_return + (primary - coil_flow) * t_water) / primary
@@ -433,7 +496,7 @@ class PhysicsTwin(nn.Module):
         load = c_chw * (eco_leave - leave)
         chw_tau = torch.exp(self.raw_chw_tau_s)
         chw_supply = leave + (state.chw_supply_c - leave) * _decay(-dt / chw_tau) + res[:, 3]
-        plr = torch.clamp(load / capacity_kw, min=d.chiller_min_plr, max=1.0)
+        plr = torch.clamp(load / torch.clamp(capacity_kw, min=1e-6), min=d.chiller_min_plr, max=1.0)
         eir = _biquadratic(curves.eirft, torch.clamp(leave, *curves.chw_leave_range_c), y)
         eir_plr = curves.eirfplr[0] + curves.eirfplr[1] * plr + curves.eirfplr[2] * plr * plr
         chiller_kw = (
@@ -450,7 +513,8 @@ class PhysicsTwin(nn.Module):
         chw_pump_kw = d.chw_pump_design_kw * q**3 * torch.exp(res[:, 8 + d.n_pods])
 
         # --- condenser water and tower
-        cells = torch.maximum(n_on, eco_on.to(n_on.dtype))
+        # One cell keeps circulating while chillers are wanted but none is available.
+        cells = torch.clamp(torch.maximum(n_on, eco_on.to(n_on.dtype)), min=1.0)
         cw_flow = cells * d.cw_flow_per_chiller_kg_s
         tower_heat = load + chiller_kw + eco_heat
         tower_range = tower_heat / (cw_flow * CP_WATER_KJ_KG_K)
@@ -459,13 +523,25 @@ class PhysicsTwin(nn.Module):
             min=0.3,
         )
         wanted_approach = torch.clamp(sp_cw - wet_bulb, min=0.05)
-        cw_leave = _smooth_max(sp_cw, wet_bulb + approach_full, sharpness=4.0)
         exponent = nn.functional.softplus(self.raw_tower_fan_exponent)
+        coldest = wet_bulb + approach_full
         ratio = torch.clamp(
             (approach_full / torch.maximum(wanted_approach, approach_full)) ** exponent,
             d.tower_min_airflow_ratio,
             1.0,
         )
+        if status is not None:
+            coldest, ratio = self._tower_fan_limit(
+                status.tower_fan_frac,
+                coldest,
+                ratio,
+                wet_bulb,
+                approach_full,
+                exponent,
+                cw_prev,
+                tower_range,
+            )
+        cw_leave = _smooth_max(sp_cw, coldest, sharpness=4.0)
         tower_fan_kw = cells * d.tower_design_fan_kw * ratio**3 * torch.exp(res[:, 7 + d.n_pods])
         cw_supply = cw_leave + res[:, 4]
         cw_pump_kw = cells * d.cw_pump_kw_per_chiller
@@ -501,11 +577,38 @@ class PhysicsTwin(nn.Module):
             cooling_kw=cooling_kw,
             facility_kw=facility_kw,
             chw_flow_kg_s=primary,
-            valve_frac=unit_water / d.crah_max_water_kg_s,
+            valve_frac=unit_water / d.crah_max_water_kg_s * (units / d.n_crah),
             coil_heat_kw=coil_heat,
             chillers_on=n_on,
             heat_in_kw=heat_in,
             residual_sq=(scaled * scaled).mean(dim=-1),
+        )
+
+    def _tower_fan_limit(
+        self,
+        fan_frac: Tensor,
+        coldest: Tensor,
+        ratio: Tensor,
+        wet_bulb: Tensor,
+        approach_full: Tensor,
+        exponent: Tensor,
+        cw_prev: Tensor,
+        tower_range: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """The coldest water the tower can make and its fan ratio with only ``fan_frac`` of
+        its fan capacity: the approach at that airflow (the inverse of the fan law above), no
+        worse than free convection's share of the full-fan drop; unchanged at ``fan_frac``
+        1."""
+        d = self.design
+        frac = torch.clamp(fan_frac, 0.0, 1.0)
+        lost = frac < 1.0
+        at_frac = wet_bulb + approach_full * torch.clamp(frac, min=0.05) ** (-1.0 / exponent)
+        entering = cw_prev + tower_range
+        free = entering - d.tower_free_convection_frac * (entering - coldest)
+        limited = torch.where(frac > 0.0, torch.minimum(at_frac, free), free)
+        return (
+            torch.where(lost, torch.maximum(limited, coldest), coldest),
+            torch.where(lost, torch.minimum(ratio, frac), ratio),
         )
 
     def _features(

@@ -49,7 +49,14 @@ from twin.spaces import (
     build_observation,
     observation_space,
 )
-from twin.surrogate import THETA_NAMES, THETA_NOMINAL, PhysicsTwin, TwinInputs, TwinState
+from twin.surrogate import (
+    THETA_NAMES,
+    THETA_NOMINAL,
+    PhysicsTwin,
+    TwinInputs,
+    TwinState,
+    UnitStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +179,9 @@ class BatchedTwin:
         self._wet = tensor(self.table.wet_bulb_c)
         self._it = tensor(self.table.it_power_kw)
         self._theta_fault = tensor(self.table.theta_fault)
+        self._crah_running = tensor(self.table.crah_running_frac)
+        self._chillers_available = tensor(self.table.chillers_available)
+        self._tower_fan = tensor(self.table.tower_fan_frac)
         self._low = tensor(self.action_scale.low)
         self._span = tensor(self.action_scale.high - self.action_scale.low)
         n = num_envs
@@ -246,6 +256,11 @@ class BatchedTwin:
             it_power_kw=self._it[rows] * self.it_scale[envs, None],
             outdoor_dry_bulb_c=self._dry[rows] + offset,
             outdoor_wet_bulb_c=self._wet[rows] + offset,
+            status=UnitStatus(
+                crah_running_frac=self._crah_running[rows],
+                chillers_available=self._chillers_available[rows],
+                tower_fan_frac=self._tower_fan[rows],
+            ),
         )
 
     def _theta_at(self, rows: Tensor, envs: slice | Tensor) -> Tensor:
