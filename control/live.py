@@ -7,7 +7,9 @@ Every period (:meth:`LiveController.step`):
    a tampered or unloadable one is rolled back by the ``watchdog``);
 2. take a fresh snapshot of the site's points and check it (:class:`~control.watchdog.Watchdog`);
    build the observation exactly as every TwinLoop environment does
-   (:func:`~twin.spaces.build_observation`; stale or bad points count as missing), with the
+   (:func:`~twin.spaces.build_observation`; stale or bad points count as missing, biased or
+   stuck inlet and supply-air sensors are replaced by estimates, :mod:`twin.sensor_check`,
+   and reported as ``sensor_fault`` events), with the
    site's forecasts: the weather from the ``forecaster`` (persistence of the measured wet
    bulb by default), the IT power from the site's own history of this loop
    (:class:`~twin.forecast.LoadHistory`, one reading per period, seasonal naive);
@@ -20,7 +22,7 @@ Every period (:meth:`LiveController.step`):
 5. the action goes through the :class:`~control.shield.Shield` to the
    :class:`SetpointSink` with an id and an expiry of one control period;
    ``ctl.<field>``, ``kpi.*`` and events (trips, rollbacks, shield interventions, write
-   errors) go to the historian;
+   errors, sensor faults) go to the historian;
 6. after the write (off the sensor → setpoint path), with a twin given
    (:class:`~control.twin_tracker.TwinTracker`), the period that ended is assimilated and the
    next one forecast (``twin.*``); that forecast is what the watchdog holds against the
@@ -54,6 +56,7 @@ from physics.plant.sensors import point_catalog
 from physics.plant.site import SiteConfig, site_variant
 from physics.plant.site_control import SETPOINT_FIELDS
 from twin.forecast import LoadHistory
+from twin.sensor_check import SensorCheckConfig, SensorValidator
 from twin.spaces import (
     FORECAST_IT_H,
     ActionScale,
@@ -68,6 +71,7 @@ FloatArray = NDArray[np.float64]
 Mode = Literal["site", "live", "override", "tripped"]
 WATCHDOG = "watchdog"
 SOURCE = "live"
+SENSOR_CHECK = "sensor_check"
 FIELD_UNITS: Mapping[str, str] = {
     "supply_air_c": "degC",
     "fan_speed_frac": "frac",
@@ -158,6 +162,7 @@ class LiveController:
         forecaster: Forecaster = persistence_forecast,
         hour_of_year: Callable[[float], float] = unix_hour_of_year,
         twin: TwinTracker | None = None,
+        sensor_check: SensorCheckConfig | None = SensorCheckConfig(),  # noqa: B008 (frozen)
     ) -> None:
         if not (math.isfinite(control_period_s) and control_period_s > 0):
             raise ValueError("control_period_s must be a positive number of seconds")
@@ -171,6 +176,15 @@ class LiveController:
             design_it_kw=self.site.n_racks * self.site.server.max_power_kw,
         )
         self.points = tuple(p.name for p in point_catalog(self.site))
+        self.sensor_validator = (
+            None
+            if sensor_check is None
+            else SensorValidator(
+                self.points, self.site.n_pods, self.site.racks_per_pod, sensor_check
+            )
+        )
+        """Distrusts biased or stuck inlet and supply-air sensors (:mod:`twin.sensor_check`):
+        every policy, the KPIs and the shadow see its substitutes."""
         self.watchdog = Watchdog(watchdog)
         self._snapshot = snapshot
         self._sink = sink
@@ -401,9 +415,27 @@ class LiveController:
                 and now_s - sample.ts <= limit
             ):
                 values[i] = sample.value
+        values = self._check_sensors(values, now_s)
         return HallReadings.from_points(
             self.points, values, self.site.n_pods, self.site.racks_per_pod
         )
+
+    def _check_sensors(self, values: FloatArray, now_s: float) -> FloatArray:
+        """The snapshot's values with distrusted sensors substituted; every flag raised or
+        cleared becomes a ``sensor_fault`` / ``sensor_cleared`` event."""
+        validator = self.sensor_validator
+        if validator is None:
+            return values
+        checked = validator.update(now_s, values)
+        for flag in validator.raised:
+            logger.warning("sensor check: %s", flag.summary())
+            self._event(now_s, "sensor_fault", flag.summary(), source=SENSOR_CHECK)
+        for flag in validator.cleared:
+            logger.info("sensor check: %s trusted again after a clean stretch", flag.point)
+            self._event(
+                now_s, "sensor_cleared", f"{flag.point}: trusted again", source=SENSOR_CHECK
+            )
+        return checked
 
     def _observe(
         self, hall: HallReadings, now_s: float, last_action: FloatArray

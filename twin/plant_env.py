@@ -5,9 +5,12 @@ One step is one control period of the scenario. The action (five numbers in [-1,
 the period; the plant then advances ``steps_per_period`` internal steps. The policy sees only
 sensor readings (:func:`~twin.spaces.build_observation`); the reward is computed from readings
 too, exactly as the twin environment computes it, so a policy trained in the twin is scored the
-same way here. The plant's truth log (``true_*`` in ``info``) is for evaluation only. The
-observation's forecasts are the site's (:mod:`twin.forecast`): the weather file plus the
-error of the scenario's forecast level, and IT power from the readings seen so far.
+same way here. Readings pass the sensor check first (:mod:`twin.sensor_check`; on by default,
+``sensor_check=None`` turns it off): a biased or stuck inlet or supply-air sensor is replaced by
+its estimate in the observation and the reward, and reported in ``info["sensor_flags"]``.
+The plant's truth log (``true_*`` in ``info``) is for evaluation only. The observation's
+forecasts are the site's (:mod:`twin.forecast`): the weather file plus the error of the
+scenario's forecast level, and IT power from the readings seen so far.
 
 Each reset builds a fresh plant over the episode's window of the scenario. The window opens
 with one control period under the site's own control (the *lead-in*), whose readings give the
@@ -36,6 +39,7 @@ from physics.plant.site_control import SETPOINT_FIELDS, SetpointCommand
 from physics.workload import make_workload
 from twin.forecast import LoadHistory, WeatherForecast
 from twin.reward import CoolingEnergyReward
+from twin.sensor_check import SensorCheckConfig, SensorValidator
 from twin.spaces import (
     ACTION_NAMES,
     FORECAST_IT_H,
@@ -113,6 +117,7 @@ class PlantEnv(gym.Env[Obs, Obs]):
         action_scale: ActionScale | None = None,
         random_start: bool = False,
         record_log: bool = False,
+        sensor_check: SensorCheckConfig | None = SensorCheckConfig(),  # noqa: B008 (frozen)
     ) -> None:
         super().__init__()
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
@@ -120,6 +125,8 @@ class PlantEnv(gym.Env[Obs, Obs]):
         site = sc.site
         self.random_start = bool(random_start)
         self.record_log = bool(record_log)
+        self.sensor_check = sensor_check
+        self.sensor_validator: SensorValidator | None = None
         self._logs: list[FloatArray] = []
         self.reward_fn = reward if reward is not None else CoolingEnergyReward()
         self.action_scale = action_scale or ActionScale.within(site.limits)
@@ -180,6 +187,7 @@ class PlantEnv(gym.Env[Obs, Obs]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Obs, dict[str, Any]]:
         super().reset(seed=seed)
+        site = self.scenario.site
         free = self.scenario_periods - 1 - self.episode_periods
         first = int(self.np_random.integers(0, free + 1)) if self.random_start else 0
         self.plant = self._build_plant(first)
@@ -188,13 +196,19 @@ class PlantEnv(gym.Env[Obs, Obs]):
         self._held_cooling_kw = 0.0
         self._held_inlet_c = np.full(self.scenario.site.n_racks, self.reward_fn.recommended_c)
         self._load.reset()
+        if self.sensor_check is not None:
+            self.sensor_validator = SensorValidator(
+                self.plant.point_names, site.n_pods, site.racks_per_pod, self.sensor_check
+            )
         logs, readings = self.plant.advance(self.steps_per_period)  # the lead-in period
         self._logs = [logs[:, 0]] if self.record_log else []
-        hall = self._hall(readings[:, 0])
+        checked = self._checked(readings[:, 0])
+        hall = self._hall(checked)
         self._period_cooling_kw(hall)
         self._period_inlet_c(hall)
         info = {"time_h": self.plant.time_h, "start_period": first + 1}
-        return self._observe(readings[-1, 0]), info
+        info.update(self._sensor_info())
+        return self._observe(checked[-1]), info
 
     def step(self, action: Obs) -> tuple[Obs, float, bool, bool, dict[str, Any]]:
         plant = self.plant
@@ -222,7 +236,8 @@ class PlantEnv(gym.Env[Obs, Obs]):
         self._period += 1
         self._last_action = np.clip(a, -1.0, 1.0)
 
-        hall = self._hall(readings[:, 0])
+        checked = self._checked(readings[:, 0])
+        hall = self._hall(checked)
         value, terms = self.reward_fn(
             cooling_power_kw=self._period_cooling_kw(hall),
             inlet_c=self._period_inlet_c(hall),
@@ -232,8 +247,9 @@ class PlantEnv(gym.Env[Obs, Obs]):
         info["setpoints"] = applied
         info.update(self._truth(logs[:, 0]))
         info["time_h"] = plant.time_h
+        info.update(self._sensor_info())
         truncated = self._period >= self.episode_periods
-        return self._observe(readings[-1, 0]), float(value), False, truncated, info
+        return self._observe(checked[-1]), float(value), False, truncated, info
 
     def close(self) -> None:
         self.plant = None
@@ -269,6 +285,26 @@ class PlantEnv(gym.Env[Obs, Obs]):
         if self._columns is None:
             self._columns = _LogColumns.of(plant.log_names)
         return plant
+
+    def _checked(self, readings: FloatArray) -> FloatArray:
+        """The period's readings (steps, points) with distrusted sensors substituted
+        (:mod:`twin.sensor_check`); unchanged when the check is off."""
+        if self.sensor_validator is None:
+            return readings
+        assert self.plant is not None
+        return self.sensor_validator.update(self.plant.time_s, readings)
+
+    def _sensor_info(self) -> dict[str, Any]:
+        """``sensor_flags``: every distrusted sensor; ``sensor_flags_raised`` and
+        ``sensor_flags_cleared``: what changed this period (tuples of SensorFlag)."""
+        v = self.sensor_validator
+        if v is None:
+            return {}
+        return {
+            "sensor_flags": v.flags,
+            "sensor_flags_raised": v.raised,
+            "sensor_flags_cleared": v.cleared,
+        }
 
     def _hall(self, readings: FloatArray) -> HallReadings:
         """Readings (steps, points) of one site as hall readings."""

@@ -22,6 +22,7 @@ from control.reservoir import PolicyRecord, Reservoir
 from control.shield import ShieldConfig
 from control.twin_tracker import TwinTracker
 from control.watchdog import WatchdogConfig
+from physics.plant.faults import FaultEvent
 from physics.plant.plant import Plant
 from physics.plant.scenario import Scenario, load_scenario
 from physics.plant.simulation import build_plant
@@ -449,3 +450,22 @@ def test_twin_plant_divergence_trips(
             break
     assert modes == ["live", "live", "tripped"]
     assert reservoir.get(ref).state == "rolled_back"
+
+
+def test_a_biased_inlet_sensor_is_reported_once_and_distrusted(
+    reservoir: Reservoir, historian: Historian, scenario: Scenario
+) -> None:
+    point = "rack_inlet_c.1.07"
+    bias = FaultEvent("sensor_bias", 2.0, magnitude=-1.5, target=point)
+    site = PlantSite(build_plant(replace(scenario, duration_h=12.0, faults=(bias,))))
+    site.advance(PERIOD_S)
+    ctl = controller(site, reservoir, historian, scenario)
+    for _ in range(36):  # 3 h, the bias from 2 h
+        ctl.step(site.plant.time_s)
+        site.advance(PERIOD_S)
+    events = [e for e in historian.events() if e.kind == "sensor_fault"]
+    assert len(events) == 1 and events[0].source == "sensor_check"
+    assert events[0].message.startswith(f"{point}: bias")
+    assert ctl.sensor_validator is not None
+    assert [f.point for f in ctl.sensor_validator.flags] == [point]
+    assert 2.0 * 3600 < ctl.sensor_validator.flags[0].flagged_at_s <= 2.5 * 3600

@@ -1,0 +1,384 @@
+"""Sensor validation: a biased or stuck rack-inlet or supply-air sensor is flagged, reported
+and replaced by an estimate before any policy sees it.
+
+Why here, in :mod:`twin`: this is the step between a BMS reading and what a policy observes,
+which every TwinLoop environment and the live loop share (:mod:`twin.spaces` builds the
+observation, :class:`twin.plant_env.PlantEnv` and :class:`control.live.LiveController` feed
+it); :mod:`control` depends on :mod:`twin`, not the reverse, so both can use it.
+
+Feed :meth:`SensorValidator.update` each control period's readings (one row per snapshot:
+the plant's internal steps of the period, or the live loop's one snapshot). Two tests run
+on every monitored point, each a two-sided CUSUM on a residual standardised by a baseline
+and a noise scale learned per sensor (robust exponential averages, Huber-clipped, learnt
+only while the sensor is trusted):
+
+* **neighbours** (rack inlets): the rack's deviation from its pod's robust centre (the
+  median of the pod's trusted inlets). The racks of a pod share supply air, load schedule
+  and containment, so that deviation is nearly constant for a healthy sensor (measured on
+  the reference plant under the MPC: 0.05 K standard deviation, the sensor noise, while the
+  centre swings 5 K a day); a bias steps it. Pod-wide changes move the centre, not the
+  deviation.
+* **twin** (optional ``expected``: a model's prediction of the point for this period, e.g.
+  a calibrated twin's per-rack forecast): the residual reading − prediction. It adds what
+  neighbours cannot see: a point without redundant neighbours (supply air — the inlets'
+  offset above supply air wanders 2–4 K within hours as fan speed and load move, too much to
+  reveal a 1.5 K bias), or a fault shared by a whole pod.
+
+A point is also flagged **stuck** when its reading has not changed (by ``stuck_tol_c``) for
+``stuck_periods`` periods while its neighbours moved: their centre by ``stuck_move_c`` or
+more, or at least half of them changed every period (live sensors with noise do; a
+quantised BMS at a steady state does not, and then nothing is flagged).
+
+A flagged point is reported (:class:`SensorFlag`: which point, why, since when — the
+CUSUM's change-point estimate, the last period it was at zero) and its readings replaced:
+a rack inlet by its pod's robust centre plus its healthy offset learnt before the fault,
+or by its own reading where that is hotter — a substitute never reads cooler than the
+sensor, so a real local hot spot that the neighbour test takes for a bias is never hidden
+(it is still reported), and a high-biased sensor costs cooling energy, not safety; supply
+air by the prediction plus its learnt offset where ``expected`` gives one, else NaN
+(missing, which every consumer already treats as a dropout). A flag clears only by an
+explicit :meth:`SensorValidator.reset` (the operator fixed the sensor) or after
+``clear_periods`` (24 h by default) of consecutive clean periods, each moving and within
+``clear_z`` scales (or half of ``min_shift_c``) of the pre-fault offset: a full diurnal
+cycle that a stuck or still biased sensor cannot pass while its neighbours move, so a
+transient fault clears itself without letting a flapping sensor back into control.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+Reason = Literal["bias", "stuck"]
+Source = Literal["neighbours", "twin"]
+SUPPLY_AIR = "supply_air_c"
+
+
+@dataclass(frozen=True)
+class SensorCheckConfig:
+    """Tuning of :class:`SensorValidator`, in control periods and scales (noise σ)."""
+
+    warmup_periods: int = 12
+    """Periods that only learn a sensor's baseline and scale before its test starts."""
+    baseline_tau_periods: float = 72.0
+    """Time constant of the learnt offset (6 h at 5-min periods)."""
+    scale_tau_periods: float = 288.0
+    """Time constant of the learnt noise scale (24 h at 5-min periods)."""
+    scale_floor_c: float = 0.05
+    """Smallest noise scale (K): perfect sensors would otherwise make any wobble an alarm."""
+    huber_z: float = 3.0
+    """Residuals are clipped to ±this many scales before they update baseline and scale."""
+    cusum_k: float = 1.0
+    """Least CUSUM allowance (scales per period)."""
+    min_shift_c: float = 0.5
+    """Smallest bias the test is tuned to catch (K). The allowance is half of it where that
+    is more than ``cusum_k`` scales, so the slow few-hundredths-of-a-kelvin shifts of a
+    rack's deviation with load and airflow (measured: up to 0.1 K over a day) never add up
+    to an alarm."""
+    cusum_h: float = 15.0
+    """CUSUM threshold (scales): a 1.5 K step on a 0.05 K sensor flags in one period."""
+    stuck_periods: int = 12
+    stuck_tol_c: float = 0.005
+    stuck_move_c: float = 0.3
+    clear_periods: int = 288
+    clear_z: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.warmup_periods < 2 or self.stuck_periods < 2 or self.clear_periods < 1:
+            raise ValueError("warmup_periods and stuck_periods must be ≥ 2, clear_periods ≥ 1")
+        positive = (
+            self.baseline_tau_periods,
+            self.scale_tau_periods,
+            self.scale_floor_c,
+            self.min_shift_c,
+            self.huber_z,
+            self.cusum_h,
+            self.stuck_move_c,
+            self.clear_z,
+        )
+        if not all(math.isfinite(v) and v > 0 for v in positive):
+            raise ValueError("SensorCheckConfig: taus, scale floor, thresholds must be > 0")
+
+
+@dataclass(frozen=True)
+class SensorFlag:
+    """A sensor the validator no longer trusts."""
+
+    point: str
+    reason: Reason
+    source: Source
+    since_s: float
+    """Estimated fault onset: the CUSUM's last zero, or the first period of the frozen run."""
+    flagged_at_s: float
+    offset_c: float
+    """The healthy offset its substitute adds (to the pod centre or the prediction)."""
+
+    def summary(self) -> str:
+        return (
+            f"{self.point}: {self.reason} ({self.source}) since t={self.since_s:.0f} s, "
+            f"flagged at t={self.flagged_at_s:.0f} s; substituted (offset {self.offset_c:+.2f} K)"
+        )
+
+
+class _CusumBank:
+    """Two-sided CUSUMs over residuals of many points, with learnt baseline and scale."""
+
+    def __init__(self, n: int, config: SensorCheckConfig) -> None:
+        self.cfg = config
+        self.count = np.zeros(n, dtype=np.int64)
+        self.baseline = np.zeros(n)
+        self.var = np.zeros(n)
+        self.up = np.zeros(n)
+        self.down = np.zeros(n)
+        self.zero_baseline = np.zeros(n)
+        self.zero_time_s = np.full(n, np.nan)
+
+    def scale(self) -> FloatArray:
+        return np.maximum(np.sqrt(self.var), self.cfg.scale_floor_c)
+
+    def z(self, residual: FloatArray) -> FloatArray:
+        return (residual - self.baseline) / self.scale()
+
+    def update(self, time_s: float, residual: FloatArray, trusted: BoolArray) -> BoolArray:
+        """Test and learn from this period's residuals (NaN: no reading); the points whose
+        CUSUM crossed its threshold. Only trusted points are tested and learnt from."""
+        cfg = self.cfg
+        seen = np.isfinite(residual) & trusted
+        r = np.where(seen, residual, 0.0)
+        warm = seen & (self.count < cfg.warmup_periods)
+        # Warm-up: running mean and variance.
+        n = self.count + 1.0
+        delta = r - self.baseline
+        self.baseline = np.where(warm, self.baseline + delta / n, self.baseline)
+        self.var = np.where(warm, self.var + (delta * (r - self.baseline) - self.var) / n, self.var)
+        testing = seen & ~warm
+        z = np.where(testing, self.z(r), 0.0)
+        k = np.maximum(cfg.cusum_k, 0.5 * cfg.min_shift_c / self.scale())
+        self.up = np.where(testing, np.maximum(0.0, self.up + z - k), self.up)
+        self.down = np.where(testing, np.maximum(0.0, self.down - z - k), self.down)
+        alarm = testing & ((self.up > cfg.cusum_h) | (self.down > cfg.cusum_h))
+        learn = testing & ~alarm & (np.maximum(self.up, self.down) <= cfg.cusum_h / 2.0)
+        zc = np.clip(z, -cfg.huber_z, cfg.huber_z)
+        scale = self.scale()
+        self.baseline = np.where(
+            learn, self.baseline + zc * scale / cfg.baseline_tau_periods, self.baseline
+        )
+        self.var = np.where(
+            learn, self.var + ((zc * scale) ** 2 - self.var) / cfg.scale_tau_periods, self.var
+        )
+        at_zero = (seen & (self.up == 0.0) & (self.down == 0.0)) | (warm & seen)
+        self.zero_baseline = np.where(at_zero, self.baseline, self.zero_baseline)
+        self.zero_time_s = np.where(at_zero, time_s, self.zero_time_s)
+        self.count += seen
+        # An alarm falls back to the offset of the last in-control period.
+        self.baseline = np.where(alarm, self.zero_baseline, self.baseline)
+        return alarm
+
+    def restart(self, i: int) -> None:
+        """Forget the CUSUM state of point ``i`` (keeps its learnt baseline and scale)."""
+        self.up[i] = self.down[i] = 0.0
+
+
+class SensorValidator:
+    """Flags biased and stuck rack-inlet and supply-air sensors of one site (see the module
+    docstring) and substitutes estimates for them."""
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        n_pods: int,
+        racks_per_pod: int,
+        config: SensorCheckConfig | None = None,
+    ) -> None:
+        self.config = config or SensorCheckConfig()
+        self.names = tuple(names)
+        index = {n: i for i, n in enumerate(self.names)}
+        racks = [f"rack_inlet_c.{p}.{r:02d}" for p in range(n_pods) for r in range(racks_per_pod)]
+        self.points: tuple[str, ...] = (*racks, SUPPLY_AIR)
+        missing = [p for p in self.points if p not in index]
+        if missing:
+            raise KeyError(f"readings lack points {missing[:3]}")
+        self._columns = np.array([index[p] for p in self.points])
+        self._n_pods, self._racks = n_pods, racks_per_pod
+        self._n_racks = n_pods * racks_per_pod
+        m = len(self.points)
+        self._neighbours = _CusumBank(m, self.config)
+        self._twin = _CusumBank(m, self.config)
+        self._history = np.full((self.config.stuck_periods + 1, m), np.nan)
+        self._ref_history = np.full((self.config.stuck_periods + 1, m), np.nan)
+        self._alive_history = np.zeros((self.config.stuck_periods + 1, m))
+        self._history_times = np.full(self.config.stuck_periods + 1, np.nan)
+        self._clean = np.zeros(m, dtype=np.int64)
+        self._flags: dict[int, SensorFlag] = {}
+        self.raised: tuple[SensorFlag, ...] = ()
+        """Flags raised by the last :meth:`update`."""
+        self.cleared: tuple[SensorFlag, ...] = ()
+        """Flags cleared (after a long clean stretch) by the last :meth:`update`."""
+
+    @property
+    def flags(self) -> tuple[SensorFlag, ...]:
+        """Every point now distrusted."""
+        return tuple(self._flags[i] for i in sorted(self._flags))
+
+    def reset(self, point: str | None = None) -> None:
+        """The operator fixed ``point`` (every flagged point when None): trust it again and
+        restart its tests from its learnt baseline."""
+        for i in [i for i in self._flags if point is None or self.points[i] == point]:
+            del self._flags[i]
+            self._neighbours.restart(i)
+            self._twin.restart(i)
+            self._clean[i] = 0
+            self._history[:, i] = np.nan
+
+    # ------------------------------------------------------------------ one period
+    def update(
+        self,
+        time_s: float,
+        readings: ArrayLike,
+        expected: dict[str, float] | None = None,
+    ) -> FloatArray:
+        """Check one control period's readings, (snapshots, points) or (points,), in
+        :attr:`names` order, and return them with flagged points substituted (same shape).
+        ``expected`` maps points to a prediction of their period mean (optional)."""
+        raw = np.asarray(readings, dtype=np.float64)
+        rows = np.atleast_2d(raw)
+        x = _nanmean(rows[:, self._columns])
+        trusted = np.ones(len(self.points), dtype=bool)
+        trusted[list(self._flags)] = False
+        centre = self._centres(x[None, : self._n_racks], trusted)[0]
+        neighbour_ref = np.append(np.repeat(centre, self._racks), math.nan)
+        prediction = np.full(len(self.points), np.nan)
+        for name, value in (expected or {}).items():
+            if name in self.points:
+                prediction[self.points.index(name)] = value
+        bias_nb = self._neighbours.update(time_s, x - neighbour_ref, trusted)
+        bias_tw = self._twin.update(time_s, x - prediction, trusted)
+        hall_ref = float(np.nanmedian(centre)) if np.isfinite(centre).any() else math.nan
+        stuck_ref = np.append(np.repeat(centre, self._racks), hall_ref)
+        stuck, stuck_since = self._stuck(time_s, x, stuck_ref, trusted)
+        # A CUSUM alarm on a reading frozen for the last few periods is a stuck sensor.
+        with np.errstate(invalid="ignore"):
+            frozen = np.all(
+                np.abs(np.diff(self._history[-4:], axis=0)) < self.config.stuck_tol_c, axis=0
+            )
+        raised: list[SensorFlag] = []
+        for i in np.flatnonzero(bias_nb | bias_tw | stuck):
+            is_stuck = bool(stuck[i] or frozen[i])
+            since = stuck_since[i] if stuck[i] else math.nan
+            raised.append(self._raise(int(i), time_s, is_stuck, bool(bias_nb[i]), since))
+        self.raised = tuple(raised)
+        self.cleared = self._clear(x, neighbour_ref, prediction, trusted)
+        return self._substitute(raw, prediction)
+
+    def _centres(self, inlets: FloatArray, trusted: BoolArray) -> FloatArray:
+        """Robust centre of each pod, (rows, pods): the median of its trusted inlets."""
+        mask = trusted[: self._n_racks]
+        pods = np.where(mask, inlets, np.nan).reshape(len(inlets), self._n_pods, self._racks)
+        all_nan: BoolArray = np.logical_not(np.isfinite(pods).any(axis=2))
+        safe = np.where(all_nan[..., None], 0.0, pods)
+        return np.where(all_nan, np.nan, np.nanmedian(safe, axis=2))
+
+    def _stuck(
+        self, time_s: float, x: FloatArray, ref: FloatArray, trusted: BoolArray
+    ) -> tuple[BoolArray, FloatArray]:
+        cfg = self.config
+        self._history = np.roll(self._history, -1, axis=0)
+        self._ref_history = np.roll(self._ref_history, -1, axis=0)
+        self._alive_history = np.roll(self._alive_history, -1, axis=0)
+        self._history_times = np.roll(self._history_times, -1)
+        self._history[-1], self._ref_history[-1], self._history_times[-1] = x, ref, time_s
+        with np.errstate(invalid="ignore"):
+            # Which share of each pod's (and the hall's) trusted inlets changed this period.
+            changed = np.abs(self._history[-1] - self._history[-2]) >= cfg.stuck_tol_c
+            racks = (changed & trusted)[: self._n_racks].reshape(self._n_pods, self._racks)
+            counted = trusted[: self._n_racks].reshape(self._n_pods, self._racks).sum(axis=1)
+            share = racks.sum(axis=1) / np.maximum(counted, 1)
+            hall = racks.sum() / max(int(counted.sum()), 1)
+            self._alive_history[-1] = np.append(np.repeat(share, self._racks), hall)
+            steps = np.abs(np.diff(self._history, axis=0))
+            still: BoolArray = np.all(steps < cfg.stuck_tol_c, axis=0)
+            moved: BoolArray = np.ptp(self._ref_history, axis=0) >= cfg.stuck_move_c
+            alive: BoolArray = np.all(self._alive_history[1:] >= 0.5, axis=0)
+        stuck = still & (moved | alive) & trusted
+        return stuck, np.full(len(x), self._history_times[0])
+
+    def _raise(
+        self, i: int, time_s: float, stuck: bool, by_neighbours: bool, stuck_since_s: float
+    ) -> SensorFlag:
+        source: Source = "neighbours" if by_neighbours or stuck else "twin"
+        on_neighbours = source == "neighbours" and i < self._n_racks
+        bank = self._neighbours if on_neighbours else self._twin
+        since = stuck_since_s if math.isfinite(stuck_since_s) else float(bank.zero_time_s[i])
+        flag = SensorFlag(
+            point=self.points[i],
+            reason="stuck" if stuck else "bias",
+            source=source,
+            since_s=since,
+            flagged_at_s=time_s,
+            offset_c=float(bank.baseline[i]),
+        )
+        self._flags[i] = flag
+        self._clean[i] = 0
+        return flag
+
+    def _clear(
+        self, x: FloatArray, neighbour_ref: FloatArray, prediction: FloatArray, trusted: BoolArray
+    ) -> tuple[SensorFlag, ...]:
+        """Count clean periods of flagged points; clear those with a long clean stretch."""
+        cfg = self.config
+        with np.errstate(invalid="ignore"):
+            recent = np.abs(np.diff(self._history[-4:], axis=0))
+            moving = np.any(recent >= cfg.stuck_tol_c, axis=0)  # not frozen
+            ok_nb = self._near(self._neighbours, x - neighbour_ref)
+            ok_tw = self._near(self._twin, x - prediction)
+        has_nb, has_tw = np.isfinite(neighbour_ref), np.isfinite(prediction)
+        clean = moving & (has_nb | has_tw) & (ok_nb | ~has_nb) & (ok_tw | ~has_tw)
+        self._clean = np.where(~trusted & clean, self._clean + 1, 0)
+        done = [i for i in self._flags if self._clean[i] >= cfg.clear_periods]
+        cleared = tuple(self._flags[i] for i in done)
+        for i in done:
+            del self._flags[i]
+            self._neighbours.restart(i)
+            self._twin.restart(i)
+            self._clean[i] = 0
+        return cleared
+
+    def _near(self, bank: _CusumBank, residual: FloatArray) -> BoolArray:
+        """Residuals within ``clear_z`` scales (or the CUSUM's allowance, if wider) of the
+        learnt offset."""
+        cfg = self.config
+        tolerance = np.maximum(cfg.clear_z * bank.scale(), 0.5 * cfg.min_shift_c)
+        near: BoolArray = np.abs(residual - bank.baseline) <= tolerance
+        return near
+
+    def _substitute(self, raw: FloatArray, prediction: FloatArray) -> FloatArray:
+        if not self._flags:
+            return raw
+        rows = np.array(np.atleast_2d(raw), dtype=np.float64)
+        trusted = np.ones(len(self.points), dtype=bool)
+        trusted[list(self._flags)] = False
+        centres = self._centres(rows[:, self._columns[: self._n_racks]], trusted)
+        for i in self._flags:
+            column = self._columns[i]
+            if i < self._n_racks:
+                offset = self._neighbours.baseline[i]
+                estimate = centres[:, i // self._racks] + offset
+                rows[:, column] = np.fmax(rows[:, column], estimate)
+            else:
+                rows[:, column] = prediction[i] + self._twin.baseline[i]
+        return rows.reshape(raw.shape)
+
+
+def _nanmean(rows: FloatArray) -> FloatArray:
+    """Column means ignoring NaN; NaN where a column has no reading."""
+    finite = np.isfinite(rows)
+    count = finite.sum(axis=0)
+    total = np.where(finite, rows, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
