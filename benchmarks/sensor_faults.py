@@ -130,9 +130,12 @@ def main() -> None:
         if not args.quick:
             racks += ["rack_inlet_c.1.12", "rack_inlet_c.3.07"]
         for point in racks:
-            delay = time_to_flag_h(sc, point, -1.5, onset_h=24.0, hours=30.0)
-            delays.append({"scenario": name, "point": point, "delay_h": delay})
-            print(f"{name} {point}: flagged {delay:.3f} h after onset", flush=True)
+            for bias_c in (-1.5, -0.5):
+                delay = time_to_flag_h(sc, point, bias_c, onset_h=24.0, hours=30.0)
+                row: dict[str, object] = {"scenario": name, "point": point, "bias_c": bias_c}
+                row["delay_h"] = delay
+                delays.append(row)
+                print(f"{name} {point} {bias_c:+.1f} K: flagged {delay:.3f} h after", flush=True)
     frame = pd.DataFrame(delays)
     stuck = [
         time_to_flag_h(load_scenario(name), point, 0.0, 24.0, 36.0, kind="sensor_stuck")
@@ -142,9 +145,12 @@ def main() -> None:
     print(f"stuck: flagged {stuck} h after onset", flush=True)
     results["stuck_time_to_flag_h"] = stuck
     results["time_to_flag_h"] = {
-        "n": len(frame),
-        "median": float(frame.delay_h.median()),
-        "max": float(frame.delay_h.max()),
+        f"{bias_c:+.1f} K": {
+            "n": len(group),
+            "median": float(group.delay_h.median()),
+            "max": float(group.delay_h.max()),
+        }
+        for bias_c, group in frame.groupby("bias_c")
     }
 
     # 2. False flags on clean 7-day runs: the held-out suite under the site's fixed

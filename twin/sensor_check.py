@@ -210,10 +210,15 @@ class SensorValidator:
         m = len(self.points)
         self._neighbours = _CusumBank(m, self.config)
         self._twin = _CusumBank(m, self.config)
-        self._history = np.full((self.config.stuck_periods + 1, m), np.nan)
-        self._ref_history = np.full((self.config.stuck_periods + 1, m), np.nan)
-        self._alive_history = np.zeros((self.config.stuck_periods + 1, m))
-        self._history_times = np.full(self.config.stuck_periods + 1, np.nan)
+        # Stuck test: each point's last reading, how many periods it has not changed and
+        # since when; rings (order does not matter) of the neighbours' centre and of the
+        # share of them that changed, over the last ``stuck_periods`` periods.
+        self._last = np.full(m, np.nan)
+        self._frozen_periods = np.zeros(m, dtype=np.int64)
+        self._frozen_since_s = np.full(m, np.nan)
+        self._ref_ring = np.full((self.config.stuck_periods + 1, m), np.nan)
+        self._alive_ring = np.zeros((self.config.stuck_periods, m))
+        self._period = 0
         self._clean = np.zeros(m, dtype=np.int64)
         self._flags: dict[int, SensorFlag] = {}
         self.raised: tuple[SensorFlag, ...] = ()
@@ -234,7 +239,8 @@ class SensorValidator:
             self._neighbours.restart(i)
             self._twin.restart(i)
             self._clean[i] = 0
-            self._history[:, i] = np.nan
+            self._last[i] = np.nan
+            self._frozen_periods[i] = 0
 
     # ------------------------------------------------------------------ one period
     def update(
@@ -259,14 +265,11 @@ class SensorValidator:
                 prediction[self.points.index(name)] = value
         bias_nb = self._neighbours.update(time_s, x - neighbour_ref, trusted)
         bias_tw = self._twin.update(time_s, x - prediction, trusted)
-        hall_ref = float(np.nanmedian(centre)) if np.isfinite(centre).any() else math.nan
+        hall_ref = float(_nanmedian_last(centre))
         stuck_ref = np.append(np.repeat(centre, self._racks), hall_ref)
         stuck, stuck_since = self._stuck(time_s, x, stuck_ref, trusted)
         # A CUSUM alarm on a reading frozen for the last few periods is a stuck sensor.
-        with np.errstate(invalid="ignore"):
-            frozen = np.all(
-                np.abs(np.diff(self._history[-4:], axis=0)) < self.config.stuck_tol_c, axis=0
-            )
+        frozen = self._frozen_periods >= 3
         raised: list[SensorFlag] = []
         for i in np.flatnonzero(bias_nb | bias_tw | stuck):
             is_stuck = bool(stuck[i] or frozen[i])
@@ -280,33 +283,33 @@ class SensorValidator:
         """Robust centre of each pod, (rows, pods): the median of its trusted inlets."""
         mask = trusted[: self._n_racks]
         pods = np.where(mask, inlets, np.nan).reshape(len(inlets), self._n_pods, self._racks)
-        all_nan: BoolArray = np.logical_not(np.isfinite(pods).any(axis=2))
-        safe = np.where(all_nan[..., None], 0.0, pods)
-        return np.where(all_nan, np.nan, np.nanmedian(safe, axis=2))
+        return _nanmedian_last(pods)
 
     def _stuck(
         self, time_s: float, x: FloatArray, ref: FloatArray, trusted: BoolArray
     ) -> tuple[BoolArray, FloatArray]:
         cfg = self.config
-        self._history = np.roll(self._history, -1, axis=0)
-        self._ref_history = np.roll(self._ref_history, -1, axis=0)
-        self._alive_history = np.roll(self._alive_history, -1, axis=0)
-        self._history_times = np.roll(self._history_times, -1)
-        self._history[-1], self._ref_history[-1], self._history_times[-1] = x, ref, time_s
         with np.errstate(invalid="ignore"):
-            # Which share of each pod's (and the hall's) trusted inlets changed this period.
-            changed = np.abs(self._history[-1] - self._history[-2]) >= cfg.stuck_tol_c
-            racks = (changed & trusted)[: self._n_racks].reshape(self._n_pods, self._racks)
-            counted = trusted[: self._n_racks].reshape(self._n_pods, self._racks).sum(axis=1)
-            share = racks.sum(axis=1) / np.maximum(counted, 1)
-            hall = racks.sum() / max(int(counted.sum()), 1)
-            self._alive_history[-1] = np.append(np.repeat(share, self._racks), hall)
-            steps = np.abs(np.diff(self._history, axis=0))
-            still: BoolArray = np.all(steps < cfg.stuck_tol_c, axis=0)
-            moved: BoolArray = np.ptp(self._ref_history, axis=0) >= cfg.stuck_move_c
-            alive: BoolArray = np.all(self._alive_history[1:] >= 0.5, axis=0)
+            same = np.abs(x - self._last) < cfg.stuck_tol_c  # False where either is NaN
+        self._frozen_periods = np.where(same, self._frozen_periods + 1, 0)
+        self._frozen_since_s = np.where(same, self._frozen_since_s, time_s)
+        self._last = x
+        # Which share of each pod's (and the hall's) trusted inlets changed this period.
+        racks = (~same & trusted)[: self._n_racks].reshape(self._n_pods, self._racks)
+        counted = trusted[: self._n_racks].reshape(self._n_pods, self._racks).sum(axis=1)
+        share = racks.sum(axis=1) / np.maximum(counted, 1)
+        hall = racks.sum() / max(int(counted.sum()), 1)
+        self._ref_ring[self._period % len(self._ref_ring)] = ref
+        self._alive_ring[self._period % len(self._alive_ring)] = np.append(
+            np.repeat(share, self._racks), hall
+        )
+        self._period += 1
+        with np.errstate(invalid="ignore"):
+            moved: BoolArray = np.ptp(self._ref_ring, axis=0) >= cfg.stuck_move_c
+        alive: BoolArray = np.all(self._alive_ring >= 0.5, axis=0)
+        still = self._frozen_periods >= cfg.stuck_periods
         stuck = still & (moved | alive) & trusted
-        return stuck, np.full(len(x), self._history_times[0])
+        return stuck, self._frozen_since_s.copy()
 
     def _raise(
         self, i: int, time_s: float, stuck: bool, by_neighbours: bool, stuck_since_s: float
@@ -332,9 +335,8 @@ class SensorValidator:
     ) -> tuple[SensorFlag, ...]:
         """Count clean periods of flagged points; clear those with a long clean stretch."""
         cfg = self.config
+        moving = self._frozen_periods < 3
         with np.errstate(invalid="ignore"):
-            recent = np.abs(np.diff(self._history[-4:], axis=0))
-            moving = np.any(recent >= cfg.stuck_tol_c, axis=0)  # not frozen
             ok_nb = self._near(self._neighbours, x - neighbour_ref)
             ok_tw = self._near(self._twin, x - prediction)
         has_nb, has_tw = np.isfinite(neighbour_ref), np.isfinite(prediction)
@@ -382,3 +384,14 @@ def _nanmean(rows: FloatArray) -> FloatArray:
     total = np.where(finite, rows, 0.0).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _nanmedian_last(values: FloatArray) -> FloatArray:
+    """Median over the last axis ignoring NaN (NaN where all are); np.nanmedian's result,
+    without its masked-array cost on small arrays."""
+    ordered = np.sort(values, axis=-1)  # NaN sorts last
+    count = np.isfinite(values).sum(axis=-1)
+    low = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[..., None], axis=-1)
+    high = np.take_along_axis(ordered, np.maximum(count // 2, 0)[..., None], axis=-1)
+    median = 0.5 * (low[..., 0] + high[..., 0])
+    return np.where(count > 0, median, np.nan)
