@@ -67,6 +67,9 @@ class MpcSettings:
     high: tuple[float, float, float, float] = (27.0, 1.0, 16.0, 35.0)
     rate: tuple[float, float, float, float] = (0.5, 0.05, 0.5, 1.0)
     """Largest change of each setpoint per control period."""
+    fan_cap_frac: float = 1.0
+    """Highest fan speed the plan may use (headroom for a CRAH trip); from above it the fans
+    come down at their rate limit."""
     inlet_limit_c: float = 27.0
     margin_k: float = 1.5
     slack_penalty_kwh_per_kh: float = 2_000.0
@@ -81,6 +84,17 @@ class MpcSettings:
             raise ValueError(f"MpcSettings: need low < high, got {self.low} / {self.high}")
         if any(r <= 0 for r in self.rate) or self.margin_k < 0 or self.period_h <= 0:
             raise ValueError("MpcSettings: rates and period must be positive, margin >= 0")
+        if not self.low[1] <= self.fan_cap_frac <= self.high[1]:
+            raise ValueError(
+                f"MpcSettings: fan_cap_frac {self.fan_cap_frac} outside the fan's range "
+                f"{self.low[1]}-{self.high[1]}"
+            )
+
+    def fan_cap_path(self, fan_prev_frac: float) -> FloatArray:
+        """The fan's upper bound in each horizon period: the cap, or as low as the rate
+        limit lets the fans come down from ``fan_prev_frac`` when they start above it."""
+        periods = np.arange(1, self.horizon + 1, dtype=np.float64)
+        return np.maximum(self.fan_cap_frac, fan_prev_frac - self.rate[1] * periods)
 
 
 @dataclass(frozen=True)
@@ -215,6 +229,7 @@ class MpcProblem:
         m.inlet_now = pyo.Param(m.P, **mut)
         m.lag = pyo.Param(**mut)
         m.one_minus_lag = pyo.Param(mutable=True, initialize=1.0)
+        m.fan_cap = pyo.Param(m.T, mutable=True, initialize=1.0)
 
         low, high = st.low, st.high
         m.u = pyo.Var(m.U, m.T, bounds=lambda _m, i, _t: (low[i], high[i]))
@@ -237,6 +252,7 @@ class MpcProblem:
         m.rate_down = pyo.Constraint(
             m.U, m.T, rule=lambda _m, i, t: prev(i, t) - m.u[i, t] <= st.rate[i]
         )
+        m.fan_headroom = pyo.Constraint(m.T, rule=lambda _m, t: m.u[1, t] <= m.fan_cap[t])
         lambdas = (m.lam_fan, m.lam_chw, m.lam_gap, m.lam_app)
         m.convex = pyo.Constraint(
             range(4), m.T, rule=lambda _m, j, t: sum(lambdas[j][t, k] for k in m.K) == 1.0
@@ -322,6 +338,7 @@ class MpcProblem:
                 param[index if len(index) > 1 else index[0]] = float(v)
 
         put(m.u_prev, local.u_prev)
+        put(m.fan_cap, st.fan_cap_path(float(local.u_prev[1])))
         put(m.fan_x, local.fan_knots)
         put(m.fan_y, local.fan_cost_kw)
         put(m.rise, local.rise_k)

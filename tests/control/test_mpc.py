@@ -100,15 +100,35 @@ def test_pyomo_model_solves_to_optimality_with_rate_limits() -> None:
 
 def test_crah_headroom_caps_the_planned_fan_speed() -> None:
     scale = ActionScale()
-    react = MpcConfig().settings(scale, n_pods=4, period_h=1 / 12, n_crah=12)
-    assert react.high[1] == 1.0
-    n_minus_1 = MpcConfig(crah_headroom_units=1).settings(scale, 4, 1 / 12, n_crah=12)
-    assert n_minus_1.high[1] == pytest.approx(11 / 12)
-    assert n_minus_1.high[0] == react.high[0] and n_minus_1.low == react.low
+    react = MpcConfig(crah_headroom_units=0).settings(scale, n_pods=4, period_h=1 / 12)
+    assert react.fan_cap_frac == 1.0
+    n_minus_1 = MpcConfig().settings(scale, 4, 1 / 12, n_crah=12)  # the shipped rule
+    assert n_minus_1.fan_cap_frac == pytest.approx(11 / 12)
+    assert n_minus_1.high == react.high and n_minus_1.low == react.low
+    # From full speed (the site's own setpoint) the fans come down at their rate limit.
+    path = n_minus_1.fan_cap_path(1.0)
+    assert path[:2] == pytest.approx([0.95, 0.9166667]) and path.max() <= 0.95 + 1e-9
     with pytest.raises(ValueError, match="below the site's 3 CRAH units"):
         MpcConfig(crah_headroom_units=3).settings(scale, 4, 1 / 12, n_crah=3)
     with pytest.raises(ValueError, match="must not be negative"):
         MpcConfig(crah_headroom_units=-1)
+
+
+def test_the_plan_respects_the_fan_cap() -> None:
+    settings = MpcSettings(
+        horizon=6,
+        knots=8,
+        n_pods=2,
+        low=(19.99, 0.3, 5.5, 18.0),
+        high=(20.01, 1.0, 16.0, 35.0),
+        rate=(0.5, 0.1, 0.5, 1.0),
+        margin_k=1.0,
+        fan_cap_frac=0.5,
+    )
+    solution = MpcProblem(settings).solve(_hot(settings))  # hot pods want every bit of air
+    assert solution.optimal, solution.status
+    # Down from 1.0 at the rate limit, then held at the cap.
+    assert solution.setpoints[:, FAN] == pytest.approx([0.9, 0.8, 0.7, 0.6, 0.5, 0.5], abs=1e-6)
 
 
 def test_repeated_solves_print_nothing(capfd: pytest.CaptureFixture[str]) -> None:
