@@ -2,7 +2,9 @@
 
 For each batch size it times (a) the engine alone (``BatchedTwin.step``: the twin's physics
 and residual networks), (b) the Gymnasium ``TwinVectorEnv.step`` (engine + observations +
-reward + infos) and (c) the SB3 ``TwinSB3VecEnv`` step (plus per-environment info dicts);
+reward + infos), (c) the SB3 ``TwinSB3VecEnv`` step (plus per-environment info dicts) and
+(d) the device-resident ``TorchTwinVectorEnv.step`` (everything stays in torch tensors;
+``benchmarks/gpu_training.py`` adds the PPO learner);
 then the latency of one ``TwinEnv.step`` (p50 / p99 over many calls). CPU always, and CUDA
 when a GPU is present. The twin is a fitted one when ``--twin`` names a saved twin (same
 compute as the drawings' twin plus the residual networks), else the drawings' physics with
@@ -27,6 +29,7 @@ from control.sb3_env import TwinSB3VecEnv
 from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble
 from twin.surrogate import PhysicsTwin
+from twin.torch_vec_env import TorchTwinVectorEnv
 from twin.twin_env import TwinEnv
 from twin.vec_env import Randomisation, TwinVectorEnv
 
@@ -85,12 +88,32 @@ def batched(
             env.step_wait()
 
         sb3_rate = _rate(sb3_step, n, seconds)
+        device_env = TorchTwinVectorEnv(
+            n,
+            scenario=SCENARIO,
+            twin=twin,
+            episode_hours=24.0,
+            randomisation=Randomisation(),
+            device=device,
+            seed=0,
+        )
+        device_env.reset(seed=0)
+
+        def device_step(
+            env: TorchTwinVectorEnv = device_env, a: torch.Tensor = engine_actions
+        ) -> None:
+            env.step(a)
+            if env.device.type == "cuda":
+                torch.cuda.synchronize()
+
+        device_rate = _rate(device_step, n, seconds)
         row = {
             "device": device,
             "num_envs": n,
             "engine_steps_per_s": round(engine_rate),
             "vector_env_steps_per_s": round(vector_rate),
             "sb3_vec_env_steps_per_s": round(sb3_rate),
+            "device_env_steps_per_s": round(device_rate),
         }
         print(json.dumps(row), flush=True)
         rows.append(row)

@@ -462,9 +462,19 @@ def tensorboard_available() -> bool:
 
 def train_agent(config: TrainConfig, out_dir: Path, *, progress: bool = True) -> TrainedAgent:
     """Train the agent of ``config`` and write ``model.zip``, ``training.json`` and the
-    training logs into ``out_dir``."""
+    training logs into ``out_dir``. PPO on a CUDA device trains with
+    :func:`control.torch_ppo.train_torch_ppo` over the device-resident twin; a CUDA device
+    where there is no GPU falls back to the CPU (SB3) with one warning."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from control.torch_ppo import resolve_device, train_torch_ppo
+
+    device = resolve_device(config.device)
+    if config.algo == "ppo" and device.type == "cuda":
+        # On a GPU, PPO trains in torch over the device-resident twin (docs/gpu-training.md).
+        return train_torch_ppo(config, out_dir, device=device, progress=progress)
+    if device.type != torch.device(config.device).type:
+        config = dataclasses.replace(config, device=str(device))
     formats = ["csv"]
     if tensorboard_available():
         formats.append("tensorboard")
