@@ -100,9 +100,10 @@ def false_flags(scenario: Scenario, policy_name: str) -> tuple[int, float, list[
     return len(flags), n_sensors * weeks, flags
 
 
-def mpc_violation(scenario: Scenario, check: bool) -> dict[str, float]:
-    """The shipped MPC's K·h above 27 °C and cooling energy on the plant."""
-    policy = policy_factory("mpc")(scenario)
+def violation(scenario: Scenario, check: bool, policy_name: str = "mpc") -> dict[str, float]:
+    """A shipped policy's K·h above 27 °C, hottest true inlet and cooling energy on the
+    plant, with or without the sensor check."""
+    policy = policy_factory(policy_name)(scenario)
     if check:
         kpis = evaluate(policy, scenario, on="plant").kpis
     else:
@@ -111,6 +112,7 @@ def mpc_violation(scenario: Scenario, check: bool) -> dict[str, float]:
         kpis = compute_kpis(env.log_frame(), scenario.step_s).to_dict()
     return {
         "kh_above_27": float(kpis["violation_kh_above_27"]),
+        "max_inlet_c": float(kpis["max_inlet_c"]),
         "cooling_kwh": float(kpis["cooling_kwh"]),
     }
 
@@ -170,18 +172,22 @@ def main() -> None:
         print(f"clean {name} under {policy_name}: {n} flags {which}", flush=True)
     results["false_flags"] = {"runs": clean, "per_sensor_week": total / weeks}
 
-    # 3. The MPC with a biased hottest-rack sensor, with and without the validator.
+    # 3. A biased (-1.5 K) hottest-rack sensor under the MPC and under trim-and-respond
+    # (which resets supply air from the hottest inlet reading), with and without the check.
     if not args.quick:
-        sc = load_scenario("holdout-typical-week")
-        point = hottest_racks(sc)[0]
-        faulty = with_fault(sc, "sensor_bias", point, 24.0, -1.5)
-        results["mpc"] = {
-            "point": point,
-            "clean_with_check": mpc_violation(sc, check=True),
-            "bias_with_check": mpc_violation(faulty, check=True),
-            "bias_without_check": mpc_violation(faulty, check=False),
-        }
-        print(json.dumps(results["mpc"], indent=2), flush=True)
+        controlled: list[dict[str, object]] = []
+        for name in ("holdout-typical-week", "holdout-heat-wave"):
+            sc = load_scenario(name)
+            point = hottest_racks(sc)[0]
+            faulty = with_fault(sc, "sensor_bias", point, 24.0, -1.5)
+            for policy_name in ("mpc", "trim-and-respond"):
+                case: dict[str, object] = {"scenario": name, "point": point, "policy": policy_name}
+                case["clean_with_check"] = violation(sc, True, policy_name)
+                case["bias_with_check"] = violation(faulty, True, policy_name)
+                case["bias_without_check"] = violation(faulty, False, policy_name)
+                controlled.append(case)
+                print(json.dumps(case), flush=True)
+        results["controlled"] = controlled
     results["wall_s"] = time.perf_counter() - started
     print(json.dumps(results, indent=2, default=str))
 
