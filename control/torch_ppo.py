@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +59,22 @@ NO_GPU_MESSAGE = (
 )
 
 
+def gpu_fallback(requested: str) -> str | None:
+    """Why ``requested`` cannot be used here (a CUDA device without a GPU), or None."""
+    if requested == "auto" or torch.device(requested).type != "cuda":
+        return None
+    return None if torch.cuda.is_available() else NO_GPU_MESSAGE.format(requested=requested)
+
+
 def resolve_device(requested: str) -> torch.device:
     """``requested`` as a torch device; a CUDA device where there is no GPU falls back to the
     CPU with one warning (:data:`NO_GPU_MESSAGE`)."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        logger.warning(NO_GPU_MESSAGE.format(requested=requested))
+    if (why := gpu_fallback(requested)) is not None:
+        logger.warning(why)
         return torch.device("cpu")
-    return device
+    return torch.device(requested)
 
 
 @dataclass(frozen=True)
@@ -386,14 +393,17 @@ def to_sb3(model: ActorCritic, settings: PpoSettings, env: TorchTwinVectorEnv, s
     """An SB3 ``PPO`` with ``model``'s weights (on the CPU)."""
     from stable_baselines3 import PPO
 
-    sb3 = PPO(
-        "MlpPolicy",
-        _SpacesOnly(env.single_observation_space),
-        seed=seed,
-        device="cpu",
-        verbose=0,
-        **settings.sb3_kwargs(),
-    )
+    with warnings.catch_warnings():
+        # The saved model records the run's batch size; its one-env buffer is never filled.
+        warnings.filterwarnings("ignore", "You have specified a mini-batch size", UserWarning)
+        sb3 = PPO(
+            "MlpPolicy",
+            _SpacesOnly(env.single_observation_space),
+            seed=seed,
+            device="cpu",
+            verbose=0,
+            **settings.sb3_kwargs(),
+        )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     mine = set(state)
     theirs = {k for k in sb3.policy.state_dict() if "features_extractor" not in k}

@@ -41,6 +41,12 @@ def _candidates(args: argparse.Namespace) -> list[Candidate]:
     overrides: dict[str, object] = {
         key: getattr(args, flag) for key, flag in _OVERRIDES if getattr(args, flag) is not None
     }
+    if args.device is not None:
+        from control.torch_ppo import gpu_fallback
+
+        if (why := gpu_fallback(args.device)) is not None:
+            print(f"twinloop: {why}", file=sys.stderr, flush=True)
+            overrides["device"] = "cpu"
     if args.scenario:
         overrides["scenarios"] = list(args.scenario)
     if args.no_randomisation:
@@ -213,7 +219,12 @@ def add_commands(sub: Subparsers) -> None:
     tr.add_argument("--scenario", action="append", help="training scenario (repeat)")
     tr.add_argument("--twin", default=None, help="saved twin folder (default: the drawings)")
     tr.add_argument("--seed", type=int, default=None)
-    tr.add_argument("--device", default=None, help="cpu or cuda")
+    tr.add_argument(
+        "--device",
+        default=None,
+        help="cpu (default) or cuda: PPO then trains in torch on the GPU over the "
+        "device-resident twin; without a GPU it falls back to the CPU with a warning",
+    )
     tr.add_argument(
         "--checkpoint-every",
         type=int,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +43,18 @@ def _train_and_register(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main([*argv, "--quiet"]) == 2
     assert "holds a trained agent" in capsys.readouterr().err
     assert main(["train", "--algo", "ppo", "--out", str(tmp_path / "x"), "--n-envs", "0"]) == 2
+
+
+def test_train_on_cuda_without_a_gpu_falls_back_to_the_cpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: nothing to fall back from")
+    out = tmp_path / "agent"
+    argv = ["train", "--algo", "ppo", "--timesteps", "64", "--n-envs", "2", "--device", "cuda"]
+    argv += ["--episode-hours", "1", "--scenario", "tropical-typical-week", "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("no CUDA GPU is available here") == 1 and "training on the CPU" in err
+    metadata = json.loads((out / "training.json").read_text())
+    assert metadata["config"]["device"] == "cpu" and (out / "model.zip").is_file()
