@@ -49,7 +49,7 @@ def _kpis(out: Path, kind: str, scenario: Scenario, headroom: int, rerun: bool) 
     run_dir = out / kind / scenario.name
     path = run_dir / "kpis.json"
     if path.exists() and not rerun:
-        return dict(json.loads(path.read_text()))
+        return dict(json.loads(path.read_text())["kpis"])
     started = time.perf_counter()
     result = evaluate(_policy(kind, scenario, headroom), scenario, on="plant", progress=True)
     result.write(run_dir)
