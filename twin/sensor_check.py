@@ -13,11 +13,15 @@ and a noise scale learned per sensor (robust exponential averages, Huber-clipped
 only while the sensor is trusted):
 
 * **neighbours** (rack inlets): the rack's deviation from its pod's robust centre (the
-  median of the pod's trusted inlets). The racks of a pod share supply air, load schedule
-  and containment, so that deviation is nearly constant for a healthy sensor (measured on
-  the reference plant under the MPC: 0.05 K standard deviation, the sensor noise, while the
-  centre swings 5 K a day); a bias steps it. Pod-wide changes move the centre, not the
-  deviation.
+  median of the pod's trusted inlets), divided by the hall's deviation gain. The racks of a
+  pod share supply air, load schedule and containment, so that deviation is nearly constant
+  for a healthy sensor (measured on the reference plant under the MPC: 0.05 K standard
+  deviation, the sensor noise, while the centre swings 5 K a day); a bias steps it.
+  Pod-wide changes move the centre, not the deviation. What does move it is the operating
+  point: recirculation stretches every deviation together (when the MPC takes over from the
+  site, the hot racks' +0.7 K grow to +1.1 K within the hour), so the residual is the
+  deviation over the gain, the median ratio of the racks' deviations to their learnt
+  offsets (over racks with a clear offset), which one faulty rack cannot move.
 * **twin** (optional ``expected``: a model's prediction of the point for this period, e.g.
   a calibrated twin's per-rack forecast): the residual reading − prediction. It adds what
   neighbours cannot see: a point without redundant neighbours (supply air — the inlets'
@@ -31,12 +35,12 @@ quantised BMS at a steady state does not, and then nothing is flagged).
 
 A flagged point is reported (:class:`SensorFlag`: which point, why, since when — the
 CUSUM's change-point estimate, the last period it was at zero) and its readings replaced:
-a rack inlet by its pod's robust centre plus its healthy offset learnt before the fault,
-or by its own reading where that is hotter — a substitute never reads cooler than the
-sensor, so a real local hot spot that the neighbour test takes for a bias is never hidden
-(it is still reported), and a high-biased sensor costs cooling energy, not safety; supply
-air by the prediction plus its learnt offset where ``expected`` gives one, else NaN
-(missing, which every consumer already treats as a dropout). A flag clears only by an
+a rack inlet by its pod's robust centre plus its healthy offset learnt before the fault
+(times the present gain), or by its own reading where that is hotter — a substitute never
+reads cooler than the sensor, so a real local hot spot that the neighbour test takes for a
+bias is never hidden (it is still reported), and a high-biased sensor costs cooling energy,
+not safety; supply air by the prediction plus its learnt offset where ``expected`` gives
+one, else NaN (missing, which every consumer already treats as a dropout). A flag clears only by an
 explicit :meth:`SensorValidator.reset` (the operator fixed the sensor) or after
 ``clear_periods`` (24 h by default) of consecutive clean periods, each moving and within
 ``clear_z`` scales (or half of ``min_shift_c``) of the pre-fault offset: a full diurnal
@@ -74,6 +78,8 @@ class SensorCheckConfig:
     """Smallest noise scale (K): perfect sensors would otherwise make any wobble an alarm."""
     huber_z: float = 3.0
     """Residuals are clipped to ±this many scales before they update baseline and scale."""
+    gain_offset_c: float = 0.3
+    """Racks whose learnt offset is at least this (K) measure the deviation gain."""
     cusum_k: float = 1.0
     """Least CUSUM allowance (scales per period)."""
     min_shift_c: float = 0.5
@@ -221,6 +227,7 @@ class SensorValidator:
         self._period = 0
         self._clean = np.zeros(m, dtype=np.int64)
         self._flags: dict[int, SensorFlag] = {}
+        self._gain = 1.0
         self.raised: tuple[SensorFlag, ...] = ()
         """Flags raised by the last :meth:`update`."""
         self.cleared: tuple[SensorFlag, ...] = ()
@@ -263,7 +270,10 @@ class SensorValidator:
         for name, value in (expected or {}).items():
             if name in self.points:
                 prediction[self.points.index(name)] = value
-        bias_nb = self._neighbours.update(time_s, x - neighbour_ref, trusted)
+        deviation = x - neighbour_ref
+        self._gain = self._deviation_gain(deviation, trusted)
+        nb_residual = deviation / self._gain
+        bias_nb = self._neighbours.update(time_s, nb_residual, trusted)
         bias_tw = self._twin.update(time_s, x - prediction, trusted)
         hall_ref = float(_nanmedian_last(centre))
         stuck_ref = np.append(np.repeat(centre, self._racks), hall_ref)
@@ -276,7 +286,7 @@ class SensorValidator:
             since = stuck_since[i] if stuck[i] else math.nan
             raised.append(self._raise(int(i), time_s, is_stuck, bool(bias_nb[i]), since))
         self.raised = tuple(raised)
-        self.cleared = self._clear(x, neighbour_ref, prediction, trusted)
+        self.cleared = self._clear(nb_residual, x - prediction, trusted)
         return self._substitute(raw, prediction)
 
     def _centres(self, inlets: FloatArray, trusted: BoolArray) -> FloatArray:
@@ -330,16 +340,35 @@ class SensorValidator:
         self._clean[i] = 0
         return flag
 
+    def _deviation_gain(self, deviation: FloatArray, trusted: BoolArray) -> float:
+        """How much the racks' deviations from their pods' centres are stretched now
+        relative to when their offsets were learnt: the median ratio over the trusted racks
+        with a clear offset (1 while fewer than three have one)."""
+        cfg, bank = self.config, self._neighbours
+        n = self._n_racks
+        offset = bank.baseline[:n]
+        with np.errstate(invalid="ignore"):
+            ready = (
+                trusted[:n]
+                & (bank.count[:n] >= cfg.warmup_periods)
+                & (np.abs(offset) >= cfg.gain_offset_c)
+                & np.isfinite(deviation[:n])
+            )
+        if ready.sum() < 3:
+            return 1.0
+        gain = float(np.median(deviation[:n][ready] / offset[ready]))
+        return float(np.clip(gain, 0.25, 4.0)) if math.isfinite(gain) else 1.0
+
     def _clear(
-        self, x: FloatArray, neighbour_ref: FloatArray, prediction: FloatArray, trusted: BoolArray
+        self, nb_residual: FloatArray, tw_residual: FloatArray, trusted: BoolArray
     ) -> tuple[SensorFlag, ...]:
         """Count clean periods of flagged points; clear those with a long clean stretch."""
         cfg = self.config
         moving = self._frozen_periods < 3
         with np.errstate(invalid="ignore"):
-            ok_nb = self._near(self._neighbours, x - neighbour_ref)
-            ok_tw = self._near(self._twin, x - prediction)
-        has_nb, has_tw = np.isfinite(neighbour_ref), np.isfinite(prediction)
+            ok_nb = self._near(self._neighbours, nb_residual)
+            ok_tw = self._near(self._twin, tw_residual)
+        has_nb, has_tw = np.isfinite(nb_residual), np.isfinite(tw_residual)
         clean = moving & (has_nb | has_tw) & (ok_nb | ~has_nb) & (ok_tw | ~has_tw)
         self._clean = np.where(~trusted & clean, self._clean + 1, 0)
         done = [i for i in self._flags if self._clean[i] >= cfg.clear_periods]
@@ -369,7 +398,7 @@ class SensorValidator:
         for i in self._flags:
             column = self._columns[i]
             if i < self._n_racks:
-                offset = self._neighbours.baseline[i]
+                offset = self._gain * self._neighbours.baseline[i]
                 estimate = centres[:, i // self._racks] + offset
                 rows[:, column] = np.fmax(rows[:, column], estimate)
             else:
