@@ -324,3 +324,16 @@ def observation_space(spec: ObservationSpec) -> spaces.Box[np.float32]:
 def action_space() -> spaces.Box[np.float32]:
     """The action space of every TwinLoop environment: the scaled setpoints."""
     return spaces.Box(-1.0, 1.0, (len(ACTION_NAMES),), dtype=np.float32)
+
+
+def vector_spaces(spec: ObservationSpec, num_envs: int) -> dict[str, spaces.Box[np.float32]]:
+    """A vector env's single and batched observation and action spaces (attribute names
+    of Gymnasium's ``VectorEnv``)."""
+    return {
+        "single_observation_space": observation_space(spec),
+        "single_action_space": action_space(),
+        "observation_space": spaces.Box(
+            -OBSERVATION_BOUND, OBSERVATION_BOUND, (num_envs, spec.size), np.float32
+        ),
+        "action_space": spaces.Box(-1.0, 1.0, (num_envs, len(ACTION_NAMES)), np.float32),
+    }

@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from numpy.typing import NDArray
 from torch import Tensor
@@ -49,8 +48,7 @@ from twin.spaces import (
     FORECAST_IT_H,
     FORECAST_WET_BULB_H,
     OBSERVATION_BOUND,
-    action_space,
-    observation_space,
+    vector_spaces,
 )
 from twin.surrogate import THETA_NAMES, THETA_NOMINAL, TwinState
 from twin.vec_env import WARMUP_PERIODS, BatchedTwin, _scatter
@@ -478,12 +476,8 @@ class TorchTwinVectorEnv(VectorEnv[Tensor, Tensor, Tensor]):
         self.num_envs = num_envs
         self.device = self.sim.device
         self.info_terms = info_terms
-        self.single_observation_space = observation_space(self.sim.spec)
-        self.single_action_space = action_space()
-        self.observation_space = spaces.Box(
-            -OBSERVATION_BOUND, OBSERVATION_BOUND, (num_envs, self.sim.spec.size), np.float32
-        )
-        self.action_space = spaces.Box(-1.0, 1.0, (num_envs, len(ACTION_NAMES)), np.float32)
+        for name, space in vector_spaces(self.sim.spec, num_envs).items():
+            setattr(self, name, space)
         self._needs_reset = True
         self._last: tuple[Tensor, Tensor] | None = None
         self._every = torch.arange(num_envs, device=self.device)

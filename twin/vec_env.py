@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from numpy.typing import NDArray
 from torch import Tensor
@@ -45,9 +44,8 @@ from twin.spaces import (
     ActionScale,
     HallReadings,
     ObservationSpec,
-    action_space,
     build_observation,
-    observation_space,
+    vector_spaces,
 )
 from twin.surrogate import (
     THETA_NAMES,
@@ -520,12 +518,8 @@ class TwinVectorEnv(VectorEnv[Obs, Obs, NDArray[Any]]):
     def __init__(self, num_envs: int = 16, **kwargs: Any) -> None:
         self.sim = BatchedTwin(num_envs, **kwargs)
         self.num_envs = num_envs
-        self.single_observation_space = observation_space(self.sim.spec)
-        self.single_action_space = action_space()
-        self.observation_space = spaces.Box(
-            -OBSERVATION_BOUND, OBSERVATION_BOUND, (num_envs, self.sim.spec.size), np.float32
-        )
-        self.action_space = spaces.Box(-1.0, 1.0, (num_envs, len(ACTION_NAMES)), np.float32)
+        for name, space in vector_spaces(self.sim.spec, num_envs).items():
+            setattr(self, name, space)
         self._needs_reset = True
 
     def reset(

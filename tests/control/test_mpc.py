@@ -69,10 +69,9 @@ def _toy(settings: MpcSettings) -> LocalModel:
     )
 
 
-def test_pyomo_model_solves_to_optimality_with_rate_limits() -> None:
-    # Supply air pinned at 20 °C: the hottest inlet 20 + rise must stay below 27 − 1 K,
-    # so the fans come down at their rate limit and stop at 0.6.
-    settings = MpcSettings(
+def _pinned_settings(fan_cap_frac: float = 1.0) -> MpcSettings:
+    """Six periods, two pods, supply air pinned at 20 °C, fans at most 0.1 a period."""
+    return MpcSettings(
         horizon=6,
         knots=8,
         n_pods=2,
@@ -80,7 +79,14 @@ def test_pyomo_model_solves_to_optimality_with_rate_limits() -> None:
         high=(20.01, 1.0, 16.0, 35.0),
         rate=(0.5, 0.1, 0.5, 1.0),
         margin_k=1.0,
+        fan_cap_frac=fan_cap_frac,
     )
+
+
+def test_pyomo_model_solves_to_optimality_with_rate_limits() -> None:
+    # Supply air pinned at 20 °C: the hottest inlet 20 + rise must stay below 27 − 1 K,
+    # so the fans come down at their rate limit and stop at 0.6.
+    settings = _pinned_settings()
     problem = MpcProblem(settings)
     solution = problem.solve(_toy(settings))
     assert solution.optimal, solution.status
@@ -115,16 +121,7 @@ def test_crah_headroom_caps_the_planned_fan_speed() -> None:
 
 
 def test_the_plan_respects_the_fan_cap() -> None:
-    settings = MpcSettings(
-        horizon=6,
-        knots=8,
-        n_pods=2,
-        low=(19.99, 0.3, 5.5, 18.0),
-        high=(20.01, 1.0, 16.0, 35.0),
-        rate=(0.5, 0.1, 0.5, 1.0),
-        margin_k=1.0,
-        fan_cap_frac=0.5,
-    )
+    settings = _pinned_settings(fan_cap_frac=0.5)
     solution = MpcProblem(settings).solve(_hot(settings))  # hot pods want every bit of air
     assert solution.optimal, solution.status
     # Down from 1.0 at the rate limit, then held at the cap.
