@@ -1,10 +1,11 @@
 """The operator's decisions from the dashboard: checked here (a valid session, the operator
 role read again from the users file, a reason — except for a rollback, which is one click —
-and a policy), then handed to
+of at most ``max_reason_chars`` characters, and a policy), then handed to
 :mod:`control.approval`, which records who, when, why and the artifact's hash.
 
 Nothing here trusts the page: a viewer's request, a forged one, one from an expired session
-or one without a reason is refused with a message and changes nothing.
+or one without a reason (or with one over the limit) is refused with a message and changes
+nothing. A rollback is never held back by its reason: one over the limit is cut to it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,16 @@ def act(
         logger.warning("dashboard: %s refused: %s", action, exc)
         return Outcome(False, f"{action} refused: {exc}")
     why = (reason or "").strip()
+    limit = ctx.config.max_reason_chars
+    if len(why) > limit and action == "rollback":  # never hold a rollback back: cut it
+        cut = f" … (cut at {limit} characters)"
+        why = why[: max(0, limit - len(cut))] + cut
+    elif len(why) > limit:
+        return Outcome(
+            False,
+            f"{action} refused: the reason has {len(why):,} characters; "
+            f"at most {limit:,} are kept in the audit log (shorten it)",
+        )
     if not why and action == "rollback":  # one click in an emergency: the reason can wait
         why = ONE_CLICK_ROLLBACK
     if not why:

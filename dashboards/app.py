@@ -27,6 +27,7 @@ from dashboards.figures import notice
 from dashboards.ids import FrameIds
 from dashboards.pages import approvals, hall, reservoir, twin
 from dashboards.session import LOGIN_PATH, LOGOUT_PATH, current_session, install, signed_in
+from dashboards.session_store import DEFAULT_IDLE_S
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +56,10 @@ body { font-family: system-ui, -apple-system, sans-serif; margin: 0; background:
 .tl-graph, .tl-graph-wide { background: #fff; border-radius: 6px; }
 .tl-table { border-collapse: collapse; background: #fff; font-size: 13px; margin-bottom: 8px; }
 .tl-table th, .tl-table td { border-bottom: 1px solid #dde; padding: 4px 10px;
-                             text-align: left; }
+                             text-align: left; overflow-wrap: anywhere; }
 .tl-table th { background: #e8eef5; }
-.tl-notice { padding: 8px 12px; border-radius: 4px; margin: 6px 0; background: #e8f0fa; }
+.tl-notice { padding: 8px 12px; border-radius: 4px; margin: 6px 0; background: #e8f0fa;
+             overflow-wrap: anywhere; }
 .tl-notice-ok { background: #e7f6ea; } .tl-notice-error { background: #fdecec; color: #900; }
 .tl-decide { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start; }
 .tl-reason { width: 420px; height: 60px; }
@@ -138,13 +140,16 @@ def create_app(
     *,
     secret_file: str | Path | None = None,
     session_ttl_s: float = DEFAULT_SESSION_S,
+    session_idle_s: float = DEFAULT_IDLE_S,
+    max_reason_chars: int = 500,
     refresh_s: float = 5.0,
     stale_after_s: float = 900.0,
     secure_cookies: bool = False,
 ) -> Dash:
     """The dashboard over a historian file and a reservoir folder, with the users of
     ``users_file``; the session secret lives in ``secret_file`` (default: beside the users
-    file), made on first use."""
+    file), made on first use; the server-side sessions in ``sessions.sqlite`` beside the
+    users file."""
     users = Path(users_file)
     config = DashboardConfig(
         historian_path=Path(historian_path),
@@ -152,6 +157,8 @@ def create_app(
         users_file=users,
         secret_file=Path(secret_file) if secret_file is not None else users.parent / SECRET_FILE,
         session_ttl_s=session_ttl_s,
+        session_idle_s=session_idle_s,
+        max_reason_chars=max_reason_chars,
         refresh_s=refresh_s,
         stale_after_s=stale_after_s,
         secure_cookies=secure_cookies,

@@ -13,9 +13,10 @@ password or by an access token for automation: a user holds at most one token, i
 the password (:meth:`UserStore.issue_token`), kept as its SHA-256 only (``"token"`` in the
 user's entry) and revoked by issuing another or by setting the user's password again.
 
-A session (Flask's signed cookie, keyed by a secret generated once per install and kept with
-mode 0600) carries the user, the role and an absolute expiry; every action checks it again
-on the server.
+Sessions are kept on the server (:mod:`dashboards.session_store`); the cookie carries only an
+opaque id. Each user's entry counts its credentials' generation (``"generation"``): setting
+the password again or issuing a new token moves it on, which ends the user's sessions. The
+secret generated once per install (mode 0600) still keys Flask's own signing.
 """
 
 from __future__ import annotations
@@ -134,6 +135,18 @@ class User:
     name: str
     role: Role
     created_at: str
+    generation: int = 0
+    """Moves on when the password is set again or a token issued: older sessions end."""
+
+
+def _user(name: str, entry: Mapping[str, Any]) -> User:
+    generation = entry.get("generation", 0)
+    return User(
+        name,
+        check_role(entry["role"]),
+        str(entry.get("created_at", "")),
+        generation if isinstance(generation, int) else -1,
+    )
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -173,17 +186,12 @@ class UserStore:
 
     def users(self) -> list[User]:
         """Every user, by name."""
-        return [
-            User(name, check_role(entry["role"]), str(entry.get("created_at", "")))
-            for name, entry in sorted(self._load().items())
-        ]
+        return [_user(name, entry) for name, entry in sorted(self._load().items())]
 
     def get(self, name: str) -> User | None:
         """The user ``name`` as the file holds it now; None if there is none."""
         entry = self._load().get(name)
-        if entry is None:
-            return None
-        return User(name, check_role(entry["role"]), str(entry.get("created_at", "")))
+        return None if entry is None else _user(name, entry)
 
     def add(self, name: str, password: str, role: str, *, replace: bool = False) -> User:
         """Add a user (or, with ``replace``, set an existing user's password and role)."""
@@ -194,12 +202,18 @@ class UserStore:
         if name in users and not replace:
             raise AuthError(f"user {name!r} already exists in {self.path}")
         created = datetime.now(UTC).isoformat(timespec="seconds")
-        users[name] = {"role": who, "password": hash_password(password), "created_at": created}
+        generation = _next_generation(users.get(name))
+        users[name] = {
+            "role": who,
+            "password": hash_password(password),
+            "created_at": created,
+            "generation": generation,
+        }
         _write_private(self.path, json.dumps({"version": 1, "users": users}, indent=2) + "\n")
         logger.info(
             "users file %s: %s %s (%s)", self.path, "set" if replace else "added", name, who
         )
-        return User(name, who, created)
+        return User(name, who, created, generation)
 
     def issue_token(self, name: str) -> str:
         """A new access token for ``name`` (shown once; the file keeps its SHA-256 only),
@@ -210,6 +224,7 @@ class UserStore:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         created = datetime.now(UTC).isoformat(timespec="seconds")
         users[name]["token"] = {"sha256": _token_digest(token), "created_at": created}
+        users[name]["generation"] = _next_generation(users[name])
         _write_private(self.path, json.dumps({"version": 1, "users": users}, indent=2) + "\n")
         logger.info("users file %s: new access token for %s", self.path, name)
         return token
@@ -222,7 +237,7 @@ class UserStore:
             stored = entry.get("token")
             stored_digest = stored.get("sha256") if isinstance(stored, dict) else None
             if isinstance(stored_digest, str) and hmac.compare_digest(stored_digest, digest):
-                found = User(name, check_role(entry["role"]), str(entry.get("created_at", "")))
+                found = _user(name, entry)
         if found is None:
             raise AuthError("unknown or revoked access token")
         return found
@@ -235,7 +250,15 @@ class UserStore:
         ok = verify_password(password if isinstance(password, str) else "", encoded)
         if entry is None or not ok:
             raise AuthError("wrong user name or password")
-        return User(name, check_role(entry["role"]), str(entry.get("created_at", "")))
+        return _user(name, entry)
+
+
+def _next_generation(entry: Mapping[str, Any] | None) -> int:
+    """The generation after ``entry``'s (0 for a new user)."""
+    if entry is None:
+        return 0
+    current = entry.get("generation", 0)
+    return (current if isinstance(current, int) else 0) + 1
 
 
 def _token_digest(token: str) -> str:
@@ -279,18 +302,11 @@ class SessionUser:
         return self.role == OPERATOR
 
 
-def start_session(session: Any, user: User, *, ttl_s: float, now_s: float) -> SessionUser:
-    """Write the logged-in ``user`` into a Flask ``session`` (a mutable mapping)."""
-    session.clear()
-    session["user"] = user.name
-    session["role"] = user.role
-    session["expires_at_s"] = now_s + ttl_s
-    session.permanent = True
-    return SessionUser(user.name, user.role, now_s + ttl_s)
-
-
 def session_user(session: Mapping[str, Any], *, now_s: float) -> SessionUser:
-    """The user of a session; :class:`AuthError` if there is none or it has expired."""
+    """The user of a session; :class:`AuthError` if there is none, it has expired or it was
+    ended (``"ended"``: why, from :mod:`dashboards.session_store`)."""
+    if "ended" in session:
+        raise AuthError(str(session["ended"]))
     if not all(key in session for key in _SESSION_KEYS):
         raise AuthError("you are not logged in; log in first")
     expires = session["expires_at_s"]

@@ -1,4 +1,5 @@
-"""What every page reads from: the historian, the reservoir and the users file of one app.
+"""What every page reads from: the historian, the reservoir, the users file and the
+server-side sessions of one app.
 
 The historian is opened read-only once, when it first exists (the live loop may create it
 after the dashboard starts), and shared by the server's threads (it guards its own
@@ -18,6 +19,7 @@ from pathlib import Path
 from connectors.historian import Historian, HistorianError
 from control.reservoir import Reservoir, ReservoirError
 from dashboards.auth import DEFAULT_SESSION_S, UserStore
+from dashboards.session_store import DEFAULT_IDLE_S, SESSIONS_FILE, SessionStore
 from twinloop.errors import TwinLoopError
 
 
@@ -34,6 +36,13 @@ class DashboardConfig:
     users_file: Path
     secret_file: Path
     session_ttl_s: float = DEFAULT_SESSION_S
+    """A session ends this long after login at the latest."""
+    session_idle_s: float = DEFAULT_IDLE_S
+    """... or after this long without a request from it."""
+    sessions_file: Path | None = None
+    """The server-side sessions (SQLite); default: ``sessions.sqlite`` beside the users file."""
+    max_reason_chars: int = 500
+    """The longest reason an operator may give (it is kept in the audit log for good)."""
     refresh_s: float = 5.0
     """How often the live pages poll the historian."""
     stale_after_s: float = 900.0
@@ -46,7 +55,14 @@ class DashboardConfig:
     """Send the session cookie over HTTPS only (set when served behind TLS)."""
 
     def __post_init__(self) -> None:
-        for name in ("session_ttl_s", "refresh_s", "stale_after_s", "feed_silent_after_s"):
+        for name in (
+            "session_ttl_s",
+            "session_idle_s",
+            "max_reason_chars",
+            "refresh_s",
+            "stale_after_s",
+            "feed_silent_after_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"dashboard {name} must be positive, got {getattr(self, name)}")
 
@@ -74,6 +90,11 @@ class AppContext:
     def __init__(self, config: DashboardConfig) -> None:
         self.config = config
         self.users = UserStore(config.users_file)
+        self.sessions = SessionStore(
+            config.sessions_file or config.users_file.parent / SESSIONS_FILE,
+            ttl_s=config.session_ttl_s,
+            idle_s=config.session_idle_s,
+        )
         self.feed = FeedWatch()
         self._historian: Historian | None = None
         self._lock = threading.Lock()

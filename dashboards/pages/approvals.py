@@ -80,7 +80,11 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
                     ),
                     dcc.Textarea(
                         id=ApprovalIds.REASON,
-                        placeholder="reason, kept in the audit log (required, except to roll back)",
+                        placeholder=(
+                            "reason, kept in the audit log (required, except to roll back; "
+                            f"at most {ctx.config.max_reason_chars} characters)"
+                        ),
+                        maxLength=ctx.config.max_reason_chars,
                         className="tl-reason",
                         disabled=viewer,
                     ),

@@ -17,13 +17,8 @@ from dashboards.auth import (
     require_operator,
     require_role,
     session_user,
-    start_session,
     verify_password,
 )
-
-
-class _Session(dict[str, object]):
-    permanent = False
 
 
 def test_passwords_are_salted_scrypt_hashes() -> None:
@@ -85,9 +80,7 @@ def test_secret_is_made_once_with_0600(tmp_path: Path) -> None:
 def test_sessions_expire_and_roles_are_checked(tmp_path: Path) -> None:
     store = UserStore(tmp_path / "users.json")
     olga = store.add("olga", "s3cret-pass", "operator")
-    session = _Session()
-    start_session(session, olga, ttl_s=60.0, now_s=1000.0)
-    assert session.permanent
+    session = {"user": olga.name, "role": olga.role, "expires_at_s": 1060.0}
     assert session_user(session, now_s=1059.0).name == "olga"
     with pytest.raises(AuthError, match="session has expired"):
         session_user(session, now_s=1060.0)
@@ -101,6 +94,21 @@ def test_sessions_expire_and_roles_are_checked(tmp_path: Path) -> None:
     forged = dict(session, role="root")
     with pytest.raises(AuthError, match="unknown role"):
         session_user(forged, now_s=1001.0)
+    with pytest.raises(AuthError, match=r"^this session was logged out$"):
+        session_user(dict(session, ended="this session was logged out"), now_s=1001.0)
+
+
+def test_a_new_password_or_token_moves_the_generation_on(tmp_path: Path) -> None:
+    store = UserStore(tmp_path / "users.json")
+    assert store.add("olga", "s3cret-pass", "operator").generation == 0
+    store.add("victor", "another-pass", "viewer")
+    store.issue_token("olga")
+    olga = store.get("olga")
+    assert olga is not None and olga.generation == 1
+    assert store.add("olga", "new-password", "operator", replace=True).generation == 2
+    assert store.authenticate("olga", "new-password").generation == 2
+    victor = store.get("victor")
+    assert victor is not None and victor.generation == 0  # others are untouched
 
 
 def test_access_tokens_are_kept_hashed_one_per_user_and_revocable(tmp_path: Path) -> None:
