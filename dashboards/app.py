@@ -56,7 +56,8 @@ body { font-family: system-ui, -apple-system, sans-serif; margin: 0; background:
 .tl-graph, .tl-graph-wide { background: #fff; border-radius: 6px; }
 .tl-table { border-collapse: collapse; background: #fff; font-size: 13px; margin-bottom: 8px; }
 .tl-table th, .tl-table td { border-bottom: 1px solid #dde; padding: 4px 10px;
-                             text-align: left; overflow-wrap: anywhere; }
+                             text-align: left; }
+.tl-table td.tl-wrap { overflow-wrap: anywhere; min-width: 16em; }
 .tl-table th { background: #e8eef5; }
 .tl-notice { padding: 8px 12px; border-radius: 4px; margin: 6px 0; background: #e8f0fa;
              overflow-wrap: anywhere; }

@@ -94,11 +94,27 @@ def number(value: float | None, digits: int = 1, unit: str = "") -> str:
 
 
 def table(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, id_: str | None = None
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    id_: str | None = None,
+    wrap: Sequence[str] = (),
 ) -> html.Table:
-    """A plain HTML table (header row, then one row per entry)."""
+    """A plain HTML table (header row, then one row per entry); the cells of the ``wrap``
+    columns (free text) break long unbroken words instead of widening the page."""
     head = html.Thead(html.Tr([html.Th(c) for c in columns]))
-    body = html.Tbody([html.Tr([html.Td(cell) for cell in row]) for row in rows])
+    classes = ["tl-wrap" if c in wrap else None for c in columns]
+    body = html.Tbody(
+        [
+            html.Tr(
+                [
+                    html.Td(cell) if k is None else html.Td(cell, className=k)
+                    for cell, k in zip(row, classes, strict=False)
+                ]
+            )
+            for row in rows
+        ]
+    )
     props: dict[str, Any] = {"className": "tl-table"}
     if id_ is not None:
         props["id"] = id_

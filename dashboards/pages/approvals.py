@@ -180,6 +180,7 @@ def view(ctx: AppContext) -> tuple[Any, Any, list[dict[str, str]], Any, Any]:
                 for r in pending
             ],
             id_="approvals-pending-table",
+            wrap=("gate 1",),
         )
         if pending
         else notice("no policies are waiting for approval", kind="ok")
@@ -201,6 +202,7 @@ def view(ctx: AppContext) -> tuple[Any, Any, list[dict[str, str]], Any, Any]:
             for h in history
         ],
         id_="approvals-decisions-table",
+        wrap=("why",),
     )
     try:
         audit = ctx.historian().audit(limit=AUDIT_ROWS)
@@ -220,6 +222,7 @@ def view(ctx: AppContext) -> tuple[Any, Any, list[dict[str, str]], Any, Any]:
                     )
                     for a in audit
                 ],
+                wrap=("detail",),
             )
             if audit
             else notice("no setpoint writes recorded")

@@ -33,6 +33,7 @@ from dashboards.app import create_app
 from dashboards.context import AppContext
 from dashboards.ids import ApprovalIds, FrameIds, HallIds, ReservoirIds, TwinIds
 from dashboards.server import DashboardServer
+from dashboards.session import CSRF_COOKIE, SESSION_COOKIE
 from tests.dashboards.conftest import (
     HOT_POINT,
     OPERATOR,
@@ -305,3 +306,64 @@ def test_an_expired_session_is_told_so(browser: WebDriver, site: Site) -> None:
         browser.get(url + "/approvals")
         _wait(browser, "the login page", lambda d: d.find_elements(By.ID, "login-info"))
         assert "Your session has expired" in _text(browser, "login-info")
+
+
+FORGE_STATUS = """
+const done = arguments[arguments.length - 1];
+const found = document.cookie.split('; ').find(c => c.startsWith('_csrf_token='));
+fetch('/_dash-update-component', {method: 'POST', body: arguments[0],
+      headers: {'Content-Type': 'application/json',
+                'X-CSRFToken': found ? found.split('=')[1] : ''}})
+  .then(r => r.text().then(t => r.status + ' ' + t)).then(done, e => done(String(e)));
+"""
+
+
+def test_logout_ends_the_session_even_for_a_copied_cookie(browser: WebDriver, site: Site) -> None:
+    url, data = site.url, site.data
+    _login(browser, url, OPERATOR, OPERATOR_PASSWORD)
+    browser.get(url + "/approvals?policy=fixed-candidate@1")
+    _wait_text(browser, ApprovalIds.PENDING, "fixed-candidate@1")
+    copied = {c["name"]: c["value"] for c in browser.get_cookies()}
+    assert set(copied) >= {SESSION_COOKIE, CSRF_COOKIE}
+    browser.find_element(By.ID, "nav-logout").click()
+    _wait(
+        browser, "the logged-out notice", lambda d: "You have logged out" in _text(d, "login-info")
+    )
+    _shot(browser, "logged-out")
+    # The cookies copied before the logout, put back (as someone who copied them would).
+    for name in (SESSION_COOKIE, CSRF_COOKIE):
+        browser.add_cookie({"name": name, "value": copied[name], "path": "/"})
+    browser.get(url + "/approvals?policy=fixed-candidate@1")
+    _wait(browser, "the login page", lambda d: "That session has ended" in _text(d, "login-info"))
+    assert "/login?" in browser.current_url and not browser.find_elements(By.ID, "nav-logout")
+    _shot(browser, "logout-cookie-reused")
+    body = callback_request(site.app, "fixed-candidate@1", "replayed", ApprovalIds.REJECT)
+    answer = browser.execute_async_script(FORGE_STATUS, json.dumps(body))
+    assert answer.startswith("401 ") and "this session was logged out" in answer, answer
+    with Reservoir(data.reservoir) as res:
+        assert res.get("fixed-candidate@1").state == "pre_evaluated"
+
+
+def test_reasons_are_bounded_and_long_words_wrap(browser: WebDriver, site: Site) -> None:
+    url, data = site.url, site.data
+    _login(browser, url, OPERATOR, OPERATOR_PASSWORD)
+    browser.get(url + "/approvals?policy=fixed-candidate@1")
+    _wait_text(browser, ApprovalIds.PENDING, "fixed-candidate@1")
+    # Over the limit from outside the page: refused, naming the limit.
+    body = callback_request(site.app, "fixed-candidate@1", "w" * 501, ApprovalIds.REJECT)
+    answer = browser.execute_async_script(FORGE_STATUS, json.dumps(body))
+    assert "the reason has 501 characters; at most 500 are kept" in answer, answer[:300]
+    with Reservoir(data.reservoir) as res:
+        assert res.get("fixed-candidate@1").state == "pre_evaluated"
+    # The box takes no more than the limit; a 500-character word wraps in the audit.
+    word = "unbroken" * 63  # 504 characters typed, 500 kept
+    _decide(browser, ApprovalIds.REJECT, word)
+    _wait_text(browser, ApprovalIds.MESSAGE, "fixed-candidate@1 is now rejected")
+    _wait_text(browser, ApprovalIds.DECISIONS, word[:60])
+    with Reservoir(data.reservoir) as res:
+        assert res.history("fixed-candidate@1")[-1].reason == word[:500]
+    wide = browser.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth];"
+    )
+    assert wide[0] <= wide[1], f"the page scrolls sideways: {wide}"
+    _shot(browser, "approvals-long-reason")
