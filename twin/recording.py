@@ -41,6 +41,8 @@ FloatArray = NDArray[np.float64]
 RECORDING_POLICIES: tuple[str, ...] = ("explore", "site")
 """``explore``: :class:`ExplorationPolicy`; ``site``: no policy, the site's built-in control."""
 
+CW_INDEX = ACTION_NAMES.index("cw_supply_c")
+
 CMD_COLUMNS: tuple[str, ...] = tuple(f"cmd.{name}" for name in ACTION_NAMES)
 """The commanded setpoints in a recording, in :data:`twin.spaces.ACTION_NAMES` order."""
 
@@ -60,8 +62,11 @@ class ExplorationPolicy:
     control periods drawn uniformly between ``hold_min_s`` and ``hold_max_s``; at the start of
     a hold its value is drawn uniformly in the :class:`ActionScale` range (economiser on with
     probability ``economiser_on_prob``), or, with probability ``site_share``, the component is
-    left to the site (omitted from the command). Every command expires two control periods
-    after it is issued and is kept in :meth:`history`.
+    left to the site (omitted from the command). Condenser water is drawn from ``cw_floor_c``
+    up, or from where the tower can still make it in cold weather (wet bulb +
+    ``tower_approach_k``), so warm-climate data is not spent on water the tower cannot make
+    (the action reaches 10 °C for the economiser since issue 15). Every command expires two
+    control periods after it is issued and is kept in :meth:`history`.
     """
 
     def __init__(
@@ -74,6 +79,8 @@ class ExplorationPolicy:
         hold_min_s: float = 900.0,
         hold_max_s: float = 10_800.0,
         economiser_on_prob: float = 0.3,
+        cw_floor_c: float = 18.0,
+        tower_approach_k: float = 3.0,
     ) -> None:
         if not (math.isfinite(control_period_s) and control_period_s > 0):
             raise ValueError(f"control_period_s must be positive, got {control_period_s}")
@@ -97,6 +104,8 @@ class ExplorationPolicy:
             self.hold_periods = (self.hold_periods[0], self.hold_periods[0])
         self._rng = np.random.default_rng(seed)
         self._low, self._high = self.scale.low, self.scale.high
+        self.cw_floor_c = cw_floor_c
+        self.tower_approach_k = tower_approach_k
         self._value = np.full(len(ACTION_NAMES), np.nan)
         self._periods_left = np.zeros(len(ACTION_NAMES), dtype=np.int64)
         self._issued: list[tuple[float, float, FloatArray]] = []
@@ -114,7 +123,8 @@ class ExplorationPolicy:
                 elif i == len(ACTION_NAMES) - 1:  # economiser enable
                     self._value[i] = float(draw < self.economiser_on_prob)
                 else:
-                    self._value[i] = self._low[i] + draw * (self._high[i] - self._low[i])
+                    low = self._cw_low(frame) if i == CW_INDEX else self._low[i]
+                    self._value[i] = low + draw * (self._high[i] - low)
             self._periods_left[i] -= 1
         expires_at_s = time_s + 2.0 * self.control_period_s
         values = self._value.copy()
@@ -128,6 +138,19 @@ class ExplorationPolicy:
             expires_at_s=expires_at_s,
             **fields,
         )
+
+    def _cw_low(self, frame: SensorFrame) -> float:
+        """Lowest condenser water to draw: ``cw_floor_c``, or lower where the wet bulb lets
+        the tower make it (wet bulb + ``tower_approach_k``), never below the scale. Draws
+        the tower cannot reach would all record the same full-fan operation."""
+        low = float(self._low[CW_INDEX])
+        try:
+            wet_bulb = float(frame.values[0, frame.names.index("outdoor_wet_bulb_c")])
+        except ValueError:
+            wet_bulb = math.nan
+        if not math.isfinite(wet_bulb):
+            return max(low, self.cw_floor_c)
+        return max(low, min(self.cw_floor_c, wet_bulb + self.tower_approach_k))
 
     @classmethod
     def for_scenario(cls, scenario: Scenario, seed: int) -> ExplorationPolicy:

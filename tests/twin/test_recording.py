@@ -71,6 +71,24 @@ def _frame(time_s: float) -> SensorFrame:
     return SensorFrame(time_s, ("x",), np.zeros((1, 1)), np.ones((1, 1), dtype=bool))
 
 
+def _weather_frame(wet_bulb_c: float) -> SensorFrame:
+    return SensorFrame(
+        0.0, ("outdoor_wet_bulb_c",), np.full((1, 1), wet_bulb_c), np.ones((1, 1), dtype=bool)
+    )
+
+
+def test_exploration_draws_condenser_water_the_tower_can_make() -> None:
+    def lows(wet_bulb_c: float) -> float:
+        policy = ExplorationPolicy(control_period_s=300.0, seed=3, hold_max_s=900.0)
+        frame = _weather_frame(wet_bulb_c)
+        cw = [policy(frame, 300.0 * k).cw_supply_c for k in range(3_000)]
+        return min(v for v in cw if v is not None)
+
+    assert 18.0 <= lows(25.0) < 18.5  # warm: from the 18 °C floor (the tower's approach)
+    assert 10.0 <= lows(-5.0) < 10.5  # freezing: down to the action's 10 °C
+    assert 12.0 <= lows(9.0) < 12.5  # between: wet bulb + 3 K
+
+
 def test_exploration_holds_ranges_site_share_and_economiser_odds() -> None:
     scale = ActionScale()
     policy = ExplorationPolicy(control_period_s=300.0, seed=7, scale=scale)
@@ -93,15 +111,16 @@ def test_exploration_holds_ranges_site_share_and_economiser_odds() -> None:
         assert holds.min() >= 3, name
         finite = values[np.isfinite(values)]
         assert np.isnan(values).mean() == pytest.approx(0.2, abs=0.05), name
-        assert finite.min() >= scale.low[i] and finite.max() <= scale.high[i], name
+        low = 18.0 if name == "cw_supply_c" else scale.low[i]  # no wet bulb: the floor
+        assert finite.min() >= low and finite.max() <= scale.high[i], name
         if name == "economiser_enable":
             assert set(np.unique(finite)) == {0.0, 1.0}
             assert finite.mean() == pytest.approx(0.3, abs=0.06)
         else:
             assert 17 < holds.mean() < 23, name
             # Uniform over the range: both ends are visited.
-            width = scale.high[i] - scale.low[i]
-            assert finite.min() < scale.low[i] + 0.05 * width, name
+            width = scale.high[i] - low
+            assert finite.min() < low + 0.05 * width, name
             assert finite.max() > scale.high[i] - 0.05 * width, name
     # Components are held independently: mostly one changes at a time.
     changes = np.diff(np.nan_to_num(history[list(ACTION_NAMES)].to_numpy(), nan=-1.0), axis=0)
