@@ -35,6 +35,10 @@ class DashboardServer:
         """Serve in this thread until :meth:`stop` (or Ctrl-C)."""
         self._server.serve_forever()
 
+    def request_stop(self) -> None:
+        """Make :meth:`serve_forever` return (from another thread; waits until it has)."""
+        self._server.shutdown()
+
     def start(self) -> DashboardServer:
         """Serve in a background thread."""
         self._thread = threading.Thread(

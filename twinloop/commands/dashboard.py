@@ -7,7 +7,9 @@ import argparse
 import getpass
 import ipaddress
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from dashboards.auth import (
@@ -108,11 +110,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if getattr(args, "verbose", 1) < 3:  # one log line per poll is noise below -vv
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     print(f"dashboard at {server.url}/ (Ctrl-C stops)", flush=True)
+
+    # Ctrl-C (or SIGTERM) asks the serving loop to end from a helper thread, rather than
+    # raising KeyboardInterrupt wherever the main thread happens to be.
+    def _request_stop(_signum: int, _frame: object) -> None:
+        threading.Thread(target=server.request_stop, name="dashboard-stop", daemon=True).start()
+
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.serve_forever()  # returns on Ctrl-C (werkzeug catches KeyboardInterrupt)
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.stop()
     print("dashboard stopped", file=sys.stderr)
     return 0
