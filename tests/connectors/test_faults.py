@@ -140,6 +140,11 @@ def _run(
                     # controller knows it did not go out.
                     with contextlib.suppress(SetpointError):
                         acked.append(_write(writer, emulator, i))
+                # A command published while the emulator was still reconnecting is re-sent
+                # (every ``resend_s``) until its echo: give the re-sends their time.
+                drained = time.monotonic() + 15.0
+                while writer.pending() and time.monotonic() < drained:
+                    time.sleep(0.1)
                 time.sleep(0.5)
                 emulator.stop()
                 emulator.process_commands()
