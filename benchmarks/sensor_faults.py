@@ -1,6 +1,7 @@
-"""Sensor faults on the plant: how fast a biased rack-inlet sensor is flagged, how often a
-clean run flags one, and what a biased hottest-rack sensor costs the shipped MPC with and
-without the validator (:mod:`twin.sensor_check`).
+"""Sensor faults on the plant: how fast a biased rack-inlet or supply-air sensor is flagged,
+how often a clean run flags one, and what a biased hottest-rack or supply-air sensor costs
+the shipped MPC and trim-and-respond with and without the validator
+(:mod:`twin.sensor_check`).
 
     OMP_NUM_THREADS=1 python benchmarks/sensor_faults.py [--quick]
 
@@ -128,10 +129,11 @@ def main() -> None:
     delays: list[dict[str, object]] = []
     for name in ("holdout-typical-week", "eval-summer-2d", "holdout-heat-wave"):
         sc = load_scenario(name)
-        racks = hottest_racks(sc)
+        points = hottest_racks(sc)
         if not args.quick:
-            racks += ["rack_inlet_c.1.12", "rack_inlet_c.3.07"]
-        for point in racks:
+            points += ["rack_inlet_c.1.12", "rack_inlet_c.3.07"]
+        points.append("supply_air_c")
+        for point in points:
             for bias_c in (-1.5, -0.5):
                 delay = time_to_flag_h(sc, point, bias_c, onset_h=24.0, hours=30.0)
                 row: dict[str, object] = {"scenario": name, "point": point, "bias_c": bias_c}
@@ -139,6 +141,7 @@ def main() -> None:
                 delays.append(row)
                 print(f"{name} {point} {bias_c:+.1f} K: flagged {delay:.3f} h after", flush=True)
     frame = pd.DataFrame(delays)
+    frame["sensor"] = np.where(frame.point == "supply_air_c", "supply air", "rack inlet")
     stuck = [
         time_to_flag_h(load_scenario(name), point, 0.0, 24.0, 36.0, kind="sensor_stuck")
         for name in ("holdout-typical-week", "eval-summer-2d")
@@ -147,12 +150,12 @@ def main() -> None:
     print(f"stuck: flagged {stuck} h after onset", flush=True)
     results["stuck_time_to_flag_h"] = stuck
     results["time_to_flag_h"] = {
-        f"{bias_c:+.1f} K": {
+        f"{sensor} {bias_c:+.1f} K": {
             "n": len(group),
             "median": float(group.delay_h.median()),
             "max": float(group.delay_h.max()),
         }
-        for bias_c, group in frame.groupby("bias_c")
+        for (sensor, bias_c), group in frame.groupby(["sensor", "bias_c"])
     }
 
     # 2. False flags on clean 7-day runs: the held-out suite under the site's fixed
@@ -173,12 +176,15 @@ def main() -> None:
     results["false_flags"] = {"runs": clean, "per_sensor_week": total / weeks}
 
     # 3. A biased (-1.5 K) hottest-rack sensor under the MPC and under trim-and-respond
-    # (which resets supply air from the hottest inlet reading), with and without the check.
+    # (which resets supply air from the hottest inlet reading), with and without the check;
+    # and a biased supply-air sensor on the heat wave.
     if not args.quick:
         controlled: list[dict[str, object]] = []
-        for name in ("holdout-typical-week", "holdout-heat-wave"):
+        cases = [(name, None) for name in ("holdout-typical-week", "holdout-heat-wave")]
+        cases.append(("holdout-heat-wave", "supply_air_c"))
+        for name, sensor in cases:
             sc = load_scenario(name)
-            point = hottest_racks(sc)[0]
+            point = sensor or hottest_racks(sc)[0]
             faulty = with_fault(sc, "sensor_bias", point, 24.0, -1.5)
             for policy_name in ("mpc", "trim-and-respond"):
                 case: dict[str, object] = {"scenario": name, "point": point, "policy": policy_name}

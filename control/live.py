@@ -279,6 +279,7 @@ class LiveController:
             snapshot = None
         fresh = self.watchdog.freshness(snapshot, now_s)
         hall = self._hall(snapshot or {}, now_s)
+        fresh = _with_checked_inlets(fresh, hall)
         self.load_history.record(hall.it_power_kw[:1])
         wet_bulb = float(hall.outdoor_wet_bulb_c[0])
         self._sync(now_s, wet_bulb if math.isfinite(wet_bulb) else 25.0)
@@ -483,3 +484,15 @@ class LiveController:
             self._historian.add_event(Event(now_s, source, kind, message))
         except Exception:
             logger.exception("live controller: could not record event %s: %s", kind, message)
+
+
+def _with_checked_inlets(fresh: Freshness, hall: HallReadings) -> Freshness:
+    """The watchdog's hottest inlet after the sensor check: a low-biased sensor's substitute
+    (never cooler than its reading) can only raise it, so a hot spot behind a faulty sensor
+    still trips the inlet limit."""
+    with np.errstate(invalid="ignore"):
+        finite = hall.rack_inlet_c[np.isfinite(hall.rack_inlet_c)]
+    checked = float(finite.max()) if finite.size else math.nan
+    if math.isfinite(checked) and not checked <= fresh.hottest_inlet_c:
+        return replace(fresh, hottest_inlet_c=checked)
+    return fresh

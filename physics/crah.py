@@ -268,3 +268,29 @@ def valve_water_flow_for_setpoint(
             ua_multiplier,
         )
     )
+
+
+def supply_air_from_heat_balance_c(
+    return_air_c: ArrayLike,
+    airflow_kg_s: ArrayLike,
+    fan_power_kw: ArrayLike,
+    chw_flow_kg_s: ArrayLike,
+    chw_supply_c: ArrayLike,
+    chw_return_c: ArrayLike,
+    *,
+    min_airflow_kg_s: float = 1.0,
+) -> FloatArray:
+    """The hall's mixed supply-air temperature implied by the metered coil load: the air
+    leaves the coils ``Q / (ṁ_a c_p)`` below the return air, with ``Q`` the heat the chilled
+    water carries away (``ṁ_w c_w (T_return − T_supply)``), and the fans' heat added after
+    the coils. Exact in steady state with dry coils; the chilled-water loop's storage makes
+    it lag a few minutes after a load step. NaN where the airflow is below
+    ``min_airflow_kg_s`` (every unit stopped) or a reading is missing."""
+    air = np.asarray(airflow_kg_s, dtype=np.float64)
+    coil_kw = np.asarray(chw_flow_kg_s, dtype=np.float64) * CP_WATER_KJ_KG_K
+    coil_kw = coil_kw * (np.asarray(chw_return_c, dtype=np.float64) - np.asarray(chw_supply_c))
+    net_kw = coil_kw - np.asarray(fan_power_kw, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        supply = np.asarray(return_air_c, dtype=np.float64) - net_kw / (air * CP_AIR_KJ_KG_K)
+    out: FloatArray = np.where(air >= min_airflow_kg_s, supply, np.nan)
+    return out

@@ -27,6 +27,16 @@ only while the sensor is trusted):
   neighbours cannot see: a point without redundant neighbours (supply air — the inlets'
   offset above supply air wanders 2–4 K within hours as fan speed and load move, too much to
   reveal a 1.5 K bias), or a fault shared by a whole pod.
+* **heat balance** (supply air, whenever the readings carry the coil-load points and
+  ``expected`` gives no supply-air prediction): the supply air the metered coil load
+  implies, :func:`physics.crah.supply_air_from_heat_balance_c` — return air less the heat
+  the chilled water carries away over the airflow's heat capacity, plus the fans' heat. On
+  the reference plant's truth it matches the mixed supply air within 0.014 K per period
+  (fixed setpoints, summer and the heat wave with trips); with sensor noise its scale is a
+  few tenths of a kelvin, so a 1.5 K bias stands out within the hour. The residual moves
+  as well when a chilled-water temperature, flow or return-air sensor is wrong, so the
+  flag says that supply air disagrees with the coil's heat balance; the faulty sensor may
+  be another of the six.
 
 A point is also flagged **stuck** when its reading has not changed (by ``stuck_tol_c``) for
 ``stuck_periods`` periods while its neighbours moved: their centre by ``stuck_move_c`` or
@@ -57,11 +67,22 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from physics.crah import supply_air_from_heat_balance_c
+
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 Reason = Literal["bias", "stuck"]
-Source = Literal["neighbours", "twin"]
+Source = Literal["neighbours", "twin", "heat_balance"]
 SUPPLY_AIR = "supply_air_c"
+HEAT_BALANCE_POINTS = (
+    "return_air_c",
+    "crah_airflow_kg_s",
+    "crah_fan_power_kw",
+    "chw_flow_kg_s",
+    "chw_supply_c",
+    "chw_return_c",
+)
+"""The readings :func:`physics.crah.supply_air_from_heat_balance_c` takes, in its order."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +232,9 @@ class SensorValidator:
         if missing:
             raise KeyError(f"readings lack points {missing[:3]}")
         self._columns = np.array([index[p] for p in self.points])
+        balance = [index.get(p) for p in HEAT_BALANCE_POINTS]
+        self._balance_columns = np.array(balance) if all(c is not None for c in balance) else None
+        self._supply_source: Source = "twin"
         self._n_pods, self._racks = n_pods, racks_per_pod
         self._n_racks = n_pods * racks_per_pod
         m = len(self.points)
@@ -270,6 +294,10 @@ class SensorValidator:
         for name, value in (expected or {}).items():
             if name in self.points:
                 prediction[self.points.index(name)] = value
+        self._supply_source = "twin"
+        if self._balance_columns is not None and SUPPLY_AIR not in (expected or {}):
+            prediction[-1] = self._heat_balance(rows)
+            self._supply_source = "heat_balance"
         deviation = x - neighbour_ref
         self._gain = self._deviation_gain(deviation, trusted)
         nb_residual = deviation / self._gain
@@ -288,6 +316,13 @@ class SensorValidator:
         self.raised = tuple(raised)
         self.cleared = self._clear(nb_residual, x - prediction, trusted)
         return self._substitute(raw, prediction)
+
+    def _heat_balance(self, rows: FloatArray) -> float:
+        """The period's mean supply air implied by the coil load (NaN without readings)."""
+        assert self._balance_columns is not None
+        columns = rows[:, self._balance_columns].T
+        estimate = supply_air_from_heat_balance_c(*columns)
+        return float(_nanmean(estimate[:, None])[0])
 
     def _centres(self, inlets: FloatArray, trusted: BoolArray) -> FloatArray:
         """Robust centre of each pod, (rows, pods): the median of its trusted inlets."""
@@ -325,6 +360,8 @@ class SensorValidator:
         self, i: int, time_s: float, stuck: bool, by_neighbours: bool, stuck_since_s: float
     ) -> SensorFlag:
         source: Source = "neighbours" if by_neighbours or stuck else "twin"
+        if source == "twin" and self.points[i] == SUPPLY_AIR:
+            source = self._supply_source
         on_neighbours = source == "neighbours" and i < self._n_racks
         bank = self._neighbours if on_neighbours else self._twin
         since = stuck_since_s if math.isfinite(stuck_since_s) else float(bank.zero_time_s[i])

@@ -469,3 +469,34 @@ def test_a_biased_inlet_sensor_is_reported_once_and_distrusted(
     assert ctl.sensor_validator is not None
     assert [f.point for f in ctl.sensor_validator.flags] == [point]
     assert 2.0 * 3600 < ctl.sensor_validator.flags[0].flagged_at_s <= 2.5 * 3600
+
+
+def test_the_watchdog_sees_a_hot_spot_behind_a_low_biased_sensor(
+    reservoir: Reservoir, historian: Historian, scenario: Scenario
+) -> None:
+    """The hall's hottest rack reads 1.5 K low from 2 h: after the sensor check flags it,
+    the watchdog's hottest inlet is the checked one (the substitute), above every raw
+    reading, so a real hot spot still trips the inlet limit."""
+    probe = PlantSite(build_plant(replace(scenario, duration_h=12.0)))
+    probe.advance(2 * 3600.0)
+    inlets = {n: s.value for n, s in probe.snapshot().items() if n.startswith("rack_inlet_c.")}
+    point = max(inlets, key=inlets.__getitem__)
+    bias = FaultEvent("sensor_bias", 2.0, magnitude=-1.5, target=point)
+    site = PlantSite(build_plant(replace(scenario, duration_h=12.0, faults=(bias,))))
+    site.advance(PERIOD_S)
+    deploy(reservoir)
+    ctl = controller(site, reservoir, historian, scenario)
+    for _ in range(36):  # 3 h, the bias from 2 h
+        report = ctl.step(site.plant.time_s)
+        site.advance(PERIOD_S)
+    assert ctl.sensor_validator is not None and point in [
+        f.point for f in ctl.sensor_validator.flags
+    ]
+    snapshot = site.snapshot()
+    raw = max(s.value for n, s in snapshot.items() if n.startswith("rack_inlet_c."))
+    true_c = snapshot[point].value + 1.5  # the reading less its bias
+    report = ctl.step(site.plant.time_s)
+    assert report.freshness is not None
+    seen = report.freshness.hottest_inlet_c
+    print(f"{point}: watchdog sees {seen:.2f} °C, true {true_c:.2f}, raw max {raw:.2f}")
+    assert seen > raw and abs(seen - true_c) < 0.4

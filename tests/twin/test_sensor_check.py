@@ -1,5 +1,6 @@
 """The sensor validator on the real plant: a biased or stuck inlet sensor is flagged from
-its neighbours, a clean week is not, and the substitute tracks the truth."""
+its neighbours, a biased supply-air sensor from the coil's heat balance, a clean week is
+not, and the substitute tracks the truth."""
 
 from __future__ import annotations
 
@@ -208,6 +209,35 @@ def test_the_twin_residual_flags_a_supply_air_bias_that_neighbours_cannot_see(
     assert [(f.point, f.source) for f in validator.flags] == [("supply_air_c", "twin")]
     assert flagged_at is not None and flagged_at <= ONSET_H + 0.5
     assert np.abs(checked[:, column] - logs[:, 0, truth_column]).max() < 0.5
+
+
+@pytest.mark.parametrize("bias_c", [-1.5, +1.5])
+def test_the_coil_heat_balance_flags_a_supply_air_bias_without_a_twin(
+    scenario: Scenario, bias_c: float
+) -> None:
+    """No prediction given: the validator checks supply air against the air the metered
+    coil load implies, flags the bias within the hour and substitutes an estimate that
+    follows the truth."""
+    sc = faulty(scenario, "sensor_bias", "supply_air_c", bias_c)
+    plant = build_plant(sc)
+    site = sc.site
+    validator = SensorValidator(plant.point_names, site.n_pods, site.racks_per_pod)
+    column = plant.point_names.index("supply_air_c")
+    truth_column = list(plant.log_names).index("supply_air_c")
+    flagged_at: float | None = None
+    errors: list[float] = []
+    for _ in range(round((ONSET_H + 3) * 3600 / sc.control_period_s)):
+        logs, readings = plant.advance(sc.steps_per_period)
+        checked = validator.update(plant.time_s, readings[:, 0])
+        if validator.raised:
+            flagged_at = plant.time_h - sc.start_h
+        if validator.flags:
+            errors.append(float(np.abs(checked[:, column] - logs[:, 0, truth_column]).mean()))
+    assert [(f.point, f.reason, f.source) for f in validator.flags] == [
+        ("supply_air_c", "bias", "heat_balance")
+    ]
+    assert flagged_at is not None and ONSET_H <= flagged_at <= ONSET_H + 1.0
+    assert max(errors) < 0.5, "the substitute strays from the true supply air"
 
 
 def test_config_rejects_nonsense() -> None:
