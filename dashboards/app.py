@@ -28,6 +28,7 @@ from dashboards.ids import FrameIds
 from dashboards.pages import approvals, hall, reservoir, twin
 from dashboards.session import LOGIN_PATH, LOGOUT_PATH, current_session, install, signed_in
 from dashboards.session_store import DEFAULT_IDLE_S
+from dashboards.site_time import SiteClock
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ body { font-family: system-ui, -apple-system, sans-serif; margin: 0; background:
 .tl-header a { color: #fff; text-decoration: none; font-weight: 500; }
 .tl-header a.tl-active { text-decoration: underline; }
 .tl-brand { font-weight: 700; font-size: 18px; margin-right: 12px; }
-.tl-user { margin-left: auto; font-size: 14px; }
+.tl-time-base { margin-left: auto; font-size: 13px; opacity: .85; }
+.tl-user { margin-left: 18px; font-size: 14px; }
 .tl-main { padding: 12px 20px 40px; }
 .tl-page-head { display: flex; align-items: center; gap: 16px; }
 .tl-window { width: 160px; } .tl-point { width: 360px; }
@@ -79,14 +81,16 @@ _INDEX = (
 )
 
 
-def frame_layout(clock_s: float = 15.0) -> Component:
-    """Navigation, the user, the session notice (checked every ``clock_s``) and the page."""
+def frame_layout(clock_s: float = 15.0, time_base: str = "") -> Component:
+    """Navigation, the time base of every time shown, the user, the session notice (checked
+    every ``clock_s``) and the page."""
     nav: list[Component] = [html.Span("TwinLoop", className="tl-brand")]
     nav += [
         dcc.Link(page.TITLE, href=page.PATH, id=f"nav-{page.__name__.rsplit('.', 1)[-1]}")
         for page in PAGES
     ]
     nav += [
+        html.Span(time_base, id=FrameIds.TIME_BASE, className="tl-time-base"),
         html.Span(id=FrameIds.USER, className="tl-user"),
         html.A("Log out", href=LOGOUT_PATH, id="nav-logout"),
     ]
@@ -146,11 +150,13 @@ def create_app(
     refresh_s: float = 5.0,
     stale_after_s: float = 900.0,
     secure_cookies: bool = False,
+    clock: SiteClock | None = None,
 ) -> Dash:
     """The dashboard over a historian file and a reservoir folder, with the users of
     ``users_file``; the session secret lives in ``secret_file`` (default: beside the users
     file), made on first use; the server-side sessions in ``sessions.sqlite`` beside the
-    users file."""
+    users file. ``clock`` maps the historian's times to the site's date and time (default:
+    a real site's wall clock in this machine's zone; :mod:`dashboards.site_time`)."""
     users = Path(users_file)
     config = DashboardConfig(
         historian_path=Path(historian_path),
@@ -163,6 +169,7 @@ def create_app(
         refresh_s=refresh_s,
         stale_after_s=stale_after_s,
         secure_cookies=secure_cookies,
+        clock=clock if clock is not None else SiteClock.wall(),
     )
     ctx = AppContext(config)
     app = Dash(
@@ -174,7 +181,7 @@ def create_app(
         enable_mcp=False,  # whatever DASH_MCP_ENABLED says: no tool endpoint beside the login
     )
     install(app.server, ctx, load_or_create_secret(config.secret_file))
-    app.layout = frame_layout(clock_s=min(15.0, 3.0 * refresh_s))
+    app.layout = frame_layout(clock_s=min(15.0, 3.0 * refresh_s), time_base=config.clock.describe())
 
     @app.callback(
         Output(FrameIds.PAGE, "children"),

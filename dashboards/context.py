@@ -13,13 +13,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from connectors.historian import Historian, HistorianError
 from control.reservoir import Reservoir, ReservoirError
 from dashboards.auth import DEFAULT_SESSION_S, UserStore
 from dashboards.session_store import DEFAULT_IDLE_S, SESSIONS_FILE, SessionStore
+from dashboards.site_time import SiteClock
 from twinloop.errors import TwinLoopError
 
 
@@ -53,6 +54,8 @@ class DashboardConfig:
     """Rack inlets above this (ASHRAE recommended limit) raise an alarm."""
     secure_cookies: bool = False
     """Send the session cookie over HTTPS only (set when served behind TLS)."""
+    clock: SiteClock = field(default_factory=SiteClock.wall)
+    """How historian times map to the site's date and time (:mod:`dashboards.site_time`)."""
 
     def __post_init__(self) -> None:
         for name in (

@@ -10,8 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from dash import dcc, html
 
-_EPOCH_LIKE_S = 1.0e9
-"""Times past this (2001) read as Unix time; smaller ones are plant time from its year's start."""
+from dashboards.site_time import SiteClock
 
 WINDOWS_H: tuple[float, ...] = (1.0, 3.0, 6.0, 24.0)
 
@@ -71,19 +70,14 @@ def style(fig: go.Figure, title: str, *, height: int = 320, y_title: str = "") -
     return fig
 
 
-def time_values(index: Iterable[float]) -> tuple[Any, str]:
-    """X values and axis title for historian times: dates for Unix times, else plant hours."""
-    times = pd.Index(list(index), dtype=float)
-    if len(times) and float(times.max()) > _EPOCH_LIKE_S:
-        return pd.to_datetime(times, unit="s", utc=True), "time (UTC)"
-    return times / 3600.0, "plant time (h)"
+def time_values(index: Iterable[float], clock: SiteClock) -> tuple[Any, str]:
+    """X values (site-local datetimes) and the axis title for historian times."""
+    return clock.local(index), clock.axis_title()
 
 
-def time_text(time_s: float) -> str:
-    """One historian time for a label."""
-    if time_s > _EPOCH_LIKE_S:
-        return f"{pd.Timestamp(time_s, unit='s', tz='UTC'):%Y-%m-%d %H:%M:%S} UTC"
-    return f"plant hour {time_s / 3600.0:,.3f}"
+def time_text(time_s: float, clock: SiteClock) -> str:
+    """One historian time for a label, site-local."""
+    return clock.text(time_s)
 
 
 def number(value: float | None, digits: int = 1, unit: str = "") -> str:

@@ -14,6 +14,7 @@ class FrameIds(StrEnum):
     USER = "frame-user"
     SESSION_NOTICE = "frame-session-notice"
     CLOCK = "frame-clock"
+    TIME_BASE = "frame-time-base"
 
 
 class HallIds(StrEnum):

@@ -356,13 +356,20 @@ class Demo:
         from dashboards.app import create_app
         from dashboards.auth import UserStore
         from dashboards.server import DashboardServer
+        from dashboards.site_time import SiteClock, WallAnchor
 
         users_file = self.home / "dashboard" / "users.json"
         store = UserStore(users_file)
         self.operator_password = secrets.token_urlsafe(9)
         store.add(OPERATOR, self.operator_password, "operator", replace=True)
         store.add(VIEWER, secrets.token_urlsafe(9), "viewer", replace=True)
-        app = create_app(self.historian_path, self.reservoir_root, users_file, refresh_s=2.0)
+        # Plant time on the calendar of the weather year, in the weather file's zone; the
+        # reservoir's wall-clock decisions placed on it through the emulator's pace.
+        anchor = WallAnchor(self._plant_time_s(), time.time(), self.config.speed)
+        clock = SiteClock.for_weather_start(self.scenario.weather().start, anchor)
+        app = create_app(
+            self.historian_path, self.reservoir_root, users_file, refresh_s=2.0, clock=clock
+        )
         try:
             server = DashboardServer(app, self.config.host, self.config.port).start()
         except OSError as exc:  # e.g. the port is taken

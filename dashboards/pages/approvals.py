@@ -189,10 +189,10 @@ def view(ctx: AppContext) -> tuple[Any, Any, list[dict[str, str]], Any, Any]:
         {"label": f"{r.ref} ({r.state})", "value": r.ref} for r in records if r.state in ACTIONABLE
     ]
     decisions = table(
-        ["at (UTC)", "policy", "who", "change", "why", "sha256"],
+        ["at", "policy", "who", "change", "why", "sha256"],
         [
             (
-                h.at,
+                ctx.config.clock.wall_text(h.at),
                 h.policy,
                 h.actor,
                 f"{h.from_state or '—'} → {h.to_state}",
@@ -211,11 +211,11 @@ def view(ctx: AppContext) -> tuple[Any, Any, list[dict[str, str]], Any, Any]:
                 ["time", "command", "field", "value", "expires", "actor", "outcome", "detail"],
                 [
                     (
-                        time_text(a.time_s),
+                        time_text(a.time_s, ctx.config.clock),
                         a.command_id,
                         a.field,
                         f"{a.value:g}",
-                        time_text(a.expires_at_s),
+                        time_text(a.expires_at_s, ctx.config.clock),
                         a.actor,
                         a.outcome,
                         a.detail,

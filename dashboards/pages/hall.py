@@ -33,6 +33,8 @@ from dashboards.session import signed_in
 
 PATH = "/"
 TITLE = "Live hall"
+PLANT_LIKE_BEFORE_S = 1.0e9
+"""Unix time passed this in 2001: a wall-clock site's readings are newer."""
 
 
 def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Component:
@@ -131,7 +133,7 @@ def _temperatures(ctx: AppContext, names: list[str], since_s: float) -> go.Figur
     if not present:
         return empty_figure("no supply/return temperature points")
     frame = thin(ctx.historian().series([p for p, _ in present], since_s=since_s))
-    x, x_title = time_values(frame.index)
+    x, x_title = time_values(frame.index, ctx.config.clock)
     fig = go.Figure([go.Scatter(x=x, y=frame[p], name=label, mode="lines") for p, label in present])
     return style(fig, "Supply and return temperatures", y_title="°C").update_xaxes(title=x_title)
 
@@ -141,7 +143,7 @@ def _power_and_pue(ctx: AppContext, names: list[str], since_s: float) -> tuple[g
     parts = pts.subsystem_power(frame)
     if parts.empty or parts.dropna(how="all").empty:
         return empty_figure("no power meters"), empty_figure("no PUE: no power meters")
-    x, x_title = time_values(parts.index)
+    x, x_title = time_values(parts.index, ctx.config.clock)
     power = go.Figure(
         [
             go.Scatter(x=x, y=parts[c], name=c, mode="lines", stackgroup="power")
@@ -152,7 +154,7 @@ def _power_and_pue(ctx: AppContext, names: list[str], since_s: float) -> tuple[g
     pue = go.Figure(go.Scatter(x=x, y=pts.pue(frame), name="PUE (meters)", mode="lines"))
     if pts.KPI_PUE in names:
         kpi = thin(ctx.historian().series([pts.KPI_PUE], since_s=since_s)[pts.KPI_PUE])
-        kx, _ = time_values(kpi.index)
+        kx, _ = time_values(kpi.index, ctx.config.clock)
         pue.add_trace(go.Scatter(x=kx, y=kpi, name="PUE (controller KPI)", mode="lines"))
     style(pue, "PUE", y_title="facility / IT").update_xaxes(title=x_title)
     return power, pue
@@ -181,8 +183,9 @@ def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
     it_kw = sum(latest[p].value for p in pts.matching(names, pts.IT_POWER_PREFIX))
     facility = latest.get(pts.FACILITY_POWER)
     facility_kw = facility.value if facility is not None else float("nan")
+    clock = ctx.config.clock
     summary = [
-        card("data as of", time_text(newest_s)),
+        card("data as of", time_text(newest_s, clock)),
         card("PUE", number(facility_kw / it_kw if it_kw > 0 else None, 3)),
         card("IT power", number(it_kw, 0, "kW")),
         card("facility power", number(facility_kw, 0, "kW")),
@@ -192,6 +195,14 @@ def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
             alarm=hottest is not None and hottest.value > limit,
         ),
     ]
+    if not clock.is_plant and newest_s < PLANT_LIKE_BEFORE_S:
+        summary.append(
+            notice(
+                "these times look like an emulated plant's clock, not Unix time: serve the "
+                "dashboard with --scenario NAME to show them on the site's calendar",
+                kind="error",
+            )
+        )
     found = alarms(latest, historian.events(limit=20), inlet_limit_c=limit)
     silent_s = ctx.feed.observe(newest_s, ctx.now_s())
     feed_silent = silent_s >= ctx.config.feed_silent_after_s
@@ -204,7 +215,8 @@ def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
     )
     alarm_table = (
         table(
-            ["time", "source", "alarm"], [(time_text(a.time_s), a.source, a.message) for a in found]
+            ["time", "source", "alarm"],
+            [(time_text(a.time_s, ctx.config.clock), a.source, a.message) for a in found],
         )
         if found
         else notice("no alarms", kind="ok")
@@ -213,7 +225,10 @@ def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
     stale_table = (
         table(
             ["point", "newest reading", "behind by", "quality"],
-            [(r.point, time_text(r.time_s), f"{lag:,.0f} s", r.quality) for r, lag in stale],
+            [
+                (r.point, time_text(r.time_s, ctx.config.clock), f"{lag:,.0f} s", r.quality)
+                for r, lag in stale
+            ],
         )
         if stale
         else notice("every point is fresh", kind="ok")

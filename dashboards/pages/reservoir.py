@@ -22,6 +22,7 @@ from dashboards.figures import empty_figure, notice, number, style, table
 from dashboards.ids import FrameIds, ReservoirIds
 from dashboards.reservoir_view import per_scenario, policy_rows
 from dashboards.session import signed_in
+from dashboards.site_time import SiteClock
 
 PATH = "/reservoir"
 TITLE = "Policy reservoir"
@@ -102,7 +103,7 @@ def policy_from_search(search: str | None) -> str | None:
     return values[0] if values else None
 
 
-def _fields(res: Reservoir, ref: str) -> html.Div:
+def _fields(res: Reservoir, ref: str, clock: SiteClock) -> html.Div:
     record = res.get(ref)
     current = res.current_hash(record.ref)
     verified = (
@@ -117,7 +118,7 @@ def _fields(res: Reservoir, ref: str) -> html.Div:
         ("parent", record.parent or "—"),
         ("training scenarios", ", ".join(record.training_scenarios) or "—"),
         ("description", record.description or "—"),
-        ("created (UTC)", record.created_at),
+        ("created", clock.wall_text(record.created_at)),
     ]
     rows += [(f"hyper-parameter {k}", str(v)) for k, v in sorted(record.hyperparameters.items())]
     return html.Div([html.H3(record.ref), table(["field", "value"], rows)])
@@ -158,10 +159,10 @@ def _comparison(res: Reservoir, ref: str) -> html.Div:
     return html.Div([html.H3(title), table(columns, body)])
 
 
-def _history(res: Reservoir, ref: str) -> html.Div:
+def _history(res: Reservoir, ref: str, clock: SiteClock) -> html.Div:
     rows = [
         (
-            h.at,
+            clock.wall_text(h.at),
             h.actor,
             f"{h.from_state or '—'} → {h.to_state}",
             h.reason,
@@ -169,9 +170,7 @@ def _history(res: Reservoir, ref: str) -> html.Div:
         )
         for h in reversed(res.history(ref))
     ]
-    return html.Div(
-        [html.H3("History"), table(["at (UTC)", "who", "change", "why", "sha256"], rows)]
-    )
+    return html.Div([html.H3("History"), table(["at", "who", "change", "why", "sha256"], rows)])
 
 
 def _hours(frame: pd.DataFrame, duration_h: float | None) -> pd.Series:
@@ -261,13 +260,13 @@ def detail(ctx: AppContext, ref: str | None) -> tuple[Any, Any, go.Figure, Any]:
         )
     try:
         with ctx.reservoir() as res:
-            fields = _fields(res, ref)
+            fields = _fields(res, ref, ctx.config.clock)
             canonical = res.get(ref).ref
             body = [
                 fields,
                 _evaluations(res, canonical),
                 _comparison(res, canonical),
-                _history(res, canonical),
+                _history(res, canonical, ctx.config.clock),
             ]
             return [], body, report_plots(res, canonical), report_images(res, canonical)
     except (ReservoirError, DataUnavailableError) as exc:

@@ -26,6 +26,7 @@ from dashboards.figures import (
 )
 from dashboards.ids import TwinIds
 from dashboards.session import signed_in
+from dashboards.site_time import SiteClock
 
 PATH = "/twin"
 TITLE = "Twin"
@@ -103,10 +104,10 @@ def _unit(name: str) -> str:
 
 
 def _compare(
-    name: str, predicted: pd.Series, std: pd.Series | None, actual: pd.Series
+    name: str, predicted: pd.Series, std: pd.Series | None, actual: pd.Series, clock: SiteClock
 ) -> go.Figure:
     unit = _unit(name)
-    x, x_title = time_values(predicted.index)
+    x, x_title = time_values(predicted.index, clock)
     fig = go.Figure()
     if std is not None and not std.dropna().empty:
         band = std.reindex(predicted.index).to_numpy() * BAND_SIGMAS
@@ -132,17 +133,19 @@ def _compare(
             )
         )
     fig.add_trace(go.Scatter(x=x, y=predicted, mode="lines", name="twin (predicted)"))
-    mx, _ = time_values(actual.index)
+    mx, _ = time_values(actual.index, clock)
     fig.add_trace(go.Scatter(x=mx, y=actual, mode="lines", name="plant (measured)"))
     style(fig, f"{name}: predicted vs measured", height=360, y_title=unit)
     return fig.update_xaxes(title=x_title)
 
 
-def _parameters(frame: pd.DataFrame) -> tuple[go.Figure, list[tuple[str, str, str, str]]]:
+def _parameters(
+    frame: pd.DataFrame, clock: SiteClock
+) -> tuple[go.Figure, list[tuple[str, str, str, str]]]:
     if frame.empty or frame.dropna(how="all").empty:
         return empty_figure("no assimilated parameters (twin.param.*)"), []
     shown = thin(frame)
-    x, x_title = time_values(shown.index)
+    x, x_title = time_values(shown.index, clock)
     fig = go.Figure()
     rows = []
     for column in frame.columns:
@@ -188,7 +191,7 @@ def update(ctx: AppContext, name: str | None, window_h: float | None) -> tuple[A
     params = historian.series(
         [p for p in names if p.startswith(pts.TWIN_PARAM_PREFIX)], since_s=since_s
     )
-    param_fig, param_rows = _parameters(params)
+    param_fig, param_rows = _parameters(params, ctx.config.clock)
     outputs = pts.twin_outputs(names)
     if name is None and outputs:
         name = outputs[0]
@@ -206,13 +209,13 @@ def update(ctx: AppContext, name: str | None, window_h: float | None) -> tuple[A
         msg = f"the plant has no measurement of {name} to compare with"
         return notice(msg, kind="error"), empty_figure(msg), empty_figure(msg), param_fig
     pairs = pts.align(predicted, actual, tolerance_s=ALIGN_TOLERANCE_S)
-    compare = _compare(name, thin(predicted.dropna()), std, thin(actual.dropna()))
+    compare = _compare(name, thin(predicted.dropna()), std, thin(actual.dropna()), ctx.config.clock)
     if pairs.empty:
         msg = f"no prediction of {name} lies near a measurement"
         return notice(msg), compare, empty_figure(msg), param_fig
     unit = _unit(name)
     shown = thin(pairs)
-    ex, x_title = time_values(shown.index)
+    ex, x_title = time_values(shown.index, ctx.config.clock)
     error = go.Figure(go.Scatter(x=ex, y=shown["error"], mode="lines", name="predicted − measured"))
     if std is not None:
         sigma = std.dropna().reindex(shown.index, method="nearest").to_numpy() * BAND_SIGMAS

@@ -6,6 +6,7 @@ is told so. A screenshot of each page is kept in $TWINLOOP_TEST_ARTIFACTS (defau
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -34,6 +35,7 @@ from dashboards.context import AppContext
 from dashboards.ids import ApprovalIds, FrameIds, HallIds, ReservoirIds, TwinIds
 from dashboards.server import DashboardServer
 from dashboards.session import CSRF_COOKIE, SESSION_COOKIE
+from dashboards.site_time import SiteClock, WallAnchor
 from tests.dashboards.conftest import (
     HOT_POINT,
     OPERATOR,
@@ -47,6 +49,7 @@ from tests.dashboards.conftest import (
 pytestmark = pytest.mark.integration
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+MIAMI = dt.timezone(dt.timedelta(hours=-5))
 FLAGS = (
     "--headless=new",
     "--no-sandbox",
@@ -95,7 +98,11 @@ def site(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sit
     shutil.copytree(built.reservoir, base / "reservoir")
     shutil.copy2(built.users, base / "users.json")
     data = Built(base / "historian.sqlite", base / "reservoir", base / "users.json", built.newest_s)
-    app = create_app(data.historian, data.reservoir, data.users, refresh_s=2.0)
+    # As in the demo: the emulated plant's clock on its weather year, in Miami's zone, and
+    # decisions placed on it through the emulator's pace (300x).
+    anchor = WallAnchor(plant_s=built.newest_s, wall_s=time.time(), speed=300.0)
+    clock = SiteClock.plant(1962, MIAMI, anchor)
+    app = create_app(data.historian, data.reservoir, data.users, refresh_s=2.0, clock=clock)
     with DashboardServer(app, "127.0.0.1", 0) as server:
         yield Site(server.url.replace("127.0.0.1", "localhost"), data, app)
 
@@ -179,6 +186,17 @@ def test_login_and_the_live_hall(browser: WebDriver, site: Site) -> None:
     assert HOT_POINT in _text(browser, HallIds.ALARMS)
     assert "outdoor_rel_hum_frac" in _text(browser, HallIds.STALE)
     assert "olga (operator)" in _text(browser, FrameIds.USER)
+    # One time base: site-local dates and times on every card, table and axis.
+    assert "1962-07-01 02:59:01 UTC-05:00" in _text(browser, HallIds.SUMMARY)
+    assert "1962-07-01" in _text(browser, HallIds.ALARMS)
+    assert "UTC-05:00" in _text(browser, FrameIds.TIME_BASE)
+    assert "plant hour" not in _body(browser)
+    axis = browser.execute_script(
+        "return document.querySelector('#' + arguments[0] + ' .js-plotly-plot').layout"
+        ".xaxis.title.text;",
+        str(HallIds.TEMPERATURES),
+    )
+    assert axis == "emulated plant time (UTC-05:00)"
     _shot(browser, "hall")
     # Live: a new reading in the historian shows up without reloading the page.
     with Historian(site.data.historian) as hist:
@@ -233,6 +251,10 @@ def test_operator_decides_and_rolls_back(browser: WebDriver, site: Site) -> None
     _decide(browser, ApprovalIds.APPROVE, "twin evidence holds")
     _wait_text(browser, ApprovalIds.MESSAGE, "tr-candidate@1 is now approved (approve by olga)")
     _wait_text(browser, ApprovalIds.DECISIONS, "twin evidence holds")
+    # The decisions (wall clock) and the setpoint writes (plant clock) on one time base.
+    assert "1962-07-0" in _text(browser, ApprovalIds.DECISIONS)
+    assert "1962-07-01" in _text(browser, ApprovalIds.WRITES)
+    assert "(UTC)" not in _body(browser) and "wall clock" not in _body(browser)
     _shot(browser, "approvals")
     _decide(browser, ApprovalIds.PROMOTE, "to shadow")
     _wait_text(browser, ApprovalIds.MESSAGE, "is now shadow")

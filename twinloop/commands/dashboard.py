@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dashboards.auth import (
     DEFAULT_SESSION_S,
@@ -21,6 +22,9 @@ from dashboards.auth import (
     default_home,
 )
 from twinloop.commands.arguments import CommandError, Subparsers
+
+if TYPE_CHECKING:
+    from dashboards.site_time import SiteClock
 
 
 def _users_file(args: argparse.Namespace) -> Path:
@@ -67,6 +71,23 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _site_clock(args: argparse.Namespace) -> SiteClock:
+    """The emulated site of ``--scenario`` (its weather year and zone), else a real site's
+    wall clock in ``--time-zone`` (default: this machine's)."""
+    from dashboards.site_time import SiteClock
+
+    if args.scenario:
+        if args.time_zone:
+            raise CommandError(
+                "--time-zone is for a real site; an emulated site (--scenario) runs in the zone "
+                "of its weather file"
+            )
+        from physics.plant.scenario import load_scenario
+
+        return SiteClock.for_weather_start(load_scenario(args.scenario).weather().start)
+    return SiteClock.wall(args.time_zone)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from dashboards.app import create_app
     from dashboards.server import DashboardServer
@@ -90,6 +111,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         session_ttl_s=args.session_hours * 3600.0,
         refresh_s=args.refresh_s,
         secure_cookies=args.secure_cookies,
+        clock=_site_clock(args),
     )
     try:
         server = DashboardServer(app, args.host, args.port)
@@ -153,6 +175,16 @@ def add_commands(sub: Subparsers) -> None:
     )
     dash.add_argument(
         "--secure-cookies", action="store_true", help="cookies over HTTPS only (behind TLS)"
+    )
+    dash.add_argument(
+        "--time-zone",
+        default=None,
+        help="a real site's IANA time zone, e.g. Europe/Berlin (default: this machine's)",
+    )
+    dash.add_argument(
+        "--scenario",
+        default=None,
+        help="an emulated site: its scenario, whose weather year and zone date plant time",
     )
     dash.set_defaults(func=_cmd_serve)
     dash_sub = dash.add_subparsers(dest="dashboard_command")

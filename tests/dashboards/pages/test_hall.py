@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import numpy as np
@@ -10,9 +11,11 @@ import plotly.graph_objects as go
 import pytest
 
 from connectors.historian import Historian, Reading
+from dashboards.app import create_app
 from dashboards.context import AppContext
 from dashboards.figures import thin
 from dashboards.pages import hall
+from dashboards.site_time import SiteClock
 from tests.dashboards.conftest import (
     BAD_POINT,
     HOT_POINT,
@@ -110,3 +113,25 @@ def test_long_series_are_thinned_evenly_keeping_the_newest() -> None:
     assert len(shown) == 1334 and shown.index[-1] == 4000.0
     assert set(np.diff(shown.index)) == {3.0}
     assert len(thin(frame.iloc[:2000], 2000)) == 2000
+
+
+def test_times_are_site_local_on_the_plant_calendar(data: Built) -> None:
+    miami = dt.timezone(dt.timedelta(hours=-5))
+    app = create_app(data.historian, data.reservoir, data.users, clock=SiteClock.plant(1962, miami))
+    context = app.server.extensions["twinloop_dashboard"]
+    try:
+        summary, _, temps, power, *_ = hall.update(context, 3.0)
+    finally:
+        context.close()
+    # The tropical week starts on 1 July; the three hours of data end at 02:59 (and 1 s).
+    assert "data as of 1962-07-01 02:59:01 UTC-05:00" in text_of(summary)
+    assert temps.layout.xaxis.title.text == "emulated plant time (UTC-05:00)"
+    first = pd.Timestamp(temps.data[0].x[0])
+    assert first.date() == dt.date(1962, 7, 1) and 0 <= first.hour <= 1
+    assert pd.Timestamp(power.data[0].x[-1]).hour == 2
+    assert "look like an emulated plant's clock" not in text_of(summary)
+
+
+def test_a_wall_clock_over_plant_times_says_how_to_date_them(ctx: AppContext) -> None:
+    summary, *_ = hall.update(ctx, 3.0)
+    assert "serve the dashboard with --scenario NAME" in text_of(summary)

@@ -134,6 +134,14 @@ def test_serve_errors_are_one_line(
         capsys, monkeypatch, "", "--historian", "h", "--reservoir", "r", "--users", str(users)
     )
     assert status == 2 and f"no users in {users}: add one with" in one_error_line(err)
+    UserStore(users).add("olga", "olga-password-1", "operator")
+    serve = ("--historian", "h", "--reservoir", "r", "--users", str(users))
+    status, _, err = _run(capsys, monkeypatch, "", *serve, "--time-zone", "Mars/Olympus")
+    assert status == 2 and "unknown time zone 'Mars/Olympus'" in one_error_line(err)
+    status, _, err = _run(
+        capsys, monkeypatch, "", *serve, "--scenario", "x", "--time-zone", "Europe/Berlin"
+    )
+    assert status == 2 and "--time-zone is for a real site" in one_error_line(err)
 
 
 @pytest.mark.integration
