@@ -34,6 +34,7 @@ import platform
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,35 @@ def _publish(address: BrokerAddress, worker: int, n: int, n_points: int, qos: in
     if failed:
         print(f"publisher {worker}: {unsent} not sent, counters {counts}", flush=True)
     raise SystemExit(1 if failed else 0)
+
+
+def _raw_publish(address: BrokerAddress, worker: int, n: int, n_points: int) -> None:
+    """One gateway process through the lean load generator (:mod:`mqtt_load`): the same
+    topics and payloads as :func:`_publish`, QoS 1, every PUBACK checked. Exits 1 unless
+    every message was acknowledged with success."""
+    from mqtt_load import MqttLoadError, publish_all  # the benchmarks folder, run as a script
+
+    def messages() -> Iterator[tuple[str, bytes]]:
+        topics = [TOPICS.sensor(f"p{worker}_{i:03d}") for i in range(n_points)]
+        for k in range(n):
+            seq, point = divmod(k, n_points)
+            value = 20.0 + (k % 7) * 0.1
+            msg = SensorMessage(value, "degC", 60.0 * seq, "good", seq + 1)
+            yield topics[point], msg.encode()
+
+    try:
+        acked = publish_all(
+            address.host,
+            address.port,
+            address.username,
+            address.password,
+            f"bench-raw-publisher-{worker}",
+            messages(),
+        )
+    except (MqttLoadError, OSError) as exc:
+        print(f"publisher {worker}: {exc}", flush=True)
+        raise SystemExit(1) from exc
+    raise SystemExit(0 if acked == n else 1)
 
 
 def _mosquitto_pub(address: BrokerAddress, worker: int, n: int, qos: int, folder: Path) -> Any:
@@ -182,6 +212,8 @@ def measure(
             with ingestor:
                 assert broker.proc is not None
                 broker_cpu0, cpu0 = _proc_cpu_s(broker.proc.pid), time.process_time()
+                pool_pids = ingestor.worker_pids if isinstance(ingestor, IngestPool) else []
+                pool_cpu0 = sum(_proc_cpu_s(pid) for pid in pool_pids)
                 ctx = multiprocessing.get_context("spawn")
                 procs: list[Any] = []
                 if client == "c":
@@ -195,10 +227,13 @@ def measure(
                         for w in range(publishers)
                     ]
                 else:
+                    if client == "raw" and qos != 1:
+                        raise SystemExit("--client raw publishes at QoS 1 only")
                     procs = [
                         ctx.Process(
-                            target=_publish,
-                            args=(broker.address(GATEWAY_IDENTITIES[w]), w, per, points, qos),
+                            target=_raw_publish if client == "raw" else _publish,
+                            args=(broker.address(GATEWAY_IDENTITIES[w]), w, per, points)
+                            + (() if client == "raw" else (qos,)),
                         )
                         for w in range(publishers)
                     ]
@@ -219,13 +254,14 @@ def measure(
                     finished = time.perf_counter()
                     cpu = time.process_time() - cpu0
                     broker_cpu = _proc_cpu_s(broker.proc.pid) - broker_cpu0
+                    pool_cpu = sum(_proc_cpu_s(pid) for pid in pool_pids) - pool_cpu0
                 finally:
                     _end_publishers(procs)
                 stats = ingestor.stats()
             exits = [p.returncode if isinstance(p, subprocess.Popen) else p.exitcode for p in procs]
             takeovers = broker.takeovers()
             stored = len(historian.series(["p0_000"]))
-    written = int(stats.get("written", 0))
+    written = written_now = int(stats.get("written", 0))
     wall = finished - (first[0] if first else started)
     return {
         "messages": total,
@@ -235,7 +271,11 @@ def measure(
         "publishers": publishers,
         "ingest_workers": workers,
         "points": publishers if client == "c" else points * publishers,
-        "publisher": "mosquitto_pub -l (C)" if client == "c" else "paho (Python processes)",
+        "publisher": {
+            "c": "mosquitto_pub -l (C)",
+            "raw": "lean load generator (benchmarks/mqtt_load.py, pre-encoded packets)",
+            "python": "paho (Python processes)",
+        }[client],
         "qos": qos,
         "broker_persistence": "save on every change"
         if save_on_change
@@ -246,6 +286,12 @@ def measure(
         "ingest_cpu_s": round(cpu, 3) if workers == 1 else None,
         "ingest_msgs_per_cpu_s": round(written / cpu, 1) if cpu > 0 and workers == 1 else None,
         "broker_cpu_s": round(broker_cpu, 3),
+        "pool_cpu_s": round(pool_cpu, 3) if workers > 1 else None,
+        # Broker and ingestion CPU per message: the rate two cores would sustain with the
+        # publishers on other machines, as a site's BMS gateways are.
+        "broker_plus_ingest_us_per_msg": round(
+            1e6 * (broker_cpu + (pool_cpu if workers > 1 else cpu)) / max(written_now, 1), 1
+        ),
         "batches": stats.get("batches", 0),
         "publisher_exit_codes": exits,
         "broker_session_takeovers": takeovers,
@@ -304,9 +350,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--client",
-        choices=("python", "c"),
+        choices=("python", "raw", "c"),
         default="python",
-        help="publishers: paho processes (140 points each) or mosquitto_pub -l (one point each)",
+        help="publishers: paho processes (140 points each), the lean load generator "
+        "(benchmarks/mqtt_load.py; same points and payloads, a few µs per message) or "
+        "mosquitto_pub -l (one point each)",
     )
     parser.add_argument(
         "--consumer-only",

@@ -207,6 +207,11 @@ class IngestPool:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the running workers (for CPU accounting)."""
+        return [int(p.pid) for p in self._procs if p.pid is not None]
+
     def stats(self) -> dict[str, Any]:
         """Counters summed over the workers (``rejected`` by reason, ``rejected_total``)."""
         values = list(self._counters[:])
