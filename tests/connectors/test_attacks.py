@@ -1,5 +1,19 @@
 """Issue 17's findings, tried as an attacker would, against a real Mosquitto on loopback:
-each one is refused or harmless now."""
+each one is refused or harmless now.
+
+Findings 1-4, 7 and 10 are tried here. The others are tried where their component's own
+tests start it:
+
+* 5 (QoS 0 loss, a retained message stored twice): ten ingestion kills under load lose and
+  duplicate nothing, ``tests/connectors/test_ingestion_restarts.py``; a reading delivered
+  twice is stored once, ``tests/connectors/test_historian_migration.py``.
+* 6 (a command whose ``expires_at`` is 1e12): the BMS caps a command's lifetime,
+  ``tests/connectors/test_bms_emulator.py::test_a_commands_lifetime_is_capped_by_the_bms``.
+* 8 (a read-only historian): ingestion stops at start with one line and exit 2,
+  ``tests/twinloop/commands/test_connectors.py::test_ingest_refuses_an_unusable_historian_and_bad_numbers``.
+* 9 (``gate approve 'mpc@9999…'``, a free-text operator): one-line error and an
+  authenticated operator, ``tests/twinloop/commands/test_gate.py``.
+"""
 
 from __future__ import annotations
 
