@@ -1,0 +1,131 @@
+"""What the BACnet device and client share: a bacpypes3 application on its own event loop.
+
+bacpypes3 is asyncio; the connectors around it (ingestion, the setpoint writer, the live
+controller) are threaded. :class:`LoopThread` runs one event loop in a daemon thread and
+:meth:`LoopThread.call` runs a coroutine there from any other thread, waiting at most a
+given time. :func:`open_application` builds a BACnet/IP application (a device object and
+one IPv4 network port) bound to ``host:port``.
+
+bacpypes3 binds its UDP socket with ``SO_REUSEPORT`` and retries for ever while the port
+is taken. :func:`open_application` therefore first binds the port itself without that
+option: a port another socket holds (another device, or another process of the same user
+listening in) is refused with a :class:`BacnetPortError` naming it, instead of a silent
+shared port. Who-Is broadcasts go to 47808 only: devices on other ports are addressed
+directly, never discovered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import socket
+import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+from bacpypes3.app import Application
+from bacpypes3.local.device import DeviceObject
+from bacpypes3.local.networkport import NetworkPortObject
+
+from twinloop.errors import TwinLoopError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+VENDOR_ID = 999
+"""bacpypes3's identifier for unregistered vendors (TwinLoop has none)."""
+BIND_TIMEOUT_S = 5.0
+
+
+class BacnetPortError(TwinLoopError, OSError):
+    """The address a BACnet application should bind cannot be bound."""
+
+
+class LoopThread:
+    """An asyncio event loop in a daemon thread (module docstring)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._started = False
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> None:
+        if not self._started:
+            self._thread.start()
+            self._started = True
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
+        """Run ``coro`` on the loop and wait for its result (``TimeoutError`` after
+        ``timeout_s``, the coroutine then cancelled)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"{self.name}: no result within {timeout_s:g} s") from None
+
+    def stop(self) -> None:
+        if not self._started:
+            self.loop.close()
+            return
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5.0)
+        if not self._thread.is_alive():
+            self.loop.close()
+        self._started = False
+
+
+def _probe(host: str, port: int) -> None:
+    """Bind ``host:port`` once without SO_REUSEPORT; refuse a port someone holds."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.bind((host, port))
+    except OSError as exc:
+        raise BacnetPortError(f"BACnet address {host}:{port}: {exc.strerror}") from None
+    finally:
+        probe.close()
+
+
+async def open_application(
+    host: str,
+    port: int,
+    *,
+    device_instance: int,
+    name: str,
+    objects: Sequence[Any] = (),
+    prefix_len: int = 32,
+) -> Application:
+    """A BACnet/IP application at ``host:port`` serving ``objects`` besides its device
+    object; returns once its socket is bound. Call on the loop that will run it."""
+    _probe(host, port)
+    device = DeviceObject(
+        objectIdentifier=("device", device_instance),
+        objectName=name,
+        vendorIdentifier=VENDOR_ID,
+    )
+    network_port = NetworkPortObject(
+        f"{host}/{prefix_len}:{port}",
+        objectIdentifier=("network-port", 1),
+        objectName=f"{name}-port",
+    )
+    app = Application.from_object_list([device, network_port, *objects])
+    for link_layer in app.link_layers.values():
+        ready = getattr(getattr(link_layer, "server", None), "_local_transport_ready", None)
+        if ready is None:
+            continue
+        try:
+            await asyncio.wait_for(ready.wait(), BIND_TIMEOUT_S)
+        except TimeoutError:
+            app.close()
+            raise BacnetPortError(
+                f"BACnet address {host}:{port}: not bound within {BIND_TIMEOUT_S:g} s"
+            ) from None
+    logger.info("BACnet application %r (device %d) on %s:%d", name, device_instance, host, port)
+    return app

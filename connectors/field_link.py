@@ -1,0 +1,83 @@
+"""The interface ingestion and the setpoint writer will use to reach a site over a field
+protocol (BACnet/IP now, Modbus TCP next), whatever the protocol.
+
+A :class:`FieldLink` polls every mapped point in one call (:meth:`FieldLink.poll`), writes
+setpoints in TwinLoop's slot (:meth:`FieldLink.write`), hands them back
+(:meth:`FieldLink.relinquish`) and beats the device's heartbeat
+(:meth:`FieldLink.heartbeat`). Nothing here raises for what the network or the device
+says: every refusal, error response, wrong type or out-of-range value comes back named in
+the results and counted in :meth:`FieldLink.counters`.
+
+Names are TwinLoop's: a sensor point of the site's catalog, or ``setpoint.<field>`` for the
+value a setpoint has at the device; writes take the setpoint fields of
+:data:`physics.plant.site_control.SETPOINT_FIELDS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Quality = Literal["good", "bad"]
+WriteStatus = Literal["applied", "relinquished", "refused", "withheld", "error"]
+""""applied"/"relinquished": the device acknowledged; "refused": the device (or the point
+map, before sending) said no; "withheld": not sent because a higher priority holds the
+field or supervisory control is off; "error": no answer or an unreadable one."""
+
+
+@dataclass(frozen=True)
+class PointReading:
+    """One point as read from the device, in TwinLoop units."""
+
+    point: str
+    value: float
+    """NaN when the device flagged the point (fault, out of service)."""
+    unit: str
+    quality: Quality
+    read_at: float
+    """Wall-clock seconds (Unix) when the poll that read it was answered."""
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """One poll of a device: what was read, what could not be and why."""
+
+    readings: dict[str, PointReading]
+    errors: dict[str, str]
+    """Point -> named reason (e.g. ``timeout``, ``wrong_type``, ``out_of_range``,
+    ``bacnet:object/unknown-object``)."""
+    device_ok: bool
+    """The device answered as the allow-listed identity."""
+    supervisory_enabled: bool | None
+    """The device's supervisory enable (None when it could not be read)."""
+    overrides: dict[str, int] = field(default_factory=dict)
+    """Setpoint field -> the priority above TwinLoop's that holds it."""
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What became of one field of a write or relinquish."""
+
+    field: str
+    value: float | None
+    """None for a relinquish."""
+    status: WriteStatus
+    detail: str = ""
+    """The protocol's own result when refused (``property/value-out-of-range``) or why
+    withheld (``override at priority 8``)."""
+
+
+class FieldLink(Protocol):
+    """A site's devices over one field protocol (module docstring)."""
+
+    def poll(self) -> PollResult: ...
+
+    def write(self, fields: Mapping[str, float]) -> dict[str, WriteOutcome]: ...
+
+    def relinquish(self, fields: Iterable[str] | None = None) -> dict[str, WriteOutcome]: ...
+
+    def heartbeat(self) -> bool: ...
+
+    def counters(self) -> dict[str, int]: ...
