@@ -32,8 +32,11 @@ only while the sensor is trusted):
   implies, :func:`physics.crah.supply_air_from_heat_balance_c` — return air less the heat
   the chilled water carries away over the airflow's heat capacity, plus the fans' heat. On
   the reference plant's truth it matches the mixed supply air within 0.014 K per period
-  (fixed setpoints, summer and the heat wave with trips); with sensor noise its scale is a
-  few tenths of a kelvin, so a 1.5 K bias stands out within the hour. The residual moves
+  under fixed setpoints, but the chilled-water loop's storage swings it by up to ±0.9 K in
+  a period while a policy moves the chilled-water setpoint every period; the test takes the
+  last hour's mean residual (``balance_window_periods``), in which the swings cancel and a
+  bias does not. A flagged supply air reads its reading less that mean and plus its learnt
+  offset: the bias taken out. The residual moves
   as well when a chilled-water temperature, flow or return-air sensor is wrong, so the
   flag says that supply air disagrees with the coil's heat balance; the faulty sensor may
   be another of the six.
@@ -61,6 +64,7 @@ transient fault clears itself without letting a flapping sensor back into contro
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -110,6 +114,15 @@ class SensorCheckConfig:
     to an alarm."""
     cusum_h: float = 15.0
     """CUSUM threshold (scales): a 1.5 K step on a 0.05 K sensor flags in one period."""
+    balance_window_periods: int = 12
+    """Periods averaged in the supply-air heat-balance residual. The chilled-water loop's
+    storage makes one period's residual swing by up to ±0.9 K while a policy moves the
+    chilled-water setpoint every period (trim-and-respond, measured); over an hour the swings
+    cancel (standard deviation 0.04–0.06 K), where a sensor bias does not."""
+    balance_scale_floor_c: float = 0.15
+    """Smallest noise scale (K) of the hour-mean heat-balance residual: it wanders by up to
+    0.3 K over a day with the load and the loop's state (measured), slowly enough that a
+    sensor-noise floor would take the wander for a bias."""
     stuck_periods: int = 12
     stuck_tol_c: float = 0.005
     stuck_move_c: float = 0.3
@@ -119,10 +132,13 @@ class SensorCheckConfig:
     def __post_init__(self) -> None:
         if self.warmup_periods < 2 or self.stuck_periods < 2 or self.clear_periods < 1:
             raise ValueError("warmup_periods and stuck_periods must be ≥ 2, clear_periods ≥ 1")
+        if self.balance_window_periods < 1:
+            raise ValueError("balance_window_periods must be ≥ 1")
         positive = (
             self.baseline_tau_periods,
             self.scale_tau_periods,
             self.scale_floor_c,
+            self.balance_scale_floor_c,
             self.min_shift_c,
             self.huber_z,
             self.cusum_h,
@@ -158,6 +174,8 @@ class _CusumBank:
 
     def __init__(self, n: int, config: SensorCheckConfig) -> None:
         self.cfg = config
+        self.floor = np.full(n, config.scale_floor_c)
+        """Smallest scale per point (K)."""
         self.count = np.zeros(n, dtype=np.int64)
         self.baseline = np.zeros(n)
         self.var = np.zeros(n)
@@ -167,7 +185,7 @@ class _CusumBank:
         self.zero_time_s = np.full(n, np.nan)
 
     def scale(self) -> FloatArray:
-        return np.maximum(np.sqrt(self.var), self.cfg.scale_floor_c)
+        return np.maximum(np.sqrt(self.var), self.floor)
 
     def z(self, residual: FloatArray) -> FloatArray:
         return (residual - self.baseline) / self.scale()
@@ -235,11 +253,17 @@ class SensorValidator:
         balance = [index.get(p) for p in HEAT_BALANCE_POINTS]
         self._balance_columns = np.array(balance) if all(c is not None for c in balance) else None
         self._supply_source: Source = "twin"
+        self._balance_ring: deque[tuple[float, float]] = deque(
+            maxlen=self.config.balance_window_periods
+        )
+        """(time, reading − heat balance) of supply air over the last periods."""
         self._n_pods, self._racks = n_pods, racks_per_pod
         self._n_racks = n_pods * racks_per_pod
         m = len(self.points)
         self._neighbours = _CusumBank(m, self.config)
         self._twin = _CusumBank(m, self.config)
+        if self._balance_columns is not None:
+            self._twin.floor[-1] = self.config.balance_scale_floor_c
         # Stuck test: each point's last reading, how many periods it has not changed and
         # since when; rings (order does not matter) of the neighbours' centre and of the
         # share of them that changed, over the last ``stuck_periods`` periods.
@@ -296,7 +320,14 @@ class SensorValidator:
                 prediction[self.points.index(name)] = value
         self._supply_source = "twin"
         if self._balance_columns is not None and SUPPLY_AIR not in (expected or {}):
-            prediction[-1] = self._heat_balance(rows)
+            # The residual the test sees is the last hour's mean reading − heat balance:
+            # the prediction is the reading less that mean.
+            residual = x[-1] - self._heat_balance(rows)
+            if math.isfinite(residual):
+                self._balance_ring.append((time_s, residual))
+            full = len(self._balance_ring) == self._balance_ring.maxlen
+            if full and math.isfinite(x[-1]):  # from the first whole hour on
+                prediction[-1] = x[-1] - self._balance_mean()
             self._supply_source = "heat_balance"
         deviation = x - neighbour_ref
         self._gain = self._deviation_gain(deviation, trusted)
@@ -315,7 +346,18 @@ class SensorValidator:
             raised.append(self._raise(int(i), time_s, is_stuck, bool(bias_nb[i]), since))
         self.raised = tuple(raised)
         self.cleared = self._clear(nb_residual, x - prediction, trusted)
+        flag = self._flags.get(len(self.points) - 1)
+        if flag is not None and flag.source == "heat_balance" and math.isfinite(prediction[-1]):
+            # The substitute takes out the bias seen since the onset, not the hour's mean
+            # (which holds the healthy periods before it for an hour).
+            prediction[-1] = x[-1] - self._balance_mean(after_s=flag.since_s)
         return self._substitute(raw, prediction)
+
+    def _balance_mean(self, after_s: float = -math.inf) -> float:
+        """Mean supply-air heat-balance residual over the ring's periods after ``after_s``
+        (all of them when none is)."""
+        recent = [r for t, r in self._balance_ring if t > after_s]
+        return float(np.mean(recent or [r for _, r in self._balance_ring]))
 
     def _heat_balance(self, rows: FloatArray) -> float:
         """The period's mean supply air implied by the coil load (NaN without readings)."""
