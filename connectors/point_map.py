@@ -37,9 +37,9 @@ Every entry names exactly one of ``point`` (a point of the site's
 :data:`~physics.plant.site_control.SETPOINT_FIELDS`). ``limits`` (TwinLoop units) default
 to the catalog's bounds for a point and the plant's envelope for a setpoint, and may only
 narrow them. A writable entry must be a commandable BACnet object (analog/binary value or
-output) or a Modbus holding register (function 3), and its device must have the heartbeat
-and supervisory-enable pair: without it a BACnet write would hold forever after TwinLoop
-died (docs/bacnet.md).
+output) or a Modbus float32 holding register (function 3; NaN is its hand-back), and its
+device must have the heartbeat and supervisory-enable pair: without it a BACnet write would
+hold forever after TwinLoop died (docs/bacnet.md).
 
 :func:`reference_point_map` drafts the map of an emulated site from its catalog (what the
 BACnet device of :mod:`connectors.bacnet_device` serves).
@@ -194,6 +194,8 @@ class DeviceSpec(_Strict):
             refs = (self.heartbeat, self.supervisory_enable)
             if any(r is not None and not isinstance(r, ModbusRef) for r in refs):
                 raise ValueError("a Modbus device's heartbeat and enable are registers")
+            if isinstance(self.heartbeat, ModbusRef) and self.heartbeat.function != 3:
+                raise ValueError("the heartbeat must be a holding register (function 3)")
         return self
 
 
@@ -237,6 +239,8 @@ class PointEntry(_Strict):
             raise ValueError(f"a writable {self.bacnet.object} has no priority array")
         if self.writable and self.modbus is not None and self.modbus.function != 3:
             raise ValueError("a writable register must be a holding register (function 3)")
+        if self.writable and self.modbus is not None and self.modbus.type != "float32":
+            raise ValueError("a writable register must be a float32 (NaN is the hand-back)")
         if self.bacnet is not None and self.bacnet.object in BINARY and self.unit != "bool":
             raise ValueError(f"a {self.bacnet.object} carries unit bool, not {self.unit!r}")
         return self

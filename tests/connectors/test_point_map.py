@@ -137,3 +137,29 @@ def test_modbus_entries() -> None:
     data["points"][-6]["bacnet"] = {"object": "analog-input", "instance": 1}
     with pytest.raises(PointMapError, match="exactly one of 'bacnet' and 'modbus'"):
         parse_point_map(data, CATALOG)
+
+
+def test_modbus_writes_are_float32_holding_registers_with_a_heartbeat() -> None:
+    data = _reference()
+    data["devices"]["plant"] = {
+        "protocol": "modbus",
+        "address": "127.0.0.1:5020",
+        "unit_id": 1,
+        "heartbeat": {"address": 900, "function": 3},
+        "supervisory_enable": {"address": 901, "function": 4},
+    }
+    data["points"][-3] = {  # chw_supply_c, now on the plant controller
+        "setpoint": "chw_supply_c",
+        "device": "plant",
+        "modbus": {"address": 100, "function": 3, "type": "float32"},
+        "unit": "degC",
+        "writable": True,
+    }
+    parse_point_map(data, CATALOG)
+    data["points"][-3]["modbus"]["type"] = "int16"
+    with pytest.raises(PointMapError, match="must be a float32"):
+        parse_point_map(data, CATALOG)
+    data["points"][-3]["modbus"]["type"] = "float32"
+    data["devices"]["plant"]["heartbeat"]["function"] = 4
+    with pytest.raises(PointMapError, match=r"devices\.plant: .*heartbeat must be a holding"):
+        parse_point_map(data, CATALOG)
