@@ -1,5 +1,6 @@
 """``twinloop broker`` (run a secured Mosquitto), ``twinloop emulate`` (serve a scenario's
-plant over MQTT as a BMS) and ``twinloop ingest`` (MQTT → historian)."""
+plant over MQTT as a BMS, or with ``--protocol bacnet`` as a BACnet/IP device) and
+``twinloop ingest`` (MQTT → historian)."""
 
 from __future__ import annotations
 
@@ -141,6 +142,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
     if not args.speed > 0:
         raise CommandError(f"emulate --speed must be positive, got {args.speed}")
+    if args.protocol == "bacnet":
+        return _emulate_bacnet(args)
     topics = _topics(args)
     address = _address(args, "bms")
     scenario = load_scenario(args.scenario)
@@ -163,6 +166,65 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         emulator.stop()
         stop.restore()
     print(json.dumps(emulator.counters()), flush=True)
+    return 0
+
+
+def _emulate_bacnet(args: argparse.Namespace) -> int:
+    """The scenario's plant as a BACnet/IP device on ``--bind`` (docs/bacnet.md)."""
+    from connectors.bacnet_device import BacnetBmsDevice
+    from connectors.catalog import PointCatalog
+    from connectors.point_map import load_point_map, reference_point_map
+    from physics.plant.scenario import load_scenario
+    from physics.plant.simulation import build_plant
+
+    host, sep, port = args.bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CommandError(f"emulate --bind must be HOST:PORT, got {args.bind!r}")
+    if not (args.heartbeat_timeout > 0 and 0 <= args.device_instance <= 4_194_302):
+        raise CommandError("--heartbeat-timeout must be positive, --device-instance 0-4194302")
+    if not 1 <= args.priority <= 16 or args.priority == 6:
+        raise CommandError(
+            f"--priority must be 1-16 but not 6 (minimum on/off), got {args.priority}"
+        )
+    scenario = load_scenario(args.scenario)
+    plant = build_plant(scenario)
+    catalog = PointCatalog.for_site(plant.config)
+    if args.point_map:
+        point_map = load_point_map(Path(args.point_map), catalog)
+    else:
+        point_map = reference_point_map(
+            catalog,
+            address=args.bind,
+            device_instance=args.device_instance,
+            site=args.site,
+            priority=args.priority,
+        )
+    if args.write_point_map:
+        Path(args.write_point_map).write_text(point_map.to_yaml())
+    device = BacnetBmsDevice(
+        plant,
+        point_map,
+        host=host,
+        port=int(port),
+        speed=args.speed,
+        heartbeat_timeout_s=args.heartbeat_timeout,
+    )
+    stop = _StopFlag()
+    try:
+        device.start()
+        print(
+            f"BACnet device {device.device_instance}: {scenario.name} on {host}:{port} "
+            f"({len(point_map.points)} objects, TwinLoop at priority {device.twinloop_priority}, "
+            f"heartbeat timeout {args.heartbeat_timeout:g} s of plant time, "
+            f"speed x{args.speed:g}); Ctrl-C stops",
+            flush=True,
+        )
+        while not stop.event.wait(1.0) and not plant.done:
+            pass
+    finally:
+        device.stop()
+        stop.restore()
+    print(json.dumps(device.counters()), flush=True)
     return 0
 
 
@@ -275,14 +337,38 @@ def add_commands(sub: Subparsers) -> None:
     )
     br.set_defaults(func=_cmd_broker)
 
-    em = sub.add_parser("emulate", help="serve a scenario's plant over MQTT as a site's BMS")
+    em = sub.add_parser(
+        "emulate", help="serve a scenario's plant as a site's BMS (MQTT or BACnet/IP)"
+    )
     em.add_argument("--scenario", required=True, help="scenario YAML file or shipped name")
     em.add_argument("--site", default="site1", help="site name in the topics (default site1)")
     em.add_argument("--prefix", default="twinloop", help="topic prefix (default twinloop)")
     em.add_argument(
         "--speed", type=float, default=60.0, help="plant seconds per wall second (default 60)"
     )
+    em.add_argument(
+        "--protocol",
+        choices=("mqtt", "bacnet"),
+        default="mqtt",
+        help="mqtt: a BMS gateway on the broker (default); bacnet: a BACnet/IP device",
+    )
     _add_address_flags(em, "bms")
+    bac = em.add_argument_group("BACnet (--protocol bacnet; docs/bacnet.md)")
+    bac.add_argument(
+        "--bind", default="127.0.0.1:47808", help="the device's HOST:PORT (default 127.0.0.1:47808)"
+    )
+    bac.add_argument("--device-instance", type=int, default=1001, help="default 1001")
+    bac.add_argument("--priority", type=int, default=10, help="TwinLoop's slot (default 10)")
+    bac.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=900.0,
+        help="plant seconds without a new heartbeat before TwinLoop's slot is released",
+    )
+    bac.add_argument("--point-map", default=None, help="serve this point map (YAML)")
+    bac.add_argument(
+        "--write-point-map", default=None, help="write the map served (for TwinLoop's side)"
+    )
     em.set_defaults(func=_cmd_emulate)
 
     ing = sub.add_parser("ingest", help="store a site's sensor readings in a historian")
