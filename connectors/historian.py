@@ -10,7 +10,8 @@ records what the ingestion has acknowledged and the audit log of every setpoint 
 returned :meth:`Historian.write` or :meth:`Historian.add_audit` must be on disk. The price is
 one fsync of the WAL per transaction, which batching (one transaction per batch) amortises.
 
-The audit log is append-only: triggers abort any UPDATE or DELETE of its rows. Each reading
+The audit log and the alarm log (raise, clear, acknowledge, shelve: who and when) are
+append-only: triggers abort any UPDATE or DELETE of their rows. Each reading
 is stored once (unique on point, time and sequence); a file of an older schema is migrated
 when opened for writing (:mod:`connectors.historian_store`), its version kept in
 ``PRAGMA user_version``.
@@ -33,10 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from connectors.historian_store import (
+    ALARM_ACTIONS,
+    ALARM_LOG_COLUMNS,
+    ALARM_SEVERITIES,
     AUDIT_OUTCOME_CHECK,
     AUDIT_OUTCOMES,
     MIGRATE_DUPLICATES,
     SCHEMA_VERSION,
+    AlarmRecord,
     AuditRecord,
     Event,
     HistorianError,
@@ -48,9 +53,12 @@ from connectors.historian_store import (
 )
 
 __all__ = [
+    "ALARM_ACTIONS",
+    "ALARM_SEVERITIES",
     "AUDIT_OUTCOMES",
     "POSTGRES_SCHEMES",
     "SCHEMA_VERSION",
+    "AlarmRecord",
     "AuditRecord",
     "Event",
     "Historian",
@@ -115,6 +123,14 @@ _SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS events_time ON events (time_s)",
     _audit_table("audit"),
     *_AUDIT_TRIGGERS,
+    "CREATE TABLE IF NOT EXISTS alarm_log (id INTEGER PRIMARY KEY, "
+    + ALARM_LOG_COLUMNS.replace("{real}", "REAL")
+    + ")",
+    "CREATE INDEX IF NOT EXISTS alarm_log_key ON alarm_log (alarm_key)",
+    """CREATE TRIGGER IF NOT EXISTS alarm_log_no_update BEFORE UPDATE ON alarm_log
+        BEGIN SELECT RAISE(ABORT, 'the alarm log is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS alarm_log_no_delete BEFORE DELETE ON alarm_log
+        BEGIN SELECT RAISE(ABORT, 'the alarm log is append-only'); END""",
 )
 
 _MIGRATE_AUDIT: tuple[str, ...] = (

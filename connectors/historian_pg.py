@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from connectors.historian_store import (
+    ALARM_LOG_COLUMNS,
     AUDIT_OUTCOME_CHECK,
     MIGRATE_DUPLICATES,
     SCHEMA_VERSION,
@@ -87,6 +88,15 @@ _SCHEMA: tuple[str, ...] = (
     "DROP TRIGGER IF EXISTS audit_append_only ON audit",
     """CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit
         FOR EACH STATEMENT EXECUTE FUNCTION twinloop_audit_append_only()""",
+    "CREATE TABLE IF NOT EXISTS alarm_log (id BIGSERIAL PRIMARY KEY, "
+    + ALARM_LOG_COLUMNS.replace("{real}", "DOUBLE PRECISION")
+    + ")",
+    "CREATE INDEX IF NOT EXISTS alarm_log_key ON alarm_log (alarm_key)",
+    """CREATE OR REPLACE FUNCTION twinloop_alarm_log_append_only() RETURNS trigger AS $$
+        BEGIN RAISE EXCEPTION 'the alarm log is append-only'; END $$ LANGUAGE plpgsql""",
+    "DROP TRIGGER IF EXISTS alarm_log_append_only ON alarm_log",
+    """CREATE TRIGGER alarm_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON alarm_log
+        FOR EACH STATEMENT EXECUTE FUNCTION twinloop_alarm_log_append_only()""",
     "CREATE TABLE IF NOT EXISTS twinloop_schema (version INTEGER NOT NULL)",
 )
 

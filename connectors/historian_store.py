@@ -118,6 +118,64 @@ class AuditRecord:
             )
 
 
+ALARM_SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")
+"""Alarm severities, most urgent first."""
+ALARM_ACTIONS: tuple[str, ...] = ("raise", "clear", "ack", "shelve", "unshelve")
+"""What one row of the alarm log records: the condition began (or grew more severe), ended,
+an operator acknowledged it, shelved it until ``until_s`` or took it off the shelf."""
+
+
+@dataclass(frozen=True)
+class AlarmRecord:
+    """One row of the append-only alarm log: ``key`` names the alarm (e.g.
+    ``inlet:rack_inlet_c.2.07``), ``time_s`` is on the readings' clock (the site's time
+    base), ``wall_s`` the Unix time it was recorded."""
+
+    time_s: float
+    key: str
+    action: str
+    """One of :data:`ALARM_ACTIONS`."""
+    severity: str
+    """One of :data:`ALARM_SEVERITIES`."""
+    message: str
+    actor: str
+    wall_s: float
+    until_s: float | None = None
+    """A shelf's end (readings' clock); only for "shelve"."""
+
+    def __post_init__(self) -> None:
+        _finite("alarm time_s", self.time_s)
+        _finite("alarm wall_s", self.wall_s)
+        if not self.key or not self.actor:
+            raise HistorianError("alarm key and actor must not be empty")
+        if self.action not in ALARM_ACTIONS:
+            raise HistorianError(
+                f"alarm action {self.action!r} is not one of {', '.join(ALARM_ACTIONS)}"
+            )
+        if self.severity not in ALARM_SEVERITIES:
+            raise HistorianError(
+                f"alarm severity {self.severity!r} is not one of {', '.join(ALARM_SEVERITIES)}"
+            )
+        if (self.action == "shelve") != (self.until_s is not None):
+            raise HistorianError("an alarm's until_s is given for a shelve, and only for one")
+        if self.until_s is not None:
+            _finite("alarm until_s", self.until_s)
+
+
+ALARM_LOG_COLUMNS = """time_s {real} NOT NULL,
+        alarm_key TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ({actions})),
+        severity TEXT NOT NULL CHECK (severity IN ({severities})),
+        message TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        wall_s {real} NOT NULL,
+        until_s {real}""".replace("{actions}", ", ".join(f"'{a}'" for a in ALARM_ACTIONS)).replace(
+    "{severities}", ", ".join(f"'{s}'" for s in ALARM_SEVERITIES)
+)
+"""The alarm log's columns after its id, in the schema of both backends (``{real}``: the
+backend's float type)."""
+
+
 # --------------------------------------------------------------------------- interface
 @runtime_checkable
 class HistorianStore(Protocol):
@@ -137,6 +195,10 @@ class HistorianStore(Protocol):
     def events(self, *, limit: int = 100, since_s: float | None = None) -> list[Event]: ...
     def add_audit(self, record: AuditRecord) -> None: ...
     def audit(self, *, limit: int = 100) -> list[AuditRecord]: ...
+    def add_alarm_records(self, records: Sequence[AlarmRecord]) -> None: ...
+    def alarm_records(
+        self, *, limit: int = -1, key: str | None = None, newest_first: bool = False
+    ) -> list[AlarmRecord]: ...
     def export_parquet(
         self, path: str | Path, *, since_s: float | None = None, until_s: float | None = None
     ) -> Path: ...
@@ -403,6 +465,65 @@ class SqlHistorian:
         return [
             AuditRecord(float(t), str(c), str(f), _nan_if_none(v), float(e), str(a), str(o), str(d))
             for t, c, f, v, e, a, o, d in rows
+        ]
+
+    # ------------------------------------------------------------------ alarms
+    def add_alarm_records(self, records: Sequence[AlarmRecord]) -> None:
+        """Append ``records`` to the alarm log in one transaction (append-only)."""
+        self._check_writable()
+        if not records:
+            return
+        rows = [
+            (
+                float(r.time_s),
+                r.key,
+                r.action,
+                r.severity,
+                r.message,
+                r.actor,
+                float(r.wall_s),
+                None if r.until_s is None else float(r.until_s),
+            )
+            for r in records
+        ]
+        with self._transaction() as cur:
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO alarm_log (time_s, alarm_key, action, severity, message, actor, "
+                    "wall_s, until_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                rows,
+            )
+
+    def alarm_records(
+        self, *, limit: int = -1, key: str | None = None, newest_first: bool = False
+    ) -> list[AlarmRecord]:
+        """The alarm log in the order it was written (``newest_first``: reversed), at most
+        ``limit`` rows (negative: all), optionally of one alarm ``key``."""
+        sql = (
+            "SELECT time_s, alarm_key, action, severity, message, actor, wall_s, until_s "
+            "FROM alarm_log"
+        )
+        args: list[object] = []
+        if key is not None:
+            sql += " WHERE alarm_key = ?"
+            args.append(key)
+        sql += f" ORDER BY id {'DESC' if newest_first else 'ASC'}"
+        if limit >= 0:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [
+            AlarmRecord(
+                float(t),
+                str(k),
+                str(a),
+                str(s),
+                str(m),
+                str(who),
+                float(w),
+                None if u is None else float(u),
+            )
+            for t, k, a, s, m, who, w, u in self._query(self._sql(sql), args)
         ]
 
     # ------------------------------------------------------------------ export

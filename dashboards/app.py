@@ -1,4 +1,4 @@
-"""The operator's dashboard: one Dash app with four pages behind a login.
+"""The operator's dashboard: one Dash app with five pages behind a login.
 
 ``create_app`` builds it for the CLI, the demo and the tests; each page is a module of
 :mod:`dashboards.pages` with ``layout(ctx, user, query)`` and ``set_callbacks(app, ctx)``.
@@ -25,14 +25,14 @@ from dashboards.auth import (
 from dashboards.context import AppContext, DashboardConfig
 from dashboards.figures import notice
 from dashboards.ids import FrameIds
-from dashboards.pages import approvals, hall, reservoir, twin
+from dashboards.pages import alarms, approvals, hall, reservoir, twin
 from dashboards.session import LOGIN_PATH, LOGOUT_PATH, current_session, install, signed_in
 from dashboards.session_store import DEFAULT_IDLE_S
 from dashboards.site_time import SiteClock
 
 logger = logging.getLogger(__name__)
 
-PAGES: tuple[ModuleType, ...] = (hall, twin, reservoir, approvals)
+PAGES: tuple[ModuleType, ...] = (hall, alarms, twin, reservoir, approvals)
 """Each with ``PATH``, ``TITLE``, ``layout(ctx, user, query)`` and ``set_callbacks(app, ctx)``."""
 
 _CSS = """
@@ -40,7 +40,7 @@ body { font-family: system-ui, -apple-system, sans-serif; margin: 0; background:
        color: #1b2430; }
 .tl-header { display: flex; align-items: center; gap: 18px; background: #1f4e79; color: #fff;
              padding: 10px 20px; }
-.tl-header a { color: #fff; text-decoration: none; font-weight: 500; }
+.tl-header a { color: #fff; text-decoration: none; font-weight: 500; white-space: nowrap; }
 .tl-header a.tl-active { text-decoration: underline; }
 .tl-brand { font-weight: 700; font-size: 18px; margin-right: 12px; }
 .tl-time-base { margin-left: auto; font-size: 13px; opacity: .85; }
@@ -72,6 +72,9 @@ body { font-family: system-ui, -apple-system, sans-serif; margin: 0; background:
 .tl-button:disabled { background: #aab; cursor: not-allowed; }
 .tl-button-danger { background: #a32; }
 .tl-report-image { max-width: 100%; }
+.tl-sev { padding: 1px 6px; border-radius: 3px; color: #fff; font-weight: 600; }
+.tl-sev-critical { background: #a32; } .tl-sev-high { background: #d2691e; }
+.tl-sev-medium { background: #b8860b; } .tl-sev-low { background: #5a6f86; }
 """
 
 _INDEX = (

@@ -9,6 +9,7 @@ thread that made it.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -16,8 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connectors.historian import Historian, HistorianError
+from connectors.historian import Historian, HistorianError, Reading
 from control.reservoir import Reservoir, ReservoirError
+from dashboards.alarms import AlarmConfig, AlarmEngine
 from dashboards.auth import DEFAULT_SESSION_S, UserStore
 from dashboards.session_store import DEFAULT_IDLE_S, SESSIONS_FILE, SessionStore
 from dashboards.site_time import SiteClock
@@ -51,7 +53,9 @@ class DashboardConfig:
     feed_silent_after_s: float = 60.0
     """Wall-clock seconds without a newer reading before the feed counts as silent."""
     inlet_alarm_c: float = 27.0
-    """Rack inlets above this (ASHRAE recommended limit) raise an alarm."""
+    """Rack inlets above this (ASHRAE recommended limit) raise a high alarm."""
+    inlet_critical_c: float = 32.0
+    """... and above this (ASHRAE A1 allowable limit) a critical one."""
     secure_cookies: bool = False
     """Send the session cookie over HTTPS only (set when served behind TLS)."""
     clock: SiteClock = field(default_factory=SiteClock.wall)
@@ -99,7 +103,17 @@ class AppContext:
             idle_s=config.session_idle_s,
         )
         self.feed = FeedWatch()
+        self.alarms = AlarmEngine(
+            AlarmConfig(
+                inlet_high_c=config.inlet_alarm_c,
+                inlet_critical_c=max(config.inlet_critical_c, config.inlet_alarm_c + 1.0),
+                stale_after_s=config.stale_after_s,
+                feed_silent_after_s=config.feed_silent_after_s,
+            ),
+            wall=lambda: self.now_s(),
+        )
         self._historian: Historian | None = None
+        self._alarm_log: Historian | None = None
         self._lock = threading.Lock()
 
     def historian(self) -> Historian:
@@ -113,6 +127,28 @@ class AppContext:
                         f"historian {self.config.historian_path}: {exc}"
                     ) from None
             return self._historian
+
+    def alarm_log(self) -> Historian:
+        """The historian opened for writing the alarm log (the one table the dashboard
+        writes); :class:`DataUnavailableError` until the historian exists."""
+        with self._lock:
+            if self._alarm_log is None:
+                path = self.config.historian_path
+                if not path.is_file():
+                    raise DataUnavailableError(f"historian {path} does not exist")
+                try:
+                    self._alarm_log = Historian(path)
+                except (HistorianError, OSError) as exc:
+                    raise DataUnavailableError(f"historian {path}: {exc}") from None
+            return self._alarm_log
+
+    def evaluate_alarms(self, latest: dict[str, Reading]) -> float:
+        """Bring the alarm log up to the readings ``latest`` (:mod:`dashboards.alarms`); the
+        wall seconds the feed has been silent."""
+        newest_s = max((r.time_s for r in latest.values()), default=-math.inf)
+        silent_s = self.feed.observe(newest_s, self.now_s()) if latest else 0.0
+        self.alarms.evaluate(self.alarm_log(), latest, feed_silent_s=silent_s)
+        return silent_s
 
     @contextmanager
     def reservoir(self) -> Iterator[Reservoir]:
@@ -133,6 +169,7 @@ class AppContext:
 
     def close(self) -> None:
         with self._lock:
-            if self._historian is not None:
-                self._historian.close()
-                self._historian = None
+            for store in (self._historian, self._alarm_log):
+                if store is not None:
+                    store.close()
+            self._historian = self._alarm_log = None

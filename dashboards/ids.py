@@ -27,6 +27,7 @@ class HallIds(StrEnum):
     PUE = "hall-pue"
     ALARMS = "hall-alarms"
     STALE = "hall-stale"
+    EVENTS = "hall-events"
 
 
 class TwinIds(StrEnum):
@@ -64,3 +65,20 @@ class ApprovalIds(StrEnum):
     """When the last decision went through (refreshes the tables)."""
     DECISIONS = "approvals-decisions"
     WRITES = "approvals-writes"
+
+
+class AlarmIds(StrEnum):
+    INTERVAL = "alarms-interval"
+    COUNTS = "alarms-counts"
+    STANDING = "alarms-standing"
+    SHELVED = "alarms-shelved"
+    HISTORY = "alarms-history"
+    CHOSEN = "alarms-chosen"
+    HOURS = "alarms-hours"
+    REASON = "alarms-reason"
+    ACK = "alarms-ack"
+    SHELVE = "alarms-shelve"
+    UNSHELVE = "alarms-unshelve"
+    MESSAGE = "alarms-message"
+    ANSWERED = "alarms-answered"
+    """When the last answer went through (refreshes the tables)."""

@@ -176,11 +176,8 @@ class SiteClock:
     def describe(self) -> str:
         """One line for the page header: which clock and zone the times are in."""
         if self.is_plant:
-            return (
-                f"site time, {self.zone_label()}: the emulated plant's clock on the calendar "
-                f"of its weather year {self.plant_year}"
-            )
-        return f"site time, {self.zone_label()} (wall clock)"
+            return f"site time {self.zone_label()} · emulated plant, weather year {self.plant_year}"
+        return f"site time {self.zone_label()} · wall clock"
 
     def from_wall(self, wall_s: float) -> float | None:
         """The historian time of a wall-clock instant (Unix seconds); None where a plant

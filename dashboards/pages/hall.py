@@ -1,10 +1,10 @@
 """Live hall: rack-inlet heat map per pod, supply/return temperatures, power by subsystem,
-PUE, alarms and stale points, refreshed from the historian every few seconds."""
+PUE, standing alarms (the model of :mod:`dashboards.alarms`, evaluated at each poll), stale
+site points and recent events, refreshed from the historian every few seconds."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -12,8 +12,9 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 from dash.development.base_component import Component
 
-from connectors.historian import Event, Reading
+from connectors.historian import Reading
 from dashboards import points as pts
+from dashboards.alarms import is_site_point, standing
 from dashboards.auth import SessionUser
 from dashboards.context import AppContext, DataUnavailableError
 from dashboards.figures import (
@@ -29,10 +30,12 @@ from dashboards.figures import (
     window_dropdown,
 )
 from dashboards.ids import HallIds
+from dashboards.pages.alarms import standing_table
 from dashboards.session import signed_in
 
 PATH = "/"
 TITLE = "Live hall"
+EVENT_ROWS = 20
 PLANT_LIKE_BEFORE_S = 1.0e9
 """Unix time passed this in 2001: a wall-clock site's readings are newer."""
 
@@ -60,51 +63,36 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
             ),
             html.Div(
                 [
-                    html.Div([html.H3("Alarms"), html.Div(id=HallIds.ALARMS)]),
+                    html.Div(
+                        [
+                            html.H3(["Alarms ", dcc.Link("(acknowledge, shelve)", href="/alarms")]),
+                            html.Div(id=HallIds.ALARMS),
+                        ]
+                    ),
                     html.Div([html.H3("Stale or bad points"), html.Div(id=HallIds.STALE)]),
                 ],
                 className="tl-grid",
             ),
+            html.H3("Recent events (not alarms unless listed above)"),
+            html.Div(id=HallIds.EVENTS),
         ]
     )
-
-
-@dataclass(frozen=True)
-class Alarm:
-    time_s: float
-    source: str
-    message: str
-
-
-def alarms(
-    latest: dict[str, Reading], events: Sequence[Event], *, inlet_limit_c: float
-) -> list[Alarm]:
-    """Rack inlets above the limit (hottest first), then the historian's events (newest first)."""
-    hot = [
-        r
-        for name, r in latest.items()
-        if pts.RACK_INLET.fullmatch(name) and r.quality == "good" and r.value > inlet_limit_c
-    ]
-    out = [
-        Alarm(r.time_s, "hall", f"{r.point} at {r.value:.1f} °C (above {inlet_limit_c:g} °C)")
-        for r in sorted(hot, key=lambda r: -r.value)
-    ]
-    out += [Alarm(e.time_s, e.source, f"{e.kind}: {e.message}") for e in events]
-    return out
 
 
 def stale_points(
     latest: dict[str, Reading], *, stale_after_s: float
 ) -> list[tuple[Reading, float]]:
-    """Points whose newest reading lags the hall's newest by more than ``stale_after_s``, or
-    whose newest reading is not good; with the lag (s), oldest first."""
+    """Site points whose newest reading lags the hall's newest by more than
+    ``stale_after_s``, or whose newest reading is not good; with the lag (s), oldest first.
+    The live loop's own series (``ctl.``, ``shadow.`` ...) are not sensors: they stop by
+    design when a policy leaves shadow or control."""
     if not latest:
         return []
     newest = max(r.time_s for r in latest.values())
     out = [
         (r, newest - r.time_s)
         for r in latest.values()
-        if newest - r.time_s > stale_after_s or r.quality != "good"
+        if is_site_point(r.point) and (newest - r.time_s > stale_after_s or r.quality != "good")
     ]
     return sorted(out, key=lambda item: (-item[1], item[0].point))
 
@@ -161,17 +149,18 @@ def _power_and_pue(ctx: AppContext, names: list[str], since_s: float) -> tuple[g
 
 
 def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
-    """(summary, heat map, temperatures, power, PUE, alarms, stale) for the newest data
+    """(summary, heat map, temperatures, power, PUE, standing alarms, stale, events) for the
+    newest data
     within ``window_h`` hours of the hall's newest reading."""
     try:
         historian = ctx.historian()
         latest = historian.latest()
     except DataUnavailableError as exc:
         blank = empty_figure("no data")
-        return notice(str(exc), kind="error"), blank, blank, blank, blank, [], []
+        return notice(str(exc), kind="error"), blank, blank, blank, blank, [], [], []
     if not latest:
         blank = empty_figure("no readings yet")
-        return notice("the historian holds no readings yet"), blank, blank, blank, blank, [], []
+        return notice("the historian holds no readings yet"), blank, blank, blank, blank, [], [], []
     names = sorted(latest)
     newest_s = max(r.time_s for r in latest.values())
     since_s = newest_s - float(window_h or 3.0) * 3600.0
@@ -203,23 +192,27 @@ def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
                 kind="error",
             )
         )
-    found = alarms(latest, historian.events(limit=20), inlet_limit_c=limit)
-    silent_s = ctx.feed.observe(newest_s, ctx.now_s())
+    try:
+        silent_s = ctx.evaluate_alarms(latest)
+        shown = standing(ctx.alarms.states(ctx.alarm_log()))
+        alarm_table = standing_table(shown, clock, id_="hall-alarms-table")
+    except DataUnavailableError as exc:  # e.g. a historian this process may not write
+        silent_s = ctx.feed.observe(newest_s, ctx.now_s())
+        alarm_table = notice(f"alarms cannot be evaluated: {exc}", kind="error")
     feed_silent = silent_s >= ctx.config.feed_silent_after_s
-    if feed_silent:
-        message = f"no new readings for {silent_s:,.0f} s: ingestion or the BMS link is down"
-        found.insert(0, Alarm(newest_s, "feed", message))
     summary.insert(
         1,
         card("feed", f"silent for {silent_s:,.0f} s" if feed_silent else "live", alarm=feed_silent),
     )
-    alarm_table = (
+    events = historian.events(limit=EVENT_ROWS)
+    event_table = (
         table(
-            ["time", "source", "alarm"],
-            [(time_text(a.time_s, ctx.config.clock), a.source, a.message) for a in found],
+            ["time", "source", "event"],
+            [(time_text(e.time_s, clock), e.source, f"{e.kind}: {e.message}") for e in events],
+            wrap=("event",),
         )
-        if found
-        else notice("no alarms", kind="ok")
+        if events
+        else notice("no events yet")
     )
     stale = stale_points(latest, stale_after_s=ctx.config.stale_after_s)
     stale_table = (
@@ -241,6 +234,7 @@ def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
         pue_fig,
         alarm_table,
         stale_table,
+        event_table,
     )
 
 
@@ -253,6 +247,7 @@ def set_callbacks(app: Dash, ctx: AppContext) -> None:
         Output(HallIds.PUE, "figure"),
         Output(HallIds.ALARMS, "children"),
         Output(HallIds.STALE, "children"),
+        Output(HallIds.EVENTS, "children"),
         Input(HallIds.INTERVAL, "n_intervals"),
         Input(HallIds.WINDOW, "value"),
     )

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from connectors.historian import (
+    AlarmRecord,
     AuditRecord,
     Event,
     Historian,
@@ -187,3 +188,43 @@ def test_unusable_stores_are_refused_when_opened(tmp_path: Path) -> None:
             assert reader.points() == []
     finally:
         subprocess.run([chattr, "-i", str(frozen)], check=True)
+
+
+def test_alarm_log_is_kept_in_order_and_append_only(location: str) -> None:
+    raised = AlarmRecord(10.0, "inlet:rack_inlet_c.2.07", "raise", "high", "28.4 °C", "engine", 1.0)
+    shelf = AlarmRecord(20.0, "feed", "shelve", "critical", "BMS work", "olga", 2.0, until_s=3620.0)
+    with open_historian(location) as h:
+        h.add_alarm_records([raised, shelf])
+        h.add_alarm_records([AlarmRecord(30.0, "feed", "ack", "critical", "", "olga", 3.0)])
+        assert h.alarm_records()[:2] == [raised, shelf]
+        assert [r.action for r in h.alarm_records(newest_first=True, limit=2)] == ["ack", "shelve"]
+        assert h.alarm_records(key="inlet:rack_inlet_c.2.07") == [raised]
+    with open_historian(location, readonly=True) as h:
+        assert len(h.alarm_records()) == 3
+        with pytest.raises(HistorianError, match="read-only"):
+            h.add_alarm_records([raised])
+    for sql in ("UPDATE alarm_log SET actor = 'nobody'", "DELETE FROM alarm_log"):
+        if location.startswith("postgresql://"):
+            import psycopg
+
+            refused = pytest.raises(psycopg.errors.RaiseException, match="alarm log is append")
+            with psycopg.connect(location, autocommit=True) as pg, refused:
+                pg.execute(sql)
+        else:
+            conn = sqlite3.connect(location)
+            with pytest.raises(sqlite3.IntegrityError, match="alarm log is append-only"):
+                conn.execute(sql)
+            conn.close()
+
+
+def test_alarm_records_refuse_what_the_model_does_not_know() -> None:
+    with pytest.raises(HistorianError, match="severity 'urgent'"):
+        AlarmRecord(1.0, "feed", "raise", "urgent", "", "engine", 1.0)
+    with pytest.raises(HistorianError, match="action 'snooze'"):
+        AlarmRecord(1.0, "feed", "snooze", "low", "", "engine", 1.0)
+    with pytest.raises(HistorianError, match="until_s"):
+        AlarmRecord(1.0, "feed", "shelve", "low", "why", "olga", 1.0)
+    with pytest.raises(HistorianError, match="until_s"):
+        AlarmRecord(1.0, "feed", "ack", "low", "", "olga", 1.0, until_s=5.0)
+    with pytest.raises(HistorianError, match="key and actor"):
+        AlarmRecord(1.0, "", "ack", "low", "", "olga", 1.0)

@@ -197,9 +197,15 @@ def callback_request(
     app: Dash, ref: str, reason: str, button: ApprovalIds = ApprovalIds.APPROVE
 ) -> dict[str, Any]:
     """The JSON the renderer posts when an approvals button is clicked."""
-    key = next(k for k in app.callback_map if str(ApprovalIds.MESSAGE) in k)
-    cb = app.callback_map[key]
     values = {button: 1, ApprovalIds.POLICY: ref, ApprovalIds.REASON: reason}
+    return dash_request(app, ApprovalIds.MESSAGE, values, button)
+
+
+def dash_request(app: Dash, output: str, values: dict[Any, Any], button: str) -> dict[str, Any]:
+    """The JSON the renderer posts for the callback that writes ``output`` when ``button``
+    is clicked, with the given inputs' and states' ``values``."""
+    key = next(k for k in app.callback_map if str(output) in k)
+    cb = app.callback_map[key]
 
     def entries(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [

@@ -32,7 +32,7 @@ from connectors.historian import Historian, Reading
 from control.reservoir import Reservoir
 from dashboards.app import create_app
 from dashboards.context import AppContext
-from dashboards.ids import ApprovalIds, FrameIds, HallIds, ReservoirIds, TwinIds
+from dashboards.ids import AlarmIds, ApprovalIds, FrameIds, HallIds, ReservoirIds, TwinIds
 from dashboards.server import DashboardServer
 from dashboards.session import CSRF_COOKIE, SESSION_COOKIE
 from dashboards.site_time import SiteClock, WallAnchor
@@ -44,6 +44,7 @@ from tests.dashboards.conftest import (
     VIEWER_PASSWORD,
     Built,
     callback_request,
+    dash_request,
 )
 
 pytestmark = pytest.mark.integration
@@ -297,6 +298,55 @@ def test_a_viewer_cannot_act(browser: WebDriver, site: Site) -> None:
     with Reservoir(data.reservoir) as res:
         assert res.get("fixed-candidate@1").state == "pre_evaluated"
     _shot(browser, "approvals-viewer")
+
+
+def test_alarms_are_acknowledged_and_shelved(browser: WebDriver, site: Site) -> None:
+    url, key = site.url, f"inlet:{HOT_POINT}"
+    _login(browser, url, OPERATOR, OPERATOR_PASSWORD)
+    browser.get(url + f"/alarms?alarm={key}")
+    _wait_text(browser, AlarmIds.STANDING, key)
+    standing = _text(browser, AlarmIds.STANDING)
+    # Most severe first: the watchdog's trip (critical), then the hot racks (high).
+    assert standing.index("watchdog:trip") < standing.index(key)
+    assert "active, unacknowledged" in standing and "1962-07-01" in standing
+    assert "fallback" not in standing  # an event, not an alarm
+    _wait_text(browser, AlarmIds.COUNTS, "critical")
+    _shot(browser, "alarms")
+    browser.find_element(By.ID, AlarmIds.ACK).click()
+    _wait_text(browser, AlarmIds.MESSAGE, f"{key} acknowledged by {OPERATOR}")
+    _wait_text(browser, AlarmIds.STANDING, f"{OPERATOR}, 1962-07-01")
+    browser.find_element(By.ID, AlarmIds.SHELVE).click()
+    _wait_text(browser, AlarmIds.MESSAGE, "shelve refused: give a reason")
+    browser.find_element(By.ID, AlarmIds.REASON).send_keys("blanking panel missing, ticket 4711")
+    browser.find_element(By.ID, AlarmIds.SHELVE).click()
+    _wait_text(browser, AlarmIds.MESSAGE, f"{key} shelved for 1 h by {OPERATOR}")
+    _wait_text(browser, AlarmIds.SHELVED, "blanking panel missing, ticket 4711")
+    _wait(
+        browser, "the shelved alarm off the list", lambda d: key not in _text(d, AlarmIds.STANDING)
+    )
+    history = _text(browser, AlarmIds.HISTORY)
+    assert f"{key} shelve high {OPERATOR}" in history and f"{key} ack high {OPERATOR}" in history
+    with Historian(site.data.historian, readonly=True) as hist:
+        actions = [(r.action, r.actor) for r in hist.alarm_records(key=key)]
+    assert actions[-2:] == [("ack", OPERATOR), ("shelve", OPERATOR)]
+    _shot(browser, "alarms-acknowledged-and-shelved")
+
+
+def test_a_viewer_cannot_answer_alarms(browser: WebDriver, site: Site) -> None:
+    url = site.url
+    _login(browser, url, VIEWER, VIEWER_PASSWORD)
+    browser.get(url + "/alarms?alarm=watchdog:trip")
+    _wait_text(browser, AlarmIds.STANDING, "watchdog:trip")
+    assert "victor is a viewer" in _body(browser)
+    for button in (AlarmIds.ACK, AlarmIds.SHELVE, AlarmIds.UNSHELVE):
+        assert not browser.find_element(By.ID, button).is_enabled()
+    values = {AlarmIds.ACK: 1, AlarmIds.CHOSEN: ["watchdog:trip"], AlarmIds.HOURS: 1.0}
+    body = dash_request(site.app, AlarmIds.MESSAGE, values, AlarmIds.ACK)
+    answer = browser.execute_async_script(FORGE, json.dumps(body))
+    assert "victor is a viewer: only an operator may acknowledge alarms" in answer
+    with Historian(site.data.historian, readonly=True) as hist:
+        assert all(r.actor != VIEWER for r in hist.alarm_records())
+    _shot(browser, "alarms-viewer")
 
 
 def test_an_expired_session_is_told_so(browser: WebDriver, site: Site) -> None:

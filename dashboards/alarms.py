@@ -1,0 +1,347 @@
+"""The alarm model: what is an alarm, its severity, raise and clear with hysteresis,
+acknowledge (who, when), shelve, and the history, kept in the historian's append-only alarm
+log (:class:`connectors.historian.AlarmRecord`).
+
+Alarms (key → severity):
+
+- ``inlet:<point>``: a rack inlet above ``inlet_high_c`` (ASHRAE's recommended 27 °C) is
+  *high*, above ``inlet_critical_c`` (A1 allowable, 32 °C) *critical*; it clears only below
+  ``inlet_high_c - inlet_deadband_k``. Every sample since the last evaluation counts, so an
+  excursion between two polls is not missed.
+- ``stale:<point>``: a site point whose newest reading lags the hall's newest by more than
+  ``stale_after_s`` or is not good (*medium*); it clears once it lags by less than half that.
+  The live loop's own series (``ctl.``, ``shadow.``, ``kpi.``, ``twin.``) are not sensors and
+  never count: they stop by design when a policy leaves shadow or control.
+- ``feed``: no newer reading for ``feed_silent_after_s`` of wall time (*critical*).
+- events of the live loop, momentary (raised and cleared at once, so they wait for an
+  acknowledgement): a watchdog ``trip`` (*critical*), a ``rollback``, ``hand_back`` or
+  ``write_error`` (*high*), a ``sensor_fault`` (*medium*), a ``twin_error`` (*low*), and a
+  shield intervention only where the policy asked for what the site forbids (``envelope``,
+  ``invalid``, ``not_allowed``: *low*). A shield that only paced a move (``step``, ``hour``,
+  ``dwell``, e.g. "chw_supply_c: 12.4475 -> 12.45 (step)") is an event, never an alarm.
+
+A raise after a clear, or a rise in severity, is a new occurrence: it needs acknowledging
+again. A shelved alarm is still evaluated and logged but left off the active list until its
+shelf ends (on the readings' clock, the site's time base). Operators acknowledge and shelve
+(:func:`acknowledge`, :func:`shelve`, :func:`unshelve`); a viewer is refused on the server.
+
+The dashboard evaluates the alarms at every poll of its live pages, one thread at a time,
+and appends the transitions to the historian; where the log was left off (a restart) it
+picks up from its newest record.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from connectors.historian import ALARM_SEVERITIES, AlarmRecord, Event, HistorianStore, Reading
+from dashboards import points as pts
+
+logger = logging.getLogger(__name__)
+
+ENGINE = "alarm engine"
+"""The actor of the records the evaluation writes (raise, clear, a shelf's end)."""
+LIVE_LOOP_PREFIXES: tuple[str, ...] = ("ctl.", "shadow.", "kpi.", "twin.")
+"""Series the live loop writes; not site points, never stale alarms."""
+EVENT_SEVERITY: Mapping[str, str] = {
+    "trip": "critical",
+    "rollback": "high",
+    "hand_back": "high",
+    "write_error": "high",
+    "sensor_fault": "medium",
+    "twin_error": "low",
+}
+"""Event kinds that are alarms, and their severity (``shield``: see the module docstring)."""
+SHIELD_ALARM_REASONS = frozenset({"envelope", "invalid", "not_allowed"})
+"""Shield reasons that mean the policy asked for what the site forbids."""
+_SHIELD_REASON = re.compile(r"\((?P<reason>[a-z_]+)\)(?:;|$)")
+
+
+def severity_rank(severity: str) -> int:
+    """0 for the most urgent."""
+    return ALARM_SEVERITIES.index(severity)
+
+
+def is_site_point(name: str) -> bool:
+    return not name.startswith(LIVE_LOOP_PREFIXES)
+
+
+@dataclass(frozen=True)
+class AlarmConfig:
+    """Limits of the alarm model (module docstring)."""
+
+    inlet_high_c: float = 27.0
+    inlet_critical_c: float = 32.0
+    inlet_deadband_k: float = 0.5
+    stale_after_s: float = 900.0
+    feed_silent_after_s: float = 60.0
+    look_back_s: float = 3600.0
+    """How far back the first evaluation of an empty log looks."""
+
+    def __post_init__(self) -> None:
+        if not self.inlet_critical_c > self.inlet_high_c:
+            raise ValueError("inlet_critical_c must be above inlet_high_c")
+        for name in ("inlet_deadband_k", "stale_after_s", "feed_silent_after_s", "look_back_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"alarm {name} must be positive, got {getattr(self, name)}")
+
+
+@dataclass
+class AlarmState:
+    """One alarm now, folded from its log."""
+
+    key: str
+    severity: str
+    message: str
+    active: bool
+    raised_s: float
+    cleared_s: float | None = None
+    acked_by: str | None = None
+    acked_s: float | None = None
+    shelved_by: str | None = None
+    shelved_until_s: float | None = None
+    shelve_reason: str = ""
+
+    @property
+    def acked(self) -> bool:
+        return self.acked_by is not None
+
+    @property
+    def shelved(self) -> bool:
+        return self.shelved_by is not None
+
+    @property
+    def standing(self) -> bool:
+        """Active, or cleared but not yet acknowledged: an operator has something to do."""
+        return self.active or not self.acked
+
+    @property
+    def status(self) -> str:
+        if self.active:
+            return "active, acknowledged" if self.acked else "active, unacknowledged"
+        return "cleared, unacknowledged" if not self.acked else "normal"
+
+
+def fold(
+    records: Iterable[AlarmRecord], states: dict[str, AlarmState] | None = None
+) -> dict[str, AlarmState]:
+    """The alarms' states after ``records`` (in log order), on top of ``states``."""
+    out = states if states is not None else {}
+    for r in records:
+        state = out.get(r.key)
+        if r.action == "raise":
+            new_occurrence = state is None or not state.active
+            if state is None:
+                state = out[r.key] = AlarmState(r.key, r.severity, r.message, True, r.time_s)
+            state.severity, state.message, state.active = r.severity, r.message, True
+            state.acked_by = state.acked_s = None  # a new occurrence, or a worse one
+            if new_occurrence:
+                state.raised_s, state.cleared_s = r.time_s, None
+        elif state is None:
+            continue  # an ack or shelf of an alarm this log never raised
+        elif r.action == "clear":
+            state.active, state.cleared_s = False, r.time_s
+        elif r.action == "ack":
+            state.acked_by, state.acked_s = r.actor, r.time_s
+        elif r.action == "shelve":
+            state.shelved_by, state.shelved_until_s = r.actor, r.until_s
+            state.shelve_reason = r.message
+        elif r.action == "unshelve":
+            state.shelved_by = state.shelved_until_s = None
+            state.shelve_reason = ""
+    return out
+
+
+def event_alarm(event: Event) -> tuple[str, str] | None:
+    """(key, severity) when ``event`` is an alarm; None when it is only an event."""
+    if event.kind == "shield":
+        reasons = {m["reason"] for m in _SHIELD_REASON.finditer(event.message)}
+        forbidden = sorted(reasons & SHIELD_ALARM_REASONS)
+        return (f"shield:{forbidden[0]}", "low") if forbidden else None
+    severity = EVENT_SEVERITY.get(event.kind)
+    return None if severity is None else (f"{event.source}:{event.kind}", severity)
+
+
+@dataclass
+class _Pass:
+    """The records one evaluation writes, applied to the states as they are made."""
+
+    states: dict[str, AlarmState]
+    wall_s: float
+    records: list[AlarmRecord] = field(default_factory=list)
+
+    def add(self, time_s: float, key: str, action: str, severity: str, message: str) -> None:
+        record = AlarmRecord(time_s, key, action, severity, message, ENGINE, self.wall_s)
+        self.records.append(record)
+        fold([record], self.states)
+
+    def raise_(self, time_s: float, key: str, severity: str, message: str) -> None:
+        state = self.states.get(key)
+        worse = state is not None and severity_rank(severity) < severity_rank(state.severity)
+        if state is None or not state.active or worse:
+            self.add(time_s, key, "raise", severity, message)
+
+    def clear(self, time_s: float, key: str, message: str) -> None:
+        state = self.states.get(key)
+        if state is not None and state.active:
+            self.add(time_s, key, "clear", state.severity, message)
+
+
+class AlarmEngine:
+    """Evaluates the alarms on a historian and keeps their states (module docstring)."""
+
+    def __init__(self, config: AlarmConfig, wall: Callable[[], float]) -> None:
+        self.config = config
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._states: dict[str, AlarmState] | None = None
+        self._until_s: float | None = None
+        """Readings and events up to this time were evaluated."""
+        self._seen_events: set[Event] = set()
+        """Events at ``_until_s`` already turned into alarms (the boundary is inclusive)."""
+        self._raised_at_until: set[str] = set()
+        """Alarms the log raised at ``_until_s`` when it was loaded (a restart)."""
+
+    def _load(self, store: HistorianStore) -> dict[str, AlarmState]:
+        if self._states is None:
+            log = store.alarm_records()
+            self._states = fold(log)
+            engine_times = [r.time_s for r in log if r.actor == ENGINE]
+            self._until_s = max(engine_times) if engine_times else None
+            # Events at that second already raised their alarm before the restart.
+            self._raised_at_until = {
+                r.key for r in log if r.action == "raise" and r.time_s == self._until_s
+            }
+        return self._states
+
+    def states(self, store: HistorianStore) -> dict[str, AlarmState]:
+        """Every alarm this log knows, by key (a copy)."""
+        with self._lock:
+            return {k: replace(v) for k, v in self._load(store).items()}
+
+    def evaluate(
+        self, store: HistorianStore, latest: Mapping[str, Reading], *, feed_silent_s: float
+    ) -> list[AlarmRecord]:
+        """Raise and clear what the readings and events since the last evaluation say, end
+        the shelves that ran out; the records appended to the log."""
+        if not latest:
+            return []
+        with self._lock:
+            states = self._load(store)
+            newest_s = max(r.time_s for r in latest.values())
+            since_s = (
+                self._until_s if self._until_s is not None else newest_s - (self.config.look_back_s)
+            )
+            run = _Pass(states, self._wall())
+            self._inlets(store, latest, since_s, run)
+            self._events(store, since_s, run)
+            self._stale(latest, newest_s, run)
+            self._feed(newest_s, feed_silent_s, run)
+            for key, state in list(states.items()):
+                if state.shelved_until_s is not None and state.shelved_until_s <= newest_s:
+                    run.add(newest_s, key, "unshelve", state.severity, "the shelf ran out")
+            if run.records:
+                try:
+                    store.add_alarm_records(run.records)
+                except Exception:
+                    self._states = None  # reload from the log next time: it is the truth
+                    raise
+                for record in run.records:
+                    if record.action in ("raise", "clear"):
+                        logger.info("alarm %s %s: %s", record.key, record.action, record.message)
+            self._until_s = max(newest_s, since_s)
+            return run.records
+
+    def record(self, store: HistorianStore, records: Sequence[AlarmRecord]) -> None:
+        """Append an operator's records and apply them."""
+        with self._lock:
+            states = self._load(store)
+            store.add_alarm_records(records)
+            fold(records, states)
+
+    # ------------------------------------------------------------------ conditions
+    def _inlets(
+        self, store: HistorianStore, latest: Mapping[str, Reading], since_s: float, run: _Pass
+    ) -> None:
+        cfg = self.config
+        inlets = pts.rack_inlets(latest)
+        if not inlets:
+            return
+        frame = store.series(inlets, since_s=since_s)
+        frame = frame[frame.index > since_s] if self._until_s is not None else frame
+        for point in inlets:
+            key = f"inlet:{point}"
+            column = frame[point].dropna()
+            for t, v in zip(
+                column.index.to_numpy(float).tolist(), column.to_numpy(float).tolist(), strict=True
+            ):
+                state = run.states.get(key)
+                active = state is not None and state.active
+                if v > cfg.inlet_critical_c:
+                    run.raise_(
+                        t,
+                        key,
+                        "critical",
+                        f"{point} at {v:.1f} °C (above {cfg.inlet_critical_c:g} °C)",
+                    )
+                elif v > cfg.inlet_high_c and not active:
+                    run.raise_(
+                        t, key, "high", f"{point} at {v:.1f} °C (above {cfg.inlet_high_c:g} °C)"
+                    )
+                elif active and v < cfg.inlet_high_c - cfg.inlet_deadband_k:
+                    run.clear(t, key, f"{point} back to {v:.1f} °C")
+
+    def _events(self, store: HistorianStore, since_s: float, run: _Pass) -> None:
+        # Newest first from the store (by time, then as written): oldest first here.
+        events = list(reversed(store.events(limit=-1, since_s=since_s)))
+        for event in events:
+            if event.time_s == since_s and event in self._seen_events:
+                continue
+            alarm = event_alarm(event)
+            if alarm is not None:
+                key, severity = alarm
+                if event.time_s == since_s and key in self._raised_at_until:
+                    continue
+                message = f"{event.kind}: {event.message}"
+                state = run.states.get(key)
+                if state is not None and state.active:
+                    run.add(event.time_s, key, "clear", state.severity, "superseded")
+                run.add(event.time_s, key, "raise", severity, message)
+                run.add(event.time_s, key, "clear", severity, "momentary (an event)")
+        if events:
+            last = events[-1].time_s
+            self._seen_events = {e for e in events if e.time_s == last}
+
+    def _stale(self, latest: Mapping[str, Reading], newest_s: float, run: _Pass) -> None:
+        limit = self.config.stale_after_s
+        for point, reading in latest.items():
+            if not is_site_point(point):
+                continue
+            key = f"stale:{point}"
+            lag = newest_s - reading.time_s
+            if reading.quality != "good":
+                run.raise_(newest_s, key, "medium", f"{point}: newest reading is {reading.quality}")
+            elif lag > limit:
+                run.raise_(newest_s, key, "medium", f"{point}: no reading for {lag:,.0f} s")
+            elif lag < limit / 2.0:
+                run.clear(newest_s, key, f"{point}: fresh again")
+
+    def _feed(self, newest_s: float, silent_s: float, run: _Pass) -> None:
+        limit = self.config.feed_silent_after_s
+        if silent_s >= limit:
+            message = f"no new readings for {silent_s:,.0f} s: ingestion or the BMS link is down"
+            run.raise_(newest_s, "feed", "critical", message)
+        elif math.isfinite(silent_s):
+            run.clear(newest_s, "feed", "readings arrive again")
+
+
+def standing(states: Mapping[str, AlarmState]) -> list[AlarmState]:
+    """Alarms an operator has to see (active or unacknowledged, not shelved): most severe,
+    then newest, first."""
+    shown = [s for s in states.values() if s.standing and not s.shelved]
+    return sorted(shown, key=lambda s: (severity_rank(s.severity), -s.raised_s, s.key))
