@@ -185,7 +185,8 @@ class _CusumBank:
         self.zero_time_s = np.full(n, np.nan)
 
     def scale(self) -> FloatArray:
-        return np.maximum(np.sqrt(self.var), self.floor)
+        scale: FloatArray = np.maximum(np.sqrt(self.var), self.floor)
+        return scale
 
     def z(self, residual: FloatArray) -> FloatArray:
         return (residual - self.baseline) / self.scale()
