@@ -52,7 +52,9 @@ body { font-family: system-ui, -apple-system, sans-serif; margin: 0; background:
 .tl-card { background: #fff; border-radius: 6px; padding: 8px 14px; min-width: 150px;
            box-shadow: 0 1px 3px rgba(0,0,0,.1); }
 .tl-card-alarm { background: #fdecec; }
-.tl-card-label { font-size: 12px; color: #566; } .tl-card-value { font-size: 18px; }
+.tl-card-label { font-size: 12px; color: #566; }
+.tl-definition { font-size: 12px; color: #566; flex-basis: 100%; }
+.tl-card-value { font-size: 18px; }
 .tl-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr));
            gap: 12px; }
 .tl-graph, .tl-graph-wide { background: #fff; border-radius: 6px; }

@@ -64,7 +64,8 @@ def style(fig: go.Figure, title: str, *, height: int = 320, y_title: str = "") -
         height=height,
         margin={"l": 55, "r": 20, "t": 40, "b": 40},
         template="plotly_white",
-        legend={"orientation": "h", "y": -0.2},
+        # Below the x-axis title (which sits at about -0.2 of the plot), not on it.
+        legend={"orientation": "h", "y": -0.32, "yanchor": "top"},
         yaxis_title=y_title,
     )
     return fig

@@ -1,6 +1,12 @@
 """The reservoir as the operator reads it: every policy with its pre-evaluation KPIs in the
-twin and its cooling-energy savings against the incumbent (the live policy) and the rule
-baselines, on the scenarios both were evaluated on."""
+twin and its cooling-energy savings on the scenarios both were evaluated on.
+
+Every saving the dashboard shows has one definition (:data:`dashboards.savings.DEFINITION`):
+cooling energy saved against the site's own control. In the twin the site's own control is
+the ``fixed-setpoints`` rule (the site's conventional setpoints as a policy), so a policy's
+saving does not change meaning when another policy goes live (it used to be measured against
+whichever policy was live: "—" while none was, and the baseline at −40 % once the MPC was).
+The other rule baselines (trim-and-respond) keep a column of their own."""
 
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from control.catalog import RULE_POLICIES
 from control.reservoir import EvaluationRecord, PolicyRecord, Reservoir
 
 COOLING = "cooling_kwh"
+SITE_CONTROL_POLICY = "fixed-setpoints"
+"""The rule that is the site's own control in the twin."""
 
 
 @dataclass(frozen=True)
@@ -28,9 +36,10 @@ class PolicyRow:
     pue: float | None
     violation_kh_above_27: float | None
     max_inlet_c: float | None
-    savings_vs_incumbent_pct: float | None
+    savings_vs_site_control_pct: float | None
+    """Against the site's own control (:func:`site_control`); None for that policy itself."""
     savings_vs_baselines_pct: Mapping[str, float | None]
-    """Baseline ref → savings (%)."""
+    """Other rule baseline ref → savings (%)."""
 
 
 def twin_kpis(evaluations: Sequence[EvaluationRecord]) -> dict[str, Mapping[str, float]]:
@@ -52,6 +61,11 @@ def savings_pct(
 def incumbent(records: Sequence[PolicyRecord]) -> PolicyRecord | None:
     """The live policy, if one is."""
     return next((r for r in records if r.state == "live"), None)
+
+
+def site_control(records: Sequence[PolicyRecord]) -> PolicyRecord | None:
+    """The site's own control in the twin: the newest ``fixed-setpoints`` rule."""
+    return next((b for b in baselines(records) if b.name == SITE_CONTROL_POLICY), None)
 
 
 def baselines(records: Sequence[PolicyRecord]) -> list[PolicyRecord]:
@@ -81,8 +95,8 @@ def policy_rows(reservoir: Reservoir) -> list[PolicyRow]:
     """Every policy version, by name and version, with its KPIs and savings."""
     records = reservoir.list()
     kpis = {r.ref: twin_kpis(reservoir.evaluations(r.ref)) for r in records}
-    live = incumbent(records)
-    rules = baselines(records)
+    site = site_control(records)
+    rules = [b for b in baselines(records) if site is None or b.ref != site.ref]
     rows = []
     for r in records:
         mine = kpis[r.ref]
@@ -97,9 +111,9 @@ def policy_rows(reservoir: Reservoir) -> list[PolicyRow]:
                 pue=_total(mine, "pue", "mean"),
                 violation_kh_above_27=_total(mine, "violation_kh_above_27", "sum"),
                 max_inlet_c=_total(mine, "max_inlet_c", "max"),
-                savings_vs_incumbent_pct=None
-                if live is None or live.ref == r.ref
-                else savings_pct(mine, kpis[live.ref]),
+                savings_vs_site_control_pct=None
+                if site is None or site.ref == r.ref
+                else savings_pct(mine, kpis[site.ref]),
                 savings_vs_baselines_pct={
                     b.ref: None if b.ref == r.ref else savings_pct(mine, kpis[b.ref]) for b in rules
                 },
@@ -110,7 +124,8 @@ def policy_rows(reservoir: Reservoir) -> list[PolicyRow]:
 
 @dataclass(frozen=True)
 class ScenarioComparison:
-    """A policy against the incumbent and the baselines on one scenario (cooling kWh)."""
+    """A policy against the site's own control, the baselines and the live policy on one
+    scenario (cooling kWh)."""
 
     scenario: str
     cooling_kwh: float | None
@@ -119,11 +134,13 @@ class ScenarioComparison:
 
 
 def per_scenario(reservoir: Reservoir, ref: str) -> tuple[list[str], list[ScenarioComparison]]:
-    """The policies ``ref`` is compared with (incumbent first, then baselines) and, per
-    scenario it ran in the twin, the cooling energy of each."""
+    """The policies ``ref`` is compared with (the site's own control first, then the other
+    baselines, then the live policy) and, per scenario it ran in the twin, the cooling energy
+    of each."""
     records = reservoir.list()
     record = reservoir.get(ref)
-    candidates = [incumbent(records), *baselines(records)]
+    site = site_control(records)
+    candidates = [site, *baselines(records), incumbent(records)]
     others = {r.ref: r for r in candidates if r is not None and r.ref != record.ref}.values()
     mine = twin_kpis(reservoir.evaluations(record.ref))
     theirs = {r.ref: twin_kpis(reservoir.evaluations(r.ref)) for r in others}

@@ -19,6 +19,7 @@ from dashboards.context import AppContext, DataUnavailableError
 from dashboards.figures import notice, number, table, time_text
 from dashboards.ids import ApprovalIds
 from dashboards.reservoir_view import policy_rows
+from dashboards.savings import SAVING_COLUMN
 from dashboards.session import current_session, signed_in
 
 PATH = "/approvals"
@@ -163,7 +164,7 @@ def view(ctx: AppContext) -> tuple[Any, Any, list[dict[str, str]], Any, Any]:
                 "cooling (kWh)",
                 "K·h > 27 °C",
                 "max inlet (°C)",
-                "saving vs incumbent",
+                SAVING_COLUMN,
                 "gate 1",
             ],
             [
@@ -174,7 +175,7 @@ def view(ctx: AppContext) -> tuple[Any, Any, list[dict[str, str]], Any, Any]:
                     number(rows[r.ref].cooling_kwh, 0),
                     number(rows[r.ref].violation_kh_above_27, 2),
                     number(rows[r.ref].max_inlet_c, 2),
-                    _pct(rows[r.ref].savings_vs_incumbent_pct),
+                    _pct(rows[r.ref].savings_vs_site_control_pct),
                     reasons.get(r.ref, "—"),
                 ]
                 for r in pending

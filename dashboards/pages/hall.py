@@ -4,6 +4,7 @@ site points and recent events, refreshed from the historian every few seconds.""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ from dashboards.figures import (
 )
 from dashboards.ids import HallIds
 from dashboards.pages.alarms import standing_table
+from dashboards.savings import DEFINITION, SAVING_COLUMN, LiveSavings, live_savings
 from dashboards.session import signed_in
 
 PATH = "/"
@@ -61,22 +63,39 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
                 ],
                 className="tl-grid",
             ),
-            html.Div(
-                [
-                    html.Div(
-                        [
-                            html.H3(["Alarms ", dcc.Link("(acknowledge, shelve)", href="/alarms")]),
-                            html.Div(id=HallIds.ALARMS),
-                        ]
-                    ),
-                    html.Div([html.H3("Stale or bad points"), html.Div(id=HallIds.STALE)]),
-                ],
-                className="tl-grid",
-            ),
+            html.H3(["Alarms ", dcc.Link("(acknowledge, shelve)", href="/alarms")]),
+            html.Div(id=HallIds.ALARMS),
+            html.H3("Stale or bad points"),
+            html.Div(id=HallIds.STALE),
             html.H3("Recent events (not alarms unless listed above)"),
             html.Div(id=HallIds.EVENTS),
         ]
     )
+
+
+def savings_cards(found: list[LiveSavings]) -> list[Component]:
+    """One card per baseline: the newest period's and the cumulative saving (%, kWh) and
+    PUE; an estimate says so, with its uncertainty; the definition below them."""
+    if not found:
+        return [card(SAVING_COLUMN, "— (no policy has written yet)")]
+    cards: list[Component] = []
+    for s in found:
+        last, total = s.latest, s.cumulative
+        approx = "≈ " if s.estimate else ""
+        spread = (
+            f" ± {s.uncertainty_pct:.1f}"
+            if s.uncertainty_pct is not None and math.isfinite(s.uncertainty_pct)
+            else ""
+        )
+        value = (
+            f"{approx}{total.saved_pct:+.1f}{spread} % since live "
+            f"({total.saved_kwh:,.0f} of {total.baseline_kwh:,.0f} kWh, "
+            f"{total.periods} periods); last period {approx}{last.saved_pct:+.1f} %; "
+            f"PUE {total.pue_actual:.3f} vs {total.pue_baseline:.3f}"
+        )
+        cards.append(card(f"{SAVING_COLUMN} — {s.baseline}", value))
+    cards.append(html.Div(DEFINITION, className="tl-definition", id="hall-savings-definition"))
+    return cards
 
 
 def stale_points(
@@ -173,7 +192,7 @@ def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
     facility = latest.get(pts.FACILITY_POWER)
     facility_kw = facility.value if facility is not None else float("nan")
     clock = ctx.config.clock
-    summary = [
+    summary: list[Component] = [
         card("data as of", time_text(newest_s, clock)),
         card("PUE", number(facility_kw / it_kw if it_kw > 0 else None, 3)),
         card("IT power", number(it_kw, 0, "kW")),
@@ -184,6 +203,7 @@ def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
             alarm=hottest is not None and hottest.value > limit,
         ),
     ]
+    summary += savings_cards(live_savings(historian))
     if not clock.is_plant and newest_s < PLANT_LIKE_BEFORE_S:
         summary.append(
             notice(

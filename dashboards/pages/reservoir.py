@@ -1,5 +1,6 @@
 """Reservoir: every policy with kind, version, state and its pre-evaluation KPIs against the
-incumbent and the baselines; for the chosen one, its evaluations, history and report plots."""
+site's own control and the baselines; for the chosen one, its evaluations, history and
+report plots."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from dashboards.context import AppContext, DataUnavailableError
 from dashboards.figures import empty_figure, notice, number, style, table
 from dashboards.ids import FrameIds, ReservoirIds
 from dashboards.reservoir_view import per_scenario, policy_rows
+from dashboards.savings import DEFINITION, SAVING_COLUMN
 from dashboards.session import signed_in
 from dashboards.site_time import SiteClock
 
@@ -76,7 +78,7 @@ def overview(ctx: AppContext) -> tuple[Any, list[dict[str, str]]]:
         return notice("the reservoir holds no policies yet"), []
     base_refs = list(rows[0].savings_vs_baselines_pct)
     columns = ["policy", "kind", "state", "twin scenarios", "cooling (kWh)", "PUE"]
-    columns += ["K·h > 27 °C", "max inlet (°C)", "saving vs incumbent"]
+    columns += ["K·h > 27 °C", "max inlet (°C)", SAVING_COLUMN]
     columns += [f"saving vs {b}" for b in base_refs]
     body = [
         [
@@ -88,13 +90,13 @@ def overview(ctx: AppContext) -> tuple[Any, list[dict[str, str]]]:
             number(r.pue, 3),
             number(r.violation_kh_above_27, 2),
             number(r.max_inlet_c, 2),
-            _pct(r.savings_vs_incumbent_pct),
+            _pct(r.savings_vs_site_control_pct),
             *[_pct(r.savings_vs_baselines_pct[b]) for b in base_refs],
         ]
         for r in rows
     ]
     options = [{"label": f"{r.ref} ({r.state})", "value": r.ref} for r in rows]
-    return table(columns, body), options
+    return html.Div([table(columns, body), notice(DEFINITION)]), options
 
 
 def policy_from_search(search: str | None) -> str | None:
@@ -155,7 +157,10 @@ def _comparison(res: Reservoir, ref: str) -> html.Div:
             )
             cells += [number(theirs, 0), _pct(saving)]
         body.append(cells)
-    title = "Cooling energy in the twin against the incumbent and the baselines"
+    title = (
+        "Cooling energy in the twin against the site's own control, the baselines and the "
+        "live policy"
+    )
     return html.Div([html.H3(title), table(columns, body)])
 
 

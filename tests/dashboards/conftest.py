@@ -27,6 +27,7 @@ from control.catalog import builtin_factory
 from control.evaluation import evaluate, write_comparison
 from control.preevaluation import register_builtin
 from control.reservoir import Reservoir
+from dashboards import points as pts
 from dashboards.app import create_app
 from dashboards.auth import UserStore
 from dashboards.context import AppContext
@@ -73,6 +74,9 @@ def _write_historian(path: Path, week: Scenario) -> float:
         hist.write([Reading(HOT_POINT, newest_s + 1.0, HOT_VALUE_C, "degC", "good", 10_000)])
         # The live loop's series, every control period (5 min).
         inlets = result.readings.filter(like="rack_inlet_c.").max(axis=1).to_numpy()
+        cooling = pts.cooling_power(result.readings).to_numpy()
+        it = result.readings.filter(like=pts.IT_POWER_PREFIX).sum(axis=1).to_numpy()
+        facility = result.readings[pts.FACILITY_POWER].to_numpy()
         periods = np.arange(0, len(times_s), 5)
         twin: list[Reading] = []
         for k, i in enumerate(periods):
@@ -85,6 +89,11 @@ def _write_historian(path: Path, week: Scenario) -> float:
                 Reading("twin.param.recirculation_frac", t, 0.08 + 0.0005 * k, ""),
                 Reading("ctl.supply_air_c", t, 20.0 + 0.5 * (k % 4), "degC"),
                 Reading("kpi.pue", t, 1.40 + 0.01 * np.cos(k / 7.0), ""),
+                Reading("kpi.cooling_power_kw", t, float(cooling[i]), "kW"),
+                Reading("kpi.it_power_kw", t, float(it[i]), "kW"),
+                Reading("kpi.facility_power_kw", t, float(facility[i]), "kW"),
+                # The counterfactual plant under the site's own control: a quarter more.
+                Reading("kpi.reference_cooling_power_kw", t, 1.25 * float(cooling[i]), "kW"),
             ]
         hist.write(twin)
         hist.add_event(Event(newest_s - 1800.0, "watchdog", "trip", "stale data from the BMS"))

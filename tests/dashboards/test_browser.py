@@ -192,6 +192,10 @@ def test_login_and_the_live_hall(browser: WebDriver, site: Site) -> None:
     assert "1962-07-01" in _text(browser, HallIds.ALARMS)
     assert "UTC-05:00" in _text(browser, FrameIds.TIME_BASE)
     assert "plant hour" not in _body(browser)
+    # Savings against the counterfactual plant (a quarter more cooling): +20 %, one definition.
+    assert "saving vs site's own control — counterfactual plant" in _text(browser, HallIds.SUMMARY)
+    assert "+20.0 % since live" in _text(browser, HallIds.SUMMARY)
+    assert "Saving = cooling energy" in _text(browser, HallIds.SUMMARY)
     axis = browser.execute_script(
         "return document.querySelector('#' + arguments[0] + ' .js-plotly-plot').layout"
         ".xaxis.title.text;",
@@ -218,7 +222,7 @@ def test_twin_page(browser: WebDriver) -> None:
 def test_reservoir_page(browser: WebDriver, site: Site) -> None:
     url = site.url
     browser.get(url + "/reservoir?policy=tr-candidate@1")
-    _wait_text(browser, ReservoirIds.TABLE, "saving vs fixed-setpoints@1")
+    _wait_text(browser, ReservoirIds.TABLE, "saving vs site's own control")
     _wait_text(browser, ReservoirIds.DETAIL, "verified")
     _wait_plotted(browser, ReservoirIds.PLOTS)
     _wait(

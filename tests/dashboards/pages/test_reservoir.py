@@ -23,18 +23,28 @@ def test_table_lists_every_policy_with_savings(ctx: AppContext, data: Built) -> 
     assert [o["value"] for o in options] == [r.ref for r in records]
     for record in records:
         assert record.ref in text
-    assert "saving vs fixed-setpoints@1" in text and "saving vs trim-and-respond@1" in text
-    # tr-candidate runs trim-and-respond: its saving against fixed setpoints is the real
-    # difference of the two twin runs, against trim-and-respond itself zero.
+    assert "saving vs site's own control" in text and "saving vs trim-and-respond@1" in text
+    assert "saving vs fixed-setpoints@1" not in text  # the site's own control: one column
+    assert "Saving = cooling energy" in text  # the one definition, under the table
+    # tr-candidate runs trim-and-respond: its saving against the site's own control (fixed
+    # setpoints) is the real difference of the two twin runs, against trim-and-respond zero.
     row = rows["tr-candidate@1"]
     with Reservoir(data.reservoir) as res:
         fixed = res.evaluations("fixed-setpoints")[0].kpis["cooling_kwh"]
         trim = res.evaluations("trim-and-respond")[0].kpis["cooling_kwh"]
-    assert row.savings_vs_baselines_pct["fixed-setpoints@1"] == pytest.approx(
-        (fixed - trim) / fixed * 100.0
-    )
-    assert row.savings_vs_baselines_pct["trim-and-respond@1"] == pytest.approx(0.0)
-    assert row.savings_vs_incumbent_pct is None  # nothing is live
+    assert row.savings_vs_site_control_pct == pytest.approx((fixed - trim) / fixed * 100.0)
+    assert row.savings_vs_baselines_pct == {"trim-and-respond@1": pytest.approx(0.0)}
+    assert rows["fixed-setpoints@1"].savings_vs_site_control_pct is None  # itself
+
+
+def test_savings_do_not_change_meaning_when_a_policy_goes_live(data: Built) -> None:
+    with Reservoir(data.reservoir) as res:
+        before = {r.ref: r.savings_vs_site_control_pct for r in policy_rows(res)}
+        for state in ("approved", "shadow", "live"):
+            res.transition("tr-candidate@1", state, actor="olga", reason="test")
+        after = {r.ref: r.savings_vs_site_control_pct for r in policy_rows(res)}
+    assert after == before
+    assert after["fixed-setpoints@1"] is None and after["tr-candidate@1"] is not None
 
 
 def test_savings_use_common_scenarios_only() -> None:
@@ -53,7 +63,7 @@ def test_detail_shows_evidence_and_plots(ctx: AppContext) -> None:
         "pre_evaluated",
         "verified",
         "gate 1 passed on test",
-        "Cooling energy in the twin against the incumbent and the baselines",
+        "Cooling energy in the twin against the site's own control, the baselines and the live",
         "fixed-setpoints@1 (kWh)",
     ):
         assert expected in text, expected
