@@ -18,7 +18,11 @@ Every period (:meth:`LiveController.step`):
 4. the live policy, unless the operator's override is active (then nothing is written, ever),
    is checked by the watchdog (stale data, inlet breach) and asked for an action; any trip or
    exception hands control back to the site — nothing more is written, the last command
-   expires within one control period — and rolls the policy back in the reservoir;
+   expires within one control period — and rolls the policy back in the reservoir. A policy
+   that leaves control otherwise (an operator's rollback to the site) is handed back at safe
+   rates: the setpoints move towards the site's by the shield's step limits, one period at a
+   time, unless an inlet is over its limit (then at once; :mod:`control.hand_back`); each
+   start and end is a ``hand_back`` event;
 5. the action goes through the :class:`~control.shield.Shield` to the
    :class:`SetpointSink` with an id and an expiry of one control period;
    ``ctl.<field>``, ``kpi.*`` and events (trips, rollbacks, shield interventions, write
@@ -46,7 +50,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from connectors.historian import Event, HistorianStore, Reading
-from control import approval
+from control import approval, hand_back
 from control.policy import Policy
 from control.reservoir import PolicyRecord, Reservoir
 from control.shield import Shield, ShieldConfig, ShieldResult, site_reference
@@ -68,7 +72,7 @@ from twin.spaces import (
 logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
-Mode = Literal["site", "live", "override", "tripped"]
+Mode = Literal["site", "live", "override", "tripped", "hand_back"]
 WATCHDOG = "watchdog"
 SOURCE = "live"
 SENSOR_CHECK = "sensor_check"
@@ -163,6 +167,7 @@ class LiveController:
         hour_of_year: Callable[[float], float] = unix_hour_of_year,
         twin: TwinTracker | None = None,
         sensor_check: SensorCheckConfig | None = SensorCheckConfig(),  # noqa: B008 (frozen)
+        hand_back_inlet_limit_c: float = hand_back.DEFAULT_INLET_LIMIT_C,
     ) -> None:
         if not (math.isfinite(control_period_s) and control_period_s > 0):
             raise ValueError("control_period_s must be a positive number of seconds")
@@ -198,6 +203,9 @@ class LiveController:
         self.twin = twin
         self._live: _Slot | None = None
         self._shadow: _Slot | None = None
+        self.hand_back_inlet_limit_c = float(hand_back_inlet_limit_c)
+        self._handing_back: dict[str, float] | None = None
+        """The setpoints in force while control goes back to the site (:mod:`control.hand_back`)."""
         self._writing = False
         self._override_active = False
         self._last_time_s = -math.inf
@@ -282,12 +290,21 @@ class LiveController:
         fresh = _with_checked_inlets(fresh, hall)
         self.load_history.record(hall.it_power_kw[:1])
         wet_bulb = float(hall.outdoor_wet_bulb_c[0])
+        previous = self._live if self._writing else None
         self._sync(now_s, wet_bulb if math.isfinite(wet_bulb) else 25.0)
         self._inputs = (fresh, hall)
         override = self._check_override(now_s)
         if self._live is None:
+            if previous is not None:  # it left control without a trip: hand back gently
+                self._start_hand_back(previous, now_s, wet_bulb)
+            if self._handing_back is not None:
+                if not override:
+                    return self._hand_back(now_s, fresh, hall, wet_bulb)
+                self._end_hand_back(now_s, "ended: an operator override holds the points")
             self._writing = False
             return StepReport(now_s, "override" if override else "site", freshness=fresh)
+        if self._handing_back is not None:
+            self._end_hand_back(now_s, f"ended: {self._live.record.ref} took control")
         if override:
             self._writing = False
             return StepReport(now_s, "override", freshness=fresh)
@@ -310,6 +327,74 @@ class LiveController:
         result = slot.shield.project_action(action, self.scale, now_s)
         written = self._write(slot, result, now_s)
         return StepReport(now_s, "live", written=written, freshness=fresh, shield=result)
+
+    # ------------------------------------------------------------------ hand-back
+    def _site_setpoints(self, wet_bulb_c: float) -> dict[str, float]:
+        return site_reference(self.site.defaults, wet_bulb_c if math.isfinite(wet_bulb_c) else 25.0)
+
+    def _start_hand_back(self, slot: _Slot, now_s: float, wet_bulb_c: float) -> None:
+        last = {f: slot.shield.last(f) for f in SETPOINT_FIELDS}
+        self._handing_back = last
+        target = self._site_setpoints(wet_bulb_c)
+        history = self.reservoir.history(slot.record.ref)
+        why = (
+            f" ({history[-1].to_state} by {history[-1].actor}: {history[-1].reason})"
+            if history
+            else ""
+        )
+        text = (
+            f"handing back from {slot.record.ref}{why} to the site's own control at safe "
+            f"rates: {hand_back.describe(last, target)}"
+        )
+        logger.info("live controller: %s", text)
+        self._event(now_s, "hand_back", text)
+
+    def _end_hand_back(self, now_s: float, text: str) -> None:
+        self._handing_back = None
+        self._writing = False
+        logger.info("live controller: hand-back %s", text)
+        self._event(now_s, "hand_back", text)
+
+    def _hand_back(
+        self, now_s: float, fresh: Freshness, hall: HallReadings, wet_bulb_c: float
+    ) -> StepReport:
+        """One period of handing back (module :mod:`control.hand_back`)."""
+        assert self._handing_back is not None
+        inlets = hall.rack_inlet_c[0]
+        hottest = float(np.nanmax(inlets)) if np.isfinite(inlets).any() else math.nan
+        limit = self.hand_back_inlet_limit_c
+        if not fresh.ok:
+            self._end_hand_back(
+                now_s, "at once: the data are not fresh; the site holds every point"
+            )
+            return StepReport(now_s, "site", freshness=fresh)
+        if hottest > limit:
+            self._end_hand_back(
+                now_s,
+                f"at once: rack inlet {hottest:.1f} °C over {limit:g} °C; the site holds every "
+                "point",
+            )
+            return StepReport(now_s, "site", freshness=fresh)
+        target = self._site_setpoints(wet_bulb_c)
+        values = hand_back.step_towards(self._handing_back, target, self.shield_config)
+        command_id = f"hand-back-{uuid.uuid4().hex[:12]}"
+        try:
+            self._sink.write(
+                values, now_s + self.period_s, issued_at_s=now_s, command_id=command_id
+            )
+        except Exception as exc:  # the last command expires: the site takes over at once
+            logger.error("live controller: hand-back command %s not written: %s", command_id, exc)
+            self._event(now_s, "write_error", f"{command_id}: {type(exc).__name__}: {exc}")
+            self._end_hand_back(now_s, "at once: a hand-back command could not be written")
+            return StepReport(now_s, "site", freshness=fresh)
+        self._writing = True
+        self._handing_back = values
+        self._record(now_s, "ctl", values)
+        if hand_back.arrived(values, target, self.shield_config):
+            self._end_hand_back(
+                now_s, "complete: every setpoint is at the site's; the site's own control holds"
+            )
+        return StepReport(now_s, "hand_back", written=values, freshness=fresh)
 
     def _predicted_inlet(self, now_s: float) -> float | None:
         """The twin's forecast, made one period ago, of the hottest inlet now."""

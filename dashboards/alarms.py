@@ -14,8 +14,8 @@ Alarms (key → severity):
   never count: they stop by design when a policy leaves shadow or control.
 - ``feed``: no newer reading for ``feed_silent_after_s`` of wall time (*critical*).
 - events of the live loop, momentary (raised and cleared at once, so they wait for an
-  acknowledgement): a watchdog ``trip`` (*critical*), a ``rollback``, ``hand_back`` or
-  ``write_error`` (*high*), a ``sensor_fault`` (*medium*), a ``twin_error`` (*low*), and a
+  acknowledgement): a watchdog ``trip`` (*critical*), a ``rollback`` or ``write_error``
+  (*high*), a ``sensor_fault`` (*medium*), a ``twin_error`` (*low*), and a
   shield intervention only where the policy asked for what the site forbids (``envelope``,
   ``invalid``, ``not_allowed``: *low*). A shield that only paced a move (``step``, ``hour``,
   ``dwell``, e.g. "chw_supply_c: 12.4475 -> 12.45 (step)") is an event, never an alarm.
@@ -51,7 +51,6 @@ LIVE_LOOP_PREFIXES: tuple[str, ...] = ("ctl.", "shadow.", "kpi.", "twin.")
 EVENT_SEVERITY: Mapping[str, str] = {
     "trip": "critical",
     "rollback": "high",
-    "hand_back": "high",
     "write_error": "high",
     "sensor_fault": "medium",
     "twin_error": "low",

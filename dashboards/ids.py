@@ -28,6 +28,7 @@ class HallIds(StrEnum):
     ALARMS = "hall-alarms"
     STALE = "hall-stale"
     EVENTS = "hall-events"
+    HOLDERS = "hall-holders"
 
 
 class TwinIds(StrEnum):
@@ -60,6 +61,8 @@ class ApprovalIds(StrEnum):
     REJECT = "approvals-reject"
     PROMOTE = "approvals-promote"
     ROLLBACK = "approvals-rollback"
+    """The confirmation around the roll-back button (its submit is the action)."""
+    ROLLBACK_BUTTON = "approvals-rollback-button"
     MESSAGE = "approvals-message"
     DECIDED = "approvals-decided"
     """When the last decision went through (refreshes the tables)."""

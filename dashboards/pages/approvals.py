@@ -1,6 +1,7 @@
 """Approvals: who is in control, the queue of policies awaiting an operator, approve / reject
 / promote with a reason, one-click rollback, and the audit log (gate decisions and setpoint
-writes). Only an operator can act; the server checks that on every action."""
+writes). Only an operator can act; the server checks that on every action. A rollback asks
+for confirmation in the browser first."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ ACTIONABLE = ("pre_evaluated", "approved", "shadow", "standby")
 """States an operator can move a policy on from (approve/reject, promote; a standby policy
 goes live again when none is live)."""
 AUDIT_ROWS = 50
+ROLLBACK_QUESTION = (
+    "Roll back now? The policy standing by takes control, or, if none is, the site's own "
+    "control: the setpoints go back to the site's at safe rates (at once if a rack inlet is "
+    "over its limit). The rollback is recorded under your name."
+)
 _BUTTONS = {
     ApprovalIds.APPROVE: "approve",
     ApprovalIds.REJECT: "reject",
@@ -48,11 +54,15 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
             disabled=viewer,
             className="tl-button",
         ),
-        html.Button(
-            "Roll back now",
+        dcc.ConfirmDialogProvider(
+            html.Button(
+                "Roll back now",
+                id=ApprovalIds.ROLLBACK_BUTTON,
+                disabled=viewer,
+                className="tl-button tl-button-danger",
+            ),
             id=ApprovalIds.ROLLBACK,
-            disabled=viewer,
-            className="tl-button tl-button-danger",
+            message=ROLLBACK_QUESTION,
         ),
     ]
     role_note = (
@@ -270,7 +280,7 @@ def set_callbacks(app: Dash, ctx: AppContext) -> None:
         Input(ApprovalIds.APPROVE, "n_clicks"),
         Input(ApprovalIds.REJECT, "n_clicks"),
         Input(ApprovalIds.PROMOTE, "n_clicks"),
-        Input(ApprovalIds.ROLLBACK, "n_clicks"),
+        Input(ApprovalIds.ROLLBACK, "submit_n_clicks"),  # confirmed in the browser's dialog
         State(ApprovalIds.POLICY, "value"),
         State(ApprovalIds.REASON, "value"),
         prevent_initial_call=True,

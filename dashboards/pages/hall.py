@@ -13,11 +13,13 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 from dash.development.base_component import Component
 
-from connectors.historian import Reading
+from connectors.historian import HistorianStore, Reading
+from control import approval
 from dashboards import points as pts
 from dashboards.alarms import is_site_point, standing
 from dashboards.auth import SessionUser
 from dashboards.context import AppContext, DataUnavailableError
+from dashboards.control_view import holders
 from dashboards.figures import (
     card,
     empty_figure,
@@ -63,6 +65,8 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
                 ],
                 className="tl-grid",
             ),
+            html.H3("Who holds each writable point"),
+            html.Div(id=HallIds.HOLDERS),
             html.H3(["Alarms ", dcc.Link("(acknowledge, shelve)", href="/alarms")]),
             html.Div(id=HallIds.ALARMS),
             html.H3("Stale or bad points"),
@@ -70,6 +74,20 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
             html.H3("Recent events (not alarms unless listed above)"),
             html.Div(id=HallIds.EVENTS),
         ]
+    )
+
+
+def _holders(ctx: AppContext, historian: HistorianStore, latest: dict[str, Reading]) -> Any:
+    try:
+        with ctx.reservoir() as res:
+            live = approval.in_control(res)
+    except DataUnavailableError:
+        live = None
+    rows = holders(historian, latest, None if live is None else live.ref)
+    return table(
+        ["setpoint", "held by", "TwinLoop's setpoint"],
+        [(h.field, h.holder, number(h.twinloop_value, 2)) for h in rows],
+        id_="hall-holders-table",
     )
 
 
@@ -168,18 +186,28 @@ def _power_and_pue(ctx: AppContext, names: list[str], since_s: float) -> tuple[g
 
 
 def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
-    """(summary, heat map, temperatures, power, PUE, standing alarms, stale, events) for the
-    newest data
+    """(summary, heat map, temperatures, power, PUE, standing alarms, stale, events, who
+    holds each writable point) for the newest data
     within ``window_h`` hours of the hall's newest reading."""
     try:
         historian = ctx.historian()
         latest = historian.latest()
     except DataUnavailableError as exc:
         blank = empty_figure("no data")
-        return notice(str(exc), kind="error"), blank, blank, blank, blank, [], [], []
+        return notice(str(exc), kind="error"), blank, blank, blank, blank, [], [], [], []
     if not latest:
         blank = empty_figure("no readings yet")
-        return notice("the historian holds no readings yet"), blank, blank, blank, blank, [], [], []
+        return (
+            notice("the historian holds no readings yet"),
+            blank,
+            blank,
+            blank,
+            blank,
+            [],
+            [],
+            [],
+            [],
+        )
     names = sorted(latest)
     newest_s = max(r.time_s for r in latest.values())
     since_s = newest_s - float(window_h or 3.0) * 3600.0
@@ -255,6 +283,7 @@ def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
         alarm_table,
         stale_table,
         event_table,
+        _holders(ctx, historian, latest),
     )
 
 
@@ -268,6 +297,7 @@ def set_callbacks(app: Dash, ctx: AppContext) -> None:
         Output(HallIds.ALARMS, "children"),
         Output(HallIds.STALE, "children"),
         Output(HallIds.EVENTS, "children"),
+        Output(HallIds.HOLDERS, "children"),
         Input(HallIds.INTERVAL, "n_intervals"),
         Input(HallIds.WINDOW, "value"),
     )

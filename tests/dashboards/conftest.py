@@ -223,10 +223,11 @@ def dash_request(app: Dash, output: str, values: dict[Any, Any], button: str) ->
         ]
 
     outputs = [{"id": str(o.component_id), "property": o.component_property} for o in cb["output"]]
+    clicked = next(i["property"] for i in cb["inputs"] if i["id"] == str(button))
     return {
         "output": key,
         "outputs": outputs,
         "inputs": entries(cb["inputs"]),
         "state": entries(cb["state"]),
-        "changedPropIds": [f"{button}.n_clicks"],
+        "changedPropIds": [f"{button}.{clicked}"],
     }

@@ -19,6 +19,7 @@ import pytest
 from dash import Dash
 from selenium import webdriver
 from selenium.common.exceptions import (
+    NoAlertPresentException,
     NoSuchElementException,
     StaleElementReferenceException,
     TimeoutException,
@@ -163,6 +164,14 @@ def _login(driver: WebDriver, url: str, user: str, password: str, *, ok: bool = 
         _wait(driver, f"{user} logged in", lambda d: "Log out" in _body(d))
 
 
+def _alert(driver: WebDriver) -> object:
+    """The open JavaScript dialog, or None."""
+    try:
+        return driver.switch_to.alert
+    except NoAlertPresentException:
+        return None
+
+
 def _plotted(driver: WebDriver, graph_id: str) -> bool:
     """Whether Plotly has drawn the graph with at least one trace."""
     script = (
@@ -192,6 +201,7 @@ def test_login_and_the_live_hall(browser: WebDriver, site: Site) -> None:
     assert "1962-07-01" in _text(browser, HallIds.ALARMS)
     assert "UTC-05:00" in _text(browser, FrameIds.TIME_BASE)
     assert "plant hour" not in _body(browser)
+    assert "supply_air_c\nTwinLoop" in _text(browser, HallIds.HOLDERS).replace(" ", "\n")
     # Savings against the counterfactual plant (a quarter more cooling): +20 %, one definition.
     assert "saving vs site's own control — counterfactual plant" in _text(browser, HallIds.SUMMARY)
     assert "+20.0 % since live" in _text(browser, HallIds.SUMMARY)
@@ -266,7 +276,21 @@ def test_operator_decides_and_rolls_back(browser: WebDriver, site: Site) -> None
     _decide(browser, ApprovalIds.PROMOTE, "shadow matched the twin")
     _wait_text(browser, ApprovalIds.MESSAGE, "is now live")
     _wait_text(browser, ApprovalIds.CONTROL, "tr-candidate@1")
-    _decide(browser, ApprovalIds.ROLLBACK, "inlets rising")
+    # A rollback asks first: dismissed, nothing happens; accepted, it goes through.
+    box = browser.find_element(By.ID, ApprovalIds.REASON)
+    box.clear()
+    box.send_keys("inlets rising")
+    browser.find_element(By.ID, ApprovalIds.ROLLBACK_BUTTON).click()
+    _wait(browser, "the confirmation", lambda d: _alert(d) is not None)
+    alert = browser.switch_to.alert
+    assert "Roll back now?" in alert.text and "at safe rates" in alert.text
+    alert.dismiss()
+    time.sleep(1.0)
+    with Reservoir(data.reservoir) as res:
+        assert res.get("tr-candidate@1").state == "live"
+    browser.find_element(By.ID, ApprovalIds.ROLLBACK_BUTTON).click()
+    _wait(browser, "the confirmation", lambda d: _alert(d) is not None)
+    browser.switch_to.alert.accept()
     _wait_text(browser, ApprovalIds.MESSAGE, "rolled back by olga")
     _wait_text(browser, ApprovalIds.CONTROL, "the site's own control")
     with Reservoir(data.reservoir) as res:
@@ -291,7 +315,7 @@ def test_a_viewer_cannot_act(browser: WebDriver, site: Site) -> None:
         ApprovalIds.APPROVE,
         ApprovalIds.REJECT,
         ApprovalIds.PROMOTE,
-        ApprovalIds.ROLLBACK,
+        ApprovalIds.ROLLBACK_BUTTON,
     ):
         assert not browser.find_element(By.ID, button).is_enabled()
     # A viewer posting the reject callback from the page's own session (as from the browser's

@@ -27,7 +27,7 @@ from tests.dashboards.conftest import (
 
 
 def test_hall_shows_the_newest_hall(ctx: AppContext, data: Built) -> None:
-    summary, heatmap, temps, power, pue, alarms, stale, events = hall.update(ctx, 3.0)
+    summary, heatmap, temps, power, pue, alarms, stale, events, held = hall.update(ctx, 3.0)
     with Historian(data.historian, readonly=True) as hist:
         latest = hist.latest()
     # Heat map: 4 pods × 25 racks, the bad reading blank, the hot one in place.
@@ -76,6 +76,10 @@ def test_hall_shows_the_newest_hall(ctx: AppContext, data: Built) -> None:
     assert alarm_text.index(f"inlet:{HOT_POINT}") < alarm_text.index(f"stale:{STALE_POINT}")
     assert f"stale:{BAD_POINT}" in alarm_text and "unacknowledged" in alarm_text
     assert "fallback" not in alarm_text
+    # The fixture's live loop wrote the supply air in its newest period; the rest is the site's.
+    holders = text_of(held)
+    assert "supply_air_c TwinLoop: a policy 21.50" in holders
+    assert "chw_supply_c the site's own control —" in holders
     event_text = text_of(events)
     assert event_text.index("fallback: site control resumed") < event_text.index("trip: stale")
     # Stale: the point that stopped an hour ago, and the bad reading.
@@ -100,15 +104,15 @@ def test_missing_historian_is_a_message_not_a_crash(ctx: AppContext, data: Built
 def test_a_silent_feed_raises_an_alarm(ctx: AppContext, data: Built) -> None:
     clock = [1000.0]
     ctx.now_s = lambda: clock[0]  # type: ignore[method-assign]
-    summary, *_, alarms, _, _ = hall.update(ctx, 3.0)
+    summary, *_, alarms, _, _, _ = hall.update(ctx, 3.0)
     assert "feed live" in text_of(summary) and "no new readings" not in text_of(alarms)
     clock[0] += 61.0
-    summary, *_, alarms, _, _ = hall.update(ctx, 3.0)
+    summary, *_, alarms, _, _, _ = hall.update(ctx, 3.0)
     assert "feed silent for 61 s" in text_of(summary)
     assert text_of(alarms).index("no new readings for 61 s") < text_of(alarms).index(HOT_POINT)
     with Historian(data.historian) as hist:  # the feed resumes
         hist.write([Reading("supply_air_c", data.newest_s + 60.0, 20.1, "degC")])
-    summary, *_, alarms, _, _ = hall.update(ctx, 3.0)
+    summary, *_, alarms, _, _, _ = hall.update(ctx, 3.0)
     assert "feed live" in text_of(summary)
     # Cleared, the feed's alarm stands until an operator acknowledges it.
     assert "cleared, unacknowledged" in text_of(alarms)
