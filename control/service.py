@@ -23,6 +23,25 @@ the shield and watchdog limits, and how to tell time::
     shield: {supply_air_step_k: 0.5, ...}
     watchdog: {stale_after_s: 180, ...}
 
+The site's field protocol is ``protocol``: ``mqtt`` (the default, the ``broker`` section
+above) or ``bacnet``, TwinLoop talking BACnet/IP to the BMS itself (docs/bacnet.md)::
+
+    protocol: bacnet
+    bacnet:
+      point_map: bms-map.yaml     # the allow-list and every point (relative to this file)
+      device: bms                 # the map's BACnet device
+      local: 0.0.0.0:47808        # TwinLoop's own BACnet/IP address
+      timeout_s: 3.0              # per request
+    clock: unix                   # BACnet readings carry no plant clock
+
+Over BACnet every point is polled each ``sensor_step_s`` (scaled by ``time_scale``) into
+the controller's snapshot and the historian (:class:`~connectors.field_ingestion.FieldIngestor`;
+a device that stops answering makes every point stale), commands are written in
+TwinLoop's priority slot with the device's heartbeat, and every period without a command
+relinquishes the slot (:class:`~connectors.field_sink.FieldSetpointSink`); an operator
+holding a setpoint above TwinLoop's priority, or the supervisory enable off, is the
+override (:class:`~connectors.field_sink.FieldOverride`).
+
 :class:`LiveService` starts ingestion, the setpoint writer and the override monitor, and runs
 :class:`~control.live.LiveController` once per control period until stopped.
 """
@@ -41,17 +60,30 @@ from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from connectors.bacnet_client import BacnetClient
 from connectors.broker import BrokerAddress
 from connectors.catalog import PointCatalog
+from connectors.field_ingestion import FieldIngestor
+from connectors.field_sink import FieldOverride, FieldSetpointSink
 from connectors.historian import POSTGRES_SCHEMES, open_historian
 from connectors.ingestion import MqttIngestor, PointState
+from connectors.point_map import load_point_map
 from connectors.setpoint_writer import SetpointWriter
 from connectors.topics import Topics
 from control.catalog import PolicyNotFoundError
 from control.live import (
     LiveController,
+    SetpointSink,
     persistence_forecast,
     plant_hour_of_year,
     unix_hour_of_year,
@@ -137,6 +169,28 @@ class BrokerSection(BaseModel):
         return BrokerAddress(self.host, self.port, ident.username, ident.password, self.ca_file)
 
 
+class BacnetSection(BaseModel):
+    """TwinLoop's BACnet/IP side (``protocol: bacnet``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    point_map: Path
+    device: str = Field(default="bms", min_length=1)
+    local: str = "0.0.0.0:47808"
+    """TwinLoop's own BACnet/IP address, ``host:port``."""
+    timeout_s: float = Field(default=3.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _local(self) -> BacnetSection:
+        self.local_address()
+        return self
+
+    def local_address(self) -> tuple[str, int]:
+        host, sep, port = self.local.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"local: {self.local!r} is not host:port")
+        return host, int(port)
+
+
 def _historian_location(value: Path | str, base: Path) -> Path | str:
     """A PostgreSQL URL as it is; a file relative to the site file's folder."""
     if isinstance(value, str) and value.startswith(POSTGRES_SCHEMES):
@@ -151,7 +205,11 @@ class ServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     site: str = Field(min_length=1)
     site_variant: str = "reference"
-    broker: BrokerSection
+    protocol: Literal["mqtt", "bacnet"] = "mqtt"
+    broker: BrokerSection | None = Field(default=None, validate_default=True)
+    """Required with ``protocol: mqtt``."""
+    bacnet: BacnetSection | None = Field(default=None, validate_default=True)
+    """Required with ``protocol: bacnet``."""
     historian: Path | str
     """A SQLite file (relative to the site file), or a ``postgresql://`` URL."""
     reservoir: Path
@@ -167,6 +225,16 @@ class ServiceConfig(BaseModel):
     shield: dict[str, Any] = Field(default_factory=dict)
     watchdog: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("broker", "bacnet")
+    @classmethod
+    def _link_section(cls, value: Any, info: ValidationInfo) -> Any:
+        wanted = "broker" if info.data.get("protocol", "mqtt") == "mqtt" else "bacnet"
+        if value is None and info.field_name == wanted:
+            raise ValueError(
+                "Field required" + ("" if wanted == "broker" else " (protocol bacnet)")
+            )
+        return value
+
     @model_validator(mode="after")
     def _checks(self) -> ServiceConfig:
         if self.site_variant not in SITE_VARIANTS:
@@ -174,6 +242,8 @@ class ServiceConfig(BaseModel):
                 f"unknown site_variant {self.site_variant!r} (known: {', '.join(SITE_VARIANTS)})"
             )
         Topics(self.site)  # raises for a name that cannot be a topic level
+        if self.protocol == "bacnet" and self.clock != "unix":
+            raise ValueError("protocol bacnet: clock must be unix (BACnet carries no plant clock)")
         self.shield_config()
         self.watchdog_config()
         return self
@@ -215,8 +285,12 @@ def load_service_config(path: Path) -> ServiceConfig:
         message = str(first["msg"]).removeprefix("Value error, ")
         raise ServiceConfigError(f"site config {path}: {where}: {message}") from None
     base = path.parent
+    bacnet = config.bacnet
+    if bacnet is not None and not bacnet.point_map.is_absolute():
+        bacnet = bacnet.model_copy(update={"point_map": base / bacnet.point_map})
     return config.model_copy(
         update={
+            "bacnet": bacnet,
             "historian": _historian_location(config.historian, base),
             "reservoir": config.reservoir
             if config.reservoir.is_absolute()
@@ -265,28 +339,41 @@ class LiveService:
         self._scenario: Scenario | None = None
         self.historian = open_historian(config.historian)
         self.reservoir = Reservoir(config.reservoir, create=False)
-        self.ingestor = MqttIngestor(
-            config.broker.address("ingest", base),
-            self.topics,
-            self.historian,
-            catalog=PointCatalog.for_site(self.site),
-            client_id=f"twinloop-serve-ingest-{config.site}",
-            stale_after_s=max(3.0 * 60.0 / config.time_scale, 1.0),
-        )
-        self.writer = SetpointWriter(
-            config.broker.address("controller", base), self.topics, self.historian
-        )
-        self.override = OverrideMonitor(
-            config.broker.address("override", base),
-            self.topics,
-            client_id=f"twinloop-override-{config.site}",
-        )
+        self.field_client: BacnetClient | None = None
+        self._field_started = False
+        self.field_sink: FieldSetpointSink | None = None
+        self.writer: SetpointWriter | None = None
+        self.ingestor: MqttIngestor | FieldIngestor
+        self.override: OverrideMonitor | FieldOverride
+        sink: SetpointSink
+        if config.protocol == "bacnet":
+            self.ingestor, sink, self.override = self._bacnet_link()
+        else:
+            broker = config.broker
+            assert broker is not None
+            self.ingestor = MqttIngestor(
+                broker.address("ingest", base),
+                self.topics,
+                self.historian,
+                catalog=PointCatalog.for_site(self.site),
+                client_id=f"twinloop-serve-ingest-{config.site}",
+                stale_after_s=max(3.0 * 60.0 / config.time_scale, 1.0),
+            )
+            self.writer = SetpointWriter(
+                broker.address("controller", base), self.topics, self.historian
+            )
+            self.override = OverrideMonitor(
+                broker.address("override", base),
+                self.topics,
+                client_id=f"twinloop-override-{config.site}",
+            )
+            sink = MqttSetpointSink(self.writer)
         forecaster = ScenarioForecast(self.scenario()) if config.scenario else persistence_forecast
         hour_of_year = plant_hour_of_year if config.clock == "plant" else unix_hour_of_year
         self.controller = LiveController(
             reservoir=self.reservoir,
             snapshot=self.ingestor.snapshot,
-            sink=MqttSetpointSink(self.writer),
+            sink=sink,
             historian=self.historian,
             loader=self.load_policy,
             site=self.site,
@@ -298,6 +385,33 @@ class LiveService:
             hour_of_year=hour_of_year,
             twin=self._twin(hour_of_year) if config.twin is not None else None,
         )
+
+    def _bacnet_link(self) -> tuple[FieldIngestor, FieldSetpointSink, FieldOverride]:
+        """Ingestion, sink and override over the site's BACnet device (module docstring);
+        raises PointMapError for a bad map, BacnetClientError for a map without the device."""
+        section = self.config.bacnet
+        assert section is not None
+        point_map = load_point_map(section.point_map, PointCatalog.for_site(self.site))
+        host, port = section.local_address()
+        client = BacnetClient(
+            point_map,
+            device=section.device,
+            local_host=host,
+            local_port=port,
+            timeout_s=section.timeout_s,
+        )
+        self.field_client = client
+        poll_s = self.config.sensor_step_s / self.config.time_scale
+        ingestor = FieldIngestor(
+            client,
+            self.historian,
+            # Every point stale once no poll answered for three poll intervals.
+            stale_after_s=max(3.0 * poll_s, 2.0 * section.timeout_s + 1.0),
+            name=section.device,
+        )
+        self.field_sink = FieldSetpointSink(client, self.historian, protocol="bacnet")
+        override = FieldOverride(lambda: ingestor.last_poll, self.historian)
+        return ingestor, self.field_sink, override
 
     def _twin(self, hour_of_year: Callable[[float], float]) -> TwinTracker:
         """The tracker over the configured twin (raises TwinLoadError for a bad folder)."""
@@ -342,6 +456,13 @@ class LiveService:
         return plant_clock(self.ingestor.snapshot(), self.controller.points, self.config.time_scale)
 
     def start(self) -> LiveService:
+        if isinstance(self.ingestor, FieldIngestor):
+            assert self.field_client is not None
+            self.field_client.start()  # BacnetPortError for a taken local port
+            self._field_started = True
+            self.ingestor.start(self.config.sensor_step_s / self.config.time_scale)
+            return self
+        assert self.writer is not None and isinstance(self.override, OverrideMonitor)
         self.ingestor.start()
         self.writer.start()
         self.override.start()
@@ -374,6 +495,8 @@ class LiveService:
             now = self.now_s()
             if math.isfinite(now) and now > last:
                 report = self.controller.step(now)
+                if self.field_sink is not None:  # no command this period: hand back
+                    self.field_sink.period_done(now, report.written)
                 last = now
                 done += 1
                 logger.info("period at %.0f s: %s %s", now, report.mode, dict(report.written))
@@ -387,8 +510,18 @@ class LiveService:
         self._stop.set()
 
     def close(self) -> None:
-        """Stop the MQTT clients and close the stores (nothing written is lost)."""
-        for part in (self.override, self.writer, self.ingestor):
+        """Stop the clients and close the stores (nothing written is lost). Over BACnet,
+        TwinLoop's slot is relinquished first: the site's own control takes over."""
+        if self.field_sink is not None and self._field_started:
+            try:
+                self.field_sink.hand_back(self.now_s(), "service stopping")
+            except Exception:
+                logger.exception("service: the hand-back on stopping failed")
+        client = self.field_client if self._field_started else None
+        parts: list[Any] = [self.override, self.writer, self.ingestor, client]
+        for part in parts:
+            if part is None or isinstance(part, FieldOverride):
+                continue
             try:
                 part.stop()
             except Exception:

@@ -13,6 +13,7 @@ from twinloop.commands.arguments import CommandError, Subparsers
 def _cmd_serve(args: argparse.Namespace) -> int:
     from connectors.broker import BrokerError
     from control.service import LiveService, load_service_config
+    from twinloop.errors import TwinLoopError
 
     path = Path(args.site)
     config = load_service_config(path)
@@ -27,8 +28,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except BrokerError as exc:
         service.close()
         raise CommandError(f"cannot reach the broker: {exc}") from exc
+    except TwinLoopError as exc:  # over BACnet: TwinLoop's own address cannot be bound
+        service.close()
+        raise CommandError(f"cannot start the {config.protocol} link: {exc}") from exc
     print(
-        f"serving site {config.site}: control period {config.control_period_s:g} s, "
+        f"serving site {config.site} over {config.protocol}: "
+        f"control period {config.control_period_s:g} s, "
         f"historian {config.historian}, reservoir {config.reservoir} (Ctrl-C stops)",
         flush=True,
     )

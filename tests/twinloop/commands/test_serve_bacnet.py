@@ -1,0 +1,188 @@
+"""``twinloop serve`` with ``protocol: bacnet`` in the site file: its validation (one error
+line), and the service as a real process against a real bacpypes3 device on loopback: it
+takes TwinLoop's slot, hands it back when stopped, and when killed the device's heartbeat
+timeout releases it."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from connectors.bacnet_device import BacnetBmsDevice
+from connectors.catalog import PointCatalog
+from connectors.historian import Historian
+from connectors.point_map import reference_point_map
+from control import approval
+from control.preevaluation import register_builtin
+from control.reservoir import Reservoir
+from physics.plant.scenario import load_scenario
+from physics.plant.simulation import build_plant
+from physics.plant.site_control import SETPOINT_FIELDS
+from tests.twinloop.cli_process import one_error_line
+from twinloop.cli import main
+
+SPEED = 100.0
+"""Plant seconds per wall second: a 300 s period is 3 s, the 900 s heartbeat timeout 9 s."""
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _site_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "site.yaml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "site: a\nprotocol: bacnet\nhistorian: h.sqlite\nreservoir: r\n",
+            "bacnet: Field required",
+        ),
+        (
+            "site: a\nprotocol: bacnet\nbacnet: {point_map: m.yaml}\nclock: plant\n"
+            "historian: h.sqlite\nreservoir: r\n",
+            "clock must be unix",
+        ),
+        (
+            "site: a\nprotocol: bacnet\nbacnet: {point_map: m.yaml, local: '47808'}\n"
+            "historian: h.sqlite\nreservoir: r\n",
+            "bacnet: local: '47808' is not host:port",
+        ),
+        ("site: a\nprotocol: knx\nhistorian: h.sqlite\nreservoir: r\n", "protocol: Input should"),
+    ],
+)
+def test_a_bad_bacnet_site_file_is_one_error_line(
+    tmp_path: Path, body: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = _site_file(tmp_path, body)
+    assert main(["serve", "--site", str(site)]) == 2
+    assert message in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "h.sqlite").exists()
+
+
+def test_a_bad_point_map_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Reservoir(tmp_path / "reservoir").close()
+    (tmp_path / "map.yaml").write_text("site: a\ndevices: {}\npoints: []\n", encoding="utf-8")
+    site = _site_file(
+        tmp_path,
+        "site: a\nprotocol: bacnet\nbacnet: {point_map: map.yaml}\n"
+        "historian: h.sqlite\nreservoir: reservoir\n",
+    )
+    assert main(["serve", "--site", str(site)]) == 2
+    assert "point map" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.fixture
+def served_site(tmp_path: Path) -> Iterator[tuple[BacnetBmsDevice, Path]]:
+    """A paced BACnet device of the emulated site, its map, a reservoir with a live rule
+    policy and the site file of ``serve``."""
+    with Reservoir(tmp_path / "reservoir") as res:
+        ref = register_builtin(res, "trim-and-respond", actor="test").ref
+        res.add_evaluation(ref, on="twin", scenario="w", kpis={"cooling_kwh": 1.0})
+        res.transition(ref, "pre_evaluated", actor="gate1", reason="passed")
+        approval.approve(res, ref, operator="ann", reason="ok")
+        approval.promote(res, ref, operator="ann", reason="shadow")
+        approval.promote(res, ref, operator="ann", reason="live")
+    plant = build_plant(replace(load_scenario("tropical-typical-week"), duration_h=12.0))
+    point_map = reference_point_map(
+        PointCatalog.for_site(plant.config),
+        address=f"127.0.0.1:{free_udp_port()}",
+        device_instance=1001,
+    )
+    (tmp_path / "map.yaml").write_text(point_map.to_yaml(), encoding="utf-8")
+    site = _site_file(
+        tmp_path,
+        "site: hall-a\n"
+        "protocol: bacnet\n"
+        f"bacnet: {{point_map: map.yaml, local: '127.0.0.1:{free_udp_port()}', timeout_s: 1.0}}\n"
+        "historian: historian.sqlite\n"
+        "reservoir: reservoir\n"
+        "control_period_s: 300\n"
+        "sensor_step_s: 60\n"
+        f"time_scale: {SPEED}\n",
+    )
+    with BacnetBmsDevice(plant, point_map, speed=SPEED, heartbeat_timeout_s=900.0) as device:
+        yield device, site
+
+
+def _serve(site: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "twinloop.cli", "serve", "--site", str(site)],
+        cwd=site.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_until_twinloop_holds(device: BacnetBmsDevice, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 90.0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.communicate())
+        if all(device.control_of(f) == "twinloop" for f in SETPOINT_FIELDS):
+            return
+        time.sleep(0.1)
+    raise AssertionError("serve did not take TwinLoop's slot within 90 s")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_serve_over_bacnet_hands_back_when_stopped_and_is_released_when_killed(
+    served_site: tuple[BacnetBmsDevice, Path],
+) -> None:
+    device, site = served_site
+    # Stopped (Ctrl-C): TwinLoop relinquishes its slot itself.
+    proc = _serve(site)
+    try:
+        _wait_until_twinloop_holds(device, proc)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
+    assert "serving site hall-a over bacnet" in out
+    assert all(device.control_of(f) == "site" for f in SETPOINT_FIELDS)
+    assert device.counters()["released_heartbeat"] == 0
+    # Killed: nothing hands back, the device's heartbeat timeout does.
+    proc = _serve(site)
+    try:
+        _wait_until_twinloop_holds(device, proc)
+        proc.kill()
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    killed_at = device.now_s
+    assert device.control_of("supply_air_c") == "twinloop"  # a BACnet write never expires
+    deadline = time.monotonic() + 60.0
+    while device.control_of("supply_air_c") == "twinloop" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    released_after_s = device.now_s - killed_at
+    assert all(device.control_of(f) == "site" for f in SETPOINT_FIELDS)
+    assert device.counters()["released_heartbeat"] == 1
+    assert released_after_s <= 900.0 + 300.0  # the timeout after the last beat, plus a period
+    with Historian(site.parent / "historian.sqlite", readonly=True) as store:
+        assert len(store.series(["rack_inlet_c.0.00"])) >= 3  # every poll stored
+        audit = store.audit(limit=10_000)
+        assert any(a.detail == "bacnet: applied" for a in audit)
+        assert any("relinquished" in a.detail and "stopping" in a.detail for a in audit)
