@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from bacpypes3.app import Application
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
+from bacpypes3.primitivedata import ObjectIdentifier
 
 from twinloop.errors import TwinLoopError
 
@@ -93,6 +94,23 @@ def _probe(host: str, port: int) -> None:
         probe.close()
 
 
+WILDCARD_DEVICE = ObjectIdentifier(("device", 4_194_303))
+
+
+def _answer_wildcard(app: Application, device: DeviceObject) -> None:
+    """Answer for the wildcard device instance 4194303 as for the device itself (ASHRAE 135
+    15.5.2: how ``twinloop bacnet discover`` asks a device whose instance it does not know).
+    bacpypes3 0.0.110 compares the request's identifier with a plain tuple, which never
+    matches, and would answer ``unknown-object``."""
+    own = device.objectIdentifier
+    lookup = app.get_object_id
+
+    def get_object_id(objid: Any) -> Any:
+        return lookup(own if objid == WILDCARD_DEVICE else objid)
+
+    app.get_object_id = get_object_id
+
+
 async def open_application(
     host: str,
     port: int,
@@ -116,6 +134,7 @@ async def open_application(
         objectName=f"{name}-port",
     )
     app = Application.from_object_list([device, network_port, *objects])
+    _answer_wildcard(app, device)
     for link_layer in app.link_layers.values():
         ready = getattr(getattr(link_layer, "server", None), "_local_transport_ready", None)
         if ready is None:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from twinloop.commands import (
+    bacnet,
     compare,
     connectors,
     dashboard,
@@ -26,7 +27,19 @@ from twinloop.commands import (
 )
 from twinloop.errors import TwinLoopError
 
-GROUPS = (scenarios, twin, reservoir, train, compare, dashboard, gate, live, connectors, demo)
+GROUPS = (
+    scenarios,
+    twin,
+    reservoir,
+    train,
+    compare,
+    dashboard,
+    gate,
+    live,
+    connectors,
+    bacnet,
+    demo,
+)
 """The command groups, in the order ``twinloop --help`` lists their commands."""
 
 
