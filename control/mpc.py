@@ -54,6 +54,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
+from control.coil_estimate import CoilUaEstimator
 from control.mpc_model import (
     CHW,
     FAN,
@@ -79,6 +80,7 @@ from twin.vec_env import load_twin
 
 logger = logging.getLogger(__name__)
 
+COIL_UA = THETA_NAMES.index("coil_ua_mult")
 BIAS_RANGE_K = (-2.0, 10.0)
 """Limits of the inlet bias: measurements may make the controller far more careful than the
 twin, but never more than 2 K bolder."""
@@ -108,6 +110,11 @@ class MpcConfig:
     its measured inlet bias and the BMS sequence bridges the gap meanwhile. On the held-out
     suite the cap never bound (fans at 0.41-0.46 on average): both rules gave the same runs,
     0 K·h above 27 °C through every trip (benchmarks/RESULTS.md)."""
+
+    learn_coil_ua: bool = True
+    """Learn the coils' UA online from the supply air they reach
+    (:class:`~control.coil_estimate.CoilUaEstimator`) and plan with it: a fouled coil is
+    planned as one. The oracle, which knows the fouling, does not."""
 
     def __post_init__(self) -> None:
         if self.settle_periods < 1:
@@ -152,6 +159,7 @@ class _EnvMemory:
     bias_k: FloatArray | None = None
     predicted_c: FloatArray | None = None
     counter: int = 0
+    coil: CoilUaEstimator | None = None
 
 
 @dataclass
@@ -221,6 +229,7 @@ class MpcPolicy:
         self.problem = MpcProblem(self.settings)
         self.sampler = TwinSampler(self.ensemble, self.settings, self.config.settle_periods)
         self._hottest_rack = self._hottest_racks()
+        self._twin_coil_ua = self._twin_coil_ua_mult()
         self.stats = MpcStats()
         self.last_solution: MpcSolution | None = None
         self._memory: list[_EnvMemory] = []
@@ -228,6 +237,10 @@ class MpcPolicy:
     # ------------------------------------------------------------------ Policy protocol
     def reset(self, n_envs: int = 1) -> None:
         self._memory = [_EnvMemory() for _ in range(n_envs)]
+        if self.config.learn_coil_ua:
+            start = self._twin_coil_ua * float(self.theta[COIL_UA])
+            for mem in self._memory:
+                mem.coil = CoilUaEstimator(self.scenario.site.crah, estimate=start)
         self._load = LoadHistory(n_envs, self.period_h)
 
     def act(self, observation: Obs) -> Obs:
@@ -264,6 +277,14 @@ class MpcPolicy:
         if mem.predicted_c is not None:
             error = inlet_max - mem.predicted_c
             mem.bias_k = np.clip(mem.bias_k + self.config.bias_gain * error, *BIAS_RANGE_K)
+        if mem.coil is not None and mem.counter > 0:  # what last period's setpoints reached
+            mem.coil.update(
+                float(values["supply_air_c"][i]),
+                float(mem.u_prev[SAT]),
+                float(values["return_air_c"][i]),
+                float(values["chw_supply_c"][i]),
+                float(mem.u_prev[FAN]),
+            )
         forecast = self._forecast(k, values, i, mem)
         local = self.sampler.local_model(
             self._state(values, i), mem.u_prev, mem.economiser, forecast, inlet_max, mem.bias_k
@@ -333,11 +354,14 @@ class MpcPolicy:
         present = self.table.it_power_kw[k]
         shares = present / max(float(present.sum()), 1e-9)
         error = self.weather_forecast.error_k(self.table.time_h[k], lead_h)[0]
+        theta = np.tile(self.theta, (rows.size, 1))
+        if mem.coil is not None:  # the learnt coil UA, relative to the twin's own
+            theta[:, COIL_UA] = mem.coil.estimate / self._twin_coil_ua
         return Forecast(
             it_power_kw=total_kw[:, None] * shares[None, :],
             dry_bulb_c=self.table.dry_bulb_c[rows] + error,
             wet_bulb_c=self.table.wet_bulb_c[rows] + error,
-            theta=np.tile(self.theta, (rows.size, 1)),
+            theta=theta,
         )
 
     def _state(self, values: dict[str, FloatArray], i: int) -> TwinState:
@@ -361,6 +385,14 @@ class MpcPolicy:
             t(values["chw_return_c"][i]),
             t(values["cw_supply_c"][i]),
         )
+
+    def _twin_coil_ua_mult(self) -> float:
+        """The twin's coil UA relative to the drawings' (a fitted twin learnt its own)."""
+        twin = self.ensemble.first
+        if isinstance(twin, PhysicsTwin):
+            with torch.no_grad():
+                return float(torch.exp(twin.raw_coil_ua_mult))
+        return 1.0
 
     def _hottest_racks(self) -> NDArray[np.int64]:
         """Per pod, the rack the twin ranks hottest (highest recirculation plus offset)."""
@@ -460,7 +492,7 @@ class OracleMpcPolicy(MpcPolicy):
     ) -> None:
         sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.truth = oracle_twin(sc)
-        config = config or MpcConfig(horizon=24, margin_k=1.0)
+        config = config or MpcConfig(horizon=24, margin_k=1.0, learn_coil_ua=False)
         super().__init__(
             self.truth.twin, sc, horizon=horizon, config=config, name=name, theta=self.truth.theta
         )
