@@ -33,6 +33,7 @@ from dashboards.figures import (
     window_dropdown,
 )
 from dashboards.ids import HallIds
+from dashboards.markers import add_markers, for_trends
 from dashboards.pages.alarms import standing_table
 from dashboards.savings import DEFINITION, SAVING_COLUMN, LiveSavings, live_savings
 from dashboards.session import signed_in
@@ -274,10 +275,15 @@ def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
         if stale
         else notice("every point is fresh", kind="ok")
     )
+    marks = for_trends(ctx, historian, since_s)
+    temperatures = _temperatures(ctx, names, since_s)
+    for fig in (temperatures, power, pue_fig):
+        if fig.data:
+            add_markers(fig, marks, clock, since_s, newest_s)
     return (
         summary,
         _heatmap(latest, limit),
-        _temperatures(ctx, names, since_s),
+        temperatures,
         power,
         pue_fig,
         alarm_table,

@@ -25,6 +25,7 @@ from dashboards.figures import (
     window_dropdown,
 )
 from dashboards.ids import TwinIds
+from dashboards.markers import add_markers, for_trends
 from dashboards.session import signed_in
 from dashboards.site_time import SiteClock
 
@@ -210,6 +211,9 @@ def update(ctx: AppContext, name: str | None, window_h: float | None) -> tuple[A
         return notice(msg, kind="error"), empty_figure(msg), empty_figure(msg), param_fig
     pairs = pts.align(predicted, actual, tolerance_s=ALIGN_TOLERANCE_S)
     compare = _compare(name, thin(predicted.dropna()), std, thin(actual.dropna()), ctx.config.clock)
+    until_s = max(r.time_s for r in latest.values())
+    marks = for_trends(ctx, historian, since_s)
+    add_markers(compare, marks, ctx.config.clock, since_s, until_s)
     if pairs.empty:
         msg = f"no prediction of {name} lies near a measurement"
         return notice(msg), compare, empty_figure(msg), param_fig
@@ -240,6 +244,7 @@ def update(ctx: AppContext, name: str | None, window_h: float | None) -> tuple[A
         ],
         className="tl-grid",
     )
+    add_markers(error, marks, ctx.config.clock, since_s, until_s)
     return summary, compare, error, param_fig
 
 

@@ -76,6 +76,9 @@ def test_hall_shows_the_newest_hall(ctx: AppContext, data: Built) -> None:
     assert alarm_text.index(f"inlet:{HOT_POINT}") < alarm_text.index(f"stale:{STALE_POINT}")
     assert f"stale:{BAD_POINT}" in alarm_text and "unacknowledged" in alarm_text
     assert "fallback" not in alarm_text
+    # The watchdog's trip marks every trend.
+    for fig in (temps, power, pue):
+        assert [a.text for a in fig.layout.annotations] == ["trip: stale data from the BMS"]
     # The fixture's live loop wrote the supply air in its newest period; the rest is the site's.
     holders = text_of(held)
     assert "supply_air_c TwinLoop: a policy 21.50" in holders
