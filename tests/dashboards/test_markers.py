@@ -50,7 +50,7 @@ def test_which_events_mark_the_trends() -> None:
 
 
 def test_approvals_are_placed_on_the_sites_clock_or_left_out() -> None:
-    approved = [_history("approved", "2026-12-05T12:00:12+00:00"), _history("live", "x")]
+    approved = [_history("approved", "2025-12-05T12:00:12+00:00"), _history("live", "x")]
     anchor = WallAnchor(plant_s=1000.0, wall_s=1_764_936_000.0, speed=300.0)
     placed = approval_markers(approved, SiteClock.plant(1962, MIAMI, anchor))
     assert placed == [Marker(1000.0 + 12 * 300.0, "approved", "approved: mpc@1 by olga")]
