@@ -457,7 +457,7 @@ class Demo:
                     reservoir,
                     self.config.candidate,
                     operator=AUTO,
-                    reason="--auto-approve (unattended demo)",
+                    reason="auto-approve: nobody reviewed this (unattended demo, --auto-approve)",
                 )
             elif reservoir.get(self.config.candidate).state == "pre_evaluated":
                 self.say(
@@ -479,11 +479,15 @@ class Demo:
                 "approval",
                 f"{self.config.candidate} approved; {cfg.shadow_periods} periods in shadow",
             )
+            approver = reservoir.history(reservoir.get(self.config.candidate).ref)[-1].actor
             approval.promote(
                 reservoir,
                 self.config.candidate,
                 operator=AUTO,
-                reason="operator approved: shadow window",
+                reason=(
+                    "automatic: shadow window after the approval by "
+                    + ("nobody (auto-approve)" if approver == AUTO else approver)
+                ),
             )
             self.status.phase = "shadow"
             shadow_s = cfg.shadow_periods * self.scenario.control_period_s
@@ -499,7 +503,10 @@ class Demo:
                 reservoir,
                 self.config.candidate,
                 operator=AUTO,
-                reason=f"shadow window of {cfg.shadow_periods} periods passed without a trip",
+                reason=(
+                    f"automatic: shadow window of {cfg.shadow_periods} periods passed without "
+                    "a trip"
+                ),
             )
             self.status.phase = "live"
             self._event("live", f"{self.config.candidate} is live")

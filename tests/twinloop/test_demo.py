@@ -66,6 +66,11 @@ def test_demo_runs_the_dual_loop_unattended_and_leaves_nothing_running(tmp_path:
         assert record.state == "live"
         actors = [h.actor for h in reservoir.history("trim-and-respond")]
         assert "gate1" in actors and "demo-auto" in actors
+        # Auto-approve says so: nobody is recorded as having approved.
+        reasons = [h.reason for h in reservoir.history("trim-and-respond")]
+        assert "auto-approve: nobody reviewed this (unattended demo, --auto-approve)" in reasons
+        assert "automatic: shadow window after the approval by nobody (auto-approve)" in reasons
+        assert not any("operator approved" in r for r in reasons)
     # Everything stopped: the broker process, the dashboard's port, the threads.
     assert not _mosquittos(home)
     with pytest.raises(OSError):
