@@ -156,6 +156,7 @@ def run_bacnet(scenario: Scenario, n_periods: int, policy: str, folder: Path) ->
         counters = {**device.counters(), **{f"client.{k}": v for k, v in client.counters().items()}}
     wall_s = time.perf_counter() - started
     reservoir.close()
+    flags = _sensor_flags(historian)
     historian.close()
     return {
         "kpis": log.kpis(),
@@ -165,6 +166,7 @@ def run_bacnet(scenario: Scenario, n_periods: int, policy: str, folder: Path) ->
         "poll_ms_max": 1e3 * float(np.max(poll_s)),
         "device_writes": counters["writes"],
         "refused": counters["refused_out_of_envelope"] + counters["refused_no_heartbeat"],
+        "sensor_flags": flags,
         "released_heartbeat": counters["released_heartbeat"],
     }
 
@@ -224,6 +226,7 @@ def run_mqtt(scenario: Scenario, n_periods: int, policy: str, folder: Path) -> d
             for part in (override, writer, ingestor, emulator):
                 part.stop()
             reservoir.close()
+            flags = _sensor_flags(historian)
             historian.close()
     return {
         "kpis": log.kpis(),
@@ -231,7 +234,13 @@ def run_mqtt(scenario: Scenario, n_periods: int, policy: str, folder: Path) -> d
         "wall_s": time.perf_counter() - started,
         "device_writes": counters["applied"],
         "refused": counters["rejected"],
+        "sensor_flags": flags,
     }
+
+
+def _sensor_flags(historian: Historian) -> list[str]:
+    """The sensor check's flags over the run (a clean scenario should raise none)."""
+    return [e.message for e in historian.events() if e.kind == "sensor_fault"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,6 +119,10 @@ class SensorCheckConfig:
     storage makes one period's residual swing by up to ±0.9 K while a policy moves the
     chilled-water setpoint every period (trim-and-respond, measured); over an hour the swings
     cancel (standard deviation 0.04–0.06 K), where a sensor bias does not."""
+    balance_steady_k: float = 1.0
+    """The heat-balance test pauses while the chilled-water supply moved by more than this
+    (K) over its window: a ramp (a controller taking over from the site) shifts the hour's
+    residual one way through the loop's storage."""
     balance_scale_floor_c: float = 0.15
     """Smallest noise scale (K) of the hour-mean heat-balance residual: it wanders by up to
     0.3 K over a day with the load and the loop's state (measured), slowly enough that a
@@ -139,6 +143,7 @@ class SensorCheckConfig:
             self.scale_tau_periods,
             self.scale_floor_c,
             self.balance_scale_floor_c,
+            self.balance_steady_k,
             self.min_shift_c,
             self.huber_z,
             self.cusum_h,
@@ -254,10 +259,10 @@ class SensorValidator:
         balance = [index.get(p) for p in HEAT_BALANCE_POINTS]
         self._balance_columns = np.array(balance) if all(c is not None for c in balance) else None
         self._supply_source: Source = "twin"
-        self._balance_ring: deque[tuple[float, float]] = deque(
+        self._balance_ring: deque[tuple[float, float, float]] = deque(
             maxlen=self.config.balance_window_periods
         )
-        """(time, reading − heat balance) of supply air over the last periods."""
+        """(time, reading − heat balance, chilled-water supply) of the last periods."""
         self._n_pods, self._racks = n_pods, racks_per_pod
         self._n_racks = n_pods * racks_per_pod
         m = len(self.points)
@@ -325,9 +330,10 @@ class SensorValidator:
             # the prediction is the reading less that mean.
             residual = x[-1] - self._heat_balance(rows)
             if math.isfinite(residual):
-                self._balance_ring.append((time_s, residual))
+                chw_c = float(_nanmean(rows[:, self._balance_columns[-2:-1]])[0])
+                self._balance_ring.append((time_s, residual, chw_c))
             full = len(self._balance_ring) == self._balance_ring.maxlen
-            if full and math.isfinite(x[-1]):  # from the first whole hour on
+            if full and self._balance_steady() and math.isfinite(x[-1]):
                 prediction[-1] = x[-1] - self._balance_mean()
             self._supply_source = "heat_balance"
         deviation = x - neighbour_ref
@@ -348,7 +354,7 @@ class SensorValidator:
         self.raised = tuple(raised)
         self.cleared = self._clear(nb_residual, x - prediction, trusted)
         flag = self._flags.get(len(self.points) - 1)
-        if flag is not None and flag.source == "heat_balance" and math.isfinite(prediction[-1]):
+        if flag is not None and flag.source == "heat_balance" and self._balance_ring:
             # The substitute takes out the bias seen since the onset, not the hour's mean
             # (which holds the healthy periods before it for an hour).
             prediction[-1] = x[-1] - self._balance_mean(after_s=flag.since_s)
@@ -357,8 +363,15 @@ class SensorValidator:
     def _balance_mean(self, after_s: float = -math.inf) -> float:
         """Mean supply-air heat-balance residual over the ring's periods after ``after_s``
         (all of them when none is)."""
-        recent = [r for t, r in self._balance_ring if t > after_s]
-        return float(np.mean(recent or [r for _, r in self._balance_ring]))
+        recent = [r for t, r, _ in self._balance_ring if t > after_s]
+        return float(np.mean(recent or [r for _, r, _ in self._balance_ring]))
+
+    def _balance_steady(self) -> bool:
+        """Whether the chilled-water supply held within ``balance_steady_k`` over the ring:
+        while it ramps (a controller taking over from the site moves it by several kelvin
+        in an hour) the loop's storage shifts the hour's residual one way."""
+        chw = [c for _, _, c in self._balance_ring if math.isfinite(c)]
+        return bool(chw) and max(chw) - min(chw) <= self.config.balance_steady_k
 
     def _heat_balance(self, rows: FloatArray) -> float:
         """The period's mean supply air implied by the coil load (NaN without readings)."""
