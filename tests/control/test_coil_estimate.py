@@ -35,9 +35,7 @@ def run_estimator(
     names = list(plant.point_names)
     estimator = CoilUaEstimator(site.crah)
     plant.apply_command(
-        SetpointCommand(
-            "hold", 1e12, supply_air_c=supply_c, fan_speed_frac=fan, chw_supply_c=chw_c
-        )
+        SetpointCommand("hold", 1e12, supply_air_c=supply_c, fan_speed_frac=fan, chw_supply_c=chw_c)
     )
     for _ in range(round(hours * 3600 / scenario.control_period_s)):
         _, readings = plant.advance(scenario.steps_per_period)
@@ -64,7 +62,7 @@ def test_a_fouled_coil_that_falls_short_is_found(scenario: Scenario) -> None:
 
 
 def test_a_coil_that_reaches_its_setpoint_is_never_marked_down(scenario: Scenario) -> None:
-    estimator, true_ua = run_estimator(scenario, supply_c=20.0, chw_c=9.0, fan=0.6, hours=4.0)
+    estimator, _ = run_estimator(scenario, supply_c=20.0, chw_c=9.0, fan=0.6, hours=4.0)
     assert estimator.estimate >= 1.0
     low = CoilUaEstimator(CrahParams(), estimate=0.3)
     low.update(20.0, 20.0, 32.0, 9.0, 0.6)  # reached: the UA is at least the one reaching it

@@ -272,6 +272,6 @@ def test_the_heat_balance_gives_the_plants_supply_air_from_its_meters() -> None:
     # Step by step the loop's storage lags the load by a minute or two after a trip; over a
     # 5-min control period, what the sensor check compares, the two agree.
     periods = error[: len(error) // 5 * 5].reshape(-1, 5).mean(axis=1)
-    print(f"step: mean {error.mean():.3f} K, max {error.max():.3f} K; 5-min max {periods.max():.3f}")
+    print(f"step: mean {error.mean():.3f} K, max {error.max():.3f} K; 5-min {periods.max():.3f}")
     assert error.mean() < 0.03 and np.quantile(error, 0.99) < 0.1 and periods.max() < 0.3
     assert np.isnan(supply_air_from_heat_balance_c(24.0, 0.0, 0.0, 50.0, 10.0, 15.0))
