@@ -140,6 +140,27 @@ def _compare(
     return fig.update_xaxes(title=x_title)
 
 
+PARAMETER_LABELS: dict[str, str] = {
+    "coil_ua_mult": "CRAH coil conductance",
+    "chiller_eir_mult": "chiller energy input ratio",
+    "recirc_mult": "hot-air recirculation",
+    "capacity_mult": "hall thermal capacity",
+    "tower_approach_bias_k": "cooling-tower approach offset",
+}
+"""What the assimilated parameters (``twin.param.*``) are, in an operator's words."""
+
+
+def parameter_drift(name: str, first: float, values: pd.Series) -> tuple[pd.Series, str]:
+    """Drift of one assimilated parameter from the window's start, and its unit: an offset
+    (a name ending ``_k``, e.g. the tower approach bias, nominally 0) in kelvin; a
+    multiplier in per cent of its starting value. A percentage of an offset near zero says
+    nothing (0.01 K to 0.02 K is "+100 %")."""
+    if name.endswith("_k"):
+        return values - first, "K"
+    scale = abs(first) if abs(first) > 1e-9 else 1.0
+    return (values - first) / scale * 100.0, "%"
+
+
 def _parameters(
     frame: pd.DataFrame, clock: SiteClock
 ) -> tuple[go.Figure, list[tuple[str, str, str, str]]]:
@@ -149,14 +170,17 @@ def _parameters(
     x, x_title = time_values(shown.index, clock)
     fig = go.Figure()
     rows = []
+    offsets = False
     for column in frame.columns:
         values = frame[column].dropna()
         if values.empty:
             continue
         first, last = float(values.iloc[0]), float(values.iloc[-1])
-        scale = abs(first) if first != 0 else 1.0
-        drift = (shown[column] - first) / scale * 100.0
-        label = column.removeprefix(pts.TWIN_PARAM_PREFIX)
+        name = column.removeprefix(pts.TWIN_PARAM_PREFIX)
+        label = PARAMETER_LABELS.get(name, name)
+        drift, unit = parameter_drift(name, first, shown[column])
+        newest = float(parameter_drift(name, first, pd.Series([last]))[0].iloc[0])
+        offsets = offsets or unit == "K"
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -165,13 +189,17 @@ def _parameters(
                 name=label,
                 connectgaps=True,
                 customdata=shown[column],
-                hovertemplate=label + ": %{customdata:.4g} (%{y:+.2f} %)<extra></extra>",
+                yaxis="y2" if unit == "K" else "y",
+                hovertemplate=f"{label} ({name}): %{{customdata:.4g}} (%{{y:+.2f}} {unit})"
+                + "<extra></extra>",
             )
         )
-        rows.append(
-            (label, f"{first:.4g}", f"{last:.4g}", f"{(last - first) / scale * 100:+.2f} %")
-        )
+        rows.append((label, f"{first:.4g}", f"{last:.4g}", f"{newest:+.2f} {unit}"))
     style(fig, "Assimilated parameters: drift from the window's start", y_title="%")
+    if offsets:
+        fig.update_layout(
+            yaxis2={"title": "K (offsets)", "overlaying": "y", "side": "right", "showgrid": False}
+        )
     return fig.update_xaxes(title=x_title), rows
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from connectors.historian import Historian
 from dashboards.context import AppContext
 from dashboards.pages import twin
+from dashboards.site_time import SiteClock
 from tests.dashboards.conftest import TWIN_PARAMS, Built, text_of
 
 
@@ -47,3 +49,28 @@ def test_unknown_output_is_refused_with_the_known_ones(ctx: AppContext) -> None:
     summary, compare, _, _ = twin.update(ctx, "no_such_output", 6.0)
     assert text_of(summary) == ("unknown twin output 'no_such_output' (known: rack_inlet_max_c)")
     assert "unknown twin output" in compare.layout.annotations[0].text
+
+
+def test_an_offset_parameter_drifts_in_kelvin_and_parameters_have_names() -> None:
+    """The tower approach bias sits near 0 K: its drift is in kelvin, never a percentage of
+    almost nothing ("+96.78 %"); multipliers drift in per cent; known parameters are named in
+    an operator's words, unknown ones keep their identifier."""
+    offset, unit = twin.parameter_drift(
+        "tower_approach_bias_k", 0.0124, pd.Series([0.0124, 0.0244])
+    )
+    assert unit == "K" and offset.iloc[-1] == pytest.approx(0.012)
+    ratio, unit = twin.parameter_drift("coil_ua_mult", 1.0, pd.Series([1.0, 0.93]))
+    assert unit == "%" and ratio.iloc[-1] == pytest.approx(-7.0)
+    frame = pd.DataFrame(
+        {
+            "twin.param.tower_approach_bias_k": [0.0124, 0.0244],
+            "twin.param.coil_ua_mult": [1.0, 0.93],
+        },
+        index=[0.0, 300.0],
+    )
+    fig, rows = twin._parameters(frame, SiteClock.wall("UTC"))
+    assert rows == [
+        ("cooling-tower approach offset", "0.0124", "0.0244", "+0.01 K"),
+        ("CRAH coil conductance", "1", "0.93", "-7.00 %"),
+    ]
+    assert [t.yaxis for t in fig.data] == ["y2", "y"]
