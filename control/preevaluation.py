@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -71,7 +72,7 @@ def register_builtin(reservoir: Reservoir, name: str, *, actor: str) -> PolicyRe
         params["config"] = asdict(MpcConfig())
         kind = "oracle" if name == "oracle-mpc" else "mpc"
         doc = (OracleMpcPolicy if kind == "oracle" else MpcPolicy).__doc__ or ""
-    description = doc.strip().splitlines()[0]
+    description = plain_summary(doc)
     if kind == "rule":
         return reservoir.register(
             name,
@@ -95,6 +96,17 @@ def register_builtin(reservoir: Reservoir, name: str, *, actor: str) -> PolicyRe
             description=description,
             actor=actor,
         )
+
+
+def plain_summary(doc: str) -> str:
+    """A docstring's first line as an operator reads it: reST roles reduced to the name,
+    no literal markup, no pointers to the code's own documentation, no ``kind`` note."""
+    line = doc.strip().splitlines()[0] if doc.strip() else ""
+    line = re.sub(r":\w+:`~?([^`]+)`", lambda m: m.group(1).split(".")[-1], line)
+    line = line.replace("``", "")
+    line = re.sub(r"\s*\(see the module docstring\)", "", line)
+    line = re.sub(r';\s*kind\s+"[^"]*"', "", line)
+    return line.strip()
 
 
 def policy_factory_of(

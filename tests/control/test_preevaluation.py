@@ -143,3 +143,14 @@ def test_gate_1_refuses_a_policy_that_leaves_the_twins_data(
     blind = [r for r in report.reasons if "extrapolated" in r]
     assert len(blind) == 2, report.reasons
     assert "CW " in blind[0] and "economiser" in blind[0]
+
+
+@pytest.mark.parametrize("name", ["fixed-setpoints", "trim-and-respond", "mpc", "oracle-mpc"])
+def test_built_in_policies_are_described_in_plain_words(tmp_path: Path, name: str) -> None:
+    """The reservoir's "why" for a built-in policy is its docstring's first line without the
+    markup and pointers an operator cannot use."""
+    with Reservoir(tmp_path / "reservoir") as res:
+        description = register_builtin(res, name, actor="test").description
+    assert description and description.endswith(".")
+    for markup in ("``", ":class:", "module docstring", "kind "):
+        assert markup not in description
