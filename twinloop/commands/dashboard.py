@@ -22,6 +22,7 @@ from dashboards.auth import (
     default_home,
 )
 from twinloop.commands.arguments import CommandError, Subparsers
+from twinloop.commands.demo import demo_home
 
 if TYPE_CHECKING:
     from dashboards.site_time import SiteClock
@@ -49,6 +50,12 @@ def _cmd_users_add(args: argparse.Namespace) -> int:
         raise AuthError(f"user {args.name!r} already exists in {store.path}; use --replace")
     user = store.add(args.name, _read_password(args), args.role, replace=args.replace)
     print(f"{user.name} ({user.role}) in {store.path}")
+    demo_users = demo_home() / "dashboard" / USERS_FILE
+    if store.path.resolve() != demo_users.resolve():
+        print(
+            f"note: twinloop demo reads {demo_users}; to log in to the demo, add the user "
+            f"with --users {demo_users} (or set TWINLOOP_HOME for both)"
+        )
     return 0
 
 

@@ -11,6 +11,16 @@ from pathlib import Path
 from twinloop.commands.arguments import CommandError, Subparsers
 
 
+def demo_home(given: str | None = None) -> Path:
+    """The demo's folder: ``--home``, else ``$TWINLOOP_DEMO_HOME``, else ``$TWINLOOP_HOME``
+    (where ``twinloop dashboard users`` and ``twinloop gate`` look too), else
+    ``out/demo-live``."""
+    env = os.environ
+    return Path(
+        given or env.get("TWINLOOP_DEMO_HOME") or env.get("TWINLOOP_HOME") or "out/demo-live"
+    )
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from connectors.broker import BrokerError
     from twinloop.demo import Demo, DemoConfig
@@ -19,7 +29,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise CommandError(f"--speed must be positive (got {args.speed})")
     if args.live_hours is not None and args.live_hours <= 0:
         raise CommandError(f"--live-hours must be positive (got {args.live_hours})")
-    home = Path(args.home or os.environ.get("TWINLOOP_DEMO_HOME", "out/demo-live"))
+    home = demo_home(args.home)
     config = DemoConfig(
         home=home,
         speed=args.speed,

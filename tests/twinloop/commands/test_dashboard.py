@@ -48,7 +48,9 @@ def test_users_add_and_list(
         "--users",
         str(users),
     )
-    assert status == 0 and out.strip() == f"olga (operator) in {users}"
+    assert status == 0 and out.splitlines()[0] == f"olga (operator) in {users}"
+    # A file the demo does not read is said so, with the one it reads.
+    assert "note: twinloop demo reads" in out and "--users" in out
     assert UserStore(users).authenticate("olga", "olga-password").role == "operator"
     assert "olga-password" not in users.read_text()
     # --users before the subcommand works too; TWINLOOP_HOME is the default home.
@@ -67,7 +69,8 @@ def test_users_add_and_list(
     )
     assert status == 0
     monkeypatch.setenv("TWINLOOP_HOME", str(tmp_path / "home2"))
-    status, _, _ = _run(
+    monkeypatch.delenv("TWINLOOP_DEMO_HOME", raising=False)
+    status, out, _ = _run(
         capsys,
         monkeypatch,
         "third-password\n",
@@ -79,6 +82,8 @@ def test_users_add_and_list(
         "--password-stdin",
     )
     assert status == 0 and (tmp_path / "home2" / "dashboard" / "users.json").is_file()
+    # With TWINLOOP_HOME the demo reads the same file: no note.
+    assert out.startswith("ann (viewer) in ") and "note:" not in out
     status, out, _ = _run(capsys, monkeypatch, "", "users", "list", "--users", str(users))
     assert status == 0
     assert [line.split()[:2] for line in out.splitlines()] == [
