@@ -33,8 +33,22 @@ MAX_IMAGE_BYTES = 5 * 1024 * 1024
 """Report images larger than this are listed, not shown."""
 
 
+def default_policy(ctx: AppContext) -> str | None:
+    """The policy the page opens on when the address names none: the one in control, else
+    the newest registered (so the page is never half blank while the reservoir holds one)."""
+    try:
+        with ctx.reservoir() as res:
+            live = res.list(state="live")
+            records = live or res.list()
+    except DataUnavailableError:
+        return None
+    if not records:
+        return None
+    return max(records, key=lambda r: r.created_at).ref if not live else live[0].ref
+
+
 def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Component:
-    chosen = query.get("policy")
+    chosen = query.get("policy") or default_policy(ctx)
     return html.Div(
         [
             dcc.Interval(

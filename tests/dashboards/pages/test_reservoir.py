@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from control import approval
 from control.reservoir import Reservoir
 from dashboards.context import AppContext
 from dashboards.pages import reservoir
@@ -106,3 +107,19 @@ def test_report_plots_follow_the_stored_series(ctx: AppContext, data: Built) -> 
     assert hours[-1] == pytest.approx(
         evaluation.kpis["duration_h"] * (len(series) - 1) / len(series)
     )
+
+
+def test_the_page_opens_on_the_policy_in_control_or_the_newest(
+    ctx: AppContext, data: Built
+) -> None:
+    """Without ?policy= the page is not half blank: it opens on the newest registered
+    policy, and on the live one once a policy is in control."""
+    with Reservoir(data.reservoir) as res:
+        refs = {r.name: r.ref for r in res.list()}
+    assert reservoir.default_policy(ctx) == refs[CANDIDATES[-1]]
+    with Reservoir(data.reservoir) as res:
+        live = refs[CANDIDATES[0]]
+        approval.approve(res, live, operator="olga", reason="test")
+        approval.promote(res, live, operator="olga", reason="shadow")
+        approval.promote(res, live, operator="olga", reason="live")
+    assert reservoir.default_policy(ctx) == live
