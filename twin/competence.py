@@ -45,6 +45,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "cw_supply_c",
 )
 COMPETENCE_FILE = "competence.npz"
+FEATURES_VERSION = 2
+"""2: condenser-water setpoints below the delivered water count as reached
+(:func:`reachable_setpoints`)."""
+CW_SETPOINT = ACTION_NAMES.index("cw_supply_c")
 
 
 def feature_scale(scale: ActionScale) -> FloatArray:
@@ -53,6 +57,20 @@ def feature_scale(scale: ActionScale) -> FloatArray:
     return np.concatenate(
         [span, span[:4], [float(SWITCH_WINDOW)], [span[2] + 4.0], [span[3] + 4.0]]
     )
+
+
+def reachable_setpoints(setpoints: FloatArray, cw_supply_c: FloatArray) -> FloatArray:
+    """Setpoints (N, 5) with condenser water raised to the water the tower delivers
+    (``cw_supply_c``) where the setpoint lies below it.
+
+    The tower runs the least fan that meets its setpoint; a setpoint it cannot make runs the
+    fans at full, the same operation whether it asks for 1 K or 15 K below what the tower
+    delivers. Counted as asked, a controller that writes its lowest condenser water on a
+    hot night (the MPC does: full tower fan is its plan) would look further from the data
+    with every kelvin the tower never acts on."""
+    out = np.array(setpoints, dtype=np.float64, copy=True)
+    out[:, CW_SETPOINT] = np.maximum(out[:, CW_SETPOINT], cw_supply_c)
+    return out
 
 
 def features(
@@ -66,16 +84,18 @@ def features(
     """Features (N, F) of N periods: the setpoints applied (N, 5), those of the period before
     (N, 5), economiser switches in the last :data:`SWITCH_WINDOW` periods (N,), and the
     chilled- and condenser-water supply temperatures at the period's start (N,); every
-    feature divided by its physical range."""
-    sp = np.asarray(setpoints, dtype=np.float64)
-    prev = np.asarray(previous, dtype=np.float64)
+    feature divided by its physical range. Condenser-water setpoints below the water
+    delivered count as reached (:func:`reachable_setpoints`)."""
+    cw = np.asarray(cw_supply_c, dtype=np.float64)
+    sp = reachable_setpoints(np.asarray(setpoints, dtype=np.float64), cw)
+    prev = reachable_setpoints(np.asarray(previous, dtype=np.float64), cw)
     raw = np.column_stack(
         [
             sp,
             np.abs(sp[:, :4] - prev[:, :4]),
             np.asarray(switches, dtype=np.float64),
             np.asarray(chw_supply_c, dtype=np.float64),
-            np.asarray(cw_supply_c, dtype=np.float64),
+            cw,
         ]
     )
     out: FloatArray = raw / feature_scale(scale)
@@ -187,6 +207,7 @@ class CompetenceModel:
         path = twin_dir / COMPETENCE_FILE
         meta = {
             "features": list(FEATURE_NAMES),
+            "version": FEATURES_VERSION,
             "k": self.k,
             "quantile": self.quantile,
             "threshold": self.threshold,
@@ -209,6 +230,12 @@ class CompetenceModel:
                 train = np.asarray(saved["train"], dtype=np.float64)
             if list(meta["features"]) != list(FEATURE_NAMES):
                 raise ValueError(f"features {meta['features']} are not {list(FEATURE_NAMES)}")
+            if int(meta.get("version", 1)) != FEATURES_VERSION:
+                raise ValueError(
+                    f"its features are version {int(meta.get('version', 1))}, this TwinLoop "
+                    f"computes version {FEATURES_VERSION}: refit it "
+                    "(twinloop twin competence)"
+                )
             scale = ActionScale(**{n: tuple(meta["scale"][n]) for n in ACTION_NAMES[:4]})
             return cls(
                 train,

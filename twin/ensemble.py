@@ -134,7 +134,9 @@ class TwinEnsemble(nn.Module):
         return paths
 
     @classmethod
-    def load(cls, twin_dir: Path) -> TwinEnsemble:
+    def load(cls, twin_dir: Path, *, competence: bool = True) -> TwinEnsemble:
+        """The twin saved in ``twin_dir`` with its competence model (``competence=False``
+        leaves it out: what rebuilding one needs, when the saved one is outdated)."""
         card_path, model_path = twin_dir / CARD_FILE, twin_dir / MODEL_FILE
         if not card_path.is_file() or not model_path.is_file():
             raise TwinLoadError(
@@ -162,6 +164,8 @@ class TwinEnsemble(nn.Module):
             raise TwinLoadError(f"{twin_dir}: cannot load the saved twin: {exc}") from exc
         ensemble = cls(members)
         ensemble.summary = dict(card.get("summary", {}))
+        if not competence:
+            return ensemble
         try:
             ensemble.competence = CompetenceModel.load(twin_dir)
         except ValueError as exc:

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from physics.plant.site import SiteDefaults
 from physics.plant.site_control import site_control_matrix, site_setpoints
-from twin.competence import SWITCH_WINDOW, CompetenceModel, feature_scale
+from twin.competence import CW_SETPOINT, SWITCH_WINDOW, CompetenceModel, feature_scale
 from twin.forecast import SEASON_H, WeatherForecast
 from twin.spaces import (
     ACTION_NAMES,
@@ -162,17 +162,22 @@ class DeviceCompetence:
         switched = (setpoints[:, 4] > 0.5) != (self.previous[:, 4] > 0.5)
         self.switches = torch.roll(self.switches, 1, dims=1)
         self.switches[:, 0] = switched.to(torch.float32)
+        asked = setpoints
+        # Condenser water below what the tower delivers counts as reached (features()).
+        sp, prev = setpoints.clone(), self.previous.clone()
+        sp[:, CW_SETPOINT] = torch.maximum(sp[:, CW_SETPOINT], cw_supply_c)
+        prev[:, CW_SETPOINT] = torch.maximum(prev[:, CW_SETPOINT], cw_supply_c)
         raw = torch.cat(
             [
-                setpoints,
-                (setpoints[:, :4] - self.previous[:, :4]).abs(),
+                sp,
+                (sp[:, :4] - prev[:, :4]).abs(),
                 self.switches.sum(dim=1, keepdim=True),
                 chw_supply_c[:, None],
                 cw_supply_c[:, None],
             ],
             dim=1,
         )
-        self.previous = setpoints.clone()
+        self.previous = asked.clone()
         return raw / self.scale
 
     def ratio(self, x: Tensor) -> Tensor:

@@ -142,7 +142,7 @@ def fit_site_twin(config: DemoConfig, scenario: Scenario, say: Callable[[str], N
     The commissioning run is the site's exploration test before the live week (setpoint
     steps under the site's supervision, as :mod:`twin.recording` records it): live data under
     one fixed control would not excite the plant enough to identify it."""
-    from twin.competence import COMPETENCE_FILE, CompetenceModel
+    from twin.competence import CompetenceModel
     from twin.dataset import design_of, periods_from_recordings
     from twin.recording import load_recordings, record_run
     from twin.training import FitConfig, fit_twin
@@ -151,9 +151,11 @@ def fit_site_twin(config: DemoConfig, scenario: Scenario, say: Callable[[str], N
     data_dir = config.home / "commissioning"
     if (twin_dir / "twin.pt").exists():
         say(f"twin: reusing {twin_dir}")
-        if not (
-            twin_dir / COMPETENCE_FILE
-        ).exists():  # saved before twins knew where they are blind
+        try:
+            current = CompetenceModel.load(twin_dir) is not None
+        except ValueError:  # saved by an older TwinLoop, with other features
+            current = False
+        if not current:  # saved before twins knew where they are blind, or outdated
             recordings = load_recordings(data_dir)
             periods = periods_from_recordings(recordings, design_of(recordings))
             CompetenceModel.fit(periods).save(twin_dir)

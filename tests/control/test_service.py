@@ -177,7 +177,10 @@ def _closed_loop_saving(make_loop: object, scenario: Scenario, hours: float) -> 
     baseline = run_scenario(window).kpis.cooling_kwh
     counters = loop.emulator.counters()
     assert counters["applied"] >= 5 * (n_periods - 1)
-    assert counters["duplicates"] == counters["expired"] == counters["rejected"] == 0
+    assert counters["expired"] == counters["rejected"] == 0
+    # A duplicate is the writer's own re-send of a command whose echo was late (a loaded
+    # machine): the BMS recognised its id and did not apply it twice.
+    assert counters["duplicates"] <= loop.writer.counters()["resent"]
     audit = loop.historian.audit(limit=10_000)
     # One "published" row per field written; the BMS's echo adds an "applied" row as it comes.
     outcomes = Counter(a.outcome for a in audit)

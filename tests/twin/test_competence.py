@@ -77,6 +77,47 @@ def test_saved_with_the_twin_and_refused_when_corrupt(
         CompetenceModel(np.full((10, len(FEATURE_NAMES)), np.nan), SCALE)
 
 
+def test_condenser_water_the_tower_cannot_make_counts_as_full_fan(
+    train_periods: PeriodData,
+) -> None:
+    """On a hot night the tower delivers 27 °C whatever it is asked below that: asking 10 °C
+    is the operation the data recorded at 18 °C (full fan), not a new one."""
+    from twin.competence import features, reachable_setpoints
+
+    model = CompetenceModel.fit(train_periods, SCALE)
+    n = 12
+    delivered = np.full(n, 27.0)
+    asked = np.tile([24.0, 0.6, 12.0, 10.0, 0.0], (n, 1))
+    at_floor = asked.copy()
+    at_floor[:, 3] = 18.0
+    args = (np.zeros(n), np.full(n, 12.0), delivered, SCALE)
+    np.testing.assert_array_equal(
+        features(asked, asked, *args), features(at_floor, at_floor, *args)
+    )
+    np.testing.assert_array_equal(reachable_setpoints(asked, delivered)[:, 3], 27.0)
+    # A setpoint the tower can make (above the water delivered) is kept as asked.
+    high = asked.copy()
+    high[:, 3] = 33.0
+    np.testing.assert_array_equal(reachable_setpoints(high, delivered), high)
+    assert model.ratio(features(asked, asked, *args)).shape == (n,)
+
+
+def test_a_competence_model_of_older_features_is_refused_and_rebuilt(
+    ensemble_twin: TwinEnsemble, tmp_path: Path
+) -> None:
+    import json
+
+    ensemble_twin.save(tmp_path / "twin")
+    path = tmp_path / "twin" / COMPETENCE_FILE
+    with np.load(path) as saved:
+        train, meta = saved["train"], json.loads(str(saved["meta"]))
+    del meta["version"]  # what TwinLoop saved before reachable condenser water
+    np.savez_compressed(path, train=train, meta=np.array(json.dumps(meta)))
+    with pytest.raises(ValueError, match=r"version 1.*refit it"):
+        TwinEnsemble.load(tmp_path / "twin")
+    assert TwinEnsemble.load(tmp_path / "twin", competence=False).competence is None
+
+
 @pytest.fixture(scope="module")
 def july(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     path = tmp_path_factory.mktemp("competence") / "july.yaml"

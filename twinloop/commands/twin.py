@@ -157,7 +157,7 @@ def _cmd_twin_competence(args: argparse.Namespace) -> int:
     from twin.ensemble import TwinEnsemble
 
     twin_dir = Path(args.twin)
-    ensemble = TwinEnsemble.load(twin_dir)
+    ensemble = TwinEnsemble.load(twin_dir, competence=False)
     _, data, _ = _recorded_periods(Path(args.data), horizon=1, twin=ensemble)
     model = CompetenceModel.fit(data)
     checks = []

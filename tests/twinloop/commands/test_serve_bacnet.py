@@ -182,7 +182,11 @@ def test_serve_over_bacnet_hands_back_when_stopped_and_is_released_when_killed(
     assert device.counters()["released_heartbeat"] == 1
     assert released_after_s <= 900.0 + 300.0  # the timeout after the last beat, plus a period
     with Historian(site.parent / "historian.sqlite", readonly=True) as store:
-        assert len(store.series(["rack_inlet_c.0.00"])) >= 3  # every poll stored
+        # Each run polled before it took the slot (how many more periods it saw depends on the
+        # machine's load): a stored reading per run at least, none of them twice.
+        inlets = store.series(["rack_inlet_c.0.00"])
+        assert len(inlets) >= 2
+        assert inlets.index.is_unique
         audit = store.audit(limit=10_000)
         assert any(a.detail == "bacnet: applied" for a in audit)
         assert any("relinquished" in a.detail and "stopping" in a.detail for a in audit)
