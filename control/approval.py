@@ -13,6 +13,11 @@ operator's rules on top:
   artifact still has the hash recorded at that decision;
 * at most one policy shadows at a time (the live controller compares one candidate with the
   plant);
+* going live may need the approvals of more than one operator (the reservoir's rule,
+  :func:`rules`; one by default, :func:`set_promotion_approvers`): with two, the first
+  operator's promotion is recorded in the history as an approval to go live (the policy
+  stays where it is) and the policy goes live only when a *different* operator confirms;
+  the same operator twice is refused;
 * :func:`rollback` takes the live policy (or, with none live, the shadowing one) out of
   service: ``rolled_back``. Rolling back a shadow leaves the live policy in control; rolling
   back the live policy hands control to the previous live policy, which has stood by since
@@ -22,7 +27,10 @@ operator's rules on top:
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from dataclasses import dataclass
 
 from control.reservoir import HistoryRecord, PolicyRecord, Reservoir, ReservoirError
 from twinloop.errors import TwinLoopError
@@ -31,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 AUTOMATIC_ACTORS: frozenset[str] = frozenset({"gate1", "watchdog", "live"})
 """Actors that are software, not people: their decisions never count as an approval."""
+RULES_FILE = "approval_rules.json"
+"""The operators' rules of a reservoir, in its root folder (absent: the defaults)."""
+MAX_PROMOTION_APPROVERS = 5
 
 
 class ApprovalError(TwinLoopError, ValueError):
@@ -48,6 +59,68 @@ def _operator(operator: str) -> str:
     if who in AUTOMATIC_ACTORS:
         raise ApprovalError(f"operator {who!r} is reserved for TwinLoop's automatic actors")
     return who
+
+
+@dataclass(frozen=True)
+class ApprovalRules:
+    """How many distinct operators must approve before a policy goes live."""
+
+    promotion_approvers: int = 1
+
+    def __post_init__(self) -> None:
+        n = self.promotion_approvers
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_PROMOTION_APPROVERS:
+            raise ApprovalError(
+                f"promotion approvers must be a whole number from 1 to "
+                f"{MAX_PROMOTION_APPROVERS}, got {n!r}"
+            )
+
+
+def rules(reservoir: Reservoir) -> ApprovalRules:
+    """The reservoir's rules (:data:`RULES_FILE` in its root; the defaults without one)."""
+    path = reservoir.root / RULES_FILE
+    if not path.is_file():
+        return ApprovalRules()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApprovalError(f"approval rules {path}: cannot read them ({exc})") from None
+    if not isinstance(data, dict) or set(data) - {"promotion_approvers"}:
+        raise ApprovalError(
+            f'approval rules {path}: expected {{"promotion_approvers": N}}, got {data!r}'
+        )
+    try:
+        return ApprovalRules(**data)
+    except ApprovalError as exc:
+        raise ApprovalError(f"approval rules {path}: {exc}") from None
+
+
+def set_promotion_approvers(reservoir: Reservoir, approvers: int, *, actor: str) -> ApprovalRules:
+    """Require ``approvers`` distinct operators' approvals to go live from now on; the
+    change is written to the reservoir's access log under ``actor``."""
+    who = _text("actor", actor)
+    new = ApprovalRules(promotion_approvers=approvers)
+    old = rules(reservoir)
+    path = reservoir.root / RULES_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"promotion_approvers": new.promotion_approvers}) + "\n", "utf-8")
+    os.replace(tmp, path)
+    if new != old:
+        reservoir.record_access(
+            user=who,
+            action="set promotion approvers",
+            policy=None,
+            method="config",
+            granted=True,
+            detail=f"{new.promotion_approvers} (was {old.promotion_approvers})",
+        )
+        logger.warning(
+            "going live now needs %d operator approval(s) (was %d; set by %s)",
+            new.promotion_approvers,
+            old.promotion_approvers,
+            who,
+        )
+    return new
 
 
 def _get(reservoir: Reservoir, ref: str) -> PolicyRecord:
@@ -105,9 +178,43 @@ def reject(reservoir: Reservoir, ref: str, *, operator: str, reason: str) -> Pol
     return _move(reservoir, record.ref, "rejected", actor=who, reason=why)
 
 
-def promote(reservoir: Reservoir, ref: str, *, operator: str, reason: str) -> PolicyRecord:
+def go_live_approvals(reservoir: Reservoir, ref: str) -> list[HistoryRecord]:
+    """The operators' approvals to go live on record since the policy reached its current
+    state (history rows that did not move it), oldest first; a move starts afresh."""
+    found: list[HistoryRecord] = []
+    for h in reservoir.history(_get(reservoir, ref).ref):
+        if h.from_state != h.to_state:
+            found = []
+        elif h.actor not in AUTOMATIC_ACTORS:
+            found.append(h)
+    return found
+
+
+@dataclass(frozen=True)
+class GoLiveStatus:
+    """Who has approved a shadow or standby policy going live, and how many must."""
+
+    approved_by: tuple[str, ...]
+    required: int
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.required - len(self.approved_by))
+
+
+def go_live_status(reservoir: Reservoir, ref: str) -> GoLiveStatus:
+    names = dict.fromkeys(h.actor for h in go_live_approvals(reservoir, ref))
+    return GoLiveStatus(tuple(names), rules(reservoir).promotion_approvers)
+
+
+def promote(
+    reservoir: Reservoir, ref: str, *, operator: str, reason: str, approvers: int | None = None
+) -> PolicyRecord:
     """approved → shadow, shadow → live, or standby → live again (the live one it replaces
-    goes to standby)."""
+    goes to standby). Going live needs ``approvers`` distinct operators (default: the
+    reservoir's :func:`rules`): until they are on record, an operator's promotion is
+    recorded as an approval to go live and the policy stays where it is (the record
+    returned says so by its state); the same operator's second approval is refused."""
     who, why = _operator(operator), _text("reason", reason)
     record = _get(reservoir, ref)
     steps = {"approved": "shadow", "shadow": "live", "standby": "live"}
@@ -134,6 +241,35 @@ def promote(reservoir: Reservoir, ref: str, *, operator: str, reason: str) -> Po
             raise ApprovalError(
                 f"policy {others[0]} is already in shadow; promote it or roll it back first"
             )
+    else:
+        needed = (
+            rules(reservoir).promotion_approvers
+            if approvers is None
+            else ApprovalRules(approvers).promotion_approvers
+        )
+        earlier = list(dict.fromkeys(h.actor for h in go_live_approvals(reservoir, record.ref)))
+        names = list(dict.fromkeys([*earlier, who]))
+        if len(names) < needed and who in earlier:
+            raise ApprovalError(
+                f"{who} has already approved {record.ref} going live ({len(earlier)} of "
+                f"{needed} approvals): a different operator must confirm it"
+            )
+        if len(names) < needed:
+            try:
+                reservoir.record_decision(
+                    record.ref,
+                    state=record.state,
+                    actor=who,
+                    reason=f"approval {len(names)} of {needed} to go live: {why}",
+                )
+            except ReservoirError as exc:
+                raise ApprovalError(str(exc)) from None
+            logger.info(
+                "%s: approval %d of %d to go live by %s", record.ref, len(names), needed, who
+            )
+            return _get(reservoir, record.ref)
+        if needed > 1:
+            why = f"{why} (approved to go live by {', '.join(names)})"
     return _move(reservoir, record.ref, target, actor=who, reason=why)
 
 

@@ -16,14 +16,16 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from control import approval
-from control.reservoir import ReservoirError
+from control.reservoir import Reservoir, ReservoirError
 from dashboards.auth import AuthError, require_operator
 from dashboards.context import AppContext, DataUnavailableError
 
 logger = logging.getLogger(__name__)
 
-Action = Literal["approve", "reject", "promote", "rollback"]
+Action = Literal["approve", "reject", "promote", "promote_live", "rollback"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
+_DOING = {"promote_live": "promote policies to live"}
+"""What the role check says the user tried (default: ``{action} policies``)."""
 ONE_CLICK_ROLLBACK = "one-click rollback from the dashboard (no reason typed)"
 """The reason recorded for a rollback clicked with the reason box empty."""
 
@@ -45,7 +47,10 @@ def act(
         return Outcome(False, f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
     try:
         user = require_operator(
-            session, now_s=ctx.now_s(), action=f"{action} policies", users=ctx.users
+            session,
+            now_s=ctx.now_s(),
+            action=_DOING.get(action, f"{action} policies"),
+            users=ctx.users,
         )
     except AuthError as exc:
         logger.warning("dashboard: %s refused: %s", action, exc)
@@ -74,12 +79,10 @@ def act(
                 now = approval.rollback(res, operator=user.name, reason=why)
                 in_control = now.ref if now is not None else "the site's own control"
                 message = f"rolled back by {user.name}: {in_control} is now in control"
+            elif action in ("promote", "promote_live"):
+                message = _promote(res, target, user.name, why, live_only=action == "promote_live")
             else:
-                step = {
-                    "approve": approval.approve,
-                    "reject": approval.reject,
-                    "promote": approval.promote,
-                }[action]
+                step = {"approve": approval.approve, "reject": approval.reject}[action]
                 record = step(res, target, operator=user.name, reason=why)
                 message = f"{record.ref} is now {record.state} ({action} by {user.name})"
     except (approval.ApprovalError, ReservoirError, DataUnavailableError) as exc:
@@ -87,3 +90,23 @@ def act(
         return Outcome(False, f"{action} refused: {exc}")
     logger.info("dashboard: %s", message)
     return Outcome(True, message)
+
+
+def _promote(res: Reservoir, ref: str, who: str, why: str, *, live_only: bool) -> str:
+    """Promote ``ref`` one step (``live_only``: only a shadow or standby policy, to live);
+    the message says whether it moved or an approval to go live was recorded."""
+    before = res.get(ref)
+    if live_only and before.state not in ("shadow", "standby"):
+        raise approval.ApprovalError(
+            f"policy {before.ref} is {before.state}; only a policy in shadow (or standing by) "
+            "is promoted to live"
+        )
+    record = approval.promote(res, before.ref, operator=who, reason=why)
+    if record.state != before.state:
+        return f"{record.ref} is now {record.state} (promote by {who})"
+    status = approval.go_live_status(res, record.ref)
+    return (
+        f"{record.ref} stays {record.state}: {who}'s approval to go live is recorded "
+        f"({len(status.approved_by)} of {status.required}); it goes live when a different "
+        "operator confirms"
+    )

@@ -527,6 +527,47 @@ class Reservoir:
         logger.info("%s: %s → %s by %s: %s", policy, current, target, who, why)
         return self.get(policy)
 
+    def record_decision(self, ref: str, *, state: str, actor: str, reason: str) -> HistoryRecord:
+        """A decision that does not move the policy (e.g. the first of two approvals it
+        needs to go live): a history row, chained like every other, from ``state`` to
+        ``state`` with who, why and the artifact's hash now. Refused unless the policy is
+        in ``state`` (read again under the write lock) and, for a deployed state, its
+        artifact is intact and the history's chain holds."""
+        expected = check_state(state)
+        who = check_text("actor", actor)
+        why = check_text("reason", reason)
+        row = self._row(ref)
+        policy = f"{row['name']}@{row['version']}"
+        digest = self._current_hash(row)
+        if expected in DEPLOYED_STATES and digest != row["artifact_hash"]:
+            now_text = "missing" if digest is None else f"sha256 {digest[:12]}"
+            raise ReservoirError(
+                f"policy {policy}: artifact changed since registration (registered sha256 "
+                f"{row['artifact_hash'][:12]}, now {now_text}): refusing the decision"
+            )
+        with write_transaction(self._conn) as db:
+            current = db.execute("SELECT state FROM policies WHERE id = ?", (row["id"],))
+            now_state = current.fetchone()[0]
+            if now_state != expected:
+                raise ReservoirError(
+                    f"policy {policy} is {now_state}, no longer {expected}: decision not recorded"
+                )
+            if expected in DEPLOYED_STATES:
+                chain.verify_chain(db)
+            row_id = chain.append(
+                db,
+                policy_id=int(row["id"]),
+                event="transition",
+                from_state=expected,
+                to_state=expected,
+                actor=who,
+                reason=why,
+                at=utc_now(),
+                artifact_hash=digest,
+            )
+        logger.info("%s: decision by %s, stays %s: %s", policy, who, expected, why)
+        return next(h for h in self.history(policy) if h.id == row_id)
+
 
 def _user() -> str:
     try:

@@ -9,15 +9,19 @@ from pathlib import Path
 import pytest
 
 from control.approval import (
+    RULES_FILE,
     ApprovalError,
     approval_of,
     approve,
+    go_live_status,
     in_control,
     pending,
     promote,
     reject,
     rollback,
     rollback_policy,
+    rules,
+    set_promotion_approvers,
     standby,
 )
 from control.reservoir import Reservoir
@@ -245,3 +249,91 @@ def test_rollback_policy_targets_one_shadow_or_live_policy(
     assert now is not None and now.ref == a
     assert reservoir.get(b).state == "rolled_back"
     assert reservoir.history(b)[-1].actor == "watchdog"
+
+
+def test_two_approvers_a_first_approval_then_a_different_operator(
+    reservoir: Reservoir, tmp_path: Path
+) -> None:
+    ref = _candidate(reservoir, tmp_path, "a")
+    assert rules(reservoir).promotion_approvers == 1
+    set_promotion_approvers(reservoir, 2, actor="admin")
+    assert rules(reservoir).promotion_approvers == 2
+    access = reservoir.access_log()[-1]
+    assert (access.user, access.action, access.detail) == (
+        "admin",
+        "set promotion approvers",
+        "2 (was 1)",
+    )
+    approve(reservoir, ref, operator="alice", reason="KPIs checked")
+    assert promote(reservoir, ref, operator="alice", reason="to shadow").state == "shadow"
+
+    # alice's promotion is a first approval on record; the policy stays in shadow.
+    before = len(reservoir.history(ref))
+    assert promote(reservoir, ref, operator="alice", reason="shadow looks right").state == "shadow"
+    first = reservoir.history(ref)[-1]
+    assert len(reservoir.history(ref)) == before + 1
+    assert (first.from_state, first.to_state, first.actor) == ("shadow", "shadow", "alice")
+    assert first.reason == "approval 1 of 2 to go live: shadow looks right"
+    assert first.artifact_hash == reservoir.get(ref).artifact_hash
+    status = go_live_status(reservoir, ref)
+    assert (status.approved_by, status.required, status.missing) == (("alice",), 2, 1)
+    assert in_control(reservoir) is None
+
+    # The same operator twice is refused and changes nothing.
+    with pytest.raises(
+        ApprovalError, match=r"alice has already approved a@1 going live.*different"
+    ):
+        promote(reservoir, ref, operator="alice", reason="really")
+    assert len(reservoir.history(ref)) == before + 1
+
+    # A different operator's confirmation takes it live, naming both.
+    assert promote(reservoir, ref, operator="bob", reason="agreed").state == "live"
+    last = reservoir.history(ref)[-1]
+    assert (last.from_state, last.to_state, last.actor) == ("shadow", "live", "bob")
+    assert last.reason == "agreed (approved to go live by alice, bob)"
+    reservoir.verify_history()  # the first approval is a link of the chain like any other
+
+
+def test_first_approvals_start_afresh_after_a_move(reservoir: Reservoir, tmp_path: Path) -> None:
+    set_promotion_approvers(reservoir, 2, actor="admin")
+    a = _candidate(reservoir, tmp_path, "a")
+    approve(reservoir, a, operator="alice", reason="ok")
+    promote(reservoir, a, operator="alice", reason="shadow")
+    promote(reservoir, a, operator="alice", reason="first")
+    promote(reservoir, a, operator="bob", reason="second")  # live
+    b = _candidate(reservoir, tmp_path, "b")
+    approve(reservoir, b, operator="alice", reason="ok")
+    promote(reservoir, b, operator="alice", reason="shadow")
+    promote(reservoir, b, operator="carol", reason="first")
+    promote(reservoir, b, operator="bob", reason="second")  # b live, a standing by
+    assert standby(reservoir).ref == a  # type: ignore[union-attr]
+    rollback(reservoir, operator="dave", reason="b drifts")  # a resumes (watchdog-like path)
+    assert in_control(reservoir).ref == a  # type: ignore[union-attr]
+    # Its old approvals to go live belong to its earlier shadow: none count now.
+    assert go_live_status(reservoir, a).approved_by == ()
+
+
+def test_lowering_the_rule_lets_the_first_approver_finish(
+    reservoir: Reservoir, tmp_path: Path
+) -> None:
+    set_promotion_approvers(reservoir, 3, actor="admin")
+    ref = _candidate(reservoir, tmp_path, "a")
+    approve(reservoir, ref, operator="alice", reason="ok")
+    promote(reservoir, ref, operator="alice", reason="shadow")
+    promote(reservoir, ref, operator="alice", reason="first")
+    promote(reservoir, ref, operator="bob", reason="second")
+    assert reservoir.get(ref).state == "shadow"
+    assert promote(reservoir, ref, operator="alice", reason="now", approvers=2).state == "live"
+
+
+def test_bad_rules_are_refused(reservoir: Reservoir) -> None:
+    for bad in (0, 6, 1.5, True):
+        with pytest.raises(ApprovalError, match="whole number from 1 to 5"):
+            set_promotion_approvers(reservoir, bad, actor="admin")  # type: ignore[arg-type]
+    assert not (reservoir.root / RULES_FILE).exists()
+    (reservoir.root / RULES_FILE).write_text('{"promotion_approvers": 0}', encoding="utf-8")
+    with pytest.raises(ApprovalError, match=f"{RULES_FILE}: promotion approvers must be"):
+        rules(reservoir)
+    (reservoir.root / RULES_FILE).write_text("{not json", encoding="utf-8")
+    with pytest.raises(ApprovalError, match="cannot read them"):
+        rules(reservoir)

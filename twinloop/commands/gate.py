@@ -54,6 +54,7 @@ _ACTIONS = {
     "promote": "promote policies",
     "rollback": "roll back policies",
     "token": "hold an access token for the gate",
+    "approvers": "change how many operators approve going live",
 }
 
 
@@ -218,9 +219,39 @@ def _cmd_decide(args: argparse.Namespace) -> int:
                 "reject": approval.reject,
                 "promote": approval.promote,
             }[action]
+            before = reservoir.get(str(ref)).state if action == "promote" else None
             record = move(reservoir, str(ref), operator=user.name, reason=reason)
-            print(f"{record.ref}: {record.state} (by {user.name})")
+            if action == "promote" and record.state == before:
+                status = approval.go_live_status(reservoir, record.ref)
+                print(
+                    f"{record.ref}: {record.state}, approval {len(status.approved_by)} of "
+                    f"{status.required} to go live recorded (by {user.name}); a different "
+                    "operator must confirm with 'twinloop gate promote'"
+                )
+            else:
+                print(f"{record.ref}: {record.state} (by {user.name})")
         print(f"history head: {reservoir.head().anchor}", file=sys.stderr)
+    return 0
+
+
+def _cmd_approvers(args: argparse.Namespace) -> int:
+    """Show, or (as an authenticated operator) set, how many operators approve going live."""
+    from control import approval
+    from control.reservoir import Reservoir
+
+    with Reservoir(_root(args), create=False) as reservoir:
+        if args.count is None:
+            rules = approval.rules(reservoir)
+            print(f"going live needs {rules.promotion_approvers} operator approval(s)")
+            return 0
+        credentials = read_credentials(args)
+        store = UserStore(_users_file(args))
+        user = authenticate(reservoir, store, credentials, action="approvers", policy=None)
+        rules = approval.set_promotion_approvers(reservoir, args.count, actor=user.name)
+        print(
+            f"going live needs {rules.promotion_approvers} operator approval(s) "
+            f"(set by {user.name})"
+        )
     return 0
 
 
@@ -299,7 +330,12 @@ def add_commands(sub: Subparsers) -> None:
     for name, needs_reason, text in (
         ("approve", True, "pre_evaluated → approved"),
         ("reject", True, "pre_evaluated or approved → rejected"),
-        ("promote", False, "approved → shadow, shadow → live"),
+        (
+            "promote",
+            False,
+            "approved → shadow, shadow → live (with 'gate approvers N' > 1: an approval to go "
+            "live, until N different operators have approved)",
+        ),
     ):
         cmd = gate_sub.add_parser(name, parents=[common, who, token], help=text, allow_abbrev=False)
         cmd.add_argument("ref", help="NAME (latest version) or NAME@VERSION")
@@ -323,6 +359,17 @@ def add_commands(sub: Subparsers) -> None:
         help="hand control to the site's own control even if a previous policy stands by",
     )
     back.set_defaults(func=_cmd_decide)
+    approvers = gate_sub.add_parser(
+        "approvers",
+        parents=[common, who, token],
+        allow_abbrev=False,
+        help="show, or set (as an operator), how many distinct operators must approve a "
+        "policy going live (1 by default)",
+    )
+    approvers.add_argument(
+        "count", nargs="?", type=int, default=None, help="the new number (1 to 5); omit to show"
+    )
+    approvers.set_defaults(func=_cmd_approvers)
     tok = gate_sub.add_parser(
         "token",
         parents=[common, who],

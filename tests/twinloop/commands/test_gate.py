@@ -354,3 +354,32 @@ def test_a_separate_process_without_a_terminal_uses_the_environment(
         ("ann", "approve", "ppo", "password", "refused"),
         ("ann", "approve", "ppo", "password", "granted"),
     ]
+
+
+def test_two_operators_approve_going_live(
+    root: Path, users: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, out, _ = _gate(capsys, root, users, "approvers")
+    assert (status, out.strip()) == (0, "going live needs 1 operator approval(s)")
+    _as(monkeypatch, "vic", VIC)
+    status, _, err = _gate(capsys, root, users, "approvers", "2")
+    assert status == 2 and "operator" in err
+    _as(monkeypatch, "ann", ANN)
+    status, out, _ = _gate(capsys, root, users, "approvers", "2")
+    assert (status, out.strip()) == (0, "going live needs 2 operator approval(s) (set by ann)")
+    _gate(capsys, root, users, "approve", "ppo", "--reason", "ok")
+    _gate(capsys, root, users, "promote", "ppo")  # to shadow: one operator suffices
+    status, out, _ = _gate(capsys, root, users, "promote", "ppo", "--reason", "shadow fine")
+    assert status == 0
+    assert out.strip() == (
+        "ppo@1: shadow, approval 1 of 2 to go live recorded (by ann); a different operator "
+        "must confirm with 'twinloop gate promote'"
+    )
+    status, _, err = _gate(capsys, root, users, "promote", "ppo", "--reason", "me again")
+    assert status == 2 and "ann has already approved ppo@1 going live" in err
+    _as(monkeypatch, "bea", "bea-password")
+    status, out, _ = _gate(capsys, root, users, "promote", "ppo", "--reason", "agreed")
+    assert (status, out.strip()) == (0, "ppo@1: live (by bea)")
+    with Reservoir(root, create=False) as res:
+        assert res.history("ppo")[-1].reason == "agreed (approved to go live by ann, bea)"
+        assert ("ann", "set promotion approvers") in [(a.user, a.action) for a in res.access_log()]
