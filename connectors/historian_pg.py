@@ -124,6 +124,7 @@ class PostgresHistorian(SqlHistorian):
     :class:`~connectors.historian.SqlHistorian`, in psycopg's ``%s`` placeholder style."""
 
     _POINT_ORDER = 'point COLLATE "C"'  # code-point order, as SQLite's BINARY collation
+    _BUCKET_OF = "CAST(FLOOR({}) AS BIGINT)"  # a cast alone rounds in PostgreSQL
 
     def _sql(self, text: str) -> str:
         return text.replace("?", "%s")

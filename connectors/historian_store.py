@@ -176,6 +176,12 @@ ALARM_LOG_COLUMNS = """time_s {real} NOT NULL,
 backend's float type)."""
 
 
+DEFAULT_BUCKETS = 2000
+"""Time buckets of :meth:`SqlHistorian.downsampled` unless asked otherwise."""
+BUCKET_AGGREGATES = {"mean": "AVG", "max": "MAX", "min": "MIN"}
+"""How :meth:`SqlHistorian.downsampled` reduces the samples of one bucket (SQL aggregate)."""
+
+
 # --------------------------------------------------------------------------- interface
 @runtime_checkable
 class HistorianStore(Protocol):
@@ -189,6 +195,15 @@ class HistorianStore(Protocol):
         *,
         since_s: float | None = None,
         until_s: float | None = None,
+    ) -> pd.DataFrame: ...
+    def downsampled(
+        self,
+        points: Sequence[str],
+        *,
+        since_s: float | None = None,
+        until_s: float | None = None,
+        buckets: int = DEFAULT_BUCKETS,
+        how: str = "mean",
     ) -> pd.DataFrame: ...
     def points(self, prefix: str = "") -> list[str]: ...
     def add_event(self, event: Event) -> None: ...
@@ -312,6 +327,8 @@ class SqlHistorian:
 
     _POINT_ORDER = "point"
     """ORDER BY term listing points in code-point order."""
+    _BUCKET_OF = "CAST({} AS INTEGER)"
+    """The whole number of a non-negative float expression (SQLite truncates)."""
 
     def _sql(self, text: str) -> str:
         """``text`` in the backend's placeholder style."""
@@ -400,6 +417,64 @@ class SqlHistorian:
         )
         rows = self._query(self._sql(sql), [*columns, *targs])
         return wide_series(pd.DataFrame(rows, columns=["point", "time_s", "value"]), columns)
+
+    def downsampled(
+        self,
+        points: Sequence[str],
+        *,
+        since_s: float | None = None,
+        until_s: float | None = None,
+        buckets: int = DEFAULT_BUCKETS,
+        how: str = "mean",
+    ) -> pd.DataFrame:
+        """Values of ``points`` reduced in the database to at most ``buckets`` + 1 equal time
+        buckets over [``since_s``, ``until_s``] (each defaults to the points' oldest or newest
+        sample): one row per bucket that holds a sample, indexed by the time of the bucket's
+        first sample of any of the points (``time_s``, sorted; in a range sparser than its
+        buckets, each sample's own time), one column per point in the order given, each cell the
+        ``how`` (mean, max, min) of the point's samples in the bucket, NaN where it has
+        none. A sample at exactly ``until_s`` opens the extra bucket. For a chart of a long
+        range: the rows sent back are bounded by ``buckets``, not by the samples stored."""
+        columns = list(dict.fromkeys(points))
+        if how not in BUCKET_AGGREGATES:
+            raise HistorianError(
+                f"unknown bucket aggregate {how!r} (one of {', '.join(BUCKET_AGGREGATES)})"
+            )
+        if int(buckets) < 1:
+            raise HistorianError(f"downsampling needs at least one bucket, got {buckets}")
+        empty = pd.DataFrame(columns=columns, dtype=float, index=pd.Index([], name="time_s"))
+        if not columns:
+            return empty
+        marks = ", ".join("?" * len(columns))
+        if since_s is None or until_s is None:
+            where, targs = _time_clause(since_s, until_s)
+            bounds = self._query(
+                self._sql(
+                    f"SELECT MIN(time_s), MAX(time_s) FROM readings WHERE point IN ({marks})"
+                    + (f" AND {where}" if where else "")
+                ),
+                [*columns, *targs],
+            )
+            oldest, newest = bounds[0] if bounds else (None, None)
+            if oldest is None or newest is None:
+                return empty
+            since_s = float(oldest) if since_s is None else since_s
+            until_s = float(newest) if until_s is None else until_s
+        start, end = float(since_s), float(until_s)
+        if not (math.isfinite(start) and math.isfinite(end)) or end < start:
+            raise HistorianError(f"cannot downsample from {start} to {end}: not a time range")
+        width = max((end - start) / int(buckets), 1e-9)
+        bucket = self._BUCKET_OF.format("(time_s - ?) / ?")
+        sql = (
+            f"SELECT point, {bucket} AS bucket, {BUCKET_AGGREGATES[how]}(value), MIN(time_s) "
+            "FROM readings "
+            f"WHERE point IN ({marks}) AND time_s >= ? AND time_s <= ? "
+            "GROUP BY point, bucket"
+        )
+        rows = self._query(self._sql(sql), [start, width, *columns, start, end])
+        long = pd.DataFrame(rows, columns=["point", "bucket", "value", "first_s"])
+        long["time_s"] = long.groupby("bucket")["first_s"].transform("min").astype(float)
+        return wide_series(long[["point", "time_s", "value"]], columns)
 
     def points(self, prefix: str = "") -> list[str]:
         """Every point stored, sorted, optionally only those starting with ``prefix``."""
