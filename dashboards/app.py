@@ -1,4 +1,4 @@
-"""The operator's dashboard: one Dash app with five pages behind a login.
+"""The operator's dashboard: one Dash app with six pages behind a login.
 
 ``create_app`` builds it for the CLI, the demo and the tests; each page is a module of
 :mod:`dashboards.pages` with ``layout(ctx, user, query)`` and ``set_callbacks(app, ctx)``.
@@ -25,14 +25,14 @@ from dashboards.auth import (
 from dashboards.context import AppContext, DashboardConfig
 from dashboards.figures import notice
 from dashboards.ids import FrameIds
-from dashboards.pages import alarms, approvals, hall, reservoir, twin
+from dashboards.pages import alarms, approvals, hall, reservoir, shadow, twin
 from dashboards.session import LOGIN_PATH, LOGOUT_PATH, current_session, install, signed_in
 from dashboards.session_store import DEFAULT_IDLE_S
 from dashboards.site_time import SiteClock
 
 logger = logging.getLogger(__name__)
 
-PAGES: tuple[ModuleType, ...] = (hall, alarms, twin, reservoir, approvals)
+PAGES: tuple[ModuleType, ...] = (hall, alarms, twin, reservoir, shadow, approvals)
 """Each with ``PATH``, ``TITLE``, ``layout(ctx, user, query)`` and ``set_callbacks(app, ctx)``."""
 
 _CSS = """

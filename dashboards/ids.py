@@ -83,5 +83,20 @@ class AlarmIds(StrEnum):
     SHELVE = "alarms-shelve"
     UNSHELVE = "alarms-unshelve"
     MESSAGE = "alarms-message"
+class ShadowIds(StrEnum):
+    INTERVAL = "shadow-interval"
+    POLICY = "shadow-policy"
+    """The policy the page shows (a store, refreshed with the page)."""
+    CARDS = "shadow-cards"
+    SUMMARY = "shadow-summary"
+    FIGURES = "shadow-figures"
+    REASON = "shadow-reason"
+    PROMOTE = "shadow-promote"
+    """The confirmation around the promote-to-live button (its submit is the action)."""
+    PROMOTE_BUTTON = "shadow-promote-button"
+    MESSAGE = "shadow-message"
+    DECIDED = "shadow-decided"
+
+
     ANSWERED = "alarms-answered"
     """When the last answer went through (refreshes the tables)."""
