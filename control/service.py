@@ -337,17 +337,21 @@ class LiveService:
         self.site = site_variant(config.site_variant)
         self._stop = threading.Event()
         self._scenario: Scenario | None = None
+        # A bad point map, or one without the device, is reported before anything is
+        # opened or created (the client binds nothing until it starts).
+        self.field_client: BacnetClient | None = (
+            self._bacnet_client() if config.protocol == "bacnet" else None
+        )
         self.historian = open_historian(config.historian)
         self.reservoir = Reservoir(config.reservoir, create=False)
-        self.field_client: BacnetClient | None = None
         self._field_started = False
         self.field_sink: FieldSetpointSink | None = None
         self.writer: SetpointWriter | None = None
         self.ingestor: MqttIngestor | FieldIngestor
         self.override: OverrideMonitor | FieldOverride
         sink: SetpointSink
-        if config.protocol == "bacnet":
-            self.ingestor, sink, self.override = self._bacnet_link()
+        if self.field_client is not None:
+            self.ingestor, sink, self.override = self._bacnet_link(self.field_client)
         else:
             broker = config.broker
             assert broker is not None
@@ -386,21 +390,27 @@ class LiveService:
             twin=self._twin(hour_of_year) if config.twin is not None else None,
         )
 
-    def _bacnet_link(self) -> tuple[FieldIngestor, FieldSetpointSink, FieldOverride]:
-        """Ingestion, sink and override over the site's BACnet device (module docstring);
-        raises PointMapError for a bad map, BacnetClientError for a map without the device."""
+    def _bacnet_client(self) -> BacnetClient:
+        """The client of the site's BACnet device; raises PointMapError for a bad map,
+        BacnetClientError for a map without the device."""
         section = self.config.bacnet
         assert section is not None
         point_map = load_point_map(section.point_map, PointCatalog.for_site(self.site))
         host, port = section.local_address()
-        client = BacnetClient(
+        return BacnetClient(
             point_map,
             device=section.device,
             local_host=host,
             local_port=port,
             timeout_s=section.timeout_s,
         )
-        self.field_client = client
+
+    def _bacnet_link(
+        self, client: BacnetClient
+    ) -> tuple[FieldIngestor, FieldSetpointSink, FieldOverride]:
+        """Ingestion, sink and override over the site's BACnet device (module docstring)."""
+        section = self.config.bacnet
+        assert section is not None
         poll_s = self.config.sensor_step_s / self.config.time_scale
         ingestor = FieldIngestor(
             client,

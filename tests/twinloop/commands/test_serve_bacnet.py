@@ -86,6 +86,7 @@ def test_a_bad_point_map_is_one_error_line(
     )
     assert main(["serve", "--site", str(site)]) == 2
     assert "point map" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "h.sqlite").exists()  # nothing opened before the error
 
 
 @pytest.fixture
