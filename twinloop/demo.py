@@ -10,11 +10,18 @@ What runs, all on this machine and on loopback:
 - **inner loop:** the twin fitted from a commissioning recording of the same site (three
   days under exploration before the live week), a reservoir seeded with the baselines and
   the MPC, pre-evaluation of the MPC against the site's own control in the twin and gate 1;
-  then the operator's approval (dashboard, or ``auto_approve``), a shadow window, and live
-  control;
+  then the operator's approval (dashboard, or ``auto_approve``), a shadow window, and the
+  operator's promotion to live (the dashboard's Shadow page; by the demo itself only with
+  ``auto_approve``, recorded as such), then live control;
 - **the score:** a second copy of the plant runs the same week under the site's built-in
   control in lock-step (possible only because the site is emulated), so the savings shown
   are measured against the true counterfactual, not predicted.
+
+A rerun in the same folder reuses the twin and the reservoir (its history is the audit)
+but starts a fresh historian: the plant's week starts again, so the earlier run's readings
+(same times) are moved to ``runs/`` first, never mixed with the new ones. A candidate that an
+earlier run rolled back (or that was rejected) is not put back by the demo: it says when, by
+whom and why, and the site keeps its own control.
 
 :class:`Demo` is a context manager: leaving it (Ctrl-C included) stops every thread and the
 broker process; nothing is left running.
@@ -66,6 +73,7 @@ DEMO_SUITE = "demo"
 OPERATOR = "operator"
 VIEWER = "viewer"
 AUTO = "demo-auto"
+SHADOW_PAGE = "/shadow"
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,16 @@ class DemoConfig:
     candidate: str = CANDIDATE
     """The built-in policy put through the gate (the MPC; trim-and-respond is quicker)."""
     suite: str = DEMO_SUITE
+    promotion_approvers: int = 1
+    """Distinct operators who must approve going live (the reservoir's rule, set at start;
+    the demo adds that many operator logins)."""
+
+    def __post_init__(self) -> None:
+        if self.auto_approve and self.promotion_approvers != 1:
+            raise DemoError(
+                f"auto-approve promotes without an operator; it cannot meet a rule of "
+                f"{self.promotion_approvers} operators' approvals to go live"
+            )
 
 
 @dataclass
@@ -238,6 +256,7 @@ class Demo:
         self._cleanup: list[Callable[[], None]] = []
         self.dashboard_url: str | None = None
         self.operator_password = ""
+        self.operator_passwords: dict[str, str] = {}
         self.error: BaseException | None = None
         self.service: LiveService | None = None
 
@@ -301,7 +320,9 @@ class Demo:
             for name in dict.fromkeys((INCUMBENT, "trim-and-respond", CANDIDATE, cfg.candidate)):
                 if name not in names:
                     register_builtin(reservoir, name, actor=AUTO)
+            approval.set_promotion_approvers(reservoir, cfg.promotion_approvers, actor=AUTO)
         self.historian_path = self.home / "historian.sqlite"
+        self._archive_earlier_run()
         Historian(self.historian_path).close()
         topics = Topics(SITE)
         plant = build_plant(self.scenario)
@@ -345,6 +366,26 @@ class Demo:
         self._spawn("score", self._score)
         return self
 
+    def _archive_earlier_run(self) -> None:
+        """Move an earlier run's historian (with its WAL) to ``runs/``: the plant's week
+        starts again at the same times, and its readings would repeat or mix with these."""
+        path = self.historian_path
+        if not path.exists():
+            return
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(path.stat().st_mtime))
+        runs = self.home / "runs"
+        runs.mkdir(exist_ok=True)
+        target = runs / f"historian-{stamp}.sqlite"
+        k = 1
+        while target.exists():
+            k += 1
+            target = runs / f"historian-{stamp}-{k}.sqlite"
+        for suffix in ("-wal", "-shm", ""):  # the main file last: never a WAL without it
+            part = path.with_name(path.name + suffix)
+            if part.exists():
+                part.rename(target.with_name(target.name + suffix))
+        self.say(f"historian: the earlier run's readings moved to {target}; this run starts afresh")
+
     def _run_service(self, config: ServiceConfig, ready: threading.Event) -> None:
         self.service = LiveService(config)
         try:
@@ -364,6 +405,11 @@ class Demo:
         store = UserStore(users_file)
         self.operator_password = secrets.token_urlsafe(9)
         store.add(OPERATOR, self.operator_password, "operator", replace=True)
+        self.operator_passwords = {OPERATOR: self.operator_password}
+        for k in range(2, self.config.promotion_approvers + 1):
+            name = f"{OPERATOR}-{k}"
+            self.operator_passwords[name] = secrets.token_urlsafe(9)
+            store.add(name, self.operator_passwords[name], "operator", replace=True)
         store.add(VIEWER, secrets.token_urlsafe(9), "viewer", replace=True)
         # Plant time on the calendar of the weather year, in the weather file's zone; the
         # reservoir's wall-clock decisions placed on it through the emulator's pace.
@@ -384,6 +430,8 @@ class Demo:
             f"dashboard: {server.url}  (log in as '{OPERATOR}' with password "
             f"'{self.operator_password}'; users in {users_file})"
         )
+        for name, password in list(self.operator_passwords.items())[1:]:
+            self.say(f"dashboard: a second operator to confirm going live: '{name}' / '{password}'")
 
     # ------------------------------------------------------------------ inner loop
     def _event(self, kind: str, message: str) -> None:
@@ -428,90 +476,142 @@ class Demo:
         return report
 
     def _inner_loop(self) -> None:
-        cfg = self.config
+        """The candidate from wherever it stands (a rerun may find it anywhere) to live."""
         with Reservoir(self.reservoir_root) as reservoir:
-            record = reservoir.get(self.config.candidate)
-            if record.state == "candidate":
-                self.status.phase = "pre-evaluation"
-                self.say(
-                    f"pre-evaluation: {self.config.candidate} vs {INCUMBENT} in the twin "
-                    f"({self.config.suite})"
-                )
-                report = self._pre_evaluate()
-                if report is None:
-                    return
-                self.status.gate1 = (
-                    f"passed: {report['savings_percent']:.1f} % predicted savings"
-                    if report["passed"]
-                    else "failed: " + "; ".join(report["reasons"])
-                )
-                self._event("gate1", f"gate 1 {self.status.gate1}")
-                if not report["passed"]:
-                    self.status.phase = "rejected by gate 1"
-                    if cfg.live_hours is not None:
-                        # Nothing can go live: an unattended run has nothing left to show.
-                        self._event("gate1", "nothing will go live; the demo stops")
-                        self._stop.set()
-                    return
-            self.status.phase = "awaiting approval"
-            if cfg.auto_approve and reservoir.get(self.config.candidate).state == "pre_evaluated":
-                approval.approve(
-                    reservoir,
-                    self.config.candidate,
-                    operator=AUTO,
-                    reason="auto-approve: nobody reviewed this (unattended demo, --auto-approve)",
-                )
-            elif reservoir.get(self.config.candidate).state == "pre_evaluated":
-                self.say(
-                    f"waiting for an operator to approve {self.config.candidate} at "
-                    f"{self.dashboard_url}"
-                )
-            while not self._stop.wait(0.5):
-                state = reservoir.get(self.config.candidate).state
-                if state != "pre_evaluated":
-                    break
-            state = reservoir.get(self.config.candidate).state
-            if state != "approved":
+            ref = reservoir.get(self.config.candidate).ref
+            state = reservoir.get(ref).state
+            if state == "candidate" and not self._gate1(reservoir):
+                return
+            if reservoir.get(ref).state == "pre_evaluated" and not self._await_approval(
+                reservoir, ref
+            ):
+                return
+            if reservoir.get(ref).state == "approved":
+                self._to_shadow(reservoir, ref)
+            if reservoir.get(ref).state == "shadow" and not self._shadow_then_live(reservoir, ref):
+                return
+            self._report_final(reservoir, ref)
+
+    def _gate1(self, reservoir: Reservoir) -> bool:
+        """Loop 1; whether the candidate passed."""
+        cfg = self.config
+        self.status.phase = "pre-evaluation"
+        self.say(f"pre-evaluation: {cfg.candidate} vs {INCUMBENT} in the twin ({cfg.suite})")
+        report = self._pre_evaluate()
+        if report is None:
+            return False
+        self.status.gate1 = (
+            f"passed: {report['savings_percent']:.1f} % predicted savings"
+            if report["passed"]
+            else "failed: " + "; ".join(report["reasons"])
+        )
+        self._event("gate1", f"gate 1 {self.status.gate1}")
+        if not report["passed"]:
+            self.status.phase = "rejected by gate 1"
+            self._nothing_goes_live()
+            return False
+        return True
+
+    def _nothing_goes_live(self) -> None:
+        if self.config.live_hours is not None:
+            # Nothing can go live: an unattended run has nothing left to show.
+            self._event("gate1", "nothing will go live; the demo stops")
+            self._stop.set()
+
+    def _await_approval(self, reservoir: Reservoir, ref: str) -> bool:
+        """pre_evaluated → approved by the operator (or by the demo with auto-approve)."""
+        cfg = self.config
+        self.status.phase = "awaiting approval"
+        if cfg.auto_approve:
+            approval.approve(
+                reservoir,
+                ref,
+                operator=AUTO,
+                reason="auto-approve: nobody reviewed this (unattended demo, --auto-approve)",
+            )
+        else:
+            self.say(f"waiting for an operator to approve {ref} at {self.dashboard_url}/approvals")
+        while not self._stop.wait(0.5):
+            if reservoir.get(ref).state != "pre_evaluated":
+                break
+        state = reservoir.get(ref).state
+        if state != "approved":
+            if not self.stopped:
                 self._event(
-                    "approval",
-                    f"{self.config.candidate} is {state}; the site keeps its own control",
+                    "approval", f"{cfg.candidate} is {state}; the site keeps its own control"
                 )
-                return
-            self._event(
-                "approval",
-                f"{self.config.candidate} approved; {cfg.shadow_periods} periods in shadow",
-            )
-            approver = reservoir.history(reservoir.get(self.config.candidate).ref)[-1].actor
+            return False
+        self._event("approval", f"{cfg.candidate} approved; {cfg.shadow_periods} periods in shadow")
+        return True
+
+    def _to_shadow(self, reservoir: Reservoir, ref: str) -> None:
+        """approved → shadow at once: the shadow computes, never writes."""
+        approver = approval.approval_of(reservoir, ref)
+        who = approver.actor if approver is not None else "nobody"
+        approval.promote(
+            reservoir,
+            ref,
+            operator=AUTO,
+            reason=(
+                "automatic: shadow window after the approval by "
+                + ("nobody (auto-approve)" if who == AUTO else who)
+            ),
+        )
+
+    def _shadow_then_live(self, reservoir: Reservoir, ref: str) -> bool:
+        """The shadow window, then live: promoted by the operator(s) on the dashboard, or
+        with auto-approve by the demo (recorded as auto-approve); whether it went live."""
+        cfg = self.config
+        self.status.phase = "shadow"
+        shadow_s = cfg.shadow_periods * self.scenario.control_period_s
+        started = self._plant_time_s()
+        while not self._stop.wait(0.5):
+            if reservoir.get(ref).state != "shadow":
+                break
+            if self._plant_time_s() - started >= shadow_s:
+                break
+        if self.stopped or reservoir.get(ref).state != "shadow":
+            return not self.stopped
+        if cfg.auto_approve:
             approval.promote(
                 reservoir,
-                self.config.candidate,
+                ref,
                 operator=AUTO,
                 reason=(
-                    "automatic: shadow window after the approval by "
-                    + ("nobody (auto-approve)" if approver == AUTO else approver)
+                    f"auto-approve: shadow window of {cfg.shadow_periods} periods passed without "
+                    "a trip; nobody reviewed it (unattended demo, --auto-approve)"
                 ),
             )
-            self.status.phase = "shadow"
-            shadow_s = cfg.shadow_periods * self.scenario.control_period_s
-            started = self._plant_time_s()
-            while not self._stop.wait(0.5):
-                if reservoir.get(self.config.candidate).state != "shadow":
-                    return
-                if self._plant_time_s() - started >= shadow_s:
-                    break
-            if self.stopped:
-                return
-            approval.promote(
-                reservoir,
-                self.config.candidate,
-                operator=AUTO,
-                reason=(
-                    f"automatic: shadow window of {cfg.shadow_periods} periods passed without "
-                    "a trip"
-                ),
-            )
+            return True
+        self.status.phase = "awaiting promotion"
+        needed = approval.rules(reservoir).promotion_approvers
+        who = "an operator" if needed == 1 else f"{needed} different operators"
+        self.say(
+            f"{ref} has run {cfg.shadow_periods} periods in shadow; waiting for {who} to "
+            f"promote it to live at {self.dashboard_url}{SHADOW_PAGE}"
+        )
+        while not self._stop.wait(0.5):
+            if reservoir.get(ref).state != "shadow":
+                break
+        return not self.stopped
+
+    def _report_final(self, reservoir: Reservoir, ref: str) -> None:
+        """Say where the candidate ended up: live, or out of service and why."""
+        record = reservoir.get(ref)
+        if record.state == "live":
             self.status.phase = "live"
             self._event("live", f"{self.config.candidate} is live")
+            return
+        last = reservoir.history(ref)[-1]
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.strptime(last.at[:16], "%Y-%m-%dT%H:%M"))
+        self.status.phase = f"{record.state.replace('_', ' ')}"
+        self._event(
+            "approval",
+            f"{ref} was {record.state.replace('_', ' ')} on {when} by {last.actor} "
+            f"({last.reason}); the site keeps its own control. The demo does not put it back: "
+            f"register a new version of {record.name}, or start with --home elsewhere",
+        )
+        self._nothing_goes_live()
 
     # ------------------------------------------------------------------ the score
     def _score(self) -> None:

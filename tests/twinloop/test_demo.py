@@ -70,6 +70,7 @@ def test_demo_runs_the_dual_loop_unattended_and_leaves_nothing_running(tmp_path:
         reasons = [h.reason for h in reservoir.history("trim-and-respond")]
         assert "auto-approve: nobody reviewed this (unattended demo, --auto-approve)" in reasons
         assert "automatic: shadow window after the approval by nobody (auto-approve)" in reasons
+        assert any(r.startswith("auto-approve: shadow window of 2 periods") for r in reasons)
         assert not any("operator approved" in r for r in reasons)
     # Everything stopped: the broker process, the dashboard's port, the threads.
     assert not _mosquittos(home)

@@ -29,6 +29,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise CommandError(f"--speed must be positive (got {args.speed})")
     if args.live_hours is not None and args.live_hours <= 0:
         raise CommandError(f"--live-hours must be positive (got {args.live_hours})")
+    if not 1 <= args.promotion_approvers <= 5:
+        raise CommandError(
+            f"--promotion-approvers must be from 1 to 5 (got {args.promotion_approvers})"
+        )
+    if args.auto_approve and args.promotion_approvers != 1:
+        raise CommandError(
+            "--auto-approve promotes without an operator; it cannot be combined with "
+            f"--promotion-approvers {args.promotion_approvers}"
+        )
     home = demo_home(args.home)
     config = DemoConfig(
         home=home,
@@ -38,6 +47,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         auto_approve=args.auto_approve,
         live_hours=args.live_hours,
         shadow_periods=args.shadow_periods,
+        promotion_approvers=args.promotion_approvers,
     )
     # SIGTERM (a service manager, `kill`) stops the demo as Ctrl-C does: every thread and
     # process it started is stopped on the way out.
@@ -69,7 +79,18 @@ def add_commands(sub: Subparsers) -> None:
         "gate, dashboard, live control",
     )
     demo.add_argument("--home", default=None, help="folder for everything (out/demo-live)")
-    demo.add_argument("--auto-approve", action="store_true", help="approve without an operator")
+    demo.add_argument(
+        "--auto-approve",
+        action="store_true",
+        help="approve and promote to live without an operator (recorded as auto-approve)",
+    )
+    demo.add_argument(
+        "--promotion-approvers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="distinct operators who must approve going live (1; the demo adds their logins)",
+    )
     demo.add_argument(
         "--live-hours", type=float, default=None, help="stop after simulated hours of live control"
     )
