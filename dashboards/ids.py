@@ -29,6 +29,15 @@ class HallIds(StrEnum):
     STALE = "hall-stale"
     EVENTS = "hall-events"
     HOLDERS = "hall-holders"
+    RANGE_START = "hall-range-start"
+    RANGE_END = "hall-range-end"
+    RANGE_MESSAGE = "hall-range-message"
+    ZOOM = "hall-zoom"
+    """The x-range shared by the page's time charts (:mod:`dashboards.shared_zoom`)."""
+    SETPOINTS = "hall-setpoints"
+    POD = "hall-pod"
+    RACK = "hall-rack"
+    DRILL = "hall-drill"
 
 
 class TwinIds(StrEnum):
@@ -39,6 +48,10 @@ class TwinIds(StrEnum):
     COMPARE = "twin-compare"
     ERROR = "twin-error"
     PARAMETERS = "twin-parameters"
+    RANGE_START = "twin-range-start"
+    RANGE_END = "twin-range-end"
+    RANGE_MESSAGE = "twin-range-message"
+    ZOOM = "twin-zoom"
 
 
 class ReservoirIds(StrEnum):

@@ -143,21 +143,27 @@ def has_measurement(name: str, points: Sequence[str]) -> bool:
 
 
 def measured(
-    historian: Historian, name: str, points: Sequence[str], *, since_s: float | None
+    historian: Historian,
+    name: str,
+    points: Sequence[str],
+    *,
+    since_s: float | None,
+    until_s: float | None = None,
 ) -> pd.Series | None:
-    """The measured counterpart of the twin's output ``name``; None if the plant has none."""
+    """The measured counterpart of the twin's output ``name`` over [since_s, until_s]; None
+    if the plant has none."""
     if name == "rack_inlet_max_c":
         inlets = rack_inlets(points)
         if not inlets:
             return None
-        return historian.series(inlets, since_s=since_s).max(axis=1, skipna=True)
+        return historian.series(inlets, since_s=since_s, until_s=until_s).max(axis=1, skipna=True)
     if name == "cooling_power_kw":
         wanted = [p for _, pat in COOLING_SUBSYSTEMS for p in matching(points, pat)]
         if not wanted:
             return None
-        return cooling_power(historian.series(wanted, since_s=since_s))
+        return cooling_power(historian.series(wanted, since_s=since_s, until_s=until_s))
     if name in points:
-        return historian.series([name], since_s=since_s)[name]
+        return historian.series([name], since_s=since_s, until_s=until_s)[name]
     return None
 
 
@@ -177,3 +183,23 @@ def align(predicted: pd.Series, actual: pd.Series, *, tolerance_s: float) -> pd.
     ).dropna()
     pairs["error"] = pairs["predicted"] - pairs["measured"]
     return pairs.set_index("time_s")
+
+
+# --------------------------------------------------------------------------- setpoints
+COMMAND_PREFIX = "ctl."
+"""TwinLoop's command of a writable setpoint (``ctl.<field>``), written each control period
+while it holds the point."""
+SETPOINT_MEASURED: Mapping[str, tuple[str, str, str]] = {
+    "supply_air_c": ("supply_air_c", "supply air", "°C"),
+    "fan_speed_frac": ("crah_fan_speed_frac", "CRAH fan speed", "fraction"),
+    "chw_supply_c": ("chw_supply_c", "chilled water supply", "°C"),
+    "cw_supply_c": ("cw_supply_c", "condenser water supply", "°C"),
+    "economiser_enable": ("economiser_enabled", "economiser", "on = 1"),
+}
+"""Writable setpoint → (the sensor point that measures it, its name for an operator, unit)."""
+
+
+def rack_inlets_of_pod(points: Iterable[str], pod: int) -> list[str]:
+    """The rack-inlet points of pod ``pod``, by rack."""
+    found = [(m, p) for p in points if (m := RACK_INLET.fullmatch(p)) and int(m["pod"]) == pod]
+    return [p for m, p in sorted(found, key=lambda item: int(item[0]["rack"]))]

@@ -142,6 +142,25 @@ class SiteClock:
         stamps = pd.to_datetime(values, unit="s", utc=True).tz_convert(self.zone)
         return stamps.tz_localize(None)
 
+    def historian_time(self, local: datetime) -> float:
+        """The historian time of a site-local date and time (naive: the site's wall clock,
+        as :meth:`local` shows it), the inverse of :meth:`local`. A wall clock's repeated
+        hour (clocks going back) is its first pass. On a plant clock 29 February is not on the
+        365-day calendar and is refused."""
+        if local.tzinfo is not None:
+            local = local.astimezone(self.zone).replace(tzinfo=None)
+        if not self.is_plant:
+            return float(local.replace(tzinfo=self.zone, fold=0).timestamp())
+        assert self.plant_year is not None
+        if calendar.isleap(local.year) and (local.month, local.day) == (2, 29):
+            raise SiteClockError(
+                f"{local:%Y-%m-%d} is not on the emulated plant's 365-day calendar"
+            )
+        into_year = (local - datetime(local.year, 1, 1)).total_seconds()
+        if calendar.isleap(local.year) and local.month > 2:
+            into_year -= _DAY_S
+        return (local.year - self.plant_year) * _YEAR_S + into_year
+
     def timestamp(self, time_s: float) -> pd.Timestamp:
         """One historian time as a site-local, zone-aware timestamp."""
         if self.is_plant:

@@ -1,6 +1,11 @@
 """Live hall: rack-inlet heat map per pod, supply/return temperatures, power by subsystem,
-PUE, standing alarms (the model of :mod:`dashboards.alarms`, evaluated at each poll), stale
-site points and recent events, refreshed from the historian every few seconds."""
+PUE, setpoint against actual, a pod's or a rack's inlet trends, standing alarms (the model of
+:mod:`dashboards.alarms`, evaluated at each poll), stale site points and recent events,
+refreshed from the historian every few seconds.
+
+The trends cover one time range (:mod:`dashboards.time_range`: a preset or an absolute
+site-local range), read bounded by the historian's downsampling; a zoom on one of them is
+shared by the others (:mod:`dashboards.shared_zoom`)."""
 
 from __future__ import annotations
 
@@ -9,13 +14,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, dcc, html
+from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.development.base_component import Component
 
 from connectors.historian import HistorianStore, Reading
 from control import approval
 from dashboards import points as pts
+from dashboards import rack_drill, shared_zoom, time_range
 from dashboards.alarms import is_site_point, standing
 from dashboards.auth import SessionUser
 from dashboards.context import AppContext, DataUnavailableError
@@ -27,34 +34,50 @@ from dashboards.figures import (
     number,
     style,
     table,
-    thin,
     time_text,
     time_values,
-    window_dropdown,
 )
 from dashboards.ids import HallIds
 from dashboards.markers import add_markers, for_trends
 from dashboards.pages.alarms import standing_table
 from dashboards.savings import DEFINITION, SAVING_COLUMN, LiveSavings, live_savings
 from dashboards.session import signed_in
+from dashboards.setpoint_overlay import overlay_figure, overlay_points
+from dashboards.time_range import TimeRange, series_in
 
 PATH = "/"
 TITLE = "Live hall"
 EVENT_ROWS = 20
 PLANT_LIKE_BEFORE_S = 1.0e9
 """Unix time passed this in 2001: a wall-clock site's readings are newer."""
+DEFAULT_RANGE = "6h"
+TIME_CHARTS: tuple[tuple[HallIds, int], ...] = (
+    (HallIds.TEMPERATURES, 1),
+    (HallIds.POWER, 1),
+    (HallIds.PUE, 1),
+    (HallIds.SETPOINTS, len(pts.SETPOINT_MEASURED)),
+    (HallIds.DRILL, 1),
+)
+"""The page's time charts, which share one zoom, with their number of x-axes."""
+RANGE_INPUTS = (
+    (HallIds.WINDOW, "value"),
+    (HallIds.RANGE_START, "value"),
+    (HallIds.RANGE_END, "value"),
+)
 
 
 def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Component:
     return html.Div(
         [
             dcc.Interval(id=HallIds.INTERVAL, interval=int(ctx.config.refresh_s * 1000)),
-            html.Div(
-                [
-                    html.H2(TITLE),
-                    window_dropdown(HallIds.WINDOW, 3.0),
-                ],
-                className="tl-page-head",
+            dcc.Store(id=HallIds.ZOOM),
+            html.Div([html.H2(TITLE)], className="tl-page-head"),
+            time_range.range_controls(
+                HallIds.WINDOW,
+                HallIds.RANGE_START,
+                HallIds.RANGE_END,
+                HallIds.RANGE_MESSAGE,
+                value=query.get("range") or DEFAULT_RANGE,
             ),
             html.Div(id=HallIds.SUMMARY, className="tl-cards"),
             html.Div(
@@ -66,6 +89,28 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
                 ],
                 className="tl-grid",
             ),
+            dcc.Graph(id=HallIds.SETPOINTS, className="tl-graph-wide"),
+            html.H3("Pod and rack drill-down"),
+            html.Div(
+                [
+                    dcc.Dropdown(
+                        id=HallIds.POD,
+                        options=_pod_options(ctx),
+                        value=_int_or_none(query.get("pod")),
+                        placeholder="pod (or click its row on the heat map)",
+                        className="tl-point",
+                    ),
+                    dcc.Dropdown(
+                        id=HallIds.RACK,
+                        options=[],
+                        value=None,
+                        placeholder="every rack of the pod, or one rack",
+                        className="tl-point",
+                    ),
+                ],
+                className="tl-page-head",
+            ),
+            dcc.Graph(id=HallIds.DRILL, className="tl-graph-wide"),
             html.H3("Who holds each writable point"),
             html.Div(id=HallIds.HOLDERS),
             html.H3(["Alarms ", dcc.Link("(acknowledge, shelve)", href="/alarms")]),
@@ -76,6 +121,20 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
             html.Div(id=HallIds.EVENTS),
         ]
     )
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return None if text is None else int(text)
+    except ValueError:
+        return None
+
+
+def _pod_options(ctx: AppContext) -> list[dict[str, Any]]:
+    try:
+        return rack_drill.pod_options(ctx.historian().points("rack_inlet_c."))
+    except DataUnavailableError:
+        return []
 
 
 def _holders(ctx: AppContext, historian: HistorianStore, latest: dict[str, Reading]) -> Any:
@@ -154,18 +213,18 @@ def _heatmap(latest: dict[str, Reading], limit_c: float) -> go.Figure:
     return style(fig, "Rack inlet temperature (newest)")
 
 
-def _temperatures(ctx: AppContext, names: list[str], since_s: float) -> go.Figure:
+def _temperatures(ctx: AppContext, names: list[str], rng: TimeRange) -> go.Figure:
     present = [(p, label) for p, label in pts.TEMPERATURES if p in names]
     if not present:
         return empty_figure("no supply/return temperature points")
-    frame = thin(ctx.historian().series([p for p, _ in present], since_s=since_s))
+    frame = series_in(ctx.historian(), [p for p, _ in present], rng)
     x, x_title = time_values(frame.index, ctx.config.clock)
     fig = go.Figure([go.Scatter(x=x, y=frame[p], name=label, mode="lines") for p, label in present])
     return style(fig, "Supply and return temperatures", y_title="°C").update_xaxes(title=x_title)
 
 
-def _power_and_pue(ctx: AppContext, names: list[str], since_s: float) -> tuple[go.Figure, ...]:
-    frame = thin(ctx.historian().series(pts.power_points(names), since_s=since_s))
+def _power_and_pue(ctx: AppContext, names: list[str], rng: TimeRange) -> tuple[go.Figure, ...]:
+    frame = series_in(ctx.historian(), pts.power_points(names), rng)
     parts = pts.subsystem_power(frame)
     if parts.empty or parts.dropna(how="all").empty:
         return empty_figure("no power meters"), empty_figure("no PUE: no power meters")
@@ -179,23 +238,30 @@ def _power_and_pue(ctx: AppContext, names: list[str], since_s: float) -> tuple[g
     style(power, "Power by subsystem (stacked)", y_title="kW").update_xaxes(title=x_title)
     pue = go.Figure(go.Scatter(x=x, y=pts.pue(frame), name="PUE (meters)", mode="lines"))
     if pts.KPI_PUE in names:
-        kpi = thin(ctx.historian().series([pts.KPI_PUE], since_s=since_s)[pts.KPI_PUE])
+        kpi = series_in(ctx.historian(), [pts.KPI_PUE], rng)[pts.KPI_PUE]
         kx, _ = time_values(kpi.index, ctx.config.clock)
         pue.add_trace(go.Scatter(x=kx, y=kpi, name="PUE (controller KPI)", mode="lines"))
     style(pue, "PUE", y_title="facility / IT").update_xaxes(title=x_title)
     return power, pue
 
 
-def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
-    """(summary, heat map, temperatures, power, PUE, standing alarms, stale, events, who
-    holds each writable point) for the newest data
-    within ``window_h`` hours of the hall's newest reading."""
+def update(
+    ctx: AppContext,
+    choice: str | float | None,
+    start: str | None = None,
+    end: str | None = None,
+    zoom: Any = None,
+) -> tuple[Any, ...]:
+    """(summary, heat map, temperatures, power, PUE, setpoint vs actual, the range's line,
+    standing alarms, stale, events, who holds each writable point) for the chosen range
+    (:func:`dashboards.time_range.chosen`; presets end at the hall's newest reading), the
+    trends with the page's shared ``zoom`` (:mod:`dashboards.shared_zoom`) on them."""
     try:
         historian = ctx.historian()
         latest = historian.latest()
     except DataUnavailableError as exc:
         blank = empty_figure("no data")
-        return notice(str(exc), kind="error"), blank, blank, blank, blank, [], [], [], []
+        return notice(str(exc), kind="error"), blank, blank, blank, blank, blank, [], [], [], [], []
     if not latest:
         blank = empty_figure("no readings yet")
         return (
@@ -204,6 +270,8 @@ def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
             blank,
             blank,
             blank,
+            blank,
+            [],
             [],
             [],
             [],
@@ -211,16 +279,18 @@ def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
         )
     names = sorted(latest)
     newest_s = max(r.time_s for r in latest.values())
-    since_s = newest_s - float(window_h or 3.0) * 3600.0
+    clock = ctx.config.clock
+    rng, range_line = time_range.chosen(
+        choice, start, end, clock=clock, newest_s=newest_s, default=DEFAULT_RANGE
+    )
     limit = ctx.config.inlet_alarm_c
-    power, pue_fig = _power_and_pue(ctx, names, since_s)
+    power, pue_fig = _power_and_pue(ctx, names, rng)
 
     inlets = [latest[p] for p in pts.rack_inlets(names) if latest[p].quality == "good"]
     hottest = max(inlets, key=lambda r: r.value, default=None)
     it_kw = sum(latest[p].value for p in pts.matching(names, pts.IT_POWER_PREFIX))
     facility = latest.get(pts.FACILITY_POWER)
     facility_kw = facility.value if facility is not None else float("nan")
-    clock = ctx.config.clock
     summary: list[Component] = [
         card("data as of", time_text(newest_s, clock)),
         card("PUE", number(facility_kw / it_kw if it_kw > 0 else None, 3)),
@@ -275,22 +345,64 @@ def update(ctx: AppContext, window_h: float | None) -> tuple[Any, ...]:
         if stale
         else notice("every point is fresh", kind="ok")
     )
-    marks = for_trends(ctx, historian, since_s)
-    temperatures = _temperatures(ctx, names, since_s)
-    for fig in (temperatures, power, pue_fig):
+    marks = for_trends(ctx, historian, rng.start_or(-math.inf))
+    temperatures = _temperatures(ctx, names, rng)
+    setpoints = overlay_figure(series_in(historian, overlay_points(names), rng), clock)
+    key = time_range.range_key(choice, start, end)
+    for fig in (temperatures, power, pue_fig, setpoints):
         if fig.data:
-            add_markers(fig, marks, clock, since_s, newest_s)
+            add_markers(fig, marks, clock, rng.start_or(-math.inf), rng.until_s)
+            fig.update_layout(uirevision=key)
+            shared_zoom.apply(fig, zoom)
     return (
         summary,
         _heatmap(latest, limit),
         temperatures,
         power,
         pue_fig,
+        setpoints,
+        range_line,
         alarm_table,
         stale_table,
         event_table,
         _holders(ctx, historian, latest),
     )
+
+
+def drill(
+    ctx: AppContext,
+    pod: int | None,
+    rack: str | None,
+    choice: str | float | None,
+    start: str | None = None,
+    end: str | None = None,
+    zoom: Any = None,
+) -> go.Figure:
+    """The inlet trends of ``pod``'s racks, or of ``rack`` alone, over the chosen range with
+    the inlet limit (:mod:`dashboards.rack_drill`), bounded: the highest reading of each
+    time bucket, so that no excursion is averaged away."""
+    try:
+        historian = ctx.historian()
+        names = historian.points("rack_inlet_c.")
+        latest = historian.latest(names)
+    except DataUnavailableError as exc:
+        return empty_figure(str(exc))
+    if not latest:
+        return empty_figure("no rack-inlet readings")
+    newest_s = max(r.time_s for r in historian.latest().values())
+    clock = ctx.config.clock
+    rng, _ = time_range.chosen(
+        choice, start, end, clock=clock, newest_s=newest_s, default=DEFAULT_RANGE
+    )
+    wanted = rack_drill.drill_points(names, pod, rack)
+    frame = series_in(historian, wanted, rng, how="max") if wanted else pd.DataFrame()
+    fig = rack_drill.drill_figure(frame, pod, rack, ctx.config.inlet_alarm_c, clock)
+    if fig.data:
+        marks = for_trends(ctx, historian, rng.start_or(-math.inf))
+        add_markers(fig, marks, clock, rng.start_or(-math.inf), rng.until_s)
+        fig.update_layout(uirevision=time_range.range_key(choice, start, end))
+        shared_zoom.apply(fig, zoom)
+    return fig
 
 
 def set_callbacks(app: Dash, ctx: AppContext) -> None:
@@ -300,13 +412,66 @@ def set_callbacks(app: Dash, ctx: AppContext) -> None:
         Output(HallIds.TEMPERATURES, "figure"),
         Output(HallIds.POWER, "figure"),
         Output(HallIds.PUE, "figure"),
+        Output(HallIds.SETPOINTS, "figure"),
+        Output(HallIds.RANGE_MESSAGE, "children"),
         Output(HallIds.ALARMS, "children"),
         Output(HallIds.STALE, "children"),
         Output(HallIds.EVENTS, "children"),
         Output(HallIds.HOLDERS, "children"),
         Input(HallIds.INTERVAL, "n_intervals"),
-        Input(HallIds.WINDOW, "value"),
+        *(Input(component, prop) for component, prop in RANGE_INPUTS),
+        State(HallIds.ZOOM, "data"),
     )
-    def _update(_: int | None, window_h: float | None) -> tuple[Any, ...]:
+    def _update(
+        _: int | None, choice: str | None, start: str | None, end: str | None, zoom: Any
+    ) -> tuple[Any, ...]:
         signed_in(ctx)
-        return update(ctx, window_h)
+        return update(ctx, choice, start, end, None if time_range.changed(RANGE_INPUTS) else zoom)
+
+    @app.callback(
+        Output(HallIds.DRILL, "figure"),
+        Input(HallIds.INTERVAL, "n_intervals"),
+        Input(HallIds.POD, "value"),
+        Input(HallIds.RACK, "value"),
+        *(Input(component, prop) for component, prop in RANGE_INPUTS),
+        State(HallIds.ZOOM, "data"),
+    )
+    def _drill(
+        _: int | None,
+        pod: int | None,
+        rack: str | None,
+        choice: str | None,
+        start: str | None,
+        end: str | None,
+        zoom: Any,
+    ) -> go.Figure:
+        signed_in(ctx)
+        return drill(
+            ctx, pod, rack, choice, start, end, None if time_range.changed(RANGE_INPUTS) else zoom
+        )
+
+    @app.callback(
+        Output(HallIds.POD, "value"),
+        Input(HallIds.HEATMAP, "clickData"),
+        prevent_initial_call=True,
+    )
+    def _clicked(click: dict[str, Any] | None) -> Any:
+        signed_in(ctx)
+        pod = rack_drill.pod_of_click(click)
+        return no_update if pod is None else pod
+
+    @app.callback(
+        Output(HallIds.RACK, "options"),
+        Output(HallIds.RACK, "value"),
+        Input(HallIds.POD, "value"),
+    )
+    def _racks(pod: int | None) -> tuple[list[dict[str, Any]], None]:
+        signed_in(ctx)
+        try:
+            names = ctx.historian().points("rack_inlet_c.")
+        except DataUnavailableError:
+            names = []
+        return rack_drill.rack_options(names, pod), None
+
+    time_range.set_callbacks(app, HallIds.WINDOW, HallIds.RANGE_START, HallIds.RANGE_END)
+    shared_zoom.set_callbacks(app, HallIds.ZOOM, TIME_CHARTS, RANGE_INPUTS)

@@ -1,17 +1,21 @@
 """Twin: what the twin predicted against what the plant measured, the error over time with
-its uncertainty band, and the assimilated parameters with their drift."""
+its uncertainty band, and the assimilated parameters with their drift, over one time range
+(:mod:`dashboards.time_range`) whose zoom the three charts share
+(:mod:`dashboards.shared_zoom`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, dcc, html
+from dash import Dash, Input, Output, State, dcc, html
 from dash.development.base_component import Component
 
 from dashboards import points as pts
+from dashboards import shared_zoom, time_range
 from dashboards.auth import SessionUser
 from dashboards.context import AppContext, DataUnavailableError
 from dashboards.figures import (
@@ -22,7 +26,6 @@ from dashboards.figures import (
     table,
     thin,
     time_values,
-    window_dropdown,
 )
 from dashboards.ids import TwinIds
 from dashboards.markers import add_markers, for_trends
@@ -34,6 +37,18 @@ TITLE = "Twin"
 ALIGN_TOLERANCE_S = 150.0
 """A prediction is paired with the nearest measurement at most this far away."""
 BAND_SIGMAS = 2.0
+DEFAULT_RANGE = "6h"
+TIME_CHARTS: tuple[tuple[TwinIds, int], ...] = (
+    (TwinIds.COMPARE, 1),
+    (TwinIds.ERROR, 1),
+    (TwinIds.PARAMETERS, 1),
+)
+"""The page's time charts, which share one zoom, with their number of x-axes."""
+RANGE_INPUTS = (
+    (TwinIds.WINDOW, "value"),
+    (TwinIds.RANGE_START, "value"),
+    (TwinIds.RANGE_END, "value"),
+)
 
 
 def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Component:
@@ -42,6 +57,7 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
     return html.Div(
         [
             dcc.Interval(id=TwinIds.INTERVAL, interval=int(ctx.config.refresh_s * 1000)),
+            dcc.Store(id=TwinIds.ZOOM),
             html.Div(
                 [
                     html.H2(TITLE),
@@ -52,9 +68,15 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
                         placeholder="twin output",
                         className="tl-point",
                     ),
-                    window_dropdown(TwinIds.WINDOW, 6.0),
                 ],
                 className="tl-page-head",
+            ),
+            time_range.range_controls(
+                TwinIds.WINDOW,
+                TwinIds.RANGE_START,
+                TwinIds.RANGE_END,
+                TwinIds.RANGE_MESSAGE,
+                value=query.get("range") or DEFAULT_RANGE,
             ),
             html.Div(id=TwinIds.SUMMARY),
             dcc.Graph(id=TwinIds.COMPARE, className="tl-graph-wide"),
@@ -203,22 +225,54 @@ def _parameters(
     return fig.update_xaxes(title=x_title), rows
 
 
-def update(ctx: AppContext, name: str | None, window_h: float | None) -> tuple[Any, ...]:
-    """(summary, predicted-vs-measured, error, parameters) for the twin output ``name`` (the
-    first one if None) over the last ``window_h`` hours."""
+def update(
+    ctx: AppContext,
+    name: str | None,
+    choice: str | float | None,
+    start: str | None = None,
+    end: str | None = None,
+    zoom: Any = None,
+) -> tuple[Any, ...]:
+    """(summary, predicted-vs-measured, error, parameters, the range's line) for the twin
+    output ``name`` (the first one if None) over the chosen range
+    (:func:`dashboards.time_range.chosen`), with the page's shared ``zoom`` on the charts."""
+    summary, compare, error, params, line = _update(ctx, name, choice, start, end)
+    key = time_range.range_key(choice, start, end)
+    for fig in (compare, error, params):
+        if fig.data:
+            fig.update_layout(uirevision=key)
+            shared_zoom.apply(fig, zoom)
+    return summary, compare, error, params, line
+
+
+def _update(
+    ctx: AppContext,
+    name: str | None,
+    choice: str | float | None,
+    start: str | None,
+    end: str | None,
+) -> tuple[Any, ...]:
     try:
         historian = ctx.historian()
         names = historian.points()
     except DataUnavailableError as exc:
         blank = empty_figure("no data")
-        return notice(str(exc), kind="error"), blank, blank, blank
+        return notice(str(exc), kind="error"), blank, blank, blank, []
     latest = historian.latest()
     if not latest:
         blank = empty_figure("no readings yet")
-        return notice("the historian holds no readings yet"), blank, blank, blank
-    since_s = max(r.time_s for r in latest.values()) - float(window_h or 6.0) * 3600.0
+        return notice("the historian holds no readings yet"), blank, blank, blank, []
+    rng, line = time_range.chosen(
+        choice,
+        start,
+        end,
+        clock=ctx.config.clock,
+        newest_s=max(r.time_s for r in latest.values()),
+        default=DEFAULT_RANGE,
+    )
+    since_s, until_s = rng.since_s, rng.until_s
     params = historian.series(
-        [p for p in names if p.startswith(pts.TWIN_PARAM_PREFIX)], since_s=since_s
+        [p for p in names if p.startswith(pts.TWIN_PARAM_PREFIX)], since_s=since_s, until_s=until_s
     )
     param_fig, param_rows = _parameters(params, ctx.config.clock)
     outputs = pts.twin_outputs(names)
@@ -226,25 +280,26 @@ def update(ctx: AppContext, name: str | None, window_h: float | None) -> tuple[A
         name = outputs[0]
     if name is None:
         msg = "the historian holds no twin predictions (twin.*) yet"
-        return notice(msg), empty_figure(msg), empty_figure(msg), param_fig
+        return notice(msg), empty_figure(msg), empty_figure(msg), param_fig, line
     if name not in outputs:
         msg = f"unknown twin output {name!r} (known: {', '.join(outputs) or 'none'})"
-        return notice(msg, kind="error"), empty_figure(msg), empty_figure(msg), param_fig
-    predicted = historian.series([pts.TWIN_PREFIX + name], since_s=since_s)[pts.TWIN_PREFIX + name]
+        return notice(msg, kind="error"), empty_figure(msg), empty_figure(msg), param_fig, line
+    window = {"since_s": since_s, "until_s": until_s}
+    predicted = historian.series([pts.TWIN_PREFIX + name], **window)[pts.TWIN_PREFIX + name]
     std_point = pts.TWIN_STD_PREFIX + name
-    std = historian.series([std_point], since_s=since_s)[std_point] if std_point in names else None
-    actual = pts.measured(historian, name, names, since_s=since_s)
+    std = historian.series([std_point], **window)[std_point] if std_point in names else None
+    actual = pts.measured(historian, name, names, **window)
     if actual is None:
         msg = f"the plant has no measurement of {name} to compare with"
-        return notice(msg, kind="error"), empty_figure(msg), empty_figure(msg), param_fig
+        return notice(msg, kind="error"), empty_figure(msg), empty_figure(msg), param_fig, line
     pairs = pts.align(predicted, actual, tolerance_s=ALIGN_TOLERANCE_S)
     compare = _compare(name, thin(predicted.dropna()), std, thin(actual.dropna()), ctx.config.clock)
-    until_s = max(r.time_s for r in latest.values())
-    marks = for_trends(ctx, historian, since_s)
-    add_markers(compare, marks, ctx.config.clock, since_s, until_s)
+    from_s = rng.start_or(-math.inf)
+    marks = for_trends(ctx, historian, from_s)
+    add_markers(compare, marks, ctx.config.clock, from_s, until_s)
     if pairs.empty:
         msg = f"no prediction of {name} lies near a measurement"
-        return notice(msg), compare, empty_figure(msg), param_fig
+        return notice(msg), compare, empty_figure(msg), param_fig, line
     unit = _unit(name)
     shown = thin(pairs)
     ex, x_title = time_values(shown.index, ctx.config.clock)
@@ -272,8 +327,8 @@ def update(ctx: AppContext, name: str | None, window_h: float | None) -> tuple[A
         ],
         className="tl-grid",
     )
-    add_markers(error, marks, ctx.config.clock, since_s, until_s)
-    return summary, compare, error, param_fig
+    add_markers(error, marks, ctx.config.clock, from_s, until_s)
+    return summary, compare, error, param_fig, line
 
 
 def set_callbacks(app: Dash, ctx: AppContext) -> None:
@@ -287,10 +342,24 @@ def set_callbacks(app: Dash, ctx: AppContext) -> None:
         Output(TwinIds.COMPARE, "figure"),
         Output(TwinIds.ERROR, "figure"),
         Output(TwinIds.PARAMETERS, "figure"),
+        Output(TwinIds.RANGE_MESSAGE, "children"),
         Input(TwinIds.INTERVAL, "n_intervals"),
         Input(TwinIds.POINT, "value"),
-        Input(TwinIds.WINDOW, "value"),
+        *(Input(component, prop) for component, prop in RANGE_INPUTS),
+        State(TwinIds.ZOOM, "data"),
     )
-    def _update(_: int | None, name: str | None, window_h: float | None) -> tuple[Any, ...]:
+    def _refresh(
+        _: int | None,
+        name: str | None,
+        choice: str | None,
+        start: str | None,
+        end: str | None,
+        zoom: Any,
+    ) -> tuple[Any, ...]:
         signed_in(ctx)
-        return update(ctx, name, window_h)
+        return update(
+            ctx, name, choice, start, end, None if time_range.changed(RANGE_INPUTS) else zoom
+        )
+
+    time_range.set_callbacks(app, TwinIds.WINDOW, TwinIds.RANGE_START, TwinIds.RANGE_END)
+    shared_zoom.set_callbacks(app, TwinIds.ZOOM, TIME_CHARTS, RANGE_INPUTS)

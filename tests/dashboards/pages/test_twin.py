@@ -20,7 +20,7 @@ def test_options_list_twin_outputs_with_a_measurement(ctx: AppContext) -> None:
 
 
 def test_predicted_vs_measured_error_and_parameters(ctx: AppContext, data: Built) -> None:
-    summary, compare, error, params = twin.update(ctx, None, 6.0)
+    summary, compare, error, params, _ = twin.update(ctx, None, 6.0)
     names = [t.name for t in compare.data]
     assert names == [None, "twin ± 2 σ", "twin (predicted)", "plant (measured)"]
     band_top, band_bottom = compare.data[0], compare.data[1]
@@ -46,7 +46,7 @@ def test_predicted_vs_measured_error_and_parameters(ctx: AppContext, data: Built
 
 
 def test_unknown_output_is_refused_with_the_known_ones(ctx: AppContext) -> None:
-    summary, compare, _, _ = twin.update(ctx, "no_such_output", 6.0)
+    summary, compare, _, _, _ = twin.update(ctx, "no_such_output", 6.0)
     assert text_of(summary) == ("unknown twin output 'no_such_output' (known: rack_inlet_max_c)")
     assert "unknown twin output" in compare.layout.annotations[0].text
 
@@ -74,3 +74,19 @@ def test_an_offset_parameter_drifts_in_kelvin_and_parameters_have_names() -> Non
         ("CRAH coil conductance", "1", "0.93", "-7.00 %"),
     ]
     assert [t.yaxis for t in fig.data] == ["y2", "y"]
+
+
+def test_the_range_and_the_shared_zoom_apply_to_every_chart(ctx: AppContext, data: Built) -> None:
+    clock = ctx.config.clock
+    zoom = [str(clock.local([data.newest_s - 1800.0])[0]), str(clock.local([data.newest_s])[0])]
+    _, compare, error, params, line = twin.update(ctx, None, "1h", zoom=zoom)
+    assert text_of(line) == "showing last 1 h"
+    for fig in (compare, error, params):
+        assert fig.layout.uirevision == "1h" and list(fig.layout.xaxis.range) == zoom
+        xs = pd.to_datetime(pd.Series([x for t in fig.data for x in t.x]))
+        assert xs.min() >= pd.Timestamp(clock.local([data.newest_s - 3600.0])[0])
+    _, compare_6h, *_ = twin.update(ctx, None, "6h")
+    assert len(compare_6h.data[-1].x) > len(compare.data[-1].x)
+    # A range that cannot be used is explained, and the default range drawn.
+    *_, refused = twin.update(ctx, None, "absolute", "2001-01-01 01:00", "no end")
+    assert "the end 'no end' is not a date and time" in text_of(refused)
