@@ -29,11 +29,20 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from connectors.historian import Historian, Reading
+from connectors.historian import Event, Historian, Reading
+from control import approval
 from control.reservoir import Reservoir
 from dashboards.app import create_app
 from dashboards.context import AppContext
-from dashboards.ids import AlarmIds, ApprovalIds, FrameIds, HallIds, ReservoirIds, TwinIds
+from dashboards.ids import (
+    AlarmIds,
+    ApprovalIds,
+    FrameIds,
+    HallIds,
+    ReservoirIds,
+    ShadowIds,
+    TwinIds,
+)
 from dashboards.server import DashboardServer
 from dashboards.session import CSRF_COOKIE, SESSION_COOKIE
 from dashboards.site_time import SiteClock, WallAnchor
@@ -467,3 +476,59 @@ def test_reasons_are_bounded_and_long_words_wrap(browser: WebDriver, site: Site)
     )
     assert wide[0] <= wide[1], f"the page scrolls sideways: {wide}"
     _shot(browser, "approvals-long-reason")
+
+
+def test_operator_promotes_the_shadow_policy_to_live(browser: WebDriver, site: Site) -> None:
+    url, data = site.url, site.data
+    ref = "shadow-candidate@1"
+    with Reservoir(data.reservoir) as res:
+        res.register(
+            "shadow-candidate",
+            "rule",
+            None,
+            hyperparameters={"builtin": "trim-and-respond", "tag": "shadow"},
+            training_scenarios=["tropical-typical-week"],
+            actor="trainer",
+        )
+        res.add_evaluation(ref, on="twin", scenario="demo", kpis={"cooling_kwh": 1.0})
+        res.transition(ref, "pre_evaluated", actor="gate1", reason="gate 1 passed on test")
+        approval.approve(res, ref, operator=OPERATOR, reason="KPIs checked")
+        approval.promote(res, ref, operator=OPERATOR, reason="to shadow")
+    start = data.newest_s - 6 * 300.0
+    with Historian(data.historian) as hist:
+        hist.add_event(Event(start, "controller", "policy", f"loaded {ref} (shadow)"))
+        hist.write(
+            [
+                Reading("shadow.supply_air_c", start + 300.0 * k, 21.0 + 0.2 * k, "degC")
+                for k in range(6)
+            ]
+        )
+    _login(browser, url, OPERATOR, OPERATOR_PASSWORD)
+    browser.get(url + "/shadow")
+    _wait_text(browser, ShadowIds.CARDS, ref)
+    _wait_text(browser, ShadowIds.SUMMARY, "periods in shadow")
+    _wait_plotted(browser, ShadowIds.FIGURES)
+    assert "1962-07-0" in _text(browser, ShadowIds.CARDS)  # the site's calendar
+    _shot(browser, "shadow")
+    box = browser.find_element(By.ID, ShadowIds.REASON)
+    box.send_keys("the shadow matched the site")
+    # Promotion asks first: dismissed, nothing happens; accepted, it goes through.
+    browser.find_element(By.ID, ShadowIds.PROMOTE_BUTTON).click()
+    _wait(browser, "the confirmation", lambda d: _alert(d) is not None)
+    alert = browser.switch_to.alert
+    assert "Promote the policy in shadow to live?" in alert.text
+    alert.dismiss()
+    time.sleep(1.0)
+    with Reservoir(data.reservoir) as res:
+        assert res.get(ref).state == "shadow"
+    browser.find_element(By.ID, ShadowIds.PROMOTE_BUTTON).click()
+    _wait(browser, "the confirmation", lambda d: _alert(d) is not None)
+    browser.switch_to.alert.accept()
+    _wait_text(browser, ShadowIds.MESSAGE, f"{ref} is now live (promote by {OPERATOR})")
+    with Reservoir(data.reservoir) as res:
+        last = res.history(ref)[-1]
+    assert (last.to_state, last.actor, last.reason) == (
+        "live",
+        OPERATOR,
+        "the shadow matched the site",
+    )
