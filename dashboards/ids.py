@@ -73,6 +73,8 @@ class ApprovalIds(StrEnum):
     APPROVE = "approvals-approve"
     REJECT = "approvals-reject"
     PROMOTE = "approvals-promote"
+    """The confirmation around the promote button (its submit is the action)."""
+    PROMOTE_BUTTON = "approvals-promote-button"
     ROLLBACK = "approvals-rollback"
     """The confirmation around the roll-back button (its submit is the action)."""
     ROLLBACK_BUTTON = "approvals-rollback-button"

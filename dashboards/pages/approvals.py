@@ -1,7 +1,8 @@
 """Approvals: who is in control, the queue of policies awaiting an operator, approve / reject
 / promote with a reason, one-click rollback, and the audit log (gate decisions and setpoint
-writes). Only an operator can act; the server checks that on every action. A rollback asks
-for confirmation in the browser first."""
+writes). Only an operator can act; the server checks that on every action. A promotion and a
+rollback ask for confirmation in the browser first (a shadow policy is best promoted from the
+Shadow page, beside its comparison with the site)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ ACTIONABLE = ("pre_evaluated", "approved", "shadow", "standby")
 """States an operator can move a policy on from (approve/reject, promote; a standby policy
 goes live again when none is live)."""
 AUDIT_ROWS = 50
+PROMOTE_QUESTION = (
+    "Promote the chosen policy one step? An approved policy goes into shadow (it computes on "
+    "live data, never writes); a policy in shadow or standing by goes live and writes the "
+    "setpoints from the next control period. Where the site needs more than one operator to "
+    "go live, your promotion is recorded as an approval and a different operator confirms."
+)
 ROLLBACK_QUESTION = (
     "Roll back now? The policy standing by takes control, or, if none is, the site's own "
     "control: the setpoints go back to the site's at safe rates (at once if a rack inlet is "
@@ -48,11 +55,15 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
     buttons = [
         html.Button("Approve", id=ApprovalIds.APPROVE, disabled=viewer, className="tl-button"),
         html.Button("Reject", id=ApprovalIds.REJECT, disabled=viewer, className="tl-button"),
-        html.Button(
-            "Promote (approved → shadow → live)",
+        dcc.ConfirmDialogProvider(
+            html.Button(
+                "Promote (approved → shadow → live)",
+                id=ApprovalIds.PROMOTE_BUTTON,
+                disabled=viewer,
+                className="tl-button",
+            ),
             id=ApprovalIds.PROMOTE,
-            disabled=viewer,
-            className="tl-button",
+            message=PROMOTE_QUESTION,
         ),
         dcc.ConfirmDialogProvider(
             html.Button(
@@ -279,7 +290,7 @@ def set_callbacks(app: Dash, ctx: AppContext) -> None:
         Output(ApprovalIds.DECIDED, "data"),
         Input(ApprovalIds.APPROVE, "n_clicks"),
         Input(ApprovalIds.REJECT, "n_clicks"),
-        Input(ApprovalIds.PROMOTE, "n_clicks"),
+        Input(ApprovalIds.PROMOTE, "submit_n_clicks"),  # confirmed in the browser's dialog
         Input(ApprovalIds.ROLLBACK, "submit_n_clicks"),  # confirmed in the browser's dialog
         State(ApprovalIds.POLICY, "value"),
         State(ApprovalIds.REASON, "value"),

@@ -260,6 +260,12 @@ def _decide(driver: WebDriver, button: ApprovalIds, reason: str) -> None:
     box.clear()
     if reason:
         box.send_keys(reason)
+    if button == ApprovalIds.PROMOTE:  # a promotion asks first: accept
+        driver.find_element(By.ID, ApprovalIds.PROMOTE_BUTTON).click()
+        _wait(driver, "the confirmation", lambda d: _alert(d) is not None)
+        assert "Promote the chosen policy one step?" in driver.switch_to.alert.text
+        driver.switch_to.alert.accept()
+        return
     driver.find_element(By.ID, button).click()
 
 
@@ -323,7 +329,7 @@ def test_a_viewer_cannot_act(browser: WebDriver, site: Site) -> None:
     for button in (
         ApprovalIds.APPROVE,
         ApprovalIds.REJECT,
-        ApprovalIds.PROMOTE,
+        ApprovalIds.PROMOTE_BUTTON,
         ApprovalIds.ROLLBACK_BUTTON,
     ):
         assert not browser.find_element(By.ID, button).is_enabled()
