@@ -85,19 +85,6 @@ class ApprovalIds(StrEnum):
     WRITES = "approvals-writes"
 
 
-class AlarmIds(StrEnum):
-    INTERVAL = "alarms-interval"
-    COUNTS = "alarms-counts"
-    STANDING = "alarms-standing"
-    SHELVED = "alarms-shelved"
-    HISTORY = "alarms-history"
-    CHOSEN = "alarms-chosen"
-    HOURS = "alarms-hours"
-    REASON = "alarms-reason"
-    ACK = "alarms-ack"
-    SHELVE = "alarms-shelve"
-    UNSHELVE = "alarms-unshelve"
-    MESSAGE = "alarms-message"
 class ShadowIds(StrEnum):
     INTERVAL = "shadow-interval"
     POLICY = "shadow-policy"
@@ -113,5 +100,18 @@ class ShadowIds(StrEnum):
     DECIDED = "shadow-decided"
 
 
+class AlarmIds(StrEnum):
+    INTERVAL = "alarms-interval"
+    COUNTS = "alarms-counts"
+    STANDING = "alarms-standing"
+    SHELVED = "alarms-shelved"
+    HISTORY = "alarms-history"
+    CHOSEN = "alarms-chosen"
+    HOURS = "alarms-hours"
+    REASON = "alarms-reason"
+    ACK = "alarms-ack"
+    SHELVE = "alarms-shelve"
+    UNSHELVE = "alarms-unshelve"
+    MESSAGE = "alarms-message"
     ANSWERED = "alarms-answered"
     """When the last answer went through (refreshes the tables)."""
