@@ -99,9 +99,14 @@ WILDCARD_DEVICE = ObjectIdentifier(("device", 4_194_303))
 
 def _answer_wildcard(app: Application, device: DeviceObject) -> None:
     """Answer for the wildcard device instance 4194303 as for the device itself (ASHRAE 135
-    15.5.2: how ``twinloop bacnet discover`` asks a device whose instance it does not know).
+    15.5.2: how ``twinloop bacnet discover`` asks a device whose instance it does not know),
+    and name the device's own identifier in the answer (15.5.1.2: the ACK identifies the
+    object actually read; a wildcard never establishes its identity, and an independent
+    stack, rusty-bacnet, refuses a ReadProperty-ACK that echoes it).
     bacpypes3 0.0.110 compares the request's identifier with a plain tuple, which never
-    matches, and would answer ``unknown-object``."""
+    matches: it would answer ``unknown-object``. The requests are rewritten to the
+    device's identifier before bacpypes3 serves them; other services find the device
+    object through the wildcard too."""
     own = device.objectIdentifier
     lookup = app.get_object_id
 
@@ -109,6 +114,22 @@ def _answer_wildcard(app: Application, device: DeviceObject) -> None:
         return lookup(own if objid == WILDCARD_DEVICE else objid)
 
     app.get_object_id = get_object_id
+    read_one = app.do_ReadPropertyRequest
+    read_many = app.do_ReadPropertyMultipleRequest
+
+    async def read_property(apdu: Any) -> None:
+        if apdu.objectIdentifier == WILDCARD_DEVICE:
+            apdu.objectIdentifier = own
+        await read_one(apdu)
+
+    async def read_property_multiple(apdu: Any) -> None:
+        for spec in apdu.listOfReadAccessSpecs or ():
+            if spec.objectIdentifier == WILDCARD_DEVICE:
+                spec.objectIdentifier = own
+        await read_many(apdu)
+
+    app.do_ReadPropertyRequest = read_property
+    app.do_ReadPropertyMultipleRequest = read_property_multiple
 
 
 async def open_application(
