@@ -3,9 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the project needs: the MQTT broker (and its CLI clients for debugging) and
-# headless Chromium with its WebDriver for the dashboard's browser tests.
-APT_PACKAGES=(mosquitto mosquitto-clients chromium chromium-driver postgresql)
+# Debian packages the project needs: the MQTT broker (and its CLI clients for debugging),
+# headless Chromium with its WebDriver for the dashboard's browser tests, and mbpoll (a
+# libmodbus Modbus master) for the Modbus interoperability test.
+APT_PACKAGES=(mosquitto mosquitto-clients chromium chromium-driver postgresql mbpoll)
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
