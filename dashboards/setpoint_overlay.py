@@ -9,6 +9,7 @@ rollback) say who held the plant.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -31,6 +32,21 @@ def overlay_points(names: list[str] | set[str]) -> list[str]:
         sensor = pts.SETPOINT_MEASURED[field][0]
         wanted += [p for p in (sensor, pts.COMMAND_PREFIX + field) if p in names]
     return wanted
+
+
+def command_steps(command: pd.Series) -> pd.Series:
+    """The commands as steps that hold until the next one: the samples written (NaN rows,
+    where other points have samples, dropped), with a break (NaN) one typical period after a
+    command that no other follows within two periods, where TwinLoop stopped writing."""
+    written = command.dropna()
+    if len(written) < 2:
+        return written
+    spacing = np.diff(written.index.to_numpy(dtype=float))
+    period = float(np.median(spacing))
+    ends = written.index[:-1][spacing > 2.0 * period] + period
+    breaks = pd.Series(np.nan, index=pd.Index(ends, name=written.index.name))
+    steps: pd.Series = pd.concat([written, breaks]).sort_index()
+    return steps
 
 
 def overlay_figure(frame: pd.DataFrame, clock: SiteClock) -> go.Figure:
@@ -68,10 +84,11 @@ def overlay_figure(frame: pd.DataFrame, clock: SiteClock) -> go.Figure:
                 col=1,
             )
         if command in frame.columns:
+            steps = command_steps(frame[command])
             fig.add_trace(
                 go.Scatter(
-                    x=x,
-                    y=frame[command],
+                    x=time_values(steps.index, clock)[0],
+                    y=steps,
                     name="commanded by TwinLoop (ctl.*)",
                     legendgroup="commanded",
                     showlegend=first,

@@ -37,6 +37,7 @@ PRESETS: tuple[tuple[str, str, float | None], ...] = (
 """(value, label, hours back from the newest reading; None: from the oldest)."""
 _HOURS = {value: hours for value, _, hours in PRESETS}
 INPUT_FORMAT = "YYYY-MM-DD HH:MM"
+_INPUT_STYLE = {"width": "210px", "margin": "0"}
 
 
 class TimeRangeError(TwinLoopError, ValueError):
@@ -151,6 +152,7 @@ def range_controls(
                 placeholder=f"from {INPUT_FORMAT}",
                 debounce=True,
                 className="tl-range-input",
+                style=_INPUT_STYLE,
             ),
             dcc.Input(
                 id=end_id,
@@ -159,10 +161,12 @@ def range_controls(
                 placeholder=f"to {INPUT_FORMAT}",
                 debounce=True,
                 className="tl-range-input",
+                style=_INPUT_STYLE,
             ),
             html.Span(id=message_id, className="tl-range-message"),
         ],
         className="tl-range",
+        style={"display": "flex", "flexWrap": "wrap", "gap": "8px", "alignItems": "center"},
     )
 
 
