@@ -190,6 +190,14 @@ def go_live_approvals(reservoir: Reservoir, ref: str) -> list[HistoryRecord]:
     return found
 
 
+def change_text(h: HistoryRecord) -> str:
+    """A history row's change for a table: ``shadow → live``, or ``stays shadow`` for a
+    decision that did not move the policy (an approval to go live)."""
+    if h.from_state is not None and h.from_state == h.to_state:
+        return f"stays {h.to_state}"
+    return f"{h.from_state or '—'} → {h.to_state}"
+
+
 @dataclass(frozen=True)
 class GoLiveStatus:
     """Who has approved a shadow or standby policy going live, and how many must."""

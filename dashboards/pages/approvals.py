@@ -217,7 +217,7 @@ def view(ctx: AppContext) -> tuple[Any, Any, list[dict[str, str]], Any, Any]:
                 ctx.config.clock.wall_text(h.at),
                 h.policy,
                 h.actor,
-                f"{h.from_state or '—'} → {h.to_state}",
+                approval.change_text(h),
                 h.reason,
                 (h.artifact_hash or "—")[:12],
             )

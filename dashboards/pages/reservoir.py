@@ -16,6 +16,7 @@ from dash import Dash, Input, Output, State, dcc, html
 from dash.development.base_component import Component
 from plotly.subplots import make_subplots
 
+from control import approval
 from control.reservoir import Reservoir, ReservoirError, ordered_kpis
 from dashboards.auth import SessionUser
 from dashboards.context import AppContext, DataUnavailableError
@@ -183,7 +184,7 @@ def _history(res: Reservoir, ref: str, clock: SiteClock) -> html.Div:
         (
             clock.wall_text(h.at),
             h.actor,
-            f"{h.from_state or '—'} → {h.to_state}",
+            approval.change_text(h),
             h.reason,
             (h.artifact_hash or "—")[:12],
         )

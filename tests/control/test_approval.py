@@ -13,6 +13,7 @@ from control.approval import (
     ApprovalError,
     approval_of,
     approve,
+    change_text,
     go_live_status,
     in_control,
     pending,
@@ -275,6 +276,8 @@ def test_two_approvers_a_first_approval_then_a_different_operator(
     assert (first.from_state, first.to_state, first.actor) == ("shadow", "shadow", "alice")
     assert first.reason == "approval 1 of 2 to go live: shadow looks right"
     assert first.artifact_hash == reservoir.get(ref).artifact_hash
+    assert change_text(first) == "stays shadow"
+    assert change_text(reservoir.history(ref)[-2]) == "approved → shadow"
     status = go_live_status(reservoir, ref)
     assert (status.approved_by, status.required, status.missing) == (("alice",), 2, 1)
     assert in_control(reservoir) is None

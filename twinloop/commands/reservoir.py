@@ -80,6 +80,7 @@ def _cmd_reservoir_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_reservoir_show(args: argparse.Namespace) -> int:
+    from control import approval
     from control.reservoir import Reservoir, ordered_kpis
 
     with Reservoir(reservoir_root(args), create=False) as reservoir:
@@ -129,7 +130,7 @@ def _cmd_reservoir_show(args: argparse.Namespace) -> int:
         [
             h.at,
             h.actor,
-            f"{h.from_state or '—'} → {h.to_state}",
+            approval.change_text(h),
             (h.artifact_hash or "missing")[:12],
             h.reason,
         ]

@@ -15,7 +15,7 @@ from control.reservoir import Reservoir
 from dashboards.app import page_for
 from dashboards.context import AppContext
 from dashboards.ids import ShadowIds
-from dashboards.pages import shadow
+from dashboards.pages import approvals, shadow
 from dashboards.shadow_view import (
     ForecastComparison,
     SetpointComparison,
@@ -155,6 +155,8 @@ def test_two_operators_first_approval_then_confirmation(ctx: AppContext, data: B
         "live when a different operator confirms"
     )
     assert "1 of 2 (olga)" in text_of(shadow.refresh(ctx, OLGA)[0])
+    decisions = text_of(approvals.refresh(ctx, OLGA)[3])  # the audit names it for what it is
+    assert "stays shadow" in decisions and "approval 1 of 2 to go live: matched" in decisions
     message, _, _ = shadow.decide(ctx, OLGA, REF, "again")
     assert "olga has already approved" in text_of(message)
     message, _, _ = shadow.decide(ctx, OSCAR, REF, "agreed")
