@@ -156,7 +156,7 @@ def measured(
         inlets = rack_inlets(points)
         if not inlets:
             return None
-        return historian.series(inlets, since_s=since_s, until_s=until_s).max(axis=1, skipna=True)
+        return historian.across(inlets, since_s=since_s, until_s=until_s, how="max")
     if name == "cooling_power_kw":
         wanted = [p for _, pat in COOLING_SUBSYSTEMS for p in matching(points, pat)]
         if not wanted:

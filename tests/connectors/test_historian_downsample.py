@@ -67,3 +67,25 @@ def test_bad_requests_are_refused_with_a_message(tmp_path: Path) -> None:
             h.downsampled(["a"], since_s=0.0, until_s=1.0, buckets=0)
         with pytest.raises(HistorianError, match="not a time range"):
             h.downsampled(["a"], since_s=10.0, until_s=1.0)
+
+
+def test_across_points_is_the_row_wise_reduction_of_the_series(location: str) -> None:
+    rng = np.random.default_rng(5)
+    with open_historian(location) as h:
+        for k in range(12):
+            h.write(_minutes(f"rack_inlet_c.0.{k:02d}", rng.normal(22.0, 1.0, 240)))
+        # A sample between the minutes, and one that is bad (NaN) alone at its time.
+        h.write([Reading("rack_inlet_c.0.03", 90.0, 35.0, "degC", seq=999)])
+        h.write([Reading("rack_inlet_c.0.04", 181.0, math.nan, "degC", "bad", seq=998)])
+        racks = h.points("rack_inlet_c.")
+        wide = h.series(racks, since_s=60.0, until_s=7200.0)
+        for how, reduce in (("max", wide.max(axis=1)), ("min", wide.min(axis=1))):
+            rows = h.across(racks, since_s=60.0, until_s=7200.0, how=how)
+            assert rows.index.tolist() == wide.index.tolist()
+            np.testing.assert_allclose(rows.to_numpy(), reduce.to_numpy())
+        assert h.across(racks, since_s=90.0, until_s=90.0).tolist() == [35.0]
+        assert math.isnan(h.across(racks, since_s=181.0, until_s=181.0).iloc[0])
+        np.testing.assert_allclose(h.across(racks, how="mean"), h.series(racks).mean(axis=1))
+        assert h.across([]).empty
+        with pytest.raises(HistorianError, match="unknown aggregate 'sum'"):
+            h.across(racks, how="sum")
