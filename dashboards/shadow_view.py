@@ -45,6 +45,7 @@ FORECASTS: tuple[tuple[str, str, str, str], ...] = (
 """(twin output, label, unit, measured point): forecast under the shadow's command
 (``twin.shadow.NAME``) and under the command applied (``twin.NAME``)."""
 EVENT_LIMIT = 5000
+"""The newest events searched first for the window's start (all of them if it is older)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ def shadow_window(historian: HistorianStore, record: PolicyRecord) -> ShadowWind
     """The last shadow window of ``record`` (module docstring); None if it never ran."""
     events = list(reversed(historian.events(limit=EVENT_LIMIT)))  # oldest first
     starts = [i for i, e in enumerate(events) if _loaded(e) == (record.ref, "shadow")]
+    if not starts and len(events) == EVENT_LIMIT:  # further back than the newest events
+        events = list(reversed(historian.events(limit=-1)))
+        starts = [i for i, e in enumerate(events) if _loaded(e) == (record.ref, "shadow")]
     if not starts:
         return None
     first = starts[-1]

@@ -134,6 +134,7 @@ def _setpoint_figure(
         )
     fig = go.Figure(traces)
     style(fig, f"{label} setpoint", y_title=unit).update_xaxes(title=clock.axis_title())
+    fig.update_layout(uirevision=f"{window.ref}-{c.field}")  # keep the zoom across refreshes
     return add_markers(fig, marks, clock, window.start_s, window.end_s)
 
 
@@ -157,6 +158,7 @@ def _forecast_figure(
         traces.append(go.Scatter(x=x, y=series, name=name, mode="lines", line={"dash": dash_style}))
     fig = go.Figure(traces)
     style(fig, f"Twin's forecast: {label}", y_title=unit).update_xaxes(title=clock.axis_title())
+    fig.update_layout(uirevision=f"{window.ref}-{c.name}")
     return add_markers(fig, marks, clock, window.start_s, window.end_s)
 
 

@@ -12,6 +12,7 @@ import pytest
 from connectors.historian import Event, Historian, Reading
 from control import approval
 from control.reservoir import Reservoir
+from dashboards import shadow_view
 from dashboards.app import page_for
 from dashboards.context import AppContext
 from dashboards.ids import ShadowIds
@@ -183,3 +184,16 @@ def _find(component: Any, id_: str) -> Any:
         if child is not None and not isinstance(child, str) and (hit := _find(child, id_)):
             return hit
     return None
+
+
+def test_a_window_older_than_the_newest_events_is_still_found(
+    data: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start, _ = _into_shadow(data)
+    with Historian(data.historian) as hist:
+        for k in range(5):
+            hist.add_event(Event(start + 1.0 + k, "shield", "shield", f"clipped {k}"))
+    monkeypatch.setattr(shadow_view, "EVENT_LIMIT", 3)
+    with Historian(data.historian, readonly=True) as hist, Reservoir(data.reservoir) as res:
+        window = shadow_window(hist, res.get(REF))
+    assert window is not None and window.start_s == start
