@@ -37,7 +37,7 @@ PRESETS: tuple[tuple[str, str, float | None], ...] = (
 """(value, label, hours back from the newest reading; None: from the oldest)."""
 _HOURS = {value: hours for value, _, hours in PRESETS}
 INPUT_FORMAT = "YYYY-MM-DD HH:MM"
-_INPUT_STYLE = {"width": "210px", "margin": "0"}
+_INPUT_STYLE = {"width": "240px", "margin": "0"}
 
 
 class TimeRangeError(TwinLoopError, ValueError):
