@@ -144,3 +144,22 @@ def test_a_preset_a_shared_zoom_and_a_pod_drill_down(browser: WebDriver, site: S
         "document.getElementById(arguments[0]).scrollIntoView();", str(HallIds.SETPOINTS)
     )
     _shot(browser, "hall-trends")
+    # One rack of the pod, from the rack dropdown: its trend alone.
+    browser.find_element(By.ID, HallIds.RACK).click()
+    _wait(
+        browser,
+        "the pod's racks listed",
+        lambda d: d.find_elements(By.XPATH, "//*[normalize-space(text())='rack 07']"),
+    )
+    browser.find_element(By.XPATH, "//*[normalize-space(text())='rack 07']").click()
+    _wait(
+        browser,
+        "rack 07 alone",
+        lambda d: (
+            _js(d, "return plot.data.length === 1 ? plot.data[0].name : '';", str(HallIds.DRILL))
+            == "rack 07"
+        ),
+    )
+    assert "rack_inlet_c.2.07 (pod 2)" in _js(
+        browser, "return plot.layout.title.text;", str(HallIds.DRILL)
+    )
