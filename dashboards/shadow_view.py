@@ -21,23 +21,13 @@ import pandas as pd
 
 from connectors.historian import Event, HistorianStore
 from control.reservoir import PolicyRecord, Reservoir
+from dashboards.points import SETPOINT_MEASURED
 from physics.plant.site_control import SETPOINT_FIELDS
 
-SITE_POINTS: dict[str, str] = {
-    "supply_air_c": "supply_air_c",
-    "fan_speed_frac": "crah_fan_speed_frac",
-    "chw_supply_c": "chw_supply_c",
-    "cw_supply_c": "cw_supply_c",
-    "economiser_enable": "economiser_enabled",
-}
+SITE_POINTS: dict[str, str] = {f: m[0] for f, m in SETPOINT_MEASURED.items()}
 """Each writable setpoint and the site point that measures it."""
-LABELS: dict[str, tuple[str, str]] = {
-    "supply_air_c": ("supply air", "°C"),
-    "fan_speed_frac": ("CRAH fan speed", "fraction"),
-    "chw_supply_c": ("chilled-water supply", "°C"),
-    "cw_supply_c": ("condenser-water supply", "°C"),
-    "economiser_enable": ("economiser", "on (1) / off (0)"),
-}
+LABELS: dict[str, tuple[str, str]] = {f: (m[1], m[2]) for f, m in SETPOINT_MEASURED.items()}
+"""Each writable setpoint's name for an operator and its unit (as the hall names them)."""
 FORECASTS: tuple[tuple[str, str, str, str], ...] = (
     ("cooling_power_kw", "cooling power", "kW", "kpi.cooling_power_kw"),
     ("rack_inlet_max_c", "hottest rack inlet", "°C", "kpi.rack_inlet_max_c"),

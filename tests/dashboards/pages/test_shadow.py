@@ -78,7 +78,7 @@ def test_the_candidate_beside_the_site_and_the_twin(ctx: AppContext, data: Built
     assert supply[1] == str(PERIODS)
     assert supply[4] == f"{OFFSET_C:.2f}"  # the mean difference, candidate − site
     assert rows["twin forecast: cooling power (kW)"][4] == "-10.00"
-    assert rows["chilled-water supply (°C)"][1] == "0"  # no shadow readings of it
+    assert rows["chilled water supply (°C)"][1] == "0"  # no shadow readings of it
     assert "shadow-summary-table" in str(summary)
     assert len(figures) == 7  # five setpoints, two forecasts
     supply_fig = figures[0].figure
