@@ -57,6 +57,7 @@ from bacpypes3.object import BinaryValueObject
 from bacpypes3.primitivedata import Null, Real
 
 from connectors.bacnet_stack import LoopThread, open_application
+from connectors.pacing import pace
 from connectors.point_map import BacnetRef, PointEntry, PointMap
 from physics.plant.plant import Plant
 from physics.plant.site import SiteDefaults
@@ -419,22 +420,12 @@ class BacnetBmsDevice:
 
     async def _pace(self) -> None:
         assert self.speed is not None
-        period_s = self.plant.step_s / self.speed
-        loop = asyncio.get_running_loop()
-        next_t = loop.time()
-        while not self.plant.done:
-            try:
-                await self._step(1)
-            except Exception:
-                logger.exception("bacnet device: step failed; stopping the pacing")
-                return
-            next_t += period_s
-            delay = next_t - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            else:
-                next_t = loop.time()
-                await asyncio.sleep(0)
+        await pace(
+            lambda: self._step(1),
+            lambda: self.plant.done,
+            self.plant.step_s / self.speed,
+            f"bacnet device {self.device_instance}",
+        )
 
     # ------------------------------------------------------------------ the caller's API
     def step(self, n_steps: int = 1) -> None:

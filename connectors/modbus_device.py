@@ -26,6 +26,7 @@ A float32 sensor whose reading dropped out reads NaN.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections import Counter
@@ -39,9 +40,16 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from connectors.bacnet_stack import LoopThread
 from connectors.catalog import PointCatalog
 from connectors.modbus_registers import NAN_WORDS_BIG, decode, encode
-from connectors.point_map import ModbusRef, PointEntry, PointMap, parse_point_map
+from connectors.pacing import pace
+from connectors.point_map import (
+    SETPOINT_UNITS,
+    ModbusRef,
+    PointEntry,
+    PointMap,
+    parse_point_map,
+)
 from physics.plant.plant import Plant
-from physics.plant.site_control import SetpointCommand
+from physics.plant.site_control import SETPOINT_FIELDS, SetpointCommand
 from twinloop.errors import TwinLoopError
 
 logger = logging.getLogger(__name__)
@@ -97,6 +105,40 @@ def plant_controller_map(
     holding register 900 (uint16) and the enable as input register 901 (uint16)."""
     names = [p for p in PLANT_CONTROLLER_POINTS if p in catalog]
     names += [p for p in catalog.points if p.startswith("chiller_power_kw.")]
+    return _device_map(
+        catalog, names, PLANT_CONTROLLER_SETPOINTS, address=address, unit_id=unit_id, site=site
+    )
+
+
+def site_map(
+    catalog: PointCatalog, *, address: str, unit_id: int = 1, site: str = "site1"
+) -> PointMap:
+    """The whole emulated site behind one Modbus TCP device (a site whose BMS gateway speaks
+    Modbus only): every point of the catalog as float32 input registers (point ``k`` at
+    ``2k``), all five setpoints as float32 holding registers from :data:`SETPOINT_BASE`
+    (the economiser enable 0 or 1), heartbeat and enable as in :func:`plant_controller_map`."""
+    return _device_map(
+        catalog, list(catalog.points), SETPOINT_FIELDS, address=address, unit_id=unit_id, site=site
+    )
+
+
+def _device_map(
+    catalog: PointCatalog,
+    names: Sequence[str],
+    setpoints: Sequence[str],
+    *,
+    address: str,
+    unit_id: int,
+    site: str,
+) -> PointMap:
+    # The map keeps one address space per device: setpoints start after the sensors (at
+    # SETPOINT_BASE, or the next hundred above them), all below the heartbeat.
+    base = max(SETPOINT_BASE, -(-2 * len(names) // 100) * 100)
+    if base + 2 * len(setpoints) > HEARTBEAT_ADDRESS:
+        raise ModbusDeviceError(
+            f"{len(names)} points and {len(setpoints)} setpoints do not fit below the "
+            f"heartbeat register {HEARTBEAT_ADDRESS}"
+        )
     points: list[dict[str, Any]] = []
     for k, name in enumerate(names):
         rule = catalog.rule(name)
@@ -109,13 +151,13 @@ def plant_controller_map(
                 "unit": rule.unit,
             }
         )
-    for k, field in enumerate(PLANT_CONTROLLER_SETPOINTS):
+    for k, field in enumerate(setpoints):
         points.append(
             {
                 "setpoint": field,
                 "device": "plant",
-                "modbus": {"address": SETPOINT_BASE + 2 * k, "function": 3, "type": "float32"},
-                "unit": "degC",
+                "modbus": {"address": base + 2 * k, "function": 3, "type": "float32"},
+                "unit": SETPOINT_UNITS[field],
                 "writable": True,
             }
         )
@@ -145,10 +187,15 @@ class ModbusPlantDevice:
         *,
         device: str = "plant",
         heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S,
+        host: str | None = None,
+        port: int | None = None,
+        speed: float | None = None,
     ) -> None:
         spec = point_map.devices.get(device)
         if spec is None or spec.protocol != "modbus" or spec.unit_id is None:
             raise ModbusDeviceError(f"the point map has no Modbus device {device!r}")
+        if speed is not None and not (math.isfinite(speed) and speed > 0):
+            raise ModbusDeviceError("speed must be positive (plant seconds per wall second)")
         beat, enable = spec.heartbeat, spec.supervisory_enable
         if not isinstance(beat, ModbusRef) or not isinstance(enable, ModbusRef):
             raise ModbusDeviceError(f"device {device!r} needs a heartbeat and an enable register")
@@ -156,7 +203,8 @@ class ModbusPlantDevice:
             raise ModbusDeviceError("heartbeat_timeout_s must be a positive number of seconds")
         self.plant = plant
         self.point_map = point_map
-        self.host, self.port, self.unit_id = spec.host, spec.port, spec.unit_id
+        self.host, self.port, self.unit_id = host or spec.host, port or spec.port, spec.unit_id
+        self.speed = speed
         self.heartbeat_timeout_s = float(heartbeat_timeout_s)
         self._beat_ref, self._enable_ref = beat, enable
         self._holding = [0] * REGISTERS
@@ -190,6 +238,7 @@ class ModbusPlantDevice:
         self._counts: Counter[str] = Counter({name: 0 for name in COUNTERS})
         self._loop = LoopThread(f"modbus-device-{self.unit_id}")
         self._server: ModbusTcpServer | None = None
+        self._pacer: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ registers
     @staticmethod
@@ -280,7 +329,11 @@ class ModbusPlantDevice:
             if not self.heartbeat_alive and "heartbeat" not in new:
                 self._counts["refused_no_heartbeat"] += 1
                 return ExcCodes.DEVICE_BUSY
-            low, high = getattr(self.plant.config.limits, what)
+            low, high = (
+                (0.0, 1.0)
+                if what == "economiser_enable"
+                else getattr(self.plant.config.limits, what)
+            )
             assert entry.limits is not None
             low, high = max(low, entry.limits[0]), min(high, entry.limits[1])
             if not (math.isfinite(raw) and low <= raw * entry.scale <= high):
@@ -329,6 +382,8 @@ class ModbusPlantDevice:
     def _command(self) -> SetpointCommand | None:
         values = {f: self.setpoint(f) for f in self._setpoints}
         given = {f: v for f, v in values.items() if not math.isnan(v)}
+        if "economiser_enable" in given:
+            given["economiser_enable"] = float(given["economiser_enable"] >= 0.5)
         if not given:
             return None
         return SetpointCommand(
@@ -353,6 +408,8 @@ class ModbusPlantDevice:
 
     async def _step(self, n_steps: int) -> None:
         for _ in range(n_steps):
+            if self.plant.done:
+                raise RuntimeError("the plant's scenario has ended")
             self._enforce()
             self.plant.apply_command(self._command())
             self.plant.step()
@@ -361,8 +418,17 @@ class ModbusPlantDevice:
             self._enforce()
 
     def step(self, n_steps: int = 1) -> None:
-        """Advance the plant ``n_steps`` under the setpoint registers."""
+        """Advance the plant ``n_steps`` under the setpoint registers (unpaced device)."""
         self._loop.call(self._step(n_steps), CALL_TIMEOUT_S + n_steps)
+
+    async def _pace(self) -> None:
+        assert self.speed is not None
+        await pace(
+            lambda: self._step(1),
+            lambda: self.plant.done,
+            self.plant.step_s / self.speed,
+            f"modbus device {self.unit_id}",
+        )
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> ModbusPlantDevice:
@@ -388,10 +454,19 @@ class ModbusPlantDevice:
                 f"Modbus address {self.host}:{self.port}: {exc.strerror or exc}"
             ) from None
         logger.info("modbus device %d on %s:%d", self.unit_id, self.host, self.port)
+        if self.speed is not None:
+
+            async def start_pacing() -> None:
+                self._pacer = asyncio.get_running_loop().create_task(self._pace())
+
+            self._loop.call(start_pacing(), CALL_TIMEOUT_S)
         return self
 
     def stop(self) -> None:
         async def close() -> None:
+            if self._pacer is not None:
+                self._pacer.cancel()
+                self._pacer = None
             if self._server is not None:
                 await self._server.shutdown()  # type: ignore[no-untyped-call]
                 self._server = None

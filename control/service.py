@@ -24,7 +24,8 @@ the shield and watchdog limits, and how to tell time::
     watchdog: {stale_after_s: 180, ...}
 
 The site's field protocol is ``protocol``: ``mqtt`` (the default, the ``broker`` section
-above) or ``bacnet``, TwinLoop talking BACnet/IP to the BMS itself (docs/bacnet.md)::
+above), ``bacnet``, TwinLoop talking BACnet/IP to the BMS itself, or ``modbus``, to a Modbus
+TCP gateway of the BMS (docs/bacnet.md)::
 
     protocol: bacnet
     bacnet:
@@ -34,13 +35,19 @@ above) or ``bacnet``, TwinLoop talking BACnet/IP to the BMS itself (docs/bacnet.
       timeout_s: 3.0              # per request
     clock: unix                   # BACnet readings carry no plant clock
 
-Over BACnet every point is polled each ``sensor_step_s`` (scaled by ``time_scale``) into
+    protocol: modbus
+    modbus:
+      point_map: gateway-map.yaml # the map's Modbus device: address, unit id, registers
+      device: plant
+      timeout_s: 3.0
+
+Over BACnet or Modbus every point is polled each ``sensor_step_s`` (scaled by ``time_scale``) into
 the controller's snapshot and the historian (:class:`~connectors.field_ingestion.FieldIngestor`;
 a device that stops answering makes every point stale), commands are written in
 TwinLoop's priority slot with the device's heartbeat, and every period without a command
 relinquishes the slot (:class:`~connectors.field_sink.FieldSetpointSink`); an operator
-holding a setpoint above TwinLoop's priority, or the supervisory enable off, is the
-override (:class:`~connectors.field_sink.FieldOverride`).
+holding a setpoint above TwinLoop's priority, or the supervisory enable off (Modbus has
+no priorities: only the enable), is the override (:class:`~connectors.field_sink.FieldOverride`).
 
 :class:`LiveService` starts ingestion, the setpoint writer and the override monitor, and runs
 :class:`~control.live.LiveController` once per control period until stopped.
@@ -77,6 +84,7 @@ from connectors.field_ingestion import FieldIngestor
 from connectors.field_sink import FieldOverride, FieldSetpointSink
 from connectors.historian import POSTGRES_SCHEMES, open_historian
 from connectors.ingestion import MqttIngestor, PointState
+from connectors.modbus_client import ModbusClient
 from connectors.point_map import load_point_map
 from connectors.setpoint_writer import SetpointWriter
 from connectors.topics import Topics
@@ -191,6 +199,15 @@ class BacnetSection(BaseModel):
         return host, int(port)
 
 
+class ModbusSection(BaseModel):
+    """TwinLoop's Modbus TCP side (``protocol: modbus``): the device is the map's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    point_map: Path
+    device: str = Field(default="plant", min_length=1)
+    timeout_s: float = Field(default=3.0, gt=0, le=60)
+
+
 def _historian_location(value: Path | str, base: Path) -> Path | str:
     """A PostgreSQL URL as it is; a file relative to the site file's folder."""
     if isinstance(value, str) and value.startswith(POSTGRES_SCHEMES):
@@ -205,11 +222,13 @@ class ServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     site: str = Field(min_length=1)
     site_variant: str = "reference"
-    protocol: Literal["mqtt", "bacnet"] = "mqtt"
+    protocol: Literal["mqtt", "bacnet", "modbus"] = "mqtt"
     broker: BrokerSection | None = Field(default=None, validate_default=True)
     """Required with ``protocol: mqtt``."""
     bacnet: BacnetSection | None = Field(default=None, validate_default=True)
     """Required with ``protocol: bacnet``."""
+    modbus: ModbusSection | None = Field(default=None, validate_default=True)
+    """Required with ``protocol: modbus``."""
     historian: Path | str
     """A SQLite file (relative to the site file), or a ``postgresql://`` URL."""
     reservoir: Path
@@ -225,13 +244,14 @@ class ServiceConfig(BaseModel):
     shield: dict[str, Any] = Field(default_factory=dict)
     watchdog: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("broker", "bacnet")
+    @field_validator("broker", "bacnet", "modbus")
     @classmethod
     def _link_section(cls, value: Any, info: ValidationInfo) -> Any:
-        wanted = "broker" if info.data.get("protocol", "mqtt") == "mqtt" else "bacnet"
+        protocol = info.data.get("protocol", "mqtt")
+        wanted = "broker" if protocol == "mqtt" else protocol
         if value is None and info.field_name == wanted:
             raise ValueError(
-                "Field required" + ("" if wanted == "broker" else " (protocol bacnet)")
+                "Field required" + ("" if wanted == "broker" else f" (protocol {protocol})")
             )
         return value
 
@@ -242,8 +262,11 @@ class ServiceConfig(BaseModel):
                 f"unknown site_variant {self.site_variant!r} (known: {', '.join(SITE_VARIANTS)})"
             )
         Topics(self.site)  # raises for a name that cannot be a topic level
-        if self.protocol == "bacnet" and self.clock != "unix":
-            raise ValueError("protocol bacnet: clock must be unix (BACnet carries no plant clock)")
+        if self.protocol in ("bacnet", "modbus") and self.clock != "unix":
+            raise ValueError(
+                f"protocol {self.protocol}: clock must be unix "
+                f"({'BACnet' if self.protocol == 'bacnet' else 'Modbus'} carries no plant clock)"
+            )
         self.shield_config()
         self.watchdog_config()
         return self
@@ -288,9 +311,13 @@ def load_service_config(path: Path) -> ServiceConfig:
     bacnet = config.bacnet
     if bacnet is not None and not bacnet.point_map.is_absolute():
         bacnet = bacnet.model_copy(update={"point_map": base / bacnet.point_map})
+    modbus = config.modbus
+    if modbus is not None and not modbus.point_map.is_absolute():
+        modbus = modbus.model_copy(update={"point_map": base / modbus.point_map})
     return config.model_copy(
         update={
             "bacnet": bacnet,
+            "modbus": modbus,
             "historian": _historian_location(config.historian, base),
             "reservoir": config.reservoir
             if config.reservoir.is_absolute()
@@ -339,8 +366,12 @@ class LiveService:
         self._scenario: Scenario | None = None
         # A bad point map, or one without the device, is reported before anything is
         # opened or created (the client binds nothing until it starts).
-        self.field_client: BacnetClient | None = (
-            self._bacnet_client() if config.protocol == "bacnet" else None
+        self.field_client: BacnetClient | ModbusClient | None = (
+            self._bacnet_client()
+            if config.protocol == "bacnet"
+            else self._modbus_client()
+            if config.protocol == "modbus"
+            else None
         )
         self.historian = open_historian(config.historian)
         self.reservoir = Reservoir(config.reservoir, create=False)
@@ -351,7 +382,7 @@ class LiveService:
         self.override: OverrideMonitor | FieldOverride
         sink: SetpointSink
         if self.field_client is not None:
-            self.ingestor, sink, self.override = self._bacnet_link(self.field_client)
+            self.ingestor, sink, self.override = self._field_link(self.field_client)
         else:
             broker = config.broker
             assert broker is not None
@@ -405,11 +436,20 @@ class LiveService:
             timeout_s=section.timeout_s,
         )
 
-    def _bacnet_link(
-        self, client: BacnetClient
+    def _modbus_client(self) -> ModbusClient:
+        """The client of the site's Modbus device; raises PointMapError for a bad map,
+        ModbusClientError for a map without the device."""
+        section = self.config.modbus
+        assert section is not None
+        point_map = load_point_map(section.point_map, PointCatalog.for_site(self.site))
+        return ModbusClient(point_map, device=section.device, timeout_s=section.timeout_s)
+
+    def _field_link(
+        self, client: BacnetClient | ModbusClient
     ) -> tuple[FieldIngestor, FieldSetpointSink, FieldOverride]:
-        """Ingestion, sink and override over the site's BACnet device (module docstring)."""
-        section = self.config.bacnet
+        """Ingestion, sink and override over the site's BACnet or Modbus device (module
+        docstring)."""
+        section = self.config.bacnet if self.config.protocol == "bacnet" else self.config.modbus
         assert section is not None
         poll_s = self.config.sensor_step_s / self.config.time_scale
         ingestor = FieldIngestor(
@@ -419,7 +459,7 @@ class LiveService:
             stale_after_s=max(3.0 * poll_s, 2.0 * section.timeout_s + 1.0),
             name=section.device,
         )
-        self.field_sink = FieldSetpointSink(client, self.historian, protocol="bacnet")
+        self.field_sink = FieldSetpointSink(client, self.historian, protocol=self.config.protocol)
         override = FieldOverride(lambda: ingestor.last_poll, self.historian)
         return ingestor, self.field_sink, override
 

@@ -144,6 +144,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         raise CommandError(f"emulate --speed must be positive, got {args.speed}")
     if args.protocol == "bacnet":
         return _emulate_bacnet(args)
+    if args.protocol == "modbus":
+        return _emulate_modbus(args)
     topics = _topics(args)
     address = _address(args, "bms")
     scenario = load_scenario(args.scenario)
@@ -169,6 +171,66 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bind_address(args: argparse.Namespace, default_port: int) -> tuple[str, int]:
+    bind = args.bind or f"127.0.0.1:{default_port}"
+    host, sep, port = bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CommandError(f"emulate --bind must be HOST:PORT, got {bind!r}")
+    return host, int(port)
+
+
+def _emulate_modbus(args: argparse.Namespace) -> int:
+    """The scenario's whole plant behind one Modbus TCP device on ``--bind``
+    (docs/bacnet.md): every point in input registers, the setpoints in holding registers."""
+    from connectors.catalog import PointCatalog
+    from connectors.modbus_device import ModbusDeviceError, ModbusPlantDevice, site_map
+    from connectors.point_map import load_point_map
+    from physics.plant.scenario import load_scenario
+    from physics.plant.simulation import build_plant
+
+    host, port = _bind_address(args, 5020)
+    if not (args.heartbeat_timeout > 0 and 0 <= args.unit_id <= 247):
+        raise CommandError("--heartbeat-timeout must be positive, --unit-id 0-247")
+    scenario = load_scenario(args.scenario)
+    plant = build_plant(scenario)
+    catalog = PointCatalog.for_site(plant.config)
+    try:
+        if args.point_map:
+            point_map = load_point_map(Path(args.point_map), catalog)
+        else:
+            point_map = site_map(
+                catalog, address=f"{host}:{port}", unit_id=args.unit_id, site=args.site
+            )
+        if args.write_point_map:
+            Path(args.write_point_map).write_text(point_map.to_yaml())
+        device = ModbusPlantDevice(
+            plant,
+            point_map,
+            host=host,
+            port=port,
+            speed=args.speed,
+            heartbeat_timeout_s=args.heartbeat_timeout,
+        )
+        device.start()
+    except ModbusDeviceError as exc:
+        raise CommandError(str(exc)) from exc
+    stop = _StopFlag()
+    try:
+        print(
+            f"Modbus device {device.unit_id}: {scenario.name} on {host}:{port} "
+            f"({len(point_map.points)} registers' points, heartbeat timeout "
+            f"{args.heartbeat_timeout:g} s of plant time, speed x{args.speed:g}); Ctrl-C stops",
+            flush=True,
+        )
+        while not stop.event.wait(1.0) and not plant.done:
+            pass
+    finally:
+        device.stop()
+        stop.restore()
+    print(json.dumps(device.counters()), flush=True)
+    return 0
+
+
 def _emulate_bacnet(args: argparse.Namespace) -> int:
     """The scenario's plant as a BACnet/IP device on ``--bind`` (docs/bacnet.md)."""
     from connectors.bacnet_device import BacnetBmsDevice
@@ -177,9 +239,8 @@ def _emulate_bacnet(args: argparse.Namespace) -> int:
     from physics.plant.scenario import load_scenario
     from physics.plant.simulation import build_plant
 
-    host, sep, port = args.bind.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise CommandError(f"emulate --bind must be HOST:PORT, got {args.bind!r}")
+    host, port_number = _bind_address(args, 47808)
+    port = str(port_number)
     if not (args.heartbeat_timeout > 0 and 0 <= args.device_instance <= 4_194_302):
         raise CommandError("--heartbeat-timeout must be positive, --device-instance 0-4194302")
     if not 1 <= args.priority <= 16 or args.priority == 6:
@@ -194,7 +255,7 @@ def _emulate_bacnet(args: argparse.Namespace) -> int:
     else:
         point_map = reference_point_map(
             catalog,
-            address=args.bind,
+            address=f"{host}:{port}",
             device_instance=args.device_instance,
             site=args.site,
             priority=args.priority,
@@ -338,7 +399,7 @@ def add_commands(sub: Subparsers) -> None:
     br.set_defaults(func=_cmd_broker)
 
     em = sub.add_parser(
-        "emulate", help="serve a scenario's plant as a site's BMS (MQTT or BACnet/IP)"
+        "emulate", help="serve a scenario's plant as a site's BMS (MQTT, BACnet/IP, Modbus TCP)"
     )
     em.add_argument("--scenario", required=True, help="scenario YAML file or shipped name")
     em.add_argument("--site", default="site1", help="site name in the topics (default site1)")
@@ -348,15 +409,20 @@ def add_commands(sub: Subparsers) -> None:
     )
     em.add_argument(
         "--protocol",
-        choices=("mqtt", "bacnet"),
+        choices=("mqtt", "bacnet", "modbus"),
         default="mqtt",
-        help="mqtt: a BMS gateway on the broker (default); bacnet: a BACnet/IP device",
+        help="mqtt: a BMS gateway on the broker (default); bacnet: a BACnet/IP device; "
+        "modbus: one Modbus TCP device with every point",
     )
     _add_address_flags(em, "bms")
-    bac = em.add_argument_group("BACnet (--protocol bacnet; docs/bacnet.md)")
+    bac = em.add_argument_group("BACnet and Modbus (--protocol bacnet|modbus; docs/bacnet.md)")
     bac.add_argument(
-        "--bind", default="127.0.0.1:47808", help="the device's HOST:PORT (default 127.0.0.1:47808)"
+        "--bind",
+        default=None,
+        help="the device's HOST:PORT (default 127.0.0.1:47808 for BACnet, 127.0.0.1:5020 "
+        "for Modbus)",
     )
+    bac.add_argument("--unit-id", type=int, default=1, help="Modbus unit id (default 1)")
     bac.add_argument("--device-instance", type=int, default=1001, help="default 1001")
     bac.add_argument("--priority", type=int, default=10, help="TwinLoop's slot (default 10)")
     bac.add_argument(

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -20,13 +18,16 @@ from connectors.bacnet_device import BacnetBmsDevice
 from connectors.catalog import PointCatalog
 from connectors.historian import Historian
 from connectors.point_map import reference_point_map
-from control import approval
-from control.preevaluation import register_builtin
 from control.reservoir import Reservoir
 from physics.plant.scenario import load_scenario
 from physics.plant.simulation import build_plant
 from physics.plant.site_control import SETPOINT_FIELDS
-from tests.twinloop.cli_process import one_error_line
+from tests.twinloop.cli_process import (
+    live_rule_reservoir,
+    one_error_line,
+    serve_process,
+    wait_until_twinloop_holds,
+)
 from twinloop.cli import main
 
 SPEED = 100.0
@@ -93,13 +94,7 @@ def test_a_bad_point_map_is_one_error_line(
 def served_site(tmp_path: Path) -> Iterator[tuple[BacnetBmsDevice, Path]]:
     """A paced BACnet device of the emulated site, its map, a reservoir with a live rule
     policy and the site file of ``serve``."""
-    with Reservoir(tmp_path / "reservoir") as res:
-        ref = register_builtin(res, "trim-and-respond", actor="test").ref
-        res.add_evaluation(ref, on="twin", scenario="w", kpis={"cooling_kwh": 1.0})
-        res.transition(ref, "pre_evaluated", actor="gate1", reason="passed")
-        approval.approve(res, ref, operator="ann", reason="ok")
-        approval.promote(res, ref, operator="ann", reason="shadow")
-        approval.promote(res, ref, operator="ann", reason="live")
+    live_rule_reservoir(tmp_path / "reservoir")
     plant = build_plant(replace(load_scenario("tropical-typical-week"), duration_h=12.0))
     point_map = reference_point_map(
         PointCatalog.for_site(plant.config),
@@ -122,27 +117,6 @@ def served_site(tmp_path: Path) -> Iterator[tuple[BacnetBmsDevice, Path]]:
         yield device, site
 
 
-def _serve(site: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "twinloop.cli", "serve", "--site", str(site)],
-        cwd=site.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_until_twinloop_holds(device: BacnetBmsDevice, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 90.0
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(proc.communicate())
-        if all(device.control_of(f) == "twinloop" for f in SETPOINT_FIELDS):
-            return
-        time.sleep(0.1)
-    raise AssertionError("serve did not take TwinLoop's slot within 90 s")
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 def test_serve_over_bacnet_hands_back_when_stopped_and_is_released_when_killed(
@@ -150,9 +124,9 @@ def test_serve_over_bacnet_hands_back_when_stopped_and_is_released_when_killed(
 ) -> None:
     device, site = served_site
     # Stopped (Ctrl-C): TwinLoop relinquishes its slot itself.
-    proc = _serve(site)
+    proc = serve_process(site)
     try:
-        _wait_until_twinloop_holds(device, proc)
+        wait_until_twinloop_holds(device.control_of, proc)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -164,9 +138,9 @@ def test_serve_over_bacnet_hands_back_when_stopped_and_is_released_when_killed(
     assert all(device.control_of(f) == "site" for f in SETPOINT_FIELDS)
     assert device.counters()["released_heartbeat"] == 0
     # Killed: nothing hands back, the device's heartbeat timeout does.
-    proc = _serve(site)
+    proc = serve_process(site)
     try:
-        _wait_until_twinloop_holds(device, proc)
+        wait_until_twinloop_holds(device.control_of, proc)
         proc.kill()
         proc.communicate(timeout=30)
     finally:
