@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from control import approval
 from control.preevaluation import register_builtin
@@ -81,3 +83,86 @@ def wait_until_twinloop_holds(
             return
         time.sleep(0.1)
     raise AssertionError(f"serve did not take TwinLoop's slot within {timeout_s:.0f} s")
+
+
+class EmulatedDevice(Protocol):
+    """What the serve tests read of a BACnet or Modbus emulated device."""
+
+    @property
+    def now_s(self) -> float: ...
+    def control_of(self, field: str) -> str: ...
+    def counters(self) -> dict[str, int]: ...
+
+
+def check_serve_hands_back_and_is_released_when_killed(
+    device: EmulatedDevice, site: Path, protocol: str
+) -> None:
+    """``twinloop serve`` over a field protocol, twice: stopped with Ctrl-C it hands every
+    setpoint back itself; killed, the device's heartbeat timeout releases them. Every run's
+    polls are stored and the writes audited with the protocol's answer."""
+    from connectors.historian import Historian
+
+    proc = serve_process(site)
+    try:
+        wait_until_twinloop_holds(device.control_of, proc)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
+    assert f"over {protocol}" in out
+    assert all(device.control_of(f) == "site" for f in SETPOINT_FIELDS)
+    assert device.counters()["released_heartbeat"] == 0
+    # Killed: nothing hands back, the device's heartbeat timeout does.
+    proc = serve_process(site)
+    try:
+        wait_until_twinloop_holds(device.control_of, proc)
+        proc.kill()
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    killed_at = device.now_s
+    assert device.control_of("supply_air_c") == "twinloop"  # a field write never expires
+    deadline = time.monotonic() + 60.0
+    while device.control_of("supply_air_c") == "twinloop" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    released_after_s = device.now_s - killed_at
+    assert all(device.control_of(f) == "site" for f in SETPOINT_FIELDS)
+    assert device.counters()["released_heartbeat"] == 1
+    assert released_after_s <= 900.0 + 300.0  # the timeout after the last beat, plus a period
+    with Historian(site.parent / "historian.sqlite", readonly=True) as store:
+        # Each run polled before it took the slot (how many more periods it saw depends on the
+        # machine's load): a stored reading per run at least, none of them twice.
+        inlets = store.series(["rack_inlet_c.0.00"])
+        assert len(inlets) >= 2
+        assert inlets.index.is_unique
+        audit = store.audit(limit=10_000)
+        assert any(a.detail == f"{protocol}: applied" for a in audit)
+        assert any("relinquished" in a.detail and "stopping" in a.detail for a in audit)
+
+
+def start_emulator(args: list[str], banner: str, cwd: Path) -> subprocess.Popen[str]:
+    """``twinloop emulate ARGS`` as its own process, once it printed ``banner``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twinloop.cli", "emulate", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 90
+    line = ""
+    while time.monotonic() < deadline and banner not in line:
+        line = proc.stdout.readline()
+        if not line:
+            break
+    if banner not in line or "Ctrl-C" not in line:
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"the emulator did not start: {line!r} {err[-3000:]}")
+    return proc

@@ -12,13 +12,14 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from twinloop.commands.arguments import CommandError, Subparsers
 
 if TYPE_CHECKING:
     from connectors.broker import BrokerAddress
     from connectors.topics import Topics
+    from physics.plant.plant import Plant
 
 MAX_WORKERS = 64
 """The most ingestion processes ``twinloop ingest --workers`` starts."""
@@ -214,14 +215,25 @@ def _emulate_modbus(args: argparse.Namespace) -> int:
         device.start()
     except ModbusDeviceError as exc:
         raise CommandError(str(exc)) from exc
+    return _run_device(
+        device,
+        plant,
+        f"Modbus device {device.unit_id}: {scenario.name} on {host}:{port} "
+        f"({len(point_map.points)} registers' points, heartbeat timeout "
+        f"{args.heartbeat_timeout:g} s of plant time, speed x{args.speed:g}); Ctrl-C stops",
+    )
+
+
+class _FieldDevice(Protocol):
+    def stop(self) -> None: ...
+    def counters(self) -> dict[str, int]: ...
+
+
+def _run_device(device: _FieldDevice, plant: Plant, banner: str) -> int:
+    """Serve a started emulated device until Ctrl-C or the scenario's end; its counters."""
     stop = _StopFlag()
     try:
-        print(
-            f"Modbus device {device.unit_id}: {scenario.name} on {host}:{port} "
-            f"({len(point_map.points)} registers' points, heartbeat timeout "
-            f"{args.heartbeat_timeout:g} s of plant time, speed x{args.speed:g}); Ctrl-C stops",
-            flush=True,
-        )
+        print(banner, flush=True)
         while not stop.event.wait(1.0) and not plant.done:
             pass
     finally:
@@ -270,23 +282,19 @@ def _emulate_bacnet(args: argparse.Namespace) -> int:
         speed=args.speed,
         heartbeat_timeout_s=args.heartbeat_timeout,
     )
-    stop = _StopFlag()
     try:
         device.start()
-        print(
-            f"BACnet device {device.device_instance}: {scenario.name} on {host}:{port} "
-            f"({len(point_map.points)} objects, TwinLoop at priority {device.twinloop_priority}, "
-            f"heartbeat timeout {args.heartbeat_timeout:g} s of plant time, "
-            f"speed x{args.speed:g}); Ctrl-C stops",
-            flush=True,
-        )
-        while not stop.event.wait(1.0) and not plant.done:
-            pass
-    finally:
-        device.stop()
-        stop.restore()
-    print(json.dumps(device.counters()), flush=True)
-    return 0
+    except BaseException:
+        device.stop()  # the loop thread it started
+        raise
+    return _run_device(
+        device,
+        plant,
+        f"BACnet device {device.device_instance}: {scenario.name} on {host}:{port} "
+        f"({len(point_map.points)} objects, TwinLoop at priority {device.twinloop_priority}, "
+        f"heartbeat timeout {args.heartbeat_timeout:g} s of plant time, "
+        f"speed x{args.speed:g}); Ctrl-C stops",
+    )
 
 
 # --------------------------------------------------------------------------- ingest

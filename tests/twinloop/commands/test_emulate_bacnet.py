@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from connectors.catalog import PointCatalog
 from connectors.point_map import load_point_map
 from physics.plant.scenario import load_scenario
 from physics.plant.simulation import build_plant
-from tests.twinloop.cli_process import one_error_line
+from tests.twinloop.cli_process import one_error_line, start_emulator
 from twinloop.cli import main
 
 
@@ -32,37 +29,13 @@ def free_udp_port() -> int:
 def test_emulate_serves_the_plant_over_bacnet(tmp_path: Path) -> None:
     port = free_udp_port()
     map_file = tmp_path / "map.yaml"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "twinloop.cli",
-            "emulate",
-            "--protocol",
-            "bacnet",
-            "--scenario",
-            "chiller-trip",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--speed",
-            "600",
-            "--write-point-map",
-            str(map_file),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
+    args = ["--protocol", "bacnet", "--scenario", "chiller-trip", "--bind", f"127.0.0.1:{port}"]
+    proc = start_emulator(
+        [*args, "--speed", "600", "--write-point-map", str(map_file)],
+        "BACnet device 1001",
+        tmp_path,
     )
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 90
-        line = ""
-        while time.monotonic() < deadline and "BACnet device" not in line:
-            line = proc.stdout.readline()
-            if not line:
-                break
-        assert "BACnet device 1001" in line and "Ctrl-C" in line, proc.stderr and proc.stderr.read()
         plant = build_plant(load_scenario("chiller-trip"))
         point_map = load_point_map(map_file, PointCatalog.for_site(plant.config))
         with BacnetClient(point_map, local_port=free_udp_port(), timeout_s=2.0) as client:

@@ -5,9 +5,7 @@ timeout releases it."""
 
 from __future__ import annotations
 
-import signal
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,17 +14,14 @@ import pytest
 
 from connectors.bacnet_device import BacnetBmsDevice
 from connectors.catalog import PointCatalog
-from connectors.historian import Historian
 from connectors.point_map import reference_point_map
 from control.reservoir import Reservoir
 from physics.plant.scenario import load_scenario
 from physics.plant.simulation import build_plant
-from physics.plant.site_control import SETPOINT_FIELDS
 from tests.twinloop.cli_process import (
+    check_serve_hands_back_and_is_released_when_killed,
     live_rule_reservoir,
     one_error_line,
-    serve_process,
-    wait_until_twinloop_holds,
 )
 from twinloop.cli import main
 
@@ -123,45 +118,4 @@ def test_serve_over_bacnet_hands_back_when_stopped_and_is_released_when_killed(
     served_site: tuple[BacnetBmsDevice, Path],
 ) -> None:
     device, site = served_site
-    # Stopped (Ctrl-C): TwinLoop relinquishes its slot itself.
-    proc = serve_process(site)
-    try:
-        wait_until_twinloop_holds(device.control_of, proc)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err[-3000:]
-    assert "serving site hall-a over bacnet" in out
-    assert all(device.control_of(f) == "site" for f in SETPOINT_FIELDS)
-    assert device.counters()["released_heartbeat"] == 0
-    # Killed: nothing hands back, the device's heartbeat timeout does.
-    proc = serve_process(site)
-    try:
-        wait_until_twinloop_holds(device.control_of, proc)
-        proc.kill()
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    killed_at = device.now_s
-    assert device.control_of("supply_air_c") == "twinloop"  # a BACnet write never expires
-    deadline = time.monotonic() + 60.0
-    while device.control_of("supply_air_c") == "twinloop" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    released_after_s = device.now_s - killed_at
-    assert all(device.control_of(f) == "site" for f in SETPOINT_FIELDS)
-    assert device.counters()["released_heartbeat"] == 1
-    assert released_after_s <= 900.0 + 300.0  # the timeout after the last beat, plus a period
-    with Historian(site.parent / "historian.sqlite", readonly=True) as store:
-        # Each run polled before it took the slot (how many more periods it saw depends on the
-        # machine's load): a stored reading per run at least, none of them twice.
-        inlets = store.series(["rack_inlet_c.0.00"])
-        assert len(inlets) >= 2
-        assert inlets.index.is_unique
-        audit = store.audit(limit=10_000)
-        assert any(a.detail == "bacnet: applied" for a in audit)
-        assert any("relinquished" in a.detail and "stopping" in a.detail for a in audit)
+    check_serve_hands_back_and_is_released_when_killed(device, site, "bacnet")

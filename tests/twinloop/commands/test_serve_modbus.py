@@ -9,9 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from connectors.catalog import PointCatalog
-from connectors.historian import Historian
 from connectors.modbus_client import ModbusClient
 from connectors.modbus_device import ModbusPlantDevice, site_map
 from connectors.point_map import load_point_map
@@ -27,10 +23,10 @@ from physics.plant.scenario import load_scenario
 from physics.plant.simulation import build_plant
 from physics.plant.site_control import SETPOINT_FIELDS
 from tests.twinloop.cli_process import (
+    check_serve_hands_back_and_is_released_when_killed,
     live_rule_reservoir,
     one_error_line,
-    serve_process,
-    wait_until_twinloop_holds,
+    start_emulator,
 )
 from twinloop.cli import main
 
@@ -122,82 +118,18 @@ def test_serve_over_modbus_hands_back_when_stopped_and_is_released_when_killed(
     served_site: tuple[ModbusPlantDevice, Path],
 ) -> None:
     device, site = served_site
-    # Stopped (Ctrl-C): TwinLoop writes NaN, the hand-back, itself.
-    proc = serve_process(site)
-    try:
-        wait_until_twinloop_holds(device.control_of, proc)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err[-3000:]
-    assert "serving site hall-a over modbus" in out
-    assert all(device.control_of(f) == "site" for f in SETPOINT_FIELDS)
-    assert device.counters()["released_heartbeat"] == 0
-    # Killed: nothing hands back, the device's heartbeat timeout does.
-    proc = serve_process(site)
-    try:
-        wait_until_twinloop_holds(device.control_of, proc)
-        proc.kill()
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    killed_at = device.now_s
-    assert device.control_of("supply_air_c") == "twinloop"  # a register holds its value
-    deadline = time.monotonic() + 60.0
-    while device.control_of("supply_air_c") == "twinloop" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    released_after_s = device.now_s - killed_at
-    assert all(device.control_of(f) == "site" for f in SETPOINT_FIELDS)
-    assert device.counters()["released_heartbeat"] == 1
-    assert released_after_s <= 900.0 + 300.0  # the timeout after the last beat, plus a period
-    with Historian(site.parent / "historian.sqlite", readonly=True) as store:
-        inlets = store.series(["rack_inlet_c.0.00"])
-        assert len(inlets) >= 2 and inlets.index.is_unique  # a stored poll per run at least
-        audit = store.audit(limit=10_000)
-        assert any(a.detail == "modbus: applied" for a in audit)
-        assert any("relinquished" in a.detail and "stopping" in a.detail for a in audit)
+    check_serve_hands_back_and_is_released_when_killed(device, site, "modbus")
 
 
 @pytest.mark.integration
 def test_emulate_serves_the_whole_plant_over_modbus(tmp_path: Path) -> None:
     port = free_tcp_port()
     map_file = tmp_path / "map.yaml"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "twinloop.cli",
-            "emulate",
-            "--protocol",
-            "modbus",
-            "--scenario",
-            "chiller-trip",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--speed",
-            "600",
-            "--write-point-map",
-            str(map_file),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
+    args = ["--protocol", "modbus", "--scenario", "chiller-trip", "--bind", f"127.0.0.1:{port}"]
+    proc = start_emulator(
+        [*args, "--speed", "600", "--write-point-map", str(map_file)], "Modbus device 1", tmp_path
     )
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 90
-        line = ""
-        while time.monotonic() < deadline and "Modbus device" not in line:
-            line = proc.stdout.readline()
-            if not line:
-                break
-        assert "Modbus device 1" in line and "Ctrl-C" in line, proc.stderr and proc.stderr.read()
         plant = build_plant(load_scenario("chiller-trip"))
         point_map = load_point_map(map_file, PointCatalog.for_site(plant.config))
         with ModbusClient(point_map, timeout_s=2.0) as client:
