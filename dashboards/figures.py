@@ -8,12 +8,9 @@ from typing import Any, TypeVar
 
 import pandas as pd
 import plotly.graph_objects as go
-from dash import dcc, html
+from dash import html
 
 from dashboards.site_time import SiteClock
-
-WINDOWS_H: tuple[float, ...] = (1.0, 3.0, 6.0, 24.0)
-
 
 MAX_POINTS = 2000
 """Samples per trace sent to the browser; longer series are thinned evenly."""
@@ -27,21 +24,6 @@ def thin(data: FrameOrSeries, max_points: int = MAX_POINTS) -> FrameOrSeries:
     if step <= 1:
         return data
     return data.iloc[::-1].iloc[::step].iloc[::-1]
-
-
-def window_options() -> list[dict[str, Any]]:
-    return [{"label": f"last {h:g} h", "value": h} for h in WINDOWS_H]
-
-
-def window_dropdown(component_id: Any, hours: float) -> dcc.Dropdown:
-    """The "last N hours" picker of a page, starting at ``hours``."""
-    return dcc.Dropdown(
-        id=component_id,
-        options=window_options(),
-        value=hours,
-        clearable=False,
-        className="tl-window",
-    )
 
 
 def empty_figure(message: str, *, height: int = 320) -> go.Figure:
