@@ -110,3 +110,16 @@ def _promote(res: Reservoir, ref: str, who: str, why: str, *, live_only: bool) -
         f"({len(status.approved_by)} of {status.required}); it goes live when a different "
         "operator confirms"
     )
+
+
+def decided(outcome: Outcome, now_s: float) -> tuple[Any, Any, Any]:
+    """A page's (message, reason box, decision stamp) after an operator's action: the
+    reason box is cleared and the stamp moved (the page refreshes) only when it worked."""
+    import dash
+
+    from dashboards.figures import notice
+
+    message = notice(outcome.message, kind="ok" if outcome.ok else "error")
+    if not outcome.ok:
+        return message, dash.no_update, dash.no_update
+    return message, "", now_s

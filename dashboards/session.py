@@ -16,6 +16,7 @@ import hmac
 import logging
 import math
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -302,3 +303,16 @@ def _security_headers(response: flask.Response) -> flask.Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
+
+
+def if_signed_in(
+    ctx: AppContext, session: dict[str, Any], n_outputs: int, view: Callable[[], tuple[Any, ...]]
+) -> tuple[Any, ...]:
+    """A page refresh's outputs: ``view()`` for a valid session, else nothing changed."""
+    import dash
+
+    try:
+        session_user(session, now_s=ctx.now_s())
+    except AuthError:
+        return tuple([dash.no_update] * n_outputs)
+    return view()

@@ -14,13 +14,14 @@ from dash import Dash, Input, Output, State, dcc, html
 from dash.development.base_component import Component
 
 from connectors.historian import ALARM_SEVERITIES, AlarmRecord
+from dashboards.actions import decided
 from dashboards.alarm_actions import SHELF_HOURS, answer
 from dashboards.alarms import AlarmState, standing
-from dashboards.auth import AuthError, SessionUser, session_user
+from dashboards.auth import SessionUser
 from dashboards.context import AppContext, DataUnavailableError
 from dashboards.figures import card, notice, table
 from dashboards.ids import AlarmIds
-from dashboards.session import current_session, signed_in
+from dashboards.session import current_session, if_signed_in, signed_in
 from dashboards.site_time import SiteClock
 
 PATH = "/alarms"
@@ -222,19 +223,12 @@ def respond(
     if action is None:
         return dash.no_update, dash.no_update, dash.no_update
     outcome = answer(ctx, session, action, keys, hours=hours, reason=reason)
-    message = notice(outcome.message, kind="ok" if outcome.ok else "error")
-    if not outcome.ok:
-        return message, dash.no_update, dash.no_update
-    return message, "", ctx.now_s()
+    return decided(outcome, ctx.now_s())
 
 
 def refresh(ctx: AppContext, session: dict[str, Any]) -> tuple[Any, ...]:
     """The tables; nothing without a valid session."""
-    try:
-        session_user(session, now_s=ctx.now_s())
-    except AuthError:
-        return tuple([dash.no_update] * 5)
-    return view(ctx)
+    return if_signed_in(ctx, session, 5, lambda: view(ctx))
 
 
 def set_callbacks(app: Dash, ctx: AppContext) -> None:

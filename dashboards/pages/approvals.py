@@ -15,14 +15,14 @@ from dash.development.base_component import Component
 
 from control import approval
 from control.reservoir import PolicyRecord
-from dashboards.actions import act
-from dashboards.auth import AuthError, SessionUser, session_user
+from dashboards.actions import act, decided
+from dashboards.auth import SessionUser
 from dashboards.context import AppContext, DataUnavailableError
 from dashboards.figures import notice, number, table, time_text
 from dashboards.ids import ApprovalIds
 from dashboards.reservoir_view import policy_rows
 from dashboards.savings import SAVING_COLUMN
-from dashboards.session import current_session, signed_in
+from dashboards.session import current_session, if_signed_in, signed_in
 
 PATH = "/approvals"
 TITLE = "Approvals"
@@ -268,19 +268,12 @@ def decide(
     if action is None:
         return dash.no_update, dash.no_update, dash.no_update
     outcome = act(ctx, session, action, ref, reason)
-    message = notice(outcome.message, kind="ok" if outcome.ok else "error")
-    if not outcome.ok:
-        return message, dash.no_update, dash.no_update
-    return message, "", ctx.now_s()
+    return decided(outcome, ctx.now_s())
 
 
 def refresh(ctx: AppContext, session: dict[str, Any]) -> tuple[Any, ...]:
     """(control, queue, options, decisions, writes); nothing without a valid session."""
-    try:
-        session_user(session, now_s=ctx.now_s())
-    except AuthError:
-        return tuple([dash.no_update] * 5)
-    return view(ctx)
+    return if_signed_in(ctx, session, 5, lambda: view(ctx))
 
 
 def set_callbacks(app: Dash, ctx: AppContext) -> None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import dash
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html
 from dash.development.base_component import Component
 
 from control import approval
-from dashboards.actions import act
-from dashboards.auth import AuthError, SessionUser, session_user
+from dashboards.actions import act, decided
+from dashboards.auth import SessionUser
 from dashboards.context import AppContext, DataUnavailableError
 from dashboards.figures import (
     card,
@@ -32,7 +31,7 @@ from dashboards.figures import (
 )
 from dashboards.ids import ShadowIds
 from dashboards.markers import add_markers, for_trends
-from dashboards.session import current_session, signed_in
+from dashboards.session import current_session, if_signed_in, signed_in
 from dashboards.shadow_view import (
     FORECASTS,
     LABELS,
@@ -276,19 +275,12 @@ def decide(
 ) -> tuple[Any, Any, Any]:
     """(message, reason box, decision stamp) after a confirmed "Promote to live"."""
     outcome = act(ctx, session, "promote_live", ref, reason)
-    message = notice(outcome.message, kind="ok" if outcome.ok else "error")
-    if not outcome.ok:
-        return message, dash.no_update, dash.no_update
-    return message, "", ctx.now_s()
+    return decided(outcome, ctx.now_s())
 
 
 def refresh(ctx: AppContext, session: dict[str, Any]) -> tuple[Any, ...]:
     """(cards, summary, figures, policy); nothing without a valid session."""
-    try:
-        session_user(session, now_s=ctx.now_s())
-    except AuthError:
-        return tuple([dash.no_update] * 4)
-    return view(ctx)
+    return if_signed_in(ctx, session, 4, lambda: view(ctx))
 
 
 def set_callbacks(app: Dash, ctx: AppContext) -> None:
