@@ -126,8 +126,9 @@ def _write_scenario(folder: Path, name: str, body: str, seed: int, run: int, dur
     return path
 
 
-def site_twin(seed: int, out: Path) -> tuple[Path, dict[str, Any]]:
-    """The site's twin from its own commissioning days, and its calibrated coverage."""
+def site_twin(seed: int, out: Path, iterations: int = 200) -> tuple[Path, dict[str, Any]]:
+    """The site's twin from its own commissioning days (3 members of ``iterations``), and
+    its calibrated coverage."""
     twin_dir = out / "twin"
     card = out / "calibration.json"
     if (twin_dir / "twin.pt").exists() and card.exists():
@@ -143,7 +144,7 @@ def site_twin(seed: int, out: Path) -> tuple[Path, dict[str, Any]]:
     started = time.perf_counter()
     recs = load_recordings(out / "commissioning")
     ensemble = fit_twin(
-        design_of(recs), data["commissioning"], FitConfig(ensemble_size=3, iterations=200),
+        design_of(recs), data["commissioning"], FitConfig(ensemble_size=3, iterations=iterations),
         progress=True,
     )  # fmt: skip
     fit_s = time.perf_counter() - started
@@ -274,6 +275,12 @@ def main() -> None:
     parser.add_argument("--no-mpc", action="store_true", help="leave the MPC out (slow)")
     parser.add_argument("--out", type=Path, default=Path("out/bench/gate-trust"))
     parser.add_argument("--rerun", action="store_true")
+    parser.add_argument(
+        "--fit-iterations",
+        type=int,
+        default=200,
+        help="iterations of each site twin's 3 members (200; `twinloop twin fit` ships 500)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     config = GateConfig()  # frozen before the panel runs: the shipped defaults
@@ -282,7 +289,7 @@ def main() -> None:
     site_info: dict[str, Any] = {}
     for seed in args.site or [41, 53]:
         site_dir = args.out / f"site-{seed}"
-        twin_dir, site_info[str(seed)] = site_twin(seed, site_dir)
+        twin_dir, site_info[str(seed)] = site_twin(seed, site_dir, args.fit_iterations)
         twin = TwinEnsemble.load(twin_dir)
         scenarios = [
             load_scenario(
