@@ -105,6 +105,11 @@ class FieldSetpointSink:
             dropped = sorted(self._held - set(fields))
         if dropped:
             self.hand_back(issued_at_s, "not in the new command", dropped)
+        with self._lock:
+            # Held from before the request goes out: a stop (Ctrl-C) that interrupts the
+            # write must still hand back what the device may already have applied.
+            before = set(self._held)
+            self._held.update(fields)
         outcomes = self.link.write(fields)
         failed: list[str] = []
         withheld: dict[str, str] = {}
@@ -124,6 +129,8 @@ class FieldSetpointSink:
                     self._held.discard(name)  # the client backed off from an override
                     withheld[name] = outcome.detail
                 else:
+                    if name not in before:  # refused: the device did not take it
+                        self._held.discard(name)
                     failed.append(f"{name}: {outcome.detail or outcome.status}")
             self.withheld_overrides = withheld
         if withheld:
