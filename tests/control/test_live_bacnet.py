@@ -30,13 +30,13 @@ from control import approval
 from control.catalog import RULE_POLICIES
 from control.live import LiveController, StepReport, plant_hour_of_year
 from control.policy import Policy
-from control.preevaluation import register_builtin
 from control.reservoir import PolicyRecord, Reservoir
 from control.service import ScenarioForecast
 from physics.kpi import COOLING_COLUMNS
 from physics.plant.scenario import Scenario, load_scenario
 from physics.plant.simulation import build_plant, run_scenario
 from physics.plant.site_control import SETPOINT_FIELDS
+from tests.control.deployed import deploy
 
 pytestmark = pytest.mark.integration
 
@@ -56,16 +56,6 @@ def scenario() -> Scenario:
 
 def rule_loader(record: PolicyRecord) -> Policy:
     return RULE_POLICIES[str(record.hyperparameters["builtin"])]()
-
-
-def deploy(res: Reservoir, name: str) -> str:
-    ref = register_builtin(res, name, actor="test").ref
-    res.add_evaluation(ref, on="twin", scenario="w", kpis={"cooling_kwh": 1.0})
-    res.transition(ref, "pre_evaluated", actor="gate1", reason="passed")
-    approval.approve(res, ref, operator="ann", reason="ok")
-    approval.promote(res, ref, operator="ann", reason="shadow")
-    approval.promote(res, ref, operator="ann", reason="live")
-    return ref
 
 
 @dataclass

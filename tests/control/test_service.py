@@ -22,17 +22,16 @@ from connectors.ingestion import MqttIngestor
 from connectors.payloads import OverrideMessage
 from connectors.setpoint_writer import SetpointWriter
 from connectors.topics import Topics
-from control import approval
 from control.catalog import RULE_POLICIES
 from control.live import LiveController, StepReport, plant_hour_of_year
 from control.policy import Policy
-from control.preevaluation import register_builtin
 from control.reservoir import PolicyRecord, Reservoir
 from control.service import ScenarioForecast, ServiceConfigError, load_service_config
 from control.site_link import MqttSetpointSink, OverrideMonitor
 from physics.kpi import COOLING_COLUMNS
 from physics.plant.scenario import Scenario, load_scenario
 from physics.plant.simulation import build_plant, run_scenario
+from tests.control.deployed import deploy
 
 SITE = "hall-test"
 
@@ -54,16 +53,6 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
 
 def rule_loader(record: PolicyRecord) -> Policy:
     return RULE_POLICIES[str(record.hyperparameters["builtin"])]()
-
-
-def deploy(res: Reservoir, name: str) -> str:
-    ref = register_builtin(res, name, actor="test").ref
-    res.add_evaluation(ref, on="twin", scenario="w", kpis={"cooling_kwh": 1.0})
-    res.transition(ref, "pre_evaluated", actor="gate1", reason="passed")
-    approval.approve(res, ref, operator="ann", reason="ok")
-    approval.promote(res, ref, operator="ann", reason="shadow")
-    approval.promote(res, ref, operator="ann", reason="live")
-    return ref
 
 
 @dataclass

@@ -10,10 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from control import approval
-from control.preevaluation import register_builtin
 from control.reservoir import Reservoir
 from physics.plant.site_control import SETPOINT_FIELDS
+from tests.control.deployed import deploy
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -51,13 +50,7 @@ def live_rule_reservoir(root: Path, policy: str = "trim-and-respond") -> str:
     """A reservoir at ``root`` whose live policy is the built-in ``policy`` (gate 1 and the
     operator's steps recorded as a test's): what ``twinloop serve`` needs to write."""
     with Reservoir(root) as res:
-        ref = register_builtin(res, policy, actor="test").ref
-        res.add_evaluation(ref, on="twin", scenario="w", kpis={"cooling_kwh": 1.0})
-        res.transition(ref, "pre_evaluated", actor="gate1", reason="passed")
-        approval.approve(res, ref, operator="ann", reason="ok")
-        approval.promote(res, ref, operator="ann", reason="shadow")
-        approval.promote(res, ref, operator="ann", reason="live")
-    return ref
+        return deploy(res, policy)
 
 
 def serve_process(site: Path) -> subprocess.Popen[str]:
