@@ -195,5 +195,7 @@ class TwinTracker:
         sp = data.setpoints.clone()
         sp[2] = torch.as_tensor(setpoints, dtype=sp.dtype)
         fields = {f: getattr(data, f) for f in data.__dataclass_fields__}
-        _, step = self.assimilator.forecast(PeriodData(**{**fields, "setpoints": sp}), 2)
+        # How the chillers will run under the command is the twin's to predict, not the past's.
+        forecast = PeriodData(**{**fields, "setpoints": sp, "chiller_on_frac": None})
+        _, step = self.assimilator.forecast(forecast, 2)
         return step

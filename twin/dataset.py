@@ -80,12 +80,19 @@ class PeriodData:
     sequence: Tensor  # (T,) int64
     unit_status: UnitStatus | None = None
     """Units available per period (None: the recording has no status points)."""
+    chiller_on_frac: Tensor | None = None
+    """Each chiller's running share of the period (T, n_chillers); NaN rows or None where
+    the recording has no ``chiller_running.<k>`` points."""
 
     def __len__(self) -> int:
         return int(self.hall.shape[0])
 
     def _tensors(self) -> dict[str, Tensor]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "unit_status"}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "unit_status" and getattr(self, f.name) is not None
+        }
 
     def index(self, idx: Tensor) -> PeriodData:
         status = None if self.unit_status is None else self.unit_status.index(idx)
@@ -112,8 +119,21 @@ class PeriodData:
         merged = {
             f.name: torch.cat([getattr(p, f.name) for p in parts])
             for f in fields(PeriodData)
-            if f.name not in ("sequence", "unit_status")
+            if f.name not in ("sequence", "unit_status", "chiller_on_frac")
         }
+        widths = {p.chiller_on_frac.shape[1] for p in parts if p.chiller_on_frac is not None}
+        if len(widths) > 1:
+            raise DatasetError(f"runs with different numbers of chillers: {sorted(widths)}")
+        if widths:  # runs without the running points stage their chillers in the twin
+            width = widths.pop()
+            merged["chiller_on_frac"] = torch.cat(
+                [
+                    p.chiller_on_frac
+                    if p.chiller_on_frac is not None
+                    else torch.full((len(p), width), float("nan"))
+                    for p in parts
+                ]
+            )
         status = None
         if any(p.unit_status is not None for p in parts):
             # Parts without status points ran with every unit (every chiller: the twin caps
@@ -256,9 +276,16 @@ def periods_from_frame(
         raise DatasetError("no complete control period in the recording")
     tensors = {k: torch.as_tensor(v[keep], dtype=torch.float32) for k, v in arrays.items()}
     status = unit_status_of(frame, design)
+    running_cols = [f"chiller_running.{k}" for k in range(design.n_chillers)]
+    on_frac = None
+    if all(c in frame.columns for c in running_cols):
+        # A missing reading leaves the period's share unknown (NaN): the twin stages it.
+        running = np.clip(col(running_cols), 0.0, 1.0)
+        on_frac = torch.as_tensor(period_mean(running)[keep], dtype=torch.float32)
     return PeriodData(
         sequence=torch.as_tensor(sequence[keep], dtype=torch.int64),
         unit_status=None if status is None else status_periods(status, per, body, keep),
+        chiller_on_frac=on_frac,
         **tensors,
     )
 

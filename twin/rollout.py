@@ -55,6 +55,7 @@ def period_inputs(data: PeriodData, idx: Tensor) -> TwinInputs:
         outdoor_dry_bulb_c=data.outdoor_dry_bulb_c[idx],
         outdoor_wet_bulb_c=data.outdoor_wet_bulb_c[idx],
         status=None if data.unit_status is None else data.unit_status.index(idx),
+        chiller_on_frac=None if data.chiller_on_frac is None else data.chiller_on_frac[idx],
     )
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -140,6 +141,10 @@ class TwinInputs:
     outdoor_dry_bulb_c: Tensor
     outdoor_wet_bulb_c: Tensor
     status: UnitStatus | None = None
+    chiller_on_frac: Tensor | None = None
+    """Each chiller's recorded running share of the period (N, n_chillers), where replaying a
+    recording; NaN rows or None: the twin stages its chillers itself, lead (lowest index)
+    first, as the plant's sequence does."""
 
     def index(self, idx: Tensor | slice) -> TwinInputs:
         return TwinInputs(
@@ -148,6 +153,7 @@ class TwinInputs:
             outdoor_dry_bulb_c=self.outdoor_dry_bulb_c[idx],
             outdoor_wet_bulb_c=self.outdoor_wet_bulb_c[idx],
             status=None if self.status is None else self.status.index(idx),
+            chiller_on_frac=None if self.chiller_on_frac is None else self.chiller_on_frac[idx],
         )
 
 
@@ -228,7 +234,10 @@ class PhysicsTwin(nn.Module):
         )
         self.raw_crah_airflow_mult = nn.Parameter(torch.zeros(()))
         self.raw_coil_ua_mult = nn.Parameter(torch.zeros(()))
-        self.raw_chiller_eir_mult = nn.Parameter(torch.zeros(()))
+        # One EIR multiplier per chiller: a site's machines age and foul differently, and the
+        # lead chiller runs most; one shared multiplier is right only for the mix of units
+        # the commissioning data happened to run.
+        self.raw_chiller_eir_mult = nn.Parameter(torch.zeros(design.n_chillers))
         self.raw_chw_tau_s = nn.Parameter(torch.tensor(math.log(300.0)))
         self.tower_approach_k = nn.Parameter(torch.tensor(3.0))
         self.tower_approach_per_range = nn.Parameter(torch.tensor(0.3))
@@ -301,7 +310,7 @@ class PhysicsTwin(nn.Module):
                     d.n_crah * d.crah_design_airflow_kg_s * torch.exp(self.raw_crah_airflow_mult)
                 ),
                 "coil_ua_kw_k": float(d.crah_design_ua_kw_k * torch.exp(self.raw_coil_ua_mult)),
-                "chiller_eir_mult": float(torch.exp(self.raw_chiller_eir_mult)),
+                "chiller_eir_mult": torch.exp(self.raw_chiller_eir_mult).tolist(),
                 "chw_time_constant_s": float(torch.exp(self.raw_chw_tau_s)),
                 "tower_approach_k": float(self.tower_approach_k),
                 "tower_approach_per_range": float(self.tower_approach_per_range),
@@ -504,7 +513,7 @@ class PhysicsTwin(nn.Module):
             / d.chiller_ref_cop
             * eir
             * eir_plr
-            * torch.exp(self.raw_chiller_eir_mult)
+            * self._running_eir_mult(n_on, inputs.chiller_on_frac)
             * torch.clamp(eir_mult, min=0.1)
             * (load > 0.0).to(load.dtype)
             * torch.exp(res[:, 6 + d.n_pods])
@@ -582,6 +591,38 @@ class PhysicsTwin(nn.Module):
             chillers_on=n_on,
             heat_in_kw=heat_in,
             residual_sq=(scaled * scaled).mean(dim=-1),
+        )
+
+    def _running_eir_mult(self, n_on: Tensor, recorded: Tensor | None) -> Tensor:
+        """The EIR multiplier of the chillers running (N,): their units' multipliers,
+        weighted by how long each ran (``recorded``) or, where that is unknown, the first
+        ``n_on`` units (lead first; the plant's staging order)."""
+        units = torch.exp(self.raw_chiller_eir_mult)
+        k = torch.arange(units.shape[0], dtype=n_on.dtype, device=n_on.device)
+        weights = torch.clamp(n_on.detach()[:, None] - k, 0.0, 1.0)
+        if recorded is not None:
+            known = torch.isfinite(recorded).all(dim=-1, keepdim=True)
+            known = known & (torch.nan_to_num(recorded).sum(dim=-1, keepdim=True) > 0.05)
+            weights = torch.where(known, torch.nan_to_num(recorded).clamp(0.0, 1.0), weights)
+        return (weights * units).sum(dim=-1) / torch.clamp(weights.sum(dim=-1), min=1e-6)
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        # Twins saved before per-chiller EIR hold one multiplier: every unit starts from it.
+        key = prefix + "raw_chiller_eir_mult"
+        old = state_dict.get(key)
+        if isinstance(old, Tensor) and old.dim() == 0:
+            state_dict[key] = old.expand(self.design.n_chillers).clone()
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
 
     def _tower_fan_limit(

@@ -166,3 +166,53 @@ def test_valve_solve_matches_the_plants_crah_model(twin: PhysicsTwin) -> None:
         )[0]
         got = float(out.valve_frac[0]) * params.max_water_flow_kg_s
         assert got == pytest.approx(reference, rel=0.03, abs=0.02)
+
+
+def test_each_chiller_has_its_own_eir_and_the_lead_runs_first(design: TwinDesign) -> None:
+    twin = PhysicsTwin(design, residual_hidden=0)
+    base = _settle(twin, _inputs())
+    on = int(base.chillers_on[0])
+    assert 1 <= on < design.n_chillers  # the check needs an idle chiller
+    with torch.no_grad():
+        twin.raw_chiller_eir_mult[on:] = 1.0  # only idle units made costlier: no change
+    idle = _settle(twin, _inputs())
+    assert torch.allclose(idle.chiller_kw, base.chiller_kw)
+    with torch.no_grad():
+        twin.raw_chiller_eir_mult[0] = 0.1  # the lead made costlier
+    lead = _settle(twin, _inputs())
+    ratio = float(lead.chiller_kw[0] / base.chiller_kw[0])
+    assert ratio == pytest.approx((on - 1 + torch.exp(torch.tensor(0.1)).item()) / on, rel=1e-3)
+
+
+def test_recorded_running_units_weight_the_eir(design: TwinDesign) -> None:
+    twin = PhysicsTwin(design, residual_hidden=0)
+    with torch.no_grad():
+        twin.raw_chiller_eir_mult.copy_(torch.log(torch.tensor([1.0, 1.0, 1.3])))
+    with torch.no_grad():
+        staged = twin(_start(twin), _inputs(), twin.nominal_theta(N))
+    recorded = torch.zeros(N, design.n_chillers)
+    recorded[:, 2] = 1.0  # the recording says the third unit ran the whole period
+    recorded[1] = float("nan")  # a period without the points: staged by the twin
+    given = _inputs()
+    with torch.no_grad():
+        replay = twin(
+            _start(twin),
+            TwinInputs(
+                given.setpoints,
+                given.it_power_kw,
+                given.outdoor_dry_bulb_c,
+                given.outdoor_wet_bulb_c,
+                chiller_on_frac=recorded,
+            ),
+            twin.nominal_theta(N),
+        )
+    assert float(replay.chiller_kw[0] / staged.chiller_kw[0]) > 1.05
+    assert replay.chiller_kw[1] == pytest.approx(float(staged.chiller_kw[1]))
+
+
+def test_a_twin_saved_with_one_eir_loads_it_into_every_chiller(design: TwinDesign) -> None:
+    twin = PhysicsTwin(design, residual_hidden=0)
+    state = twin.state_dict()
+    state["raw_chiller_eir_mult"] = torch.tensor(0.25)  # the pre-per-chiller format
+    twin.load_state_dict(state)
+    assert twin.raw_chiller_eir_mult.tolist() == pytest.approx([0.25] * design.n_chillers)
