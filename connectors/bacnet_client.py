@@ -22,6 +22,12 @@ out-of-service status flag gives a bad-quality reading. Every failure is named i
 ``non_finite``, ``out_of_range``, ``missing``, ``unexpected_result``, the device's
 BACnet error as ``bacnet:<class>/<code>``, ``reject:<reason>``, ``abort:<reason>``.
 
+**COV.** With ``reads`` ``cov`` or ``auto`` the sensor objects are read by COV subscription
+instead (:mod:`connectors.bacnet_cov`: lifetimes, renewals, fallback to polling, hostile
+notifications); the poll then asks only for the device's identity and ``system-status``
+(its health, every period), the enable, the setpoints and the objects still polled, and
+reports each subscribed point's latest notified value as a reading of that poll.
+
 **Writes and hand-back.** :meth:`BacnetClient.write` first beats the heartbeat, reads the
 fields' current command priority and withholds (never sends) a field a higher priority
 holds or any field while the device's supervisory enable is off; the rest are written at
@@ -52,6 +58,7 @@ from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import Null, ObjectIdentifier, Real
 from bacpypes3.vendor import get_vendor_info
 
+from connectors.bacnet_cov import DEFAULT_LIFETIME_S, CovReader, ReadMode
 from connectors.bacnet_stack import LoopThread, open_application
 from connectors.field_link import PointReading, PollResult, WriteOutcome
 from connectors.point_map import BINARY, BacnetRef, DeviceSpec, PointEntry, PointMap
@@ -70,6 +77,7 @@ _WALL_GUARD_S = 5.0
 
 COUNTERS: tuple[str, ...] = (
     "polls",
+    "read_requests",
     "readings",
     "bad_quality",
     "writes_sent",
@@ -115,6 +123,9 @@ class BacnetClient:
         local_instance: int = CLIENT_INSTANCE,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         objects_per_request: int = DEFAULT_OBJECTS_PER_REQUEST,
+        reads: ReadMode = "poll",
+        cov_lifetime_s: int = DEFAULT_LIFETIME_S,
+        cov_confirmed: bool = False,
     ) -> None:
         spec = point_map.devices.get(device)
         if spec is None or spec.protocol != "bacnet" or spec.device_instance is None:
@@ -153,6 +164,21 @@ class BacnetClient:
         """Fields held above TwinLoop's priority now, with the priority."""
         self.supervisory_enabled: bool | None = None
         self.identity_ok = False
+        self.reads = reads
+        self._cov = (
+            None
+            if reads == "poll"
+            else CovReader(
+                self._entries,
+                address=self.address,
+                device_instance=self.device_instance,
+                mode=reads,
+                lifetime_s=cov_lifetime_s,
+                confirmed=cov_confirmed,
+                timeout_s=self.timeout_s,
+            )
+        )
+        """Sensor reads by COV subscription (:mod:`connectors.bacnet_cov`), unless polling."""
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> BacnetClient:
@@ -166,10 +192,14 @@ class BacnetClient:
             ),
             self.timeout_s + _WALL_GUARD_S,
         )
+        if self._cov is not None:
+            self._call(self._cov.start(self._app))
         return self
 
     def stop(self) -> None:
         async def close() -> None:
+            if self._cov is not None:
+                await self._cov.close()
             if self._app is not None:
                 self._app.close()
                 self._app = None
@@ -199,11 +229,14 @@ class BacnetClient:
     def _specs(self) -> list[list[tuple[tuple[str, int], list[str]]]]:
         """The poll's requests: objects and properties, ``objects_per_request`` a chunk;
         the device's identity and its enable first."""
+        health = ["object-identifier"] + (["system-status"] if self._cov is not None else [])
         items: list[tuple[tuple[str, int], list[str]]] = [
-            (("device", self.device_instance), ["object-identifier"]),
+            (("device", self.device_instance), health),
             ((self._enable_ref.object, self._enable_ref.instance), ["present-value"]),
         ]
         for (kind, instance), e in self._by_object.items():
+            if self._cov is not None and self._cov.serves((kind, instance)):
+                continue
             props = ["present-value", "status-flags"]
             if e.writable:
                 props.append("current-command-priority")
@@ -218,6 +251,7 @@ class BacnetClient:
         args: list[Any] = []
         for (kind, instance), props in chunk:
             args += [ObjectIdentifier((kind, instance)), props]
+        self._counts["read_requests"] += 1
         try:
             result = await asyncio.wait_for(
                 self.app.read_property_multiple(self.address, args, vendor_info=self._vendor),
@@ -268,16 +302,21 @@ class BacnetClient:
         for objid, reason in failed:
             errors[self._name_of(objid)] = reason
         values = self._collect(results, errors)
-        device_ok = values.pop(("device", self.device_instance), {}).get("object-identifier") == (
-            "device",
-            self.device_instance,
-        )
+        health = values.pop(("device", self.device_instance), {})
+        device_ok = health.get("object-identifier") == ("device", self.device_instance)
         if not device_ok and "device" not in errors:
             errors["device"] = "identity_mismatch"
         self.identity_ok = device_ok
         enable = values.pop((self._enable_ref.object, self._enable_ref.instance), {})
         enabled = enable.get("present-value")
         self.supervisory_enabled = None if not isinstance(enabled, int) else bool(enabled)
+        if self._cov is not None:
+            status = health.get("system-status")
+            cov_values, cov_errors = self._call(
+                self._cov.refresh(device_ok, None if status is None else str(status))
+            )
+            values.update(cov_values)
+            errors.update(cov_errors)
         readings: dict[str, PointReading] = {}
         ccp: dict[str, int | None] = {}
         if device_ok:
@@ -554,7 +593,8 @@ class BacnetClient:
     def counters(self) -> dict[str, int]:
         """The counts of :data:`COUNTERS` and every named error seen (``timeout``,
         ``bacnet:property/value-out-of-range``...)."""
-        return {**self._counts, **{f"error:{k}": v for k, v in self._errors.items()}}
+        cov = self._cov.counters() if self._cov is not None else {}
+        return {**self._counts, **cov, **{f"error:{k}": v for k, v in self._errors.items()}}
 
 
 def _priority_of(value: Any) -> int | None:

@@ -29,6 +29,12 @@ BACnet write has no expiry:
   (``value-out-of-range``), never clipped; a network write into the site's slot 16 is
   refused (``write-access-denied``): it is the BMS's own.
 
+Sensors answer SubscribeCOV (:mod:`connectors.bacnet_cov`): an analog input notifies
+when it has moved by its ``covIncrement`` (about three times the emulated noise of its
+unit), a binary input on any change, and any input when it goes to fault or back;
+``cov=False`` (or setting :attr:`BacnetBmsDevice.cov` while it runs) refuses every
+subscription and renewal (a device without COV, or one out of subscription slots).
+
 BACnet/IP carries no authentication: the slots tell writers apart, not who they are (see
 docs/bacnet.md for BACnet/SC). The plant's physics is :class:`physics.plant.plant.Plant`'s,
 stepped here exactly as :class:`connectors.bms_emulator.BmsEmulator` steps it: the device
@@ -56,6 +62,7 @@ from bacpypes3.local.object import Object as LocalObject
 from bacpypes3.object import BinaryValueObject
 from bacpypes3.primitivedata import Null, Real
 
+from connectors.bacnet_cov import cov_increment, serve_cov, set_reliability
 from connectors.bacnet_stack import LoopThread, open_application
 from connectors.pacing import pace
 from connectors.point_map import BacnetRef, PointEntry, PointMap
@@ -94,6 +101,8 @@ COUNTERS: tuple[str, ...] = (
     "refused_enable_by_twinloop",
     "released_heartbeat",
     "released_disabled",
+    "cov_notifications",
+    "cov_refused",
 )
 
 Guard = Callable[[str, Any, int], None]
@@ -179,6 +188,7 @@ class BacnetBmsDevice:
         heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S,
         supervisory_enabled: bool = True,
         site_defaults: SiteDefaults | None = None,
+        cov: bool = True,
     ) -> None:
         spec = point_map.devices.get(device)
         if spec is None or spec.protocol != "bacnet" or spec.device_instance is None:
@@ -212,6 +222,8 @@ class BacnetBmsDevice:
         self._pacer: asyncio.Task[None] | None = None
         self._objects = self._build_objects(spec.heartbeat, spec.supervisory_enable)
         self._supervisory_enabled_default = supervisory_enabled
+        self.cov = cov
+        """Whether the device takes COV subscriptions (and renewals) now (bacnet_cov)."""
 
     # ------------------------------------------------------------------ objects
     def _build_objects(self, heartbeat: BacnetRef, enable: BacnetRef) -> list[Any]:
@@ -234,7 +246,7 @@ class BacnetBmsDevice:
                         objectName=entry.point,
                         presentValue=0.0,
                         units=BACNET_UNITS[entry.unit],
-                        covIncrement=0.1,
+                        covIncrement=cov_increment(entry.unit, entry.scale),
                     )
                 else:
                     raise BacnetDeviceError(f"{entry.point}: sensors are served as inputs")
@@ -399,9 +411,9 @@ class BacnetBmsDevice:
         for i, entry, obj in self._sensors:
             value = float(values[i])
             if not (bool(quality[i]) and math.isfinite(value)):
-                obj.reliability = "unreliableOther"
+                set_reliability(obj, "unreliableOther")
                 continue
-            obj.reliability = "noFaultDetected"
+            set_reliability(obj, "noFaultDetected")
             if entry.unit == "bool":
                 obj.presentValue = "active" if value >= 0.5 else "inactive"
             else:
@@ -502,6 +514,7 @@ class BacnetBmsDevice:
             ),
             CALL_TIMEOUT_S,
         )
+        serve_cov(self._app, self._counts, lambda: self.cov)
         if not self._supervisory_enabled_default:
             self.operator_write("supervisory_enable", 0.0)
         if self.speed is not None:

@@ -33,6 +33,9 @@ TCP gateway of the BMS (docs/bacnet.md)::
       device: bms                 # the map's BACnet device
       local: 0.0.0.0:47808        # TwinLoop's own BACnet/IP address
       timeout_s: 3.0              # per request
+      reads: auto                 # sensors by COV where the device offers it, else polled
+      cov_lifetime_s: 300         # each subscription's lifetime, renewed at half of it
+      cov_confirmed: false        # ask for confirmed notifications
     clock: unix                   # BACnet readings carry no plant clock
 
     protocol: modbus
@@ -41,9 +44,10 @@ TCP gateway of the BMS (docs/bacnet.md)::
       device: plant
       timeout_s: 3.0
 
-Over BACnet or Modbus every point is polled each ``sensor_step_s`` (scaled by ``time_scale``) into
+Over BACnet or Modbus every point is read each ``sensor_step_s`` (scaled by ``time_scale``) into
 the controller's snapshot and the historian (:class:`~connectors.field_ingestion.FieldIngestor`;
-a device that stops answering makes every point stale), commands are written in
+a device that stops answering makes every point stale; over BACnet the sensors by COV
+subscription where the device takes it, :mod:`connectors.bacnet_cov`), commands are written in
 TwinLoop's priority slot with the device's heartbeat, and every period without a command
 relinquishes the slot (:class:`~connectors.field_sink.FieldSetpointSink`); an operator
 holding a setpoint above TwinLoop's priority, or the supervisory enable off (Modbus has
@@ -77,7 +81,8 @@ from pydantic import (
     model_validator,
 )
 
-from connectors.bacnet_client import BacnetClient
+from connectors.bacnet_client import BacnetClient, BacnetClientError
+from connectors.bacnet_cov import DEFAULT_LIFETIME_S, MAX_LIFETIME_S, ReadMode
 from connectors.broker import BrokerAddress
 from connectors.catalog import PointCatalog
 from connectors.field_ingestion import FieldIngestor
@@ -186,6 +191,12 @@ class BacnetSection(BaseModel):
     local: str = "0.0.0.0:47808"
     """TwinLoop's own BACnet/IP address, ``host:port``."""
     timeout_s: float = Field(default=3.0, gt=0, le=60)
+    reads: ReadMode = "auto"
+    """Sensors by COV subscription (``cov``), ReadPropertyMultiple (``poll``), or COV where
+    the device takes it and polling where it refuses (``auto``; connectors.bacnet_cov)."""
+    cov_lifetime_s: int = Field(default=DEFAULT_LIFETIME_S, ge=60, le=MAX_LIFETIME_S)
+    """Each subscription's lifetime in seconds: at least two poll intervals."""
+    cov_confirmed: bool = False
 
     @model_validator(mode="after")
     def _local(self) -> BacnetSection:
@@ -428,12 +439,21 @@ class LiveService:
         assert section is not None
         point_map = load_point_map(section.point_map, PointCatalog.for_site(self.site))
         host, port = section.local_address()
+        poll_s = self.config.sensor_step_s / self.config.time_scale
+        if section.reads != "poll" and section.cov_lifetime_s < 2.0 * poll_s:
+            raise BacnetClientError(
+                f"bacnet: cov_lifetime_s {section.cov_lifetime_s} s is under two poll "
+                f"intervals ({poll_s:g} s each): subscriptions would lapse between polls"
+            )
         return BacnetClient(
             point_map,
             device=section.device,
             local_host=host,
             local_port=port,
             timeout_s=section.timeout_s,
+            reads=section.reads,
+            cov_lifetime_s=section.cov_lifetime_s,
+            cov_confirmed=section.cov_confirmed,
         )
 
     def _modbus_client(self) -> ModbusClient:

@@ -5,7 +5,8 @@ share (an encoding, a property's meaning, a bit order) would pass every other BA
 Here the other side is rusty-bacnet, a BACnet stack written in Rust (its own encoder,
 decoder, object database and command prioritisation; it shares no code with bacpypes3):
 
-- a rusty-bacnet device on a free loopback port serves analog inputs (sensors) and
+- a rusty-bacnet device on a free loopback port serves analog inputs (sensors, also by
+  COV subscription) and
   commandable analog values (setpoints with priority arrays and relinquish defaults),
   the heartbeat and the supervisory enable of a small point map; TwinLoop's
   :class:`BacnetClient` polls it (values, quality from the status flags, the device's
@@ -20,6 +21,7 @@ decoder, object database and command prioritisation; it shares no code with bacp
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -351,6 +353,29 @@ def test_only_the_allow_listed_instance_is_believed(independent: IndependentDevi
         assert result.errors["device"] == "bacnet:object/unknown-object"
         assert cli.write({"supply_air_c": 21.0})["supply_air_c"].detail == "identity_mismatch"
     assert independent.slots(1)[TWINLOOP - 1] is None
+
+
+def test_cov_subscriptions_to_the_independent_device(independent: IndependentDevice) -> None:
+    """TwinLoop's COV client against rusty-bacnet's own COV service and encoder: every
+    served sensor subscribed, a change notified and read, the unserved one refused and
+    polled instead (``auto``), named as a poll names it."""
+    pm = interop_map(independent.port)
+    with BacnetClient(pm, local_port=free_udp_port(), timeout_s=3.0, reads="auto") as cli:
+        first = cli.poll()
+        counts = cli.counters()
+        assert counts["cov_subscribed"] == len(SENSORS) and counts["cov_fallback"] == 1
+        assert counts["cov_refused:object/unknown-object"] == 1
+        assert first.errors[MISSING_SENSOR[0]] == "bacnet:object/unknown-object"
+        for point, _instance, _units, value in SENSORS:
+            assert first.readings[point].value == pytest.approx(value)
+        point, instance, _units, value = SENSORS[0]
+        independent.set_sensor(instance, value + 3.0)
+        deadline = time.monotonic() + 10.0
+        while cli.counters()["cov_notifications"] == counts["cov_notifications"]:
+            assert time.monotonic() < deadline, "no notification from rusty-bacnet"
+            time.sleep(0.01)
+        assert cli.poll().readings[point].value == pytest.approx(value + 3.0)
+        assert not any(k.startswith("cov_rejected") for k in cli.counters())
 
 
 def test_discover_lists_the_independent_device_and_drafts_its_map(

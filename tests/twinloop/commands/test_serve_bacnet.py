@@ -18,6 +18,7 @@ from connectors.point_map import reference_point_map
 from control.reservoir import Reservoir
 from physics.plant.scenario import load_scenario
 from physics.plant.simulation import build_plant
+from physics.plant.site import site_variant
 from tests.twinloop.cli_process import (
     check_serve_hands_back_and_is_released_when_killed,
     live_rule_reservoir,
@@ -58,6 +59,16 @@ def _site_file(tmp_path: Path, body: str) -> Path:
             "historian: h.sqlite\nreservoir: r\n",
             "bacnet: local: '47808' is not host:port",
         ),
+        (
+            "site: a\nprotocol: bacnet\nbacnet: {point_map: m.yaml, reads: sometimes}\n"
+            "historian: h.sqlite\nreservoir: r\n",
+            "bacnet.reads: Input should be 'cov', 'poll' or 'auto'",
+        ),
+        (
+            "site: a\nprotocol: bacnet\nbacnet: {point_map: m.yaml, cov_lifetime_s: 5}\n"
+            "historian: h.sqlite\nreservoir: r\n",
+            "bacnet.cov_lifetime_s: Input should be greater than or equal to 60",
+        ),
         ("site: a\nprotocol: knx\nhistorian: h.sqlite\nreservoir: r\n", "protocol: Input should"),
     ],
 )
@@ -83,6 +94,24 @@ def test_a_bad_point_map_is_one_error_line(
     assert main(["serve", "--site", str(site)]) == 2
     assert "point map" in one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "h.sqlite").exists()  # nothing opened before the error
+
+
+def test_a_cov_lifetime_under_two_polls_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Reservoir(tmp_path / "reservoir").close()
+    catalog = PointCatalog.for_site(site_variant("reference"))
+    point_map = reference_point_map(catalog, address="127.0.0.1:47901", device_instance=1001)
+    (tmp_path / "map.yaml").write_text(point_map.to_yaml(), encoding="utf-8")
+    site = _site_file(
+        tmp_path,
+        "site: hall-a\nprotocol: bacnet\nbacnet: {point_map: map.yaml, cov_lifetime_s: 100}\n"
+        "sensor_step_s: 60\nhistorian: h.sqlite\nreservoir: reservoir\n",
+    )
+    assert main(["serve", "--site", str(site)]) == 2
+    assert "cov_lifetime_s 100 s is under two poll intervals" in one_error_line(
+        capsys.readouterr().err
+    )
 
 
 @pytest.fixture
@@ -119,3 +148,4 @@ def test_serve_over_bacnet_hands_back_when_stopped_and_is_released_when_killed(
 ) -> None:
     device, site = served_site
     check_serve_hands_back_and_is_released_when_killed(device, site, "bacnet")
+    assert device.counters()["cov_notifications"] > 0  # reads: auto took the device's COV
