@@ -28,6 +28,13 @@ notifications); the poll then asks only for the device's identity and ``system-s
 (its health, every period), the enable, the setpoints and the objects still polled, and
 reports each subscribed point's latest notified value as a reading of that poll.
 
+**The device's clock.** Given ``device_clock`` (a device's local date and time to
+seconds), every poll also reads the device object's ``local-date`` and ``local-time`` in the
+same request as its identity and gives the time in :attr:`PollResult.device_time_s`; a date
+or time that is not one (a wildcard, a wrong type, a day off the calendar) gives None and
+is counted (``error:clock_unreadable``). Whether to believe it is the ingestor's
+(:class:`~connectors.device_clock.DeviceClockGuard`).
+
 **Writes and hand-back.** :meth:`BacnetClient.write` first beats the heartbeat, reads the
 fields' current command priority and withholds (never sends) a field a higher priority
 holds or any field while the device's supervisory enable is off; the rest are written at
@@ -49,7 +56,8 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from bacpypes3.apdu import ErrorRejectAbortNack
@@ -59,7 +67,7 @@ from bacpypes3.primitivedata import Null, ObjectIdentifier, Real
 from bacpypes3.vendor import get_vendor_info
 
 from connectors.bacnet_cov import DEFAULT_LIFETIME_S, CovReader, ReadMode
-from connectors.bacnet_stack import LoopThread, open_application
+from connectors.bacnet_stack import LoopThread, close_application, open_application
 from connectors.field_link import PointReading, PollResult, WriteOutcome
 from connectors.point_map import BINARY, BacnetRef, DeviceSpec, PointEntry, PointMap
 from twinloop.errors import TwinLoopError
@@ -126,6 +134,7 @@ class BacnetClient:
         reads: ReadMode = "poll",
         cov_lifetime_s: int = DEFAULT_LIFETIME_S,
         cov_confirmed: bool = False,
+        device_clock: Callable[[datetime], float] | None = None,
     ) -> None:
         spec = point_map.devices.get(device)
         if spec is None or spec.protocol != "bacnet" or spec.device_instance is None:
@@ -164,6 +173,8 @@ class BacnetClient:
         """Fields held above TwinLoop's priority now, with the priority."""
         self.supervisory_enabled: bool | None = None
         self.identity_ok = False
+        self.device_clock = device_clock
+        """The device's local date and time to seconds (module docstring), or None."""
         self.reads = reads
         self._cov = (
             None
@@ -201,7 +212,7 @@ class BacnetClient:
             if self._cov is not None:
                 await self._cov.close()
             if self._app is not None:
-                self._app.close()
+                await close_application(self._app)
                 self._app = None
             await asyncio.sleep(0)
 
@@ -230,6 +241,8 @@ class BacnetClient:
         """The poll's requests: objects and properties, ``objects_per_request`` a chunk;
         the device's identity and its enable first."""
         health = ["object-identifier"] + (["system-status"] if self._cov is not None else [])
+        if self.device_clock is not None:
+            health += ["local-date", "local-time"]
         items: list[tuple[tuple[str, int], list[str]]] = [
             (("device", self.device_instance), health),
             ((self._enable_ref.object, self._enable_ref.instance), ["present-value"]),
@@ -307,6 +320,7 @@ class BacnetClient:
         if not device_ok and "device" not in errors:
             errors["device"] = "identity_mismatch"
         self.identity_ok = device_ok
+        device_time_s = self._device_time(health) if device_ok else None
         enable = values.pop((self._enable_ref.object, self._enable_ref.instance), {})
         enabled = enable.get("present-value")
         self.supervisory_enabled = None if not isinstance(enabled, int) else bool(enabled)
@@ -343,7 +357,20 @@ class BacnetClient:
             supervisory_enabled=self.supervisory_enabled,
             overrides=dict(self.overrides),
             duration_s=time.perf_counter() - started,
+            device_time_s=device_time_s,
         )
+
+    def _device_time(self, health: Mapping[str, Any]) -> float | None:
+        """The device's local date and time in seconds (module docstring), or None."""
+        if self.device_clock is None:
+            return None
+        try:
+            local = _local_datetime(health.get("local-date"), health.get("local-time"))
+            return float(self.device_clock(local))
+        except (TypeError, ValueError, OverflowError) as exc:
+            self._errors["clock_unreadable"] += 1
+            logger.debug("bacnet client: unreadable device clock: %s", exc)
+            return None
 
     def _name_of(self, objid: Any) -> str:
         kind, instance = str(objid[0]), int(objid[1])
@@ -595,6 +622,18 @@ class BacnetClient:
         ``bacnet:property/value-out-of-range``...)."""
         cov = self._cov.counters() if self._cov is not None else {}
         return {**self._counts, **cov, **{f"error:{k}": v for k, v in self._errors.items()}}
+
+
+def _local_datetime(date: Any, time_of_day: Any) -> datetime:
+    """A BACnet Date (year - 1900, month, day, weekday) and Time (hour, minute, second,
+    hundredths) as one datetime; ValueError for a wildcard (255) or no date at all."""
+    if date is None or time_of_day is None:
+        raise ValueError("no local date and time")
+    year, month, day, _weekday = (int(v) for v in date)
+    hour, minute, second, hundredths = (int(v) for v in time_of_day)
+    if 255 in (year, month, day, hour, minute, second, hundredths) or hundredths > 99:
+        raise ValueError("a wildcard or unspecified date or time")
+    return datetime(1900 + year, month, day, hour, minute, second, hundredths * 10_000)
 
 
 def _priority_of(value: Any) -> int | None:

@@ -41,6 +41,12 @@ stepped here exactly as :class:`connectors.bms_emulator.BmsEmulator` steps it: t
 turns the priority arrays into a :class:`~physics.plant.site_control.SetpointCommand` each
 step. Pacing: ``speed`` plant seconds per wall second on the device's loop, or the caller
 drives :meth:`BacnetBmsDevice.step`.
+
+**The device's clock is the plant's.** Given a ``calendar``
+(:class:`~connectors.device_clock.PlantCalendar`), the device object's ``local-date`` and
+``local-time`` are the plant's time (``epoch_s`` + plant seconds) on that calendar, as a BMS
+controller's panel shows its own time; TwinLoop's client stamps each poll's readings with
+it (:mod:`connectors.device_clock`). Without one they are this machine's wall clock.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from bacpypes3.app import Application
@@ -63,7 +70,8 @@ from bacpypes3.object import BinaryValueObject
 from bacpypes3.primitivedata import Null, Real
 
 from connectors.bacnet_cov import cov_increment, serve_cov, set_reliability
-from connectors.bacnet_stack import LoopThread, open_application
+from connectors.bacnet_stack import LoopThread, close_application, open_application
+from connectors.device_clock import PlantCalendar
 from connectors.pacing import pace
 from connectors.point_map import BacnetRef, PointEntry, PointMap
 from physics.plant.plant import Plant
@@ -189,6 +197,8 @@ class BacnetBmsDevice:
         supervisory_enabled: bool = True,
         site_defaults: SiteDefaults | None = None,
         cov: bool = True,
+        epoch_s: float = 0.0,
+        calendar: PlantCalendar | None = None,
     ) -> None:
         spec = point_map.devices.get(device)
         if spec is None or spec.protocol != "bacnet" or spec.device_instance is None:
@@ -210,6 +220,10 @@ class BacnetBmsDevice:
         self.twinloop_priority = spec.priority
         self.speed = speed
         self.heartbeat_timeout_s = float(heartbeat_timeout_s)
+        if not (math.isfinite(epoch_s) and epoch_s >= 0):
+            raise BacnetDeviceError("epoch_s must be a finite, non-negative plant time")
+        self.epoch_s = float(epoch_s)
+        self.calendar = calendar
         self._defaults = site_defaults or plant.config.defaults
         self._counts: Counter[str] = Counter({name: 0 for name in COUNTERS})
         self._entries = point_map.for_device(device)
@@ -304,6 +318,16 @@ class BacnetBmsDevice:
     def now_s(self) -> float:
         """The device's clock: plant seconds since the start of the run."""
         return self.plant.time_s
+
+    @property
+    def plant_epoch_s(self) -> float:
+        """The plant's time as its readings are stamped: ``epoch_s`` + plant seconds."""
+        return self.epoch_s + self.plant.time_s
+
+    def local_time(self) -> datetime:
+        """The device's date and time: the plant's on its calendar (module docstring)."""
+        assert self.calendar is not None
+        return self.calendar.local(self.plant_epoch_s)
 
     @property
     def supervisory_enabled(self) -> bool:
@@ -511,6 +535,7 @@ class BacnetBmsDevice:
                 device_instance=self.device_instance,
                 name=f"twinloop-bms-{self.point_map.site}",
                 objects=self._objects,
+                clock=None if self.calendar is None else self.local_time,
             ),
             CALL_TIMEOUT_S,
         )
@@ -533,7 +558,7 @@ class BacnetBmsDevice:
                 self._pacer.cancel()
                 self._pacer = None
             if self._app is not None:
-                self._app.close()
+                await close_application(self._app)
                 self._app = None
             await asyncio.sleep(0)
 

@@ -21,13 +21,14 @@ import concurrent.futures
 import logging
 import socket
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from bacpypes3.app import Application
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
-from bacpypes3.primitivedata import ObjectIdentifier
+from bacpypes3.primitivedata import Date, ObjectIdentifier, Time
 
 from twinloop.errors import TwinLoopError
 
@@ -132,6 +133,47 @@ def _answer_wildcard(app: Application, device: DeviceObject) -> None:
     app.do_ReadPropertyMultipleRequest = read_property_multiple
 
 
+async def close_application(app: Application, drain_s: float = 0.5) -> None:
+    """Close ``app`` on its loop: what is in flight there (an answer, a notification) gets
+    up to ``drain_s`` to finish first and is cancelled after, so nothing sends on the closed
+    socket (asyncio would log that as an unretrieved task exception)."""
+    current = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=drain_s)
+    app.close()
+    for task in asyncio.all_tasks():
+        if task is not current and not task.done():
+            task.cancel()
+
+
+class ClockedDevice(DeviceObject):  # type: ignore[misc]
+    """A device object whose ``local-date`` and ``local-time`` come from ``_clock`` (the
+    emulated plant's calendar), not from this machine's wall clock."""
+
+    _clock: Callable[[], datetime] | None = None
+
+    @property
+    def localDate(self) -> Date:  # noqa: N802 (BACnet's property name)
+        if self._clock is None:
+            return Date.now()
+        return Date(self._clock().date())
+
+    @localDate.setter
+    def localDate(self, value: Any) -> None:  # noqa: N802
+        """Set by nobody: the plant's clock is the plant's."""
+
+    @property
+    def localTime(self) -> Time:  # noqa: N802 (BACnet's property name)
+        if self._clock is None:
+            return Time.now()
+        return Time(self._clock().time())
+
+    @localTime.setter
+    def localTime(self, value: Any) -> None:  # noqa: N802
+        """Set by nobody: the plant's clock is the plant's."""
+
+
 async def open_application(
     host: str,
     port: int,
@@ -140,15 +182,19 @@ async def open_application(
     name: str,
     objects: Sequence[Any] = (),
     prefix_len: int = 32,
+    clock: Callable[[], datetime] | None = None,
 ) -> Application:
     """A BACnet/IP application at ``host:port`` serving ``objects`` besides its device
-    object; returns once its socket is bound. Call on the loop that will run it."""
+    object; returns once its socket is bound. Call on the loop that will run it. With
+    ``clock``, the device object's local date and time are ``clock()``'s (else this
+    machine's)."""
     _probe(host, port)
-    device = DeviceObject(
+    device = ClockedDevice(
         objectIdentifier=("device", device_instance),
         objectName=name,
         vendorIdentifier=VENDOR_ID,
     )
+    device._clock = clock
     network_port = NetworkPortObject(
         f"{host}/{prefix_len}:{port}",
         objectIdentifier=("network-port", 1),

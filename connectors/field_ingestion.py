@@ -22,12 +22,22 @@ period, so every answer, or its absence, says something:
 - no poll answered for ``stale_after_s`` wall seconds (the poller itself stopped or hangs):
   every point is stale (``no answered poll``).
 
-Device loss and recovery are events in the historian (source ``field``). Timestamps come
-from ``clock``: the wall clock on a site, the plant's clock when a test steps an emulator.
+Device loss and recovery are events in the historian (source ``field``).
+
+**Timestamps** come from ``clock`` (the wall clock on a site, the plant's clock when a test
+steps an emulator), or with ``device_clock`` from the device's own clock, read in the same
+poll (:attr:`PollResult.device_time_s`): an emulated site served over BACnet then runs on the
+plant's clock as it does over MQTT. Each device time is checked first
+(:class:`~connectors.device_clock.DeviceClockGuard`): a poll whose time is refused is a poll
+without an answer (``device_clock:<reason>``; its readings are neither stored nor believed,
+and ``failed_polls_to_stale`` of them in a row make every point stale). A poll at the same
+device time as the one before is the same sample again: nothing is stored and each point
+keeps its age, so a device whose clock stands still goes stale as a silent one does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -36,6 +46,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from connectors.device_clock import DeviceClockGuard
 from connectors.field_link import FieldLink, PollResult
 from connectors.historian import Event, HistorianStore, Reading
 from connectors.ingestion import PointState
@@ -64,6 +75,7 @@ class FieldIngestor:
         failed_polls_to_stale: int = DEFAULT_FAILED_POLLS_TO_STALE,
         stale_after_s: float = 60.0,
         name: str = "bms",
+        device_clock: DeviceClockGuard | None = None,
     ) -> None:
         if failed_polls_to_stale < 1:
             raise ValueError("failed_polls_to_stale must be at least 1")
@@ -75,6 +87,8 @@ class FieldIngestor:
         self.failed_polls_to_stale = failed_polls_to_stale
         self.stale_after_s = float(stale_after_s)
         self.name = name
+        self.device_clock = device_clock
+        self._sample_s: float | None = None
         self._lock = threading.Lock()
         self._tracks: dict[str, _Track] = {}
         self._errors: dict[str, str] = {}
@@ -93,6 +107,17 @@ class FieldIngestor:
         result = self.link.poll()
         now_s = self.clock()
         mono = time.monotonic()
+        repeated = False
+        if self.device_clock is not None and result.device_ok:
+            device_s, why = self.device_clock.check(result.device_time_s)
+            if device_s is None:
+                result = _unanswered(result, f"device_clock:{why}")
+                self._counts[f"clock_refused.{why}"] += 1
+                if self._sample_s is not None:  # events stay on the device's time base
+                    now_s = self._sample_s
+            else:
+                repeated = device_s == self._sample_s
+                now_s = self._sample_s = device_s
         self._seq += 1
         readings = [
             Reading(r.point, now_s, r.value, r.unit, r.quality, self._seq)
@@ -108,7 +133,7 @@ class FieldIngestor:
                 self._device_reason = ""
                 self._answered_mono = mono
                 self._errors = dict(result.errors)
-                for reading in readings:
+                for reading in readings if not repeated else ():
                     self._tracks[reading.point] = _Track(reading, mono)
             else:
                 self._failed_polls += 1
@@ -117,6 +142,9 @@ class FieldIngestor:
                 lost = self._failed_polls == self.failed_polls_to_stale
         self._counts["polls"] += 1
         self._counts["failed_polls" if not result.device_ok else "answered_polls"] += 1
+        if repeated:  # the device's same sample again: nothing new to store
+            self._counts["repeated_samples"] += 1
+            readings = []
         self._counts["readings"] += len(readings) if result.device_ok else 0
         if lost:
             self._event(now_s, "device_lost", f"{self.name}: {reason}: every point stale")
@@ -220,6 +248,13 @@ class FieldIngestor:
         if self._thread is not None:
             self._thread.join(timeout=30.0)
             self._thread = None
+
+
+def _unanswered(result: PollResult, reason: str) -> PollResult:
+    """``result`` as a poll without an answer, for ``reason`` (its readings dropped)."""
+    return dataclasses.replace(
+        result, readings={}, errors={**result.errors, "device": reason}, device_ok=False
+    )
 
 
 def _transport(reason: str) -> bool:

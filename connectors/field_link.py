@@ -54,6 +54,9 @@ class PollResult:
     overrides: dict[str, int] = field(default_factory=dict)
     """Setpoint field -> the priority above TwinLoop's that holds it."""
     duration_s: float = 0.0
+    device_time_s: float | None = None
+    """The device's own clock at the poll (:mod:`connectors.device_clock`), where the link
+    reads one; None when it does not, or the device gave none it could read."""
 
 
 @dataclass(frozen=True)

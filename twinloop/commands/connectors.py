@@ -18,8 +18,10 @@ from twinloop.commands.arguments import CommandError, Subparsers
 
 if TYPE_CHECKING:
     from connectors.broker import BrokerAddress
+    from connectors.device_clock import PlantCalendar
     from connectors.topics import Topics
     from physics.plant.plant import Plant
+    from physics.plant.scenario import Scenario
 
 MAX_WORKERS = 64
 """The most ingestion processes ``twinloop ingest --workers`` starts."""
@@ -243,6 +245,14 @@ def _run_device(device: _FieldDevice, plant: Plant, banner: str) -> int:
     return 0
 
 
+def plant_calendar(scenario: Scenario) -> PlantCalendar | None:
+    """The calendar of ``scenario``'s weather year (None for weather without a date)."""
+    from connectors.device_clock import PlantCalendar
+
+    start = scenario.weather().start
+    return None if start is None else PlantCalendar(int(start.year))
+
+
 def _emulate_bacnet(args: argparse.Namespace) -> int:
     """The scenario's plant as a BACnet/IP device on ``--bind`` (docs/bacnet.md)."""
     from connectors.bacnet_device import BacnetBmsDevice
@@ -281,6 +291,9 @@ def _emulate_bacnet(args: argparse.Namespace) -> int:
         port=int(port),
         speed=args.speed,
         heartbeat_timeout_s=args.heartbeat_timeout,
+        # Its clock is the plant's, on the weather year's calendar (serve's clock: plant).
+        epoch_s=scenario.start_h * 3600.0,
+        calendar=plant_calendar(scenario),
     )
     try:
         device.start()
