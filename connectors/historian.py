@@ -1,8 +1,12 @@
 """The historian: time series of sensor readings, events and the setpoint audit log.
 
-The embedded store is one SQLite file in WAL mode, safe for one writing process (any number
-of threads: one connection guarded by a lock) and readers in other processes
-(``Historian(path, readonly=True)``, e.g. the dashboard).
+The embedded store is one SQLite file in WAL mode: one connection per instance, guarded by
+a lock for threads; readers in other processes (``Historian(path, readonly=True)``, e.g.
+the dashboard) never block the writer. Writers in several processes are serialised by
+SQLite: every write transaction is ``BEGIN IMMEDIATE`` (it takes the database's write lock
+first) and waits up to the 30-s busy timeout for another's to commit. The live service writes
+everything; the dashboard appends only operators' answers to the alarm log, checked
+against the rows it read (``add_alarm_records(..., expect_rows=)``).
 
 Durability: ``PRAGMA synchronous=FULL``. In WAL mode ``NORMAL`` survives an application
 crash but may roll back the last transactions on power loss or an OS crash; the historian
@@ -41,6 +45,7 @@ from connectors.historian_store import (
     AUDIT_OUTCOMES,
     MIGRATE_DUPLICATES,
     SCHEMA_VERSION,
+    AlarmLogChangedError,
     AlarmRecord,
     AuditRecord,
     Event,
@@ -58,6 +63,7 @@ __all__ = [
     "AUDIT_OUTCOMES",
     "POSTGRES_SCHEMES",
     "SCHEMA_VERSION",
+    "AlarmLogChangedError",
     "AlarmRecord",
     "AuditRecord",
     "Event",

@@ -230,6 +230,10 @@ class PostgresHistorian(SqlHistorian):
             break
         return stack.enter_context(conn.cursor())
 
+    def _lock_alarm_log(self, cur: Any) -> None:
+        # Blocks other appends (ROW EXCLUSIVE) until this transaction ends; reads go on.
+        cur.execute("LOCK TABLE alarm_log IN SHARE ROW EXCLUSIVE MODE")
+
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             self._check_open()

@@ -49,6 +49,10 @@ class HistorianError(ValueError, TwinLoopError):
     """A request the historian refuses (bad record, read-only store, missing file...)."""
 
 
+class AlarmLogChangedError(HistorianError):
+    """Another writer appended to the alarm log since it was read (``expect_rows``)."""
+
+
 # --------------------------------------------------------------------------- records
 def _finite(name: str, value: float) -> None:
     if not isinstance(value, int | float) or not math.isfinite(value):
@@ -218,7 +222,9 @@ class HistorianStore(Protocol):
     def events(self, *, limit: int = 100, since_s: float | None = None) -> list[Event]: ...
     def add_audit(self, record: AuditRecord) -> None: ...
     def audit(self, *, limit: int = 100) -> list[AuditRecord]: ...
-    def add_alarm_records(self, records: Sequence[AlarmRecord]) -> None: ...
+    def add_alarm_records(
+        self, records: Sequence[AlarmRecord], *, expect_rows: int | None = None
+    ) -> None: ...
     def alarm_records(
         self, *, limit: int = -1, key: str | None = None, newest_first: bool = False
     ) -> list[AlarmRecord]: ...
@@ -351,6 +357,10 @@ class SqlHistorian:
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
+
+    def _lock_alarm_log(self, cur: Any) -> None:
+        """Keep other writers from appending to the alarm log until this transaction ends
+        (SQLite: its ``BEGIN IMMEDIATE`` already holds the database's write lock)."""
 
     def _check_open(self) -> None:
         if getattr(self, "_closed", False):
@@ -589,8 +599,17 @@ class SqlHistorian:
         ]
 
     # ------------------------------------------------------------------ alarms
-    def add_alarm_records(self, records: Sequence[AlarmRecord]) -> None:
-        """Append ``records`` to the alarm log in one transaction (append-only)."""
+    def add_alarm_records(
+        self, records: Sequence[AlarmRecord], *, expect_rows: int | None = None
+    ) -> None:
+        """Append ``records`` to the alarm log in one transaction (append-only).
+
+        ``expect_rows``: append only if the log still holds that many rows, checked inside
+        the transaction that appends (no other writer can append between check and append),
+        else raise :class:`AlarmLogChangedError` and append nothing. A writer that decided
+        on the log as it read it (the live service's alarm evaluation, an operator's answer
+        on the dashboard, possibly in another process) never appends over a record it has
+        not seen."""
         self._check_writable()
         if not records:
             return
@@ -608,6 +627,15 @@ class SqlHistorian:
             for r in records
         ]
         with self._transaction() as cur:
+            if expect_rows is not None:
+                self._lock_alarm_log(cur)
+                cur.execute("SELECT count(*) FROM alarm_log")
+                rows_now = int(cur.fetchone()[0])
+                if rows_now != expect_rows:
+                    raise AlarmLogChangedError(
+                        f"historian {self.path}: the alarm log holds {rows_now} records, "
+                        f"not the {expect_rows} read: read it again"
+                    )
             cur.executemany(
                 self._sql(
                     "INSERT INTO alarm_log (time_s, alarm_key, action, severity, message, actor, "

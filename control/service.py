@@ -22,6 +22,7 @@ the shield and watchdog limits, and how to tell time::
     twin: null                    # optional: a saved twin folder, or "drawings"
     shield: {supply_air_step_k: 0.5, ...}
     watchdog: {stale_after_s: 180, ...}
+    alarms: {inlet_high_c: 27, period_s: 10, ...}   # control.alarms.AlarmConfig
 
 The site's field protocol is ``protocol``: ``mqtt`` (the default, the ``broker`` section
 above), ``bacnet``, TwinLoop talking BACnet/IP to the BMS itself, or ``modbus``, to a Modbus
@@ -54,7 +55,11 @@ holding a setpoint above TwinLoop's priority, or the supervisory enable off (Mod
 no priorities: only the enable), is the override (:class:`~connectors.field_sink.FieldOverride`).
 
 :class:`LiveService` starts ingestion, the setpoint writer and the override monitor, and runs
-:class:`~control.live.LiveController` once per control period until stopped.
+:class:`~control.live.LiveController` once per control period until stopped. Beside it, every
+``alarms.period_s`` of wall time, it evaluates the alarms (:class:`~control.alarm_loop.AlarmLoop`)
+and appends their transitions to the historian's alarm log: the service is the one evaluator,
+whether a dashboard is open or not; the dashboard only shows the log and appends operators'
+answers.
 """
 
 from __future__ import annotations
@@ -93,6 +98,8 @@ from connectors.modbus_client import ModbusClient
 from connectors.point_map import load_point_map
 from connectors.setpoint_writer import SetpointWriter
 from connectors.topics import Topics
+from control.alarm_loop import AlarmLoop
+from control.alarms import AlarmConfig
 from control.catalog import PolicyNotFoundError
 from control.live import (
     LiveController,
@@ -254,6 +261,8 @@ class ServiceConfig(BaseModel):
     """How often the BMS samples every point (the twin cuts periods from these rows)."""
     shield: dict[str, Any] = Field(default_factory=dict)
     watchdog: dict[str, Any] = Field(default_factory=dict)
+    alarms: dict[str, Any] = Field(default_factory=dict)
+    """The alarm model's limits and the evaluation's period (:class:`AlarmConfig`)."""
 
     @field_validator("broker", "bacnet", "modbus")
     @classmethod
@@ -280,6 +289,7 @@ class ServiceConfig(BaseModel):
             )
         self.shield_config()
         self.watchdog_config()
+        self.alarm_config()
         return self
 
     def shield_config(self) -> ShieldConfig:
@@ -287,6 +297,9 @@ class ServiceConfig(BaseModel):
 
     def watchdog_config(self) -> WatchdogConfig:
         return _dataclass_from(WatchdogConfig, self.watchdog, "watchdog")
+
+    def alarm_config(self) -> AlarmConfig:
+        return _dataclass_from(AlarmConfig, self.alarms, "alarms")
 
 
 def _dataclass_from(cls: type[_T], values: dict[str, Any], section: str) -> _T:
@@ -431,6 +444,7 @@ class LiveService:
             hour_of_year=hour_of_year,
             twin=self._twin(hour_of_year) if config.twin is not None else None,
         )
+        self.alarms = AlarmLoop(self.historian, config.alarm_config())
 
     def _bacnet_client(self) -> BacnetClient:
         """The client of the site's BACnet device; raises PointMapError for a bad map,
@@ -531,11 +545,12 @@ class LiveService:
             self.field_client.start()  # BacnetPortError for a taken local port
             self._field_started = True
             self.ingestor.start(self.config.sensor_step_s / self.config.time_scale)
-            return self
-        assert self.writer is not None and isinstance(self.override, OverrideMonitor)
-        self.ingestor.start()
-        self.writer.start()
-        self.override.start()
+        else:
+            assert self.writer is not None and isinstance(self.override, OverrideMonitor)
+            self.ingestor.start()
+            self.writer.start()
+            self.override.start()
+        self.alarms.start()
         return self
 
     def wait_for_data(self, timeout_s: float) -> bool:
@@ -588,7 +603,7 @@ class LiveService:
             except Exception:
                 logger.exception("service: the hand-back on stopping failed")
         client = self.field_client if self._field_started else None
-        parts: list[Any] = [self.override, self.writer, self.ingestor, client]
+        parts: list[Any] = [self.alarms, self.override, self.writer, self.ingestor, client]
         for part in parts:
             if part is None or isinstance(part, FieldOverride):
                 continue

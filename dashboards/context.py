@@ -3,13 +3,14 @@ server-side sessions of one app.
 
 The historian is opened read-only once, when it first exists (the live loop may create it
 after the dashboard starts), and shared by the server's threads (it guards its own
-connection). The reservoir is opened per request: its SQLite connection belongs to the
-thread that made it.
+connection); a second, writable connection appends operators' answers to the alarm log, the
+one table the dashboard writes. The alarms themselves are evaluated by the live service
+(:mod:`control.alarm_loop`), never here. The reservoir is opened per request: its SQLite
+connection belongs to the thread that made it.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Iterator
@@ -17,9 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connectors.historian import Historian, HistorianError, Reading
+from connectors.historian import Historian, HistorianError
+from control.alarms import EVALUATED_POINT, AlarmState, FeedWatch, alarm_states
 from control.reservoir import Reservoir, ReservoirError
-from dashboards.alarms import AlarmConfig, AlarmEngine
 from dashboards.auth import DEFAULT_SESSION_S, UserStore
 from dashboards.session_store import DEFAULT_IDLE_S, SESSIONS_FILE, SessionStore
 from dashboards.site_time import SiteClock
@@ -51,11 +52,13 @@ class DashboardConfig:
     stale_after_s: float = 900.0
     """A point whose newest reading is this much older than the hall's newest is stale."""
     feed_silent_after_s: float = 60.0
-    """Wall-clock seconds without a newer reading before the feed counts as silent."""
+    """Wall-clock seconds without a newer reading before the hall's feed card says silent."""
+    evaluation_late_after_s: float = 60.0
+    """Wall-clock seconds after the live service's newest alarm evaluation before the alarm
+    pages say that no service evaluates them."""
     inlet_alarm_c: float = 27.0
-    """Rack inlets above this (ASHRAE recommended limit) raise a high alarm."""
-    inlet_critical_c: float = 32.0
-    """... and above this (ASHRAE A1 allowable limit) a critical one."""
+    """Rack inlets above this (ASHRAE recommended limit) are marked on the hall (the alarms'
+    own limits are the live service's, in its site file)."""
     secure_cookies: bool = False
     """Send the session cookie over HTTPS only (set when served behind TLS)."""
     clock: SiteClock = field(default_factory=SiteClock.wall)
@@ -69,26 +72,20 @@ class DashboardConfig:
             "refresh_s",
             "stale_after_s",
             "feed_silent_after_s",
+            "evaluation_late_after_s",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"dashboard {name} must be positive, got {getattr(self, name)}")
 
 
-class FeedWatch:
-    """How long (wall clock) the historian's newest reading has not moved on: a feed that
-    stops leaves every point equally old, which no point-by-point comparison can see."""
+@dataclass(frozen=True)
+class Evaluation:
+    """The live service's newest alarm evaluation (:data:`control.alarms.EVALUATED_POINT`)."""
 
-    def __init__(self) -> None:
-        self._newest_s: float | None = None
-        self._since_s = 0.0
-        self._lock = threading.Lock()
-
-    def observe(self, newest_s: float, now_s: float) -> float:
-        """Seconds since ``newest_s`` last changed (0 when it just did, or on first sight)."""
-        with self._lock:
-            if self._newest_s is None or newest_s > self._newest_s:
-                self._newest_s, self._since_s = newest_s, now_s
-            return max(0.0, now_s - self._since_s)
+    time_s: float
+    """The newest reading it evaluated (the site's time base)."""
+    wall_s: float
+    """When (Unix time)."""
 
 
 class AppContext:
@@ -103,15 +100,7 @@ class AppContext:
             idle_s=config.session_idle_s,
         )
         self.feed = FeedWatch()
-        self.alarms = AlarmEngine(
-            AlarmConfig(
-                inlet_high_c=config.inlet_alarm_c,
-                inlet_critical_c=max(config.inlet_critical_c, config.inlet_alarm_c + 1.0),
-                stale_after_s=config.stale_after_s,
-                feed_silent_after_s=config.feed_silent_after_s,
-            ),
-            wall=lambda: self.now_s(),
-        )
+        """The hall's feed card (shown only: the feed alarm is the live service's)."""
         self._historian: Historian | None = None
         self._alarm_log: Historian | None = None
         self._lock = threading.Lock()
@@ -142,13 +131,19 @@ class AppContext:
                     raise DataUnavailableError(f"historian {path}: {exc}") from None
             return self._alarm_log
 
-    def evaluate_alarms(self, latest: dict[str, Reading]) -> float:
-        """Bring the alarm log up to the readings ``latest`` (:mod:`dashboards.alarms`); the
-        wall seconds the feed has been silent."""
-        newest_s = max((r.time_s for r in latest.values()), default=-math.inf)
-        silent_s = self.feed.observe(newest_s, self.now_s()) if latest else 0.0
-        self.alarms.evaluate(self.alarm_log(), latest, feed_silent_s=silent_s)
-        return silent_s
+    def alarm_states(self) -> tuple[dict[str, AlarmState], int]:
+        """The alarms as the log says (:func:`control.alarms.alarm_states`), and the number of
+        records read; :class:`DataUnavailableError` until the historian exists."""
+        try:
+            return alarm_states(self.historian())
+        except HistorianError as exc:
+            raise DataUnavailableError(str(exc)) from None
+
+    def evaluation(self) -> Evaluation | None:
+        """The live service's newest alarm evaluation; None if none ever ran on this
+        historian."""
+        reading = self.historian().latest([EVALUATED_POINT]).get(EVALUATED_POINT)
+        return None if reading is None else Evaluation(reading.time_s, reading.value)
 
     @contextmanager
     def reservoir(self) -> Iterator[Reservoir]:

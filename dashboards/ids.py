@@ -115,3 +115,5 @@ class AlarmIds(StrEnum):
     MESSAGE = "alarms-message"
     ANSWERED = "alarms-answered"
     """When the last answer went through (refreshes the tables)."""
+    EVALUATION = "alarms-evaluation"
+    """Who evaluates the alarms, and when it last did (the live service)."""

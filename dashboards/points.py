@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from connectors.historian import Historian, Reading
+from control.alarms import RACK_INLET as RACK_INLET
+from control.alarms import rack_inlets as rack_inlets
 
-RACK_INLET = re.compile(r"rack_inlet_c\.(?P<pod>\d+)\.(?P<rack>\d+)")
 IT_POWER_PREFIX = "it_power_kw."
 FACILITY_POWER = "facility_power_kw"
 TEMPERATURES: tuple[tuple[str, str], ...] = (
@@ -42,10 +42,6 @@ def matching(points: Iterable[str], pattern: str) -> list[str]:
     if pattern.endswith("."):
         return sorted(p for p in points if p.startswith(pattern))
     return [p for p in points if p == pattern]
-
-
-def rack_inlets(points: Iterable[str]) -> list[str]:
-    return sorted(p for p in points if RACK_INLET.fullmatch(p))
 
 
 def inlet_grid(latest: Mapping[str, Reading]) -> pd.DataFrame:

@@ -353,6 +353,8 @@ class Demo:
             # second; data older than three control periods (3 s of wall time at 300×) is
             # stale here, instead of three samples.
             watchdog={"stale_after_s": 3.0 * self.scenario.control_period_s},
+            # Alarms as often as the dashboard polls (2 s: ten minutes of plant time at 300x).
+            alarms={"period_s": 2.0},
         )
         # The service's stores belong to the thread that runs it: made, run and closed there.
         ready = threading.Event()

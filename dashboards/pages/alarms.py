@@ -1,7 +1,10 @@
 """Alarms: what stands (active or unacknowledged) by severity, what is shelved and until when,
 and the alarm log's history; an operator acknowledges, shelves (with a reason) and takes
-alarms off the shelf. The model is :mod:`dashboards.alarms`; the server checks the role on
-every answer (:mod:`dashboards.alarm_actions`)."""
+alarms off the shelf. The model is :mod:`control.alarms`; the live service evaluates it
+(:mod:`control.alarm_loop`) and this page only reads the log, says when the service last
+evaluated (plainly, when none does: an archived run, a stopped service) and appends the
+operators' answers; the server checks the role on every answer
+(:mod:`dashboards.alarm_actions`)."""
 
 from __future__ import annotations
 
@@ -13,10 +16,10 @@ import dash
 from dash import Dash, Input, Output, State, dcc, html
 from dash.development.base_component import Component
 
-from connectors.historian import ALARM_SEVERITIES, AlarmRecord
+from connectors.historian import ALARM_SEVERITIES, AlarmRecord, HistorianError
+from control.alarms import AlarmState, standing
 from dashboards.actions import decided
 from dashboards.alarm_actions import SHELF_HOURS, answer
-from dashboards.alarms import AlarmState, standing
 from dashboards.auth import SessionUser
 from dashboards.context import AppContext, DataUnavailableError
 from dashboards.figures import card, notice, table
@@ -43,6 +46,7 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
             dcc.Interval(id=AlarmIds.INTERVAL, interval=int(ctx.config.refresh_s * 1000)),
             dcc.Store(id=AlarmIds.ANSWERED),
             html.H2(TITLE),
+            html.Div(id=AlarmIds.EVALUATION),
             html.Div(id=AlarmIds.COUNTS, className="tl-cards"),
             html.H3("Standing: active or not yet acknowledged"),
             html.Div(id=AlarmIds.STANDING),
@@ -108,6 +112,32 @@ def layout(ctx: AppContext, user: SessionUser, query: Mapping[str, str]) -> Comp
     )
 
 
+def evaluation_notice(ctx: AppContext) -> Component:
+    """Who evaluates the alarms and when it last did; an error where no live service does
+    (none ever ran on this historian, or its newest evaluation is older than
+    ``evaluation_late_after_s`` of wall time)."""
+    try:
+        evaluation = ctx.evaluation()
+    except (DataUnavailableError, HistorianError) as exc:
+        return notice(f"alarms cannot be read: {exc}", kind="error")
+    if evaluation is None:
+        return notice(
+            "no live service has evaluated the alarms of this historian: alarms are evaluated "
+            "by the live service (twinloop serve), and this dashboard raises none",
+            kind="error",
+        )
+    at = ctx.config.clock.text(evaluation.time_s)
+    late_s = ctx.now_s() - evaluation.wall_s
+    if late_s > ctx.config.evaluation_late_after_s:
+        return notice(
+            f"no live service is evaluating the alarms: the newest evaluation, at {at}, ran "
+            f"{late_s:,.0f} s ago; alarms are evaluated by the live service (twinloop serve), "
+            "nothing new is raised until it runs",
+            kind="error",
+        )
+    return notice(f"alarms are evaluated by the live service; newest evaluation at {at}")
+
+
 def standing_table(
     states: Sequence[AlarmState], clock: SiteClock, *, id_: str | None = None
 ) -> Component:
@@ -154,18 +184,16 @@ def _history(records: Sequence[AlarmRecord], clock: SiteClock) -> Component:
     )
 
 
-def view(ctx: AppContext) -> tuple[Any, Any, Any, Any, list[dict[str, str]]]:
-    """(severity counts, standing, shelved, history, the alarms one can answer)."""
+def view(ctx: AppContext) -> tuple[Any, Any, Any, Any, list[dict[str, str]], Any]:
+    """(severity counts, standing, shelved, history, the alarms one can answer, who
+    evaluates them and when it last did)."""
     clock = ctx.config.clock
     try:
-        latest = ctx.historian().latest()
-        ctx.evaluate_alarms(latest)
-        store = ctx.alarm_log()
-        states = ctx.alarms.states(store)
-        history = store.alarm_records(limit=HISTORY_ROWS, newest_first=True)
-    except DataUnavailableError as exc:
+        states, _ = ctx.alarm_states()
+        history = ctx.historian().alarm_records(limit=HISTORY_ROWS, newest_first=True)
+    except (DataUnavailableError, HistorianError) as exc:
         error = notice(str(exc), kind="error")
-        return error, [], [], [], []
+        return error, [], [], [], [], evaluation_notice(ctx)
     shown = standing(states)
     counts = [
         card(
@@ -207,6 +235,7 @@ def view(ctx: AppContext) -> tuple[Any, Any, Any, Any, list[dict[str, str]]]:
         shelved_table,
         _history(history, clock),
         options,
+        evaluation_notice(ctx),
     )
 
 
@@ -228,7 +257,7 @@ def respond(
 
 def refresh(ctx: AppContext, session: dict[str, Any]) -> tuple[Any, ...]:
     """The tables; nothing without a valid session."""
-    return if_signed_in(ctx, session, 5, lambda: view(ctx))
+    return if_signed_in(ctx, session, 6, lambda: view(ctx))
 
 
 def set_callbacks(app: Dash, ctx: AppContext) -> None:
@@ -254,6 +283,7 @@ def set_callbacks(app: Dash, ctx: AppContext) -> None:
         Output(AlarmIds.SHELVED, "children"),
         Output(AlarmIds.HISTORY, "children"),
         Output(AlarmIds.CHOSEN, "options"),
+        Output(AlarmIds.EVALUATION, "children"),
         Input(AlarmIds.INTERVAL, "n_intervals"),
         Input(AlarmIds.ANSWERED, "data"),
     )

@@ -1,7 +1,8 @@
 """Live hall: rack-inlet heat map per pod, supply/return temperatures, power by subsystem,
 PUE, setpoint against actual, a pod's or a rack's inlet trends, standing alarms (the model of
-:mod:`dashboards.alarms`, evaluated at each poll), stale site points and recent events,
-refreshed from the historian every few seconds.
+:mod:`control.alarms`, evaluated by the live service; read here from the alarm log, with when
+the service last evaluated), stale site points and recent events, refreshed from the
+historian every few seconds.
 
 The trends cover one time range (:mod:`dashboards.time_range`: a preset or an absolute
 site-local range), read bounded by the historian's downsampling; a zoom on one of them is
@@ -19,11 +20,11 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.development.base_component import Component
 
-from connectors.historian import HistorianStore, Reading
+from connectors.historian import HistorianError, HistorianStore, Reading
 from control import approval
+from control.alarms import is_site_point, standing
 from dashboards import points as pts
 from dashboards import rack_drill, shared_zoom, time_range
-from dashboards.alarms import is_site_point, standing
 from dashboards.auth import SessionUser
 from dashboards.context import AppContext, DataUnavailableError
 from dashboards.control_view import holders
@@ -39,7 +40,7 @@ from dashboards.figures import (
 )
 from dashboards.ids import HallIds
 from dashboards.markers import add_markers, for_trends
-from dashboards.pages.alarms import standing_table
+from dashboards.pages.alarms import evaluation_notice, standing_table
 from dashboards.savings import DEFINITION, SAVING_COLUMN, LiveSavings, live_savings
 from dashboards.session import signed_in
 from dashboards.setpoint_overlay import overlay_figure, overlay_points
@@ -311,13 +312,18 @@ def update(
                 kind="error",
             )
         )
+    site_s = [r.time_s for name, r in latest.items() if is_site_point(name)]
+    silent_s = ctx.feed.observe(max(site_s), ctx.now_s()) if site_s else 0.0
     try:
-        silent_s = ctx.evaluate_alarms(latest)
-        shown = standing(ctx.alarms.states(ctx.alarm_log()))
-        alarm_table = standing_table(shown, clock, id_="hall-alarms-table")
-    except DataUnavailableError as exc:  # e.g. a historian this process may not write
-        silent_s = ctx.feed.observe(newest_s, ctx.now_s())
-        alarm_table = notice(f"alarms cannot be evaluated: {exc}", kind="error")
+        states, _ = ctx.alarm_states()
+        alarm_table: Component = html.Div(
+            [
+                evaluation_notice(ctx),
+                standing_table(standing(states), clock, id_="hall-alarms-table"),
+            ]
+        )
+    except (DataUnavailableError, HistorianError) as exc:
+        alarm_table = notice(f"alarms cannot be read: {exc}", kind="error")
     feed_silent = silent_s >= ctx.config.feed_silent_after_s
     summary.insert(
         1,

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from connectors.historian import (
+    AlarmLogChangedError,
     AlarmRecord,
     AuditRecord,
     Event,
@@ -215,6 +216,45 @@ def test_alarm_log_is_kept_in_order_and_append_only(location: str) -> None:
             with pytest.raises(sqlite3.IntegrityError, match="alarm log is append-only"):
                 conn.execute(sql)
             conn.close()
+
+
+def _append_alarms(location: str, actor: str, n: int) -> None:
+    """``n`` records, each appended only on the log as read (read again when it changed)."""
+    with open_historian(location) as h:
+        for i in range(n):
+            while True:
+                rows = len(h.alarm_records())
+                record = AlarmRecord(float(i), "feed", "ack", "low", f"{rows}", actor, 1.0)
+                try:
+                    h.add_alarm_records([record], expect_rows=rows)
+                    break
+                except AlarmLogChangedError:
+                    continue
+
+
+def test_alarm_log_appends_only_on_the_log_as_read_from_two_processes(location: str) -> None:
+    with open_historian(location) as first, open_historian(location) as second:
+        first.add_alarm_records([AlarmRecord(1.0, "feed", "raise", "critical", "", "e", 1.0)])
+        rows = len(first.alarm_records())
+        second.add_alarm_records([AlarmRecord(2.0, "feed", "ack", "critical", "", "olga", 2.0)])
+        late = AlarmRecord(3.0, "feed", "clear", "critical", "", "e", 3.0)
+        with pytest.raises(AlarmLogChangedError, match="holds 2 records, not the 1 read"):
+            first.add_alarm_records([late], expect_rows=rows)
+        assert [r.action for r in second.alarm_records()] == ["raise", "ack"]  # nothing added
+        first.add_alarm_records([late], expect_rows=2)
+    # Two writing processes at once: every record lands, each on the log its writer read
+    # (its message: the rows it saw), none lost to a lock.
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_alarms, args=(location, who, 40)) for who in "ab"]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+        assert proc.exitcode == 0
+    with open_historian(location, readonly=True) as h:
+        log = h.alarm_records()
+    assert len(log) == 3 + 80
+    assert [int(r.message) for r in log[3:]] == list(range(3, 83))
 
 
 def test_alarm_records_refuse_what_the_model_does_not_know() -> None:

@@ -1,11 +1,13 @@
 """The closed loop over real Mosquitto: plant ↔ BMS emulator ↔ MQTT ↔ ingestion/historian ↔
 LiveController ↔ setpoint writer ↔ MQTT ↔ BMS emulator, faster than real time (the test
 steps the emulator; every message still goes through the broker). Also the site file of
-``twinloop serve``."""
+``twinloop serve``, and the service's own alarm evaluation over a real Modbus TCP device
+(no dashboard anywhere)."""
 
 from __future__ import annotations
 
 import math
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,16 +19,24 @@ import pytest
 
 from connectors.bms_emulator import BmsEmulator
 from connectors.broker import MosquittoBroker, mosquitto_available
+from connectors.catalog import PointCatalog
 from connectors.historian import Historian
 from connectors.ingestion import MqttIngestor
+from connectors.modbus_device import ModbusPlantDevice, site_map
 from connectors.payloads import OverrideMessage
 from connectors.setpoint_writer import SetpointWriter
 from connectors.topics import Topics
+from control.alarms import ENGINE, EVALUATED_POINT
 from control.catalog import RULE_POLICIES
 from control.live import LiveController, StepReport, plant_hour_of_year
 from control.policy import Policy
 from control.reservoir import PolicyRecord, Reservoir
-from control.service import ScenarioForecast, ServiceConfigError, load_service_config
+from control.service import (
+    LiveService,
+    ScenarioForecast,
+    ServiceConfigError,
+    load_service_config,
+)
 from control.site_link import MqttSetpointSink, OverrideMonitor
 from physics.kpi import COOLING_COLUMNS
 from physics.plant.scenario import Scenario, load_scenario
@@ -260,6 +270,7 @@ def test_site_file_is_validated(tmp_path: Path) -> None:
         "control_period_s: 60\n"
         "shield: {supply_air_c: [18, 25], supply_air_step_k: 0.3}\n"
         "watchdog: {stale_after_s: 120}\n"
+        "alarms: {inlet_high_c: 26, period_s: 5}\n"
         "twin: drawings\n"
     )
     config = load_service_config(good)
@@ -270,6 +281,8 @@ def test_site_file_is_validated(tmp_path: Path) -> None:
     assert load_service_config(url).historian == "postgresql://tl@db/hall"  # kept whole
     assert config.shield_config().supply_air_c == (18.0, 25.0)
     assert config.watchdog_config().stale_after_s == 120.0
+    alarms = config.alarm_config()
+    assert (alarms.inlet_high_c, alarms.period_s, alarms.inlet_critical_c) == (26.0, 5.0, 32.0)
     for text, message in [
         ("site: a\nhistorian: h\nreservoir: r\n", "broker: Field required"),
         ("site: a/b\nbroker: {credentials: c}\nhistorian: h\nreservoir: r\n", "topic site"),
@@ -284,6 +297,15 @@ def test_site_file_is_validated(tmp_path: Path) -> None:
             "supply_air_step_k",
         ),
         ("site: a\nbroker: {credentials: c}\nhistorian: h\nreservoir: r\nspeed: 2\n", "speed"),
+        (
+            "site: a\nbroker: {credentials: c}\nhistorian: h\nreservoir: r\nalarms: {x: 1}\n",
+            "alarms: unknown key(s) x",
+        ),
+        (
+            "site: a\nbroker: {credentials: c}\nhistorian: h\nreservoir: r\n"
+            "alarms: {inlet_high_c: 35}\n",
+            "alarms: inlet_critical_c must be above inlet_high_c",
+        ),
         ("[1, 2]\n", "expected a mapping"),
     ]:
         bad = tmp_path / "bad.yaml"
@@ -317,3 +339,44 @@ def test_plant_clock_is_the_median_of_the_catalog_points() -> None:
     snapshot["a"] = state("a", 1e12)
     assert plant_clock(snapshot, [*points, "outdoor_wet_bulb_c"], 60.0) == 6060.0
     assert math.isnan(plant_clock({}, points, 60.0))
+
+
+@pytest.mark.integration
+def test_the_service_raises_alarms_with_no_dashboard(tmp_path: Path, scenario: Scenario) -> None:
+    """``twinloop serve``'s service over a Modbus TCP device on loopback: its own alarm
+    evaluation raises every rack inlet above the site file's limit (set below this plant's
+    inlets), and records each evaluation; nothing else is running."""
+    Reservoir(tmp_path / "reservoir").close()
+    plant = build_plant(replace(scenario, duration_h=1.0))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    point_map = site_map(PointCatalog.for_site(plant.config), address=f"127.0.0.1:{port}")
+    (tmp_path / "map.yaml").write_text(point_map.to_yaml(), encoding="utf-8")
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: hall-a\n"
+        "protocol: modbus\n"
+        "modbus: {point_map: map.yaml, timeout_s: 1.0}\n"
+        "historian: historian.sqlite\n"
+        "reservoir: reservoir\n"
+        "time_scale: 100\n"
+        "alarms: {inlet_high_c: 15, inlet_critical_c: 60, period_s: 0.2}\n",
+        encoding="utf-8",
+    )
+    inlets = {p for p in plant.point_names if p.startswith("rack_inlet_c.")}
+    with ModbusPlantDevice(plant, point_map, speed=100.0, heartbeat_timeout_s=900.0):
+        service = LiveService(load_service_config(site), base=tmp_path).start()
+        try:
+            deadline = time.monotonic() + 30.0
+            raised: set[str] = set()
+            while raised != {f"inlet:{p}" for p in inlets} and time.monotonic() < deadline:
+                time.sleep(0.1)
+                log = service.historian.alarm_records()
+                raised = {r.key for r in log if r.action == "raise" and r.key.startswith("inlet:")}
+            beat = service.historian.latest([EVALUATED_POINT])
+        finally:
+            service.close()
+    assert raised == {f"inlet:{p}" for p in inlets}
+    assert {(r.actor, r.severity) for r in log if r.key in raised} == {(ENGINE, "high")}
+    assert EVALUATED_POINT in beat and service.alarms.failures == 0

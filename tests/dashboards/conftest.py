@@ -3,7 +3,8 @@
 - a historian with three hours of the reference plant's sensor readings (a real plant run),
   the live loop's series (``twin.*`` predictions with uncertainty and parameters, ``ctl.*``,
   ``kpi.pue``), events, setpoint-audit records, one point that went stale, one bad reading
-  and one rack inlet above 27 °C;
+  and one rack inlet above 27 °C, and the alarms the live service's evaluation
+  (:class:`control.alarm_loop.AlarmLoop`) raised on them: the dashboard evaluates none;
 - a reservoir with the built-in baselines and two candidates, each evaluated in the twin on a
   short scenario (real twin runs, with their report folders and plot), pre-evaluated;
 - a users file with an operator and a viewer.
@@ -23,6 +24,8 @@ import pytest
 from dash import Dash
 
 from connectors.historian import AuditRecord, Event, Historian, Reading
+from control.alarm_loop import AlarmLoop
+from control.alarms import AlarmConfig
 from control.catalog import builtin_factory
 from control.evaluation import evaluate, write_comparison
 from control.preevaluation import register_builtin
@@ -115,6 +118,7 @@ def _write_historian(path: Path, week: Scenario) -> float:
                 "outside the envelope",
             )
         )
+        AlarmLoop(hist, AlarmConfig()).evaluate()  # the live service's, once
     return newest_s
 
 

@@ -31,6 +31,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from connectors.historian import Event, Historian, Reading
 from control import approval
+from control.alarm_loop import AlarmLoop
+from control.alarms import AlarmConfig
 from control.reservoir import Reservoir
 from dashboards.app import create_app
 from dashboards.context import AppContext
@@ -114,8 +116,17 @@ def site(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sit
     anchor = WallAnchor(plant_s=built.newest_s, wall_s=time.time(), speed=300.0)
     clock = SiteClock.plant(1962, MIAMI, anchor)
     app = create_app(data.historian, data.reservoir, data.users, refresh_s=2.0, clock=clock)
-    with DashboardServer(app, "127.0.0.1", 0) as server:
-        yield Site(server.url.replace("127.0.0.1", "localhost"), data, app)
+    # The live service's alarm evaluation, on its own connection (the dashboard evaluates
+    # none); the test's plant stands still, so no feed alarm within the module's minutes.
+    service_store = Historian(data.historian)
+    service = AlarmLoop(service_store, AlarmConfig(period_s=0.5, feed_silent_after_s=3600.0))
+    service.start()
+    try:
+        with DashboardServer(app, "127.0.0.1", 0) as server:
+            yield Site(server.url.replace("127.0.0.1", "localhost"), data, app)
+    finally:
+        service.stop()
+        service_store.close()
 
 
 @dataclass(frozen=True)
@@ -226,7 +237,11 @@ def test_login_and_the_live_hall(browser: WebDriver, site: Site) -> None:
     with Historian(site.data.historian) as hist:
         hist.write([Reading("rack_inlet_c.3.11", site.data.newest_s + 120.0, 29.9, "degC")])
     _wait_text(browser, HallIds.SUMMARY, "29.9 °C (rack_inlet_c.3.11)")
-    assert "rack_inlet_c.3.11 at 29.9 °C" in _text(browser, HallIds.ALARMS)
+    # ... and the live service raises its alarm, with no page's help.
+    _wait_text(browser, HallIds.ALARMS, "rack_inlet_c.3.11 at 29.9 °C")
+    assert "alarms are evaluated by the live service; newest evaluation at" in _text(
+        browser, HallIds.ALARMS
+    )
 
 
 def test_twin_page(browser: WebDriver) -> None:
@@ -354,6 +369,7 @@ def test_alarms_are_acknowledged_and_shelved(browser: WebDriver, site: Site) -> 
     assert "active, unacknowledged" in standing and "1962-07-01" in standing
     assert "fallback" not in standing  # an event, not an alarm
     _wait_text(browser, AlarmIds.COUNTS, "critical")
+    _wait_text(browser, AlarmIds.EVALUATION, "alarms are evaluated by the live service")
     _shot(browser, "alarms")
     browser.find_element(By.ID, AlarmIds.ACK).click()
     _wait_text(browser, AlarmIds.MESSAGE, f"{key} acknowledged by {OPERATOR}")

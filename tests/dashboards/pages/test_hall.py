@@ -11,6 +11,8 @@ import plotly.graph_objects as go
 import pytest
 
 from connectors.historian import Historian, Reading
+from control.alarm_loop import AlarmLoop
+from control.alarms import AlarmConfig
 from dashboards import rack_drill
 from dashboards.app import create_app
 from dashboards.context import AppContext
@@ -223,21 +225,29 @@ def test_missing_historian_is_a_message_not_a_crash(ctx: AppContext, data: Built
     assert heatmap.layout.annotations[0].text == "no data"
 
 
-def test_a_silent_feed_raises_an_alarm(ctx: AppContext, data: Built) -> None:
+def test_a_silent_feed_is_shown_and_its_alarm_is_the_services(ctx: AppContext, data: Built) -> None:
     clock = [1000.0]
     ctx.now_s = lambda: clock[0]  # type: ignore[method-assign]
+    with Historian(data.historian, readonly=True) as hist:
+        log = hist.alarm_records()
     summary, *_, alarms, _, _, _ = hall.update(ctx, 3.0)
     assert "feed live" in text_of(summary) and "no new readings" not in text_of(alarms)
     clock[0] += 61.0
     summary, *_, alarms, _, _, _ = hall.update(ctx, 3.0)
     assert "feed silent for 61 s" in text_of(summary)
-    assert text_of(alarms).index("no new readings for 61 s") < text_of(alarms).index(HOT_POINT)
-    with Historian(data.historian) as hist:  # the feed resumes
-        hist.write([Reading("supply_air_c", data.newest_s + 60.0, 20.1, "degC")])
+    # The hall shows the silence but raises nothing: the alarm is the live service's.
+    assert "no new readings" not in text_of(alarms)
+    with Historian(data.historian, readonly=True) as hist:
+        assert hist.alarm_records() == log
+    with Historian(data.historian) as hist:  # the live service, on the same wall clock
+        service = AlarmLoop(hist, AlarmConfig(), wall=lambda: clock[0])
+        service.evaluate()
+        clock[0] += 61.0
+        assert [(r.key, r.action) for r in service.evaluate()] == [("feed", "raise")]
     summary, *_, alarms, _, _, _ = hall.update(ctx, 3.0)
-    assert "feed live" in text_of(summary)
-    # Cleared, the feed's alarm stands until an operator acknowledges it.
-    assert "cleared, unacknowledged" in text_of(alarms)
+    text = text_of(alarms)
+    assert text.index("no new readings for 61 s") < text.index(HOT_POINT)
+    assert "alarms are evaluated by the live service; newest evaluation at" in text
 
 
 def test_long_series_are_thinned_evenly_keeping_the_newest() -> None:

@@ -7,12 +7,13 @@ Alarms (key → severity):
 - ``inlet:<point>``: a rack inlet above ``inlet_high_c`` (ASHRAE's recommended 27 °C) is
   *high*, above ``inlet_critical_c`` (A1 allowable, 32 °C) *critical*; it clears only below
   ``inlet_high_c - inlet_deadband_k``. Every sample since the last evaluation counts, so an
-  excursion between two polls is not missed.
+  excursion between two evaluations is not missed.
 - ``stale:<point>``: a site point whose newest reading lags the hall's newest by more than
   ``stale_after_s`` or is not good (*medium*); it clears once it lags by less than half that.
-  The live loop's own series (``ctl.``, ``shadow.``, ``kpi.``, ``twin.``) are not sensors and
-  never count: they stop by design when a policy leaves shadow or control.
-- ``feed``: no newer reading for ``feed_silent_after_s`` of wall time (*critical*).
+  The live loop's own series (``ctl.``, ``shadow.``, ``kpi.``, ``twin.``, ``alarms.``) are
+  not sensors and never count: they stop by design when a policy leaves shadow or control.
+- ``feed``: no newer site reading for ``feed_silent_after_s`` of wall time (*critical*),
+  judged by the evaluator (:class:`FeedWatch`).
 - events of the live loop, momentary (raised and cleared at once, so they wait for an
   acknowledgement): a watchdog ``trip`` (*critical*), a ``rollback`` or ``write_error``
   (*high*), a ``sensor_fault`` (*medium*), a ``twin_error`` (*low*), and a
@@ -22,12 +23,18 @@ Alarms (key → severity):
 
 A raise after a clear, or a rise in severity, is a new occurrence: it needs acknowledging
 again. A shelved alarm is still evaluated and logged but left off the active list until its
-shelf ends (on the readings' clock, the site's time base). Operators acknowledge and shelve
-(:func:`acknowledge`, :func:`shelve`, :func:`unshelve`); a viewer is refused on the server.
+shelf ends (on the readings' clock, the site's time base). Operators acknowledge, shelve and
+unshelve on the dashboard (``dashboards.alarm_actions``); a viewer is refused on the server.
 
-The dashboard evaluates the alarms at every poll of its live pages, one thread at a time,
-and appends the transitions to the historian; where the log was left off (a restart) it
-picks up from its newest record.
+One evaluator: the live service (``twinloop serve``, the demo) runs
+:class:`~control.alarm_loop.AlarmLoop` beside the control loop, with or without a dashboard
+open, and appends the transitions (raise, clear, a shelf's end) to the log. Operators'
+answers (ack, shelve, unshelve) are appended by the dashboard, usually another process. The
+log is the state: before each evaluation the engine folds it again, so an answer written
+meanwhile is seen, and it appends only if the log still holds the rows it read
+(``expect_rows``; else it reads and evaluates again), so a transition is never decided on a
+log an operator's answer has since changed. A restarted service picks up from its newest
+record: a standing alarm is not raised twice.
 """
 
 from __future__ import annotations
@@ -37,17 +44,31 @@ import math
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from connectors.historian import ALARM_SEVERITIES, AlarmRecord, Event, HistorianStore, Reading
-from dashboards import points as pts
+from connectors.historian import (
+    ALARM_SEVERITIES,
+    AlarmLogChangedError,
+    AlarmRecord,
+    Event,
+    HistorianStore,
+    Reading,
+)
 
 logger = logging.getLogger(__name__)
 
 ENGINE = "alarm engine"
 """The actor of the records the evaluation writes (raise, clear, a shelf's end)."""
-LIVE_LOOP_PREFIXES: tuple[str, ...] = ("ctl.", "shadow.", "kpi.", "twin.")
+LIVE_LOOP_PREFIXES: tuple[str, ...] = ("ctl.", "shadow.", "kpi.", "twin.", "alarms.")
 """Series the live loop writes; not site points, never stale alarms."""
+EVALUATED_POINT = "alarms.evaluated"
+"""The live service's evaluation, one reading each: its time is the newest reading evaluated
+(the site's time base), its value the Unix time of the evaluation (how a dashboard tells a
+running service from an archived run)."""
+RACK_INLET = re.compile(r"rack_inlet_c\.(?P<pod>\d+)\.(?P<rack>\d+)")
+"""A rack inlet's point (``physics.plant.sensors.point_catalog``)."""
+MAX_TRIES = 5
+"""Evaluations in a row that may find the log changed by another writer before giving up."""
 EVENT_SEVERITY: Mapping[str, str] = {
     "trip": "critical",
     "rollback": "high",
@@ -70,6 +91,10 @@ def is_site_point(name: str) -> bool:
     return not name.startswith(LIVE_LOOP_PREFIXES)
 
 
+def rack_inlets(points: Iterable[str]) -> list[str]:
+    return sorted(p for p in points if RACK_INLET.fullmatch(p))
+
+
 @dataclass(frozen=True)
 class AlarmConfig:
     """Limits of the alarm model (module docstring)."""
@@ -81,11 +106,19 @@ class AlarmConfig:
     feed_silent_after_s: float = 60.0
     look_back_s: float = 3600.0
     """How far back the first evaluation of an empty log looks."""
+    period_s: float = 10.0
+    """Wall seconds between two evaluations of the live service."""
 
     def __post_init__(self) -> None:
         if not self.inlet_critical_c > self.inlet_high_c:
             raise ValueError("inlet_critical_c must be above inlet_high_c")
-        for name in ("inlet_deadband_k", "stale_after_s", "feed_silent_after_s", "look_back_s"):
+        for name in (
+            "inlet_deadband_k",
+            "stale_after_s",
+            "feed_silent_after_s",
+            "look_back_s",
+            "period_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"alarm {name} must be positive, got {getattr(self, name)}")
 
@@ -173,6 +206,8 @@ class _Pass:
     states: dict[str, AlarmState]
     wall_s: float
     records: list[AlarmRecord] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    """The events read (oldest first)."""
 
     def add(self, time_s: float, key: str, action: str, severity: str, message: str) -> None:
         record = AlarmRecord(time_s, key, action, severity, message, ENGINE, self.wall_s)
@@ -191,84 +226,98 @@ class _Pass:
             self.add(time_s, key, "clear", state.severity, message)
 
 
+def alarm_states(store: HistorianStore) -> tuple[dict[str, AlarmState], int]:
+    """Every alarm the log of ``store`` knows, by key, and the number of records folded (for
+    ``add_alarm_records(..., expect_rows=)``)."""
+    log = store.alarm_records()
+    return fold(log), len(log)
+
+
 class AlarmEngine:
-    """Evaluates the alarms on a historian and keeps their states (module docstring)."""
+    """Evaluates the alarms on a historian (module docstring): the live service's, one
+    evaluation at a time."""
 
     def __init__(self, config: AlarmConfig, wall: Callable[[], float]) -> None:
         self.config = config
         self._wall = wall
         self._lock = threading.Lock()
-        self._states: dict[str, AlarmState] | None = None
         self._until_s: float | None = None
         """Readings and events up to this time were evaluated."""
+        self._resumed = False
+        """Whether ``_until_s`` was taken from the log (at the first evaluation)."""
         self._seen_events: set[Event] = set()
         """Events at ``_until_s`` already turned into alarms (the boundary is inclusive)."""
         self._raised_at_until: set[str] = set()
-        """Alarms the log raised at ``_until_s`` when it was loaded (a restart)."""
+        """Alarms the log raised at ``_until_s`` when it was first read (a restart)."""
 
-    def _load(self, store: HistorianStore) -> dict[str, AlarmState]:
-        if self._states is None:
-            log = store.alarm_records()
-            self._states = fold(log)
-            engine_times = [r.time_s for r in log if r.actor == ENGINE]
-            self._until_s = max(engine_times) if engine_times else None
-            # Events at that second already raised their alarm before the restart.
-            self._raised_at_until = {
-                r.key for r in log if r.action == "raise" and r.time_s == self._until_s
-            }
-        return self._states
-
-    def states(self, store: HistorianStore) -> dict[str, AlarmState]:
-        """Every alarm this log knows, by key (a copy)."""
-        with self._lock:
-            return {k: replace(v) for k, v in self._load(store).items()}
+    def _resume(self, log: Sequence[AlarmRecord]) -> None:
+        """Where an earlier evaluator (a restart) left off: its newest record."""
+        engine_times = [r.time_s for r in log if r.actor == ENGINE]
+        self._until_s = max(engine_times) if engine_times else None
+        # Events at that second already raised their alarm before the restart.
+        self._raised_at_until = {
+            r.key for r in log if r.action == "raise" and r.time_s == self._until_s
+        }
+        self._resumed = True
 
     def evaluate(
         self, store: HistorianStore, latest: Mapping[str, Reading], *, feed_silent_s: float
     ) -> list[AlarmRecord]:
         """Raise and clear what the readings and events since the last evaluation say, end
-        the shelves that ran out; the records appended to the log."""
+        the shelves that ran out, on the log as it is now (operators' answers included); the
+        records appended to the log."""
         if not latest:
             return []
         with self._lock:
-            states = self._load(store)
-            newest_s = max(r.time_s for r in latest.values())
-            since_s = (
-                self._until_s if self._until_s is not None else newest_s - (self.config.look_back_s)
-            )
-            run = _Pass(states, self._wall())
-            self._inlets(store, latest, since_s, run)
-            self._events(store, since_s, run)
-            self._stale(latest, newest_s, run)
-            self._feed(newest_s, feed_silent_s, run)
-            for key, state in list(states.items()):
-                if state.shelved_until_s is not None and state.shelved_until_s <= newest_s:
-                    run.add(newest_s, key, "unshelve", state.severity, "the shelf ran out")
-            if run.records:
+            for _ in range(MAX_TRIES):
+                log = store.alarm_records()
+                if not self._resumed:
+                    self._resume(log)
+                run, newest_s, since_s = self._pass(store, fold(log), latest, feed_silent_s)
                 try:
-                    store.add_alarm_records(run.records)
-                except Exception:
-                    self._states = None  # reload from the log next time: it is the truth
-                    raise
+                    store.add_alarm_records(run.records, expect_rows=len(log))
+                except AlarmLogChangedError as exc:  # an operator answered meanwhile
+                    logger.info("alarms: evaluating again: %s", exc)
+                    continue
                 for record in run.records:
                     if record.action in ("raise", "clear"):
                         logger.info("alarm %s %s: %s", record.key, record.action, record.message)
-            self._until_s = max(newest_s, since_s)
-            return run.records
+                self._until_s = max(newest_s, since_s)
+                if run.events:
+                    last = run.events[-1].time_s
+                    self._seen_events = {e for e in run.events if e.time_s == last}
+                return run.records
+            raise AlarmLogChangedError(
+                f"the alarm log changed under {MAX_TRIES} evaluations in a row; evaluating later"
+            )
 
-    def record(self, store: HistorianStore, records: Sequence[AlarmRecord]) -> None:
-        """Append an operator's records and apply them."""
-        with self._lock:
-            states = self._load(store)
-            store.add_alarm_records(records)
-            fold(records, states)
+    def _pass(
+        self,
+        store: HistorianStore,
+        states: dict[str, AlarmState],
+        latest: Mapping[str, Reading],
+        feed_silent_s: float,
+    ) -> tuple[_Pass, float, float]:
+        """One evaluation on ``states`` (the log as read): (its records, the newest reading's
+        time, the time it evaluated from)."""
+        newest_s = max(r.time_s for r in latest.values())
+        since_s = self._until_s if self._until_s is not None else newest_s - self.config.look_back_s
+        run = _Pass(states, self._wall())
+        self._inlets(store, latest, since_s, run)
+        self._events(store, since_s, run)
+        self._stale(latest, newest_s, run)
+        self._feed(newest_s, feed_silent_s, run)
+        for key, state in list(states.items()):
+            if state.shelved_until_s is not None and state.shelved_until_s <= newest_s:
+                run.add(newest_s, key, "unshelve", state.severity, "the shelf ran out")
+        return run, newest_s, since_s
 
     # ------------------------------------------------------------------ conditions
     def _inlets(
         self, store: HistorianStore, latest: Mapping[str, Reading], since_s: float, run: _Pass
     ) -> None:
         cfg = self.config
-        inlets = pts.rack_inlets(latest)
+        inlets = rack_inlets(latest)
         if not inlets:
             return
         frame = store.series(inlets, since_s=since_s)
@@ -297,7 +346,7 @@ class AlarmEngine:
 
     def _events(self, store: HistorianStore, since_s: float, run: _Pass) -> None:
         # Newest first from the store (by time, then as written): oldest first here.
-        events = list(reversed(store.events(limit=-1, since_s=since_s)))
+        events = run.events = list(reversed(store.events(limit=-1, since_s=since_s)))
         for event in events:
             if event.time_s == since_s and event in self._seen_events:
                 continue
@@ -312,9 +361,6 @@ class AlarmEngine:
                     run.add(event.time_s, key, "clear", state.severity, "superseded")
                 run.add(event.time_s, key, "raise", severity, message)
                 run.add(event.time_s, key, "clear", severity, "momentary (an event)")
-        if events:
-            last = events[-1].time_s
-            self._seen_events = {e for e in events if e.time_s == last}
 
     def _stale(self, latest: Mapping[str, Reading], newest_s: float, run: _Pass) -> None:
         limit = self.config.stale_after_s
@@ -337,6 +383,28 @@ class AlarmEngine:
             run.raise_(newest_s, "feed", "critical", message)
         elif math.isfinite(silent_s):
             run.clear(newest_s, "feed", "readings arrive again")
+
+
+class FeedWatch:
+    """How long (wall clock) the newest site reading has not moved on: a feed that stops
+    leaves every point equally old, which no point-by-point comparison can see."""
+
+    def __init__(self) -> None:
+        self._newest_s: float | None = None
+        self._since_s = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, newest_s: float, now_s: float) -> float:
+        """Seconds since ``newest_s`` last changed: 0 when it just did, NaN on first sight
+        (unknown: a service restarted during an outage neither clears nor raises the feed
+        alarm until it has watched for itself)."""
+        with self._lock:
+            if self._newest_s is None:
+                self._newest_s, self._since_s = newest_s, now_s
+                return math.nan
+            if newest_s > self._newest_s:
+                self._newest_s, self._since_s = newest_s, now_s
+            return max(0.0, now_s - self._since_s)
 
 
 def standing(states: Mapping[str, AlarmState]) -> list[AlarmState]:

@@ -1,7 +1,7 @@
 """The alarm model on a real SQLite historian: raise and clear with hysteresis, severities,
 events that are alarms and those that are not, stale site points (not the live loop's own
-series), a restart that picks up where the log left off, and the operator's acknowledge and
-shelve with the role checked on the server."""
+series), a restart that picks up where the log left off, and an evaluation that finds the
+log changed by another writer (an operator's answer) evaluating again on the new log."""
 
 from __future__ import annotations
 
@@ -10,13 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.historian import Event, Historian, Reading
-from dashboards.alarm_actions import answer
-from dashboards.alarms import ENGINE, AlarmConfig, AlarmEngine, event_alarm, standing
-from dashboards.app import create_app
-from dashboards.auth import UserStore
-from dashboards.context import AppContext
-from tests.dashboards.conftest import OPERATOR, OPERATOR_PASSWORD, VIEWER, session_of
+from connectors.historian import AlarmRecord, Event, Historian, Reading
+from control.alarms import ENGINE, AlarmConfig, AlarmEngine, alarm_states, event_alarm, standing
 
 INLET = "rack_inlet_c.0.01"
 
@@ -42,7 +37,7 @@ def test_an_inlet_raises_escalates_and_clears_with_hysteresis(store: Historian) 
         f"inlet:{INLET} raise critical",  # 33.0 > 32: worse, a new occurrence
         f"inlet:{INLET} clear critical",  # 26.4 < 27 - 0.5 (26.8 and 26.7 were not enough)
     ]
-    state = engine.states(store)[f"inlet:{INLET}"]
+    state = alarm_states(store)[0][f"inlet:{INLET}"]
     assert not state.active and state.raised_s == 60.0 and state.cleared_s == 360.0
     assert state.status == "cleared, unacknowledged" and "33.0 °C" in state.message
     assert _evaluate(engine, store) == []  # nothing new: nothing written
@@ -75,7 +70,7 @@ def test_events_that_are_alarms_and_shield_pacing_that_is_not(store: Historian) 
         "watchdog:rollback raise high",
         "watchdog:rollback clear high",
     ]
-    shown = [s.key for s in standing(engine.states(store))]
+    shown = [s.key for s in standing(alarm_states(store)[0])]
     assert shown == ["watchdog:trip", "watchdog:rollback", "shield:envelope"]
     # The boundary second is not read twice; a later trip is a new occurrence.
     assert _evaluate(engine, store) == []
@@ -107,57 +102,40 @@ def test_stale_site_points_alarm_and_the_live_loops_series_do_not(store: Histori
     assert _evaluate(engine, store, silent_s=0.0) == ["feed clear critical"]
 
 
-def test_operators_acknowledge_and_shelve_and_viewers_cannot(tmp_path: Path) -> None:
-    path = tmp_path / "historian.sqlite"
+class AnsweredMeanwhile(Historian):
+    """A real historian on which, once, an operator's record (from another connection)
+    lands just after the engine has read the log."""
+
+    def __init__(self, path: Path, answer: AlarmRecord) -> None:
+        super().__init__(path)
+        self.answer: AlarmRecord | None = answer
+        self.reads = 0
+
+    def alarm_records(
+        self, *, limit: int = -1, key: str | None = None, newest_first: bool = False
+    ) -> list[AlarmRecord]:
+        log = super().alarm_records(limit=limit, key=key, newest_first=newest_first)
+        self.reads += 1
+        if self.answer is not None:
+            with Historian(self.path) as dashboard:
+                dashboard.add_alarm_records([self.answer])
+            self.answer = None
+        return log
+
+
+def test_a_shelf_renewed_while_the_engine_evaluates_is_not_ended(tmp_path: Path) -> None:
+    path, key = tmp_path / "historian.sqlite", f"inlet:{INLET}"
     with Historian(path) as h:
-        h.write([Reading(INLET, 1000.0, 28.0, "degC"), Reading("supply_air_c", 1000.0, 20.0)])
-        h.add_event(Event(990.0, "watchdog", "trip", "inlet_breach"))
-    users = UserStore(tmp_path / "users.json")
-    users.add(OPERATOR, OPERATOR_PASSWORD, "operator")
-    users.add(VIEWER, "victor-password-1", "viewer")
-    app = create_app(path, tmp_path / "reservoir", users.path)
-    ctx = app.server.extensions["twinloop_dashboard"]
-    assert isinstance(ctx, AppContext)
-    try:
-        ctx.evaluate_alarms(ctx.historian().latest())
-        operator, viewer = session_of(OPERATOR, "operator"), session_of(VIEWER, "viewer")
-        key = f"inlet:{INLET}"
-        before = len(ctx.alarm_log().alarm_records())
-        refused = answer(ctx, viewer, "ack", [key])
-        assert not refused.ok and "operator" in refused.message
-        assert len(ctx.alarm_log().alarm_records()) == before
-        assert not answer(ctx, operator, "ack", []).ok
-        assert "no alarm 'inlet:nope'" in answer(ctx, operator, "ack", ["inlet:nope"]).message
-        done = answer(ctx, operator, "ack", [key, "watchdog:trip"])
-        assert done.ok and done.message == f"{key}, watchdog:trip acknowledged by {OPERATOR}"
-        states = ctx.alarms.states(ctx.alarm_log())
-        assert (states[key].acked_by, states[key].acked_s) == (OPERATOR, 1000.0)
-        assert states[key].status == "active, acknowledged"
-        assert states["watchdog:trip"].status == "normal"
-        assert "already acknowledged" in answer(ctx, operator, "ack", [key]).message
-        # Shelving needs a reason and a sensible length; the shelf hides it from the list.
-        assert "give a reason" in answer(ctx, operator, "shelve", [key], hours=1.0).message
-        long = answer(ctx, operator, "shelve", [key], hours=1000.0, reason="work")
-        assert "at most 168 h" in long.message
-        too_long = answer(ctx, operator, "shelve", [key], hours=1.0, reason="x" * 501)
-        assert "501 characters" in too_long.message
-        shelved = answer(ctx, operator, "shelve", [key], hours=1.0, reason="rack 0.01 blanking")
-        assert shelved.ok and shelved.message == f"{key} shelved for 1 h by {OPERATOR}"
-        states = ctx.alarms.states(ctx.alarm_log())
-        assert states[key].shelved_until_s == 4600.0 and key not in [
-            s.key for s in standing(states)
-        ]
-        # The shelf ends on the site's clock; a worse reading meanwhile is still logged.
-        with Historian(path) as h:
-            h.write([Reading(INLET, 4700.0, 33.0, "degC"), Reading("supply_air_c", 4700.0, 20.0)])
-        ctx.evaluate_alarms(ctx.historian().latest())
-        last = ctx.alarm_log().alarm_records(key=key)[-2:]
-        assert [(r.action, r.severity) for r in last] == [
-            ("raise", "critical"),
-            ("unshelve", "critical"),
-        ]
-        states = ctx.alarms.states(ctx.alarm_log())
-        assert states[key].status == "active, unacknowledged" and not states[key].shelved
-        assert "is not shelved" in answer(ctx, operator, "unshelve", [key]).message
-    finally:
-        ctx.close()
+        h.write([Reading(INLET, 0.0, 28.0, "degC")])
+        AlarmEngine(AlarmConfig(), wall=lambda: 1.0).evaluate(h, h.latest(), feed_silent_s=0.0)
+        h.add_alarm_records([AlarmRecord(0.0, key, "shelve", "high", "work", "olga", 1.0, 600.0)])
+        h.write([Reading(INLET, 900.0, 28.0, "degC")])  # the shelf ran out at 600 s...
+    # ... and olga shelves it again (until 4500 s) just after the engine read the log.
+    renewed = AlarmRecord(900.0, key, "shelve", "high", "more work", "olga", 2.0, 4500.0)
+    with AnsweredMeanwhile(path, renewed) as store:
+        engine = AlarmEngine(AlarmConfig(), wall=lambda: 3.0)
+        assert engine.evaluate(store, store.latest(), feed_silent_s=0.0) == []
+        assert store.reads == 2  # the append found the log changed: evaluated again
+        state = alarm_states(store)[0][key]
+    assert state.shelved_by == "olga" and state.shelved_until_s == 4500.0
+    assert state.shelve_reason == "more work" and state.active
