@@ -11,7 +11,9 @@ Alarms (key → severity):
 - ``stale:<point>``: a site point whose newest reading lags the hall's newest by more than
   ``stale_after_s`` or is not good (*medium*); it clears once it lags by less than half that.
   The live loop's own series (``ctl.``, ``shadow.``, ``kpi.``, ``twin.``, ``alarms.``) are
-  not sensors and never count: they stop by design when a policy leaves shadow or control.
+  not sensors and never count: they stop by design when a policy leaves shadow or control;
+  nor do a field device's setpoint readbacks (``setpoint.<field>``), empty by design once
+  TwinLoop hands a setpoint back.
 - ``feed``: no newer site reading for ``feed_silent_after_s`` of wall time (*critical*),
   judged by the evaluator (:class:`FeedWatch`).
 - events of the live loop, momentary (raised and cleared at once, so they wait for an
@@ -61,6 +63,8 @@ ENGINE = "alarm engine"
 """The actor of the records the evaluation writes (raise, clear, a shelf's end)."""
 LIVE_LOOP_PREFIXES: tuple[str, ...] = ("ctl.", "shadow.", "kpi.", "twin.", "alarms.")
 """Series the live loop writes; not site points, never stale alarms."""
+SETPOINT_READBACK_PREFIX = "setpoint."
+"""A field device's readback of a setpoint (``connectors.point_map``): never a stale alarm."""
 EVALUATED_POINT = "alarms.evaluated"
 """The live service's evaluation, one reading each: its time is the newest reading evaluated
 (the site's time base), its value the Unix time of the evaluation (how a dashboard tells a
@@ -89,6 +93,14 @@ def severity_rank(severity: str) -> int:
 
 def is_site_point(name: str) -> bool:
     return not name.startswith(LIVE_LOOP_PREFIXES)
+
+
+def can_go_stale(name: str) -> bool:
+    """A site sensor, whose lag or bad quality is a ``stale`` alarm. Not the live loop's
+    series, and not a field device's setpoint readbacks (``setpoint.<field>``): those echo
+    what holds the setpoint, and read empty by design once TwinLoop hands it back (Modbus
+    holds NaN then); a device that stops answering makes its sensors stale anyway."""
+    return is_site_point(name) and not name.startswith(SETPOINT_READBACK_PREFIX)
 
 
 def rack_inlets(points: Iterable[str]) -> list[str]:
@@ -365,7 +377,7 @@ class AlarmEngine:
     def _stale(self, latest: Mapping[str, Reading], newest_s: float, run: _Pass) -> None:
         limit = self.config.stale_after_s
         for point, reading in latest.items():
-            if not is_site_point(point):
+            if not can_go_stale(point):
                 continue
             key = f"stale:{point}"
             lag = newest_s - reading.time_s

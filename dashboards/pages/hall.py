@@ -22,7 +22,7 @@ from dash.development.base_component import Component
 
 from connectors.historian import HistorianError, HistorianStore, Reading
 from control import approval
-from control.alarms import is_site_point, standing
+from control.alarms import can_go_stale, is_site_point, standing
 from dashboards import points as pts
 from dashboards import rack_drill, shared_zoom, time_range
 from dashboards.auth import SessionUser
@@ -190,7 +190,7 @@ def stale_points(
     out = [
         (r, newest - r.time_s)
         for r in latest.values()
-        if is_site_point(r.point) and (newest - r.time_s > stale_after_s or r.quality != "good")
+        if can_go_stale(r.point) and (newest - r.time_s > stale_after_s or r.quality != "good")
     ]
     return sorted(out, key=lambda item: (-item[1], item[0].point))
 

@@ -5,6 +5,7 @@ log changed by another writer (an operator's answer) evaluating again on the new
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +91,8 @@ def test_stale_site_points_alarm_and_the_live_loops_series_do_not(store: Histori
             Reading("supply_air_c", 0.0, 20.0, "degC"),
             Reading("shadow.supply_air_c", 0.0, 21.0, "degC"),
             Reading("ctl.supply_air_c", 0.0, 21.0, "degC"),
+            # A field device's readback after the hand-back: empty by design (Modbus NaN).
+            Reading("setpoint.chw_supply_c", 2000.0, math.nan, "degC", quality="bad"),
             Reading("facility_power_kw", 2000.0, 1000.0, "kW"),
         ]
     )
