@@ -37,7 +37,14 @@ TCP gateway of the BMS (docs/bacnet.md)::
       reads: auto                 # sensors by COV where the device offers it, else polled
       cov_lifetime_s: 300         # each subscription's lifetime, renewed at half of it
       cov_confirmed: false        # ask for confirmed notifications
-    clock: unix                   # BACnet readings carry no plant clock
+    clock: unix                   # or plant: an emulated site's clock, read from the device
+
+Over BACnet with ``clock: plant`` (an emulated site: ``twinloop emulate --protocol bacnet``,
+``twinloop demo --protocol bacnet``) each poll's readings are stamped with the device's own
+``local-date``/``local-time``, the plant's time on the calendar of ``scenario``'s weather
+year, checked first (:class:`~connectors.device_clock.DeviceClockGuard`: monotonic, within
+the scenario's span, not ahead of the plant's pace; a refused clock is a poll without an
+answer). Modbus carries no clock: ``clock: unix`` only.
 
     protocol: modbus
     modbus:
@@ -90,6 +97,7 @@ from connectors.bacnet_client import BacnetClient, BacnetClientError
 from connectors.bacnet_cov import DEFAULT_LIFETIME_S, MAX_LIFETIME_S, ReadMode
 from connectors.broker import BrokerAddress
 from connectors.catalog import PointCatalog
+from connectors.device_clock import DeviceClockGuard, PlantCalendar
 from connectors.field_ingestion import FieldIngestor
 from connectors.field_sink import FieldOverride, FieldSetpointSink
 from connectors.historian import POSTGRES_SCHEMES, open_historian
@@ -282,10 +290,12 @@ class ServiceConfig(BaseModel):
                 f"unknown site_variant {self.site_variant!r} (known: {', '.join(SITE_VARIANTS)})"
             )
         Topics(self.site)  # raises for a name that cannot be a topic level
-        if self.protocol in ("bacnet", "modbus") and self.clock != "unix":
+        if self.protocol == "modbus" and self.clock != "unix":
+            raise ValueError("protocol modbus: clock must be unix (Modbus carries no plant clock)")
+        if self.protocol == "bacnet" and self.clock == "plant" and self.scenario is None:
             raise ValueError(
-                f"protocol {self.protocol}: clock must be unix "
-                f"({'BACnet' if self.protocol == 'bacnet' else 'Modbus'} carries no plant clock)"
+                "protocol bacnet with clock plant needs 'scenario': the device's clock is read "
+                "on the calendar of the scenario's weather year"
             )
         self.shield_config()
         self.watchdog_config()
@@ -459,6 +469,7 @@ class LiveService:
                 f"bacnet: cov_lifetime_s {section.cov_lifetime_s} s is under two poll "
                 f"intervals ({poll_s:g} s each): subscriptions would lapse between polls"
             )
+        calendar = self.plant_calendar()
         return BacnetClient(
             point_map,
             device=section.device,
@@ -468,6 +479,7 @@ class LiveService:
             reads=section.reads,
             cov_lifetime_s=section.cov_lifetime_s,
             cov_confirmed=section.cov_confirmed,
+            device_clock=None if calendar is None else calendar.seconds,
         )
 
     def _modbus_client(self) -> ModbusClient:
@@ -492,10 +504,31 @@ class LiveService:
             # Every point stale once no poll answered for three poll intervals.
             stale_after_s=max(3.0 * poll_s, 2.0 * section.timeout_s + 1.0),
             name=section.device,
+            device_clock=self._device_clock_guard(),
         )
         self.field_sink = FieldSetpointSink(client, self.historian, protocol=self.config.protocol)
         override = FieldOverride(lambda: ingestor.last_poll, self.historian)
         return ingestor, self.field_sink, override
+
+    def plant_calendar(self) -> PlantCalendar | None:
+        """The calendar a BACnet device's clock is read on: the scenario's weather year,
+        with ``clock: plant`` over BACnet; else None (readings on the wall clock)."""
+        if not (self.config.protocol == "bacnet" and self.config.clock == "plant"):
+            return None
+        start = self.scenario().weather().start
+        if start is None:
+            raise ValueError(f"scenario {self.config.scenario}: its weather has no start date")
+        return PlantCalendar(int(start.year))
+
+    def _device_clock_guard(self) -> DeviceClockGuard | None:
+        """The check of the device's clock (plant clock over BACnet): within the scenario's
+        span, at the emulator's pace (``time_scale``)."""
+        if self.plant_calendar() is None:
+            return None
+        scenario = self.scenario()
+        first_s = scenario.start_h * 3600.0
+        last_s = first_s + scenario.duration_h * 3600.0 + scenario.step_s
+        return DeviceClockGuard(speed=self.config.time_scale, window=(first_s, last_s))
 
     def _twin(self, hour_of_year: Callable[[float], float]) -> TwinTracker:
         """The tracker over the configured twin (raises TwinLoadError for a bad folder)."""

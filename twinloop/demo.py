@@ -6,7 +6,11 @@ What runs, all on this machine and on loopback:
   of ``tropical-typical-week`` behind the BMS emulator at ``speed`` × real time, the live
   service (MQTT ingestion into the SQLite historian, the live controller behind the shield
   and watchdog, the setpoint writer, the twin assimilating beside the loop) and the operator
-  dashboard;
+  dashboard. With ``protocol="bacnet"`` the site is a BACnet/IP device instead (the same
+  plant behind priority arrays, :class:`~connectors.bacnet_device.BacnetBmsDevice`, on a free
+  loopback port; no broker) and the service polls it, writes in TwinLoop's slot with the
+  heartbeat and hands back by relinquishing; the readings carry the device's clock, the
+  plant's (:mod:`connectors.device_clock`), so everything else is the same as over MQTT;
 - **inner loop:** the twin fitted from a commissioning recording of the same site (three
   days under exploration before the live week), a reservoir seeded with the baselines and
   the MPC, pre-evaluation of the MPC against the site's own control in the twin and gate 1;
@@ -33,6 +37,7 @@ import json
 import logging
 import math
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -40,18 +45,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from connectors.bacnet_device import BacnetBmsDevice
 from connectors.bms_emulator import BmsEmulator
 from connectors.broker import MosquittoBroker
+from connectors.catalog import PointCatalog
+from connectors.device_clock import PlantCalendar
 from connectors.historian import Event, Historian, Reading
+from connectors.point_map import reference_point_map
 from connectors.topics import Topics
 from control import approval
 from control.preevaluation import register_builtin
 from control.reservoir import Reservoir
-from control.service import BrokerSection, LiveService, ServiceConfig
+from control.service import BacnetSection, BrokerSection, LiveService, ServiceConfig
 from physics.plant.plant import Plant
 from physics.plant.scenario import Scenario, load_scenario
 from physics.plant.simulation import build_plant
@@ -74,6 +83,10 @@ OPERATOR = "operator"
 VIEWER = "viewer"
 AUTO = "demo-auto"
 SHADOW_PAGE = "/shadow"
+PROTOCOLS = ("mqtt", "bacnet")
+"""How the demo's site talks to TwinLoop: its BMS gateway on MQTT, or a BACnet/IP device."""
+BACNET_DEVICE_INSTANCE = 1001
+Protocol = Literal["mqtt", "bacnet"]
 
 
 @dataclass(frozen=True)
@@ -100,8 +113,12 @@ class DemoConfig:
     promotion_approvers: int = 1
     """Distinct operators who must approve going live (the reservoir's rule, set at start;
     the demo adds that many operator logins)."""
+    protocol: Protocol = "mqtt"
+    """The site's field protocol (:data:`PROTOCOLS`; module docstring)."""
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise DemoError(f"protocol {self.protocol!r}: the demo speaks {', '.join(PROTOCOLS)}")
         if self.auto_approve and self.promotion_approvers != 1:
             raise DemoError(
                 f"auto-approve promotes without an operator; it cannot meet a rule of "
@@ -208,6 +225,13 @@ def _tail(path: Path, n_bytes: int = 2000) -> str:
         return fh.read().decode(errors="replace")
 
 
+def _free_udp_port() -> int:
+    """A UDP port on loopback nobody holds now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -311,9 +335,6 @@ class Demo:
         # would fight the MQTT threads for the interpreter lock (about 30 s on 2 cores).
         self.status.phase = "fitting the twin"
         self.twin_dir = fit_site_twin(cfg, self.scenario, self.say)
-        broker = MosquittoBroker(self.home / "broker", sites=(SITE,)).start()
-        self._cleanup.append(broker.stop)
-        self.say(f"broker: Mosquitto on {broker.host}:{broker.port} (TLS {broker.tls_port})")
         self.reservoir_root = self.home / "reservoir"
         with Reservoir(self.reservoir_root) as reservoir:
             names = {r.name for r in reservoir.list()}
@@ -324,23 +345,14 @@ class Demo:
         self.historian_path = self.home / "historian.sqlite"
         self._archive_earlier_run()
         Historian(self.historian_path).close()
-        topics = Topics(SITE)
         plant = build_plant(self.scenario)
         self._inlet_columns = np.array(
             [i for i, n in enumerate(plant.log_names) if n.startswith("rack_inlet_c.")]
         )
-        self.emulator = BmsEmulator(
-            plant,
-            broker.address("bms"),
-            topics,
-            speed=cfg.speed,
-            epoch_s=self.scenario.start_h * 3600.0,
-        )
+        link = self._mqtt_site(plant) if cfg.protocol == "mqtt" else self._bacnet_site(plant)
         service_config = ServiceConfig(
             site=SITE,
-            broker=BrokerSection(
-                host=broker.host, port=broker.port, credentials=broker.credentials_file
-            ),
+            **link,
             historian=self.historian_path,
             reservoir=self.reservoir_root,
             control_period_s=self.scenario.control_period_s,
@@ -356,17 +368,72 @@ class Demo:
             # Alarms as often as the dashboard polls (2 s: ten minutes of plant time at 300x).
             alarms={"period_s": 2.0},
         )
+        if cfg.protocol == "bacnet":  # polled: the device answers before the service asks
+            self._start_emulator()
         # The service's stores belong to the thread that runs it: made, run and closed there.
         ready = threading.Event()
         self._spawn("service", lambda: self._run_service(service_config, ready))
         if not ready.wait(60.0) or self.error is not None:
             raise RuntimeError(f"the live service did not start: {self.error}")
-        self.emulator.start()
-        self._cleanup.append(self.emulator.stop)
+        if cfg.protocol == "mqtt":  # subscribed: the service listens before the site talks
+            self._start_emulator()
         self._start_dashboard()
         self._spawn("inner-loop", self._inner_loop)
         self._spawn("score", self._score)
         return self
+
+    def _mqtt_site(self, plant: Plant) -> dict[str, Any]:
+        """Mosquitto and the BMS emulator on it; the service's ``broker`` section."""
+        broker = MosquittoBroker(self.home / "broker", sites=(SITE,)).start()
+        self._cleanup.append(broker.stop)
+        self.say(f"broker: Mosquitto on {broker.host}:{broker.port} (TLS {broker.tls_port})")
+        self.emulator: BmsEmulator | BacnetBmsDevice = BmsEmulator(
+            plant,
+            broker.address("bms"),
+            Topics(SITE),
+            speed=self.config.speed,
+            epoch_s=self.scenario.start_h * 3600.0,
+        )
+        section = BrokerSection(
+            host=broker.host, port=broker.port, credentials=broker.credentials_file
+        )
+        return {"protocol": "mqtt", "broker": section}
+
+    def _bacnet_site(self, plant: Plant) -> dict[str, Any]:
+        """The site as a BACnet/IP device on a free loopback port, serving the plant's clock,
+        and its point map; the service's ``bacnet`` section."""
+        start = self.scenario.weather().start
+        if start is None:
+            raise DemoError(f"{self.scenario.name}: its weather has no date for the device's clock")
+        address = f"127.0.0.1:{_free_udp_port()}"
+        point_map = reference_point_map(
+            PointCatalog.for_site(plant.config),
+            address=address,
+            device_instance=BACNET_DEVICE_INSTANCE,
+            site=SITE,
+        )
+        map_path = self.home / "bacnet" / "bms-map.yaml"
+        map_path.parent.mkdir(parents=True, exist_ok=True)
+        map_path.write_text(point_map.to_yaml(), encoding="utf-8")
+        self.emulator = BacnetBmsDevice(
+            plant,
+            point_map,
+            speed=self.config.speed,
+            epoch_s=self.scenario.start_h * 3600.0,
+            calendar=PlantCalendar(int(start.year)),
+        )
+        self.say(
+            f"BACnet: the site is device {BACNET_DEVICE_INSTANCE} at {address} "
+            f"(point map {map_path})"
+        )
+        section = BacnetSection(point_map=map_path, local=f"127.0.0.1:{_free_udp_port()}")
+        return {"protocol": "bacnet", "bacnet": section}
+
+    def _start_emulator(self) -> None:
+        try:
+            self.emulator.start()
+        finally:  # a device that failed to bind still has its loop thread to stop
+            self._cleanup.append(self.emulator.stop)
 
     def _archive_earlier_run(self) -> None:
         """Move an earlier run's historian (with its WAL) to ``runs/``: the plant's week

@@ -22,6 +22,7 @@ def demo_home(given: str | None = None) -> Path:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from connectors.bacnet_stack import BacnetPortError
     from connectors.broker import BrokerError
     from twinloop.demo import Demo, DemoConfig
 
@@ -48,6 +49,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         live_hours=args.live_hours,
         shadow_periods=args.shadow_periods,
         promotion_approvers=args.promotion_approvers,
+        protocol=args.protocol,
     )
     # SIGTERM (a service manager, `kill`) stops the demo as Ctrl-C does: every thread and
     # process it started is stopped on the way out.
@@ -56,7 +58,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         with Demo(config) as demo:
             demo.start()
             status = demo.wait(progress=not args.quiet)
-    except BrokerError as exc:  # Mosquitto missing or not starting
+    except (BrokerError, BacnetPortError) as exc:  # Mosquitto missing; a port taken
         raise CommandError(str(exc)) from exc
     print(
         f"demo over after {status.hours:.1f} simulated hours: cooling {status.cooling_kwh:.0f} kWh"
@@ -98,5 +100,13 @@ def add_commands(sub: Subparsers) -> None:
     demo.add_argument("--host", default="127.0.0.1", help="dashboard address (127.0.0.1)")
     demo.add_argument("--port", type=int, default=8050, help="dashboard port (8050)")
     demo.add_argument("--shadow-periods", type=int, default=12, help="shadow window (12)")
+    demo.add_argument(
+        "--protocol",
+        choices=("mqtt", "bacnet"),
+        default="mqtt",
+        help="how the emulated site talks to TwinLoop: its BMS gateway on Mosquitto (mqtt, "
+        "the default) or a BACnet/IP device on loopback that TwinLoop polls and writes "
+        "(bacnet; docs/bacnet.md)",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_cmd_demo)

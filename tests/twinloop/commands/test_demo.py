@@ -21,7 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from connectors.historian import Historian
+from control.preevaluation import register_builtin
+from control.reservoir import Reservoir
+from physics.plant.scenario import load_scenario
 from tests.twinloop.cli_process import processes
+from twinloop.demo import AUTO, DemoConfig, fit_site_twin
 
 pytestmark = [
     pytest.mark.integration,
@@ -95,12 +100,12 @@ def test_sigterm_stops_the_demo_and_everything_it_started(tmp_path: Path) -> Non
     assert not processes(home, "preevaluate"), "the pre-evaluation child outlived the demo"
 
 
-def test_make_demo_unattended_with_the_mpc_reaches_the_first_live_hour(tmp_path: Path) -> None:
-    home = tmp_path / "demo"
-    command = [
-        *_twinloop(), "demo", "--auto-approve", "--live-hours", "1",
-        "--home", str(home), "--port", "0",
-    ]  # fmt: skip
+def _watch(
+    command: list[str], stages: list[tuple[str, str, float]]
+) -> tuple[str, dict[str, float]]:
+    """Run ``command`` (a demo) and follow its console through ``stages``; the whole
+    console and when each stage was reached. Fails naming the stage a demo stalls at, or
+    when it exits non-zero; stops it (its whole session) whatever happens."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         command,
@@ -116,7 +121,7 @@ def test_make_demo_unattended_with_the_mpc_reaches_the_first_live_hour(tmp_path:
     timings: dict[str, float] = {}
     started = time.monotonic()
     try:
-        for stage, pattern, allowed_s in STAGES:
+        for stage, pattern, allowed_s in stages:
             stage_started = time.monotonic()
             found = re.compile(pattern)
             while not found.search(console):
@@ -149,18 +154,74 @@ def test_make_demo_unattended_with_the_mpc_reaches_the_first_live_hour(tmp_path:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
     print("stage reached after (s):", {k: round(v, 1) for k, v in timings.items()})
+    return console, timings
 
+
+def _clean_console(console: str) -> None:
+    """The operator's console: the stages and the score, no solver chatter, no traceback."""
+    assert "Highs" not in console and "WARNING: |Value|" not in console
+    lines = [ln for ln in re.split(r"[\r\n]", console) if ln.strip()]
+    assert not [ln for ln in lines if "Traceback" in ln or " ERROR " in ln], console[-3000:]
+
+
+def test_make_demo_unattended_with_the_mpc_reaches_the_first_live_hour(tmp_path: Path) -> None:
+    home = tmp_path / "demo"
+    command = [
+        *_twinloop(), "demo", "--auto-approve", "--live-hours", "1",
+        "--home", str(home), "--port", "0",
+    ]  # fmt: skip
+    console, _ = _watch(command, STAGES)
     score = SCORE.search(console)
     assert score is not None, console[-3000:]
     print(score.group(0))
     assert float(score["saving"]) > 0.0, "the MPC must use less cooling than the site"
     assert float(score["kh"]) <= 0.05
     assert float(score["max"]) < 27.5
-    # The operator's console: the stages and the score, no solver chatter; the children's
-    # output went to their log, all of it.
-    assert "Highs" not in console and "WARNING: |Value|" not in console
-    lines = [ln for ln in re.split(r"[\r\n]", console) if ln.strip()]
-    assert not [ln for ln in lines if "Traceback" in ln or " ERROR " in ln], console[-3000:]
+    # The children's output went to their log, all of it.
+    _clean_console(console)
     log = home / "gate1" / "preevaluate.log"
     assert "PASSED" in log.read_text(encoding="utf-8")
     assert (home / "gate1" / "gate1.json").exists()
+
+
+BACNET_STAGES: list[tuple[str, str, float]] = [
+    ("BACnet device", r"BACnet: the site is device \d+ at 127\.0\.0\.1:\d+", 120.0),
+    ("dashboard", r"dashboard: http://127\.0\.0\.1:\d+", 120.0),
+    ("approval", r"mpc approved; 1 periods in shadow", 120.0),
+    ("shadow window", r"mpc is live", 300.0),
+    ("first live period", r"demo over after [\d.]+ simulated hours", 300.0),
+]
+
+
+def test_demo_over_bacnet_reaches_the_first_live_period(tmp_path: Path) -> None:
+    """``twinloop demo --protocol bacnet``: the same demo with the site as a BACnet/IP device
+    (no broker), serve on the device's plant clock, from approval to live. The folder comes
+    with a small twin and the MPC past gate 1 (the MQTT test above runs those stages)."""
+    home = tmp_path / "demo"
+    config = DemoConfig(home=home, fit_iterations=10, twin_members=1, commissioning_days=1.0)
+    fit_site_twin(config, load_scenario(config.scenario), lambda line: None)
+    with Reservoir(home / "reservoir") as res:
+        ref = register_builtin(res, "mpc", actor=AUTO).ref
+        res.add_evaluation(ref, on="twin", scenario="demo", kpis={"cooling_kwh": 1.0})
+        res.transition(ref, "pre_evaluated", actor="gate1", reason="gate 1 passed (the test's)")
+    command = [
+        *_twinloop(), "demo", "--protocol", "bacnet", "--auto-approve", "--live-hours", "0.25",
+        "--shadow-periods", "1", "--home", str(home), "--port", "0",
+    ]  # fmt: skip
+    console, _ = _watch(command, BACNET_STAGES)
+    score = SCORE.search(console)
+    assert score is not None, console[-3000:]
+    print(score.group(0))
+    assert float(score["kh"]) <= 0.05 and float(score["max"]) < 27.5
+    assert "broker: Mosquitto" not in console and not _mosquittos(home)
+    _clean_console(console)
+    point_map = (home / "bacnet" / "bms-map.yaml").read_text(encoding="utf-8")
+    assert "device_instance: 1001" in point_map
+    # The historian's readings are on the plant's clock (the scenario's July week), read
+    # from the device, not on this machine's wall clock.
+    scenario = load_scenario(config.scenario)
+    with Historian(home / "historian.sqlite", readonly=True) as historian:
+        times = historian.series(["kpi.cooling_power_kw"]).index
+    assert len(times) >= 3
+    first_s, last_s = scenario.start_h * 3600.0, (scenario.start_h + scenario.duration_h) * 3600.0
+    assert first_s <= times.min() and times.max() <= last_s

@@ -52,7 +52,7 @@ def _site_file(tmp_path: Path, body: str) -> Path:
         (
             "site: a\nprotocol: bacnet\nbacnet: {point_map: m.yaml}\nclock: plant\n"
             "historian: h.sqlite\nreservoir: r\n",
-            "clock must be unix",
+            "with clock plant needs 'scenario'",
         ),
         (
             "site: a\nprotocol: bacnet\nbacnet: {point_map: m.yaml, local: '47808'}\n"
