@@ -85,6 +85,7 @@ def run(protocol: str, base: Path, out: Path, args: argparse.Namespace) -> dict[
         live_hours=args.hours,
         candidate=CANDIDATE,
         protocol=protocol,  # type: ignore[arg-type]
+        bacnet_reads=args.bacnet_reads,
     )
     lines: list[str] = []
     started = time.monotonic()
@@ -113,6 +114,7 @@ def run(protocol: str, base: Path, out: Path, args: argparse.Namespace) -> dict[
         "sink": sink,
         "wall_s": round(wall_s, 1),
         "speed": args.speed,
+        "bacnet_reads": args.bacnet_reads if protocol == "bacnet" else None,
         "events": status.events,
     }
 
@@ -123,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=150.0, help="plant s per wall s (150)")
     parser.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS))
     parser.add_argument("--out", type=Path, default=Path("out/protocol-parity"))
+    parser.add_argument(
+        "--bacnet-reads",
+        choices=("auto", "cov", "poll"),
+        default="auto",
+        help="how the service reads the BACnet sensors (auto: COV where taken, the default)",
+    )
     parser.add_argument(
         "--fit-iterations", type=int, default=200, help="the demo twin's fit (200, the demo's)"
     )

@@ -115,6 +115,8 @@ class DemoConfig:
     the demo adds that many operator logins)."""
     protocol: Protocol = "mqtt"
     """The site's field protocol (:data:`PROTOCOLS`; module docstring)."""
+    bacnet_reads: Literal["auto", "cov", "poll"] = "auto"
+    """Over BACnet, how the service reads the sensors (the site file's ``bacnet: reads``)."""
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -426,7 +428,11 @@ class Demo:
             f"BACnet: the site is device {BACNET_DEVICE_INSTANCE} at {address} "
             f"(point map {map_path})"
         )
-        section = BacnetSection(point_map=map_path, local=f"127.0.0.1:{_free_udp_port()}")
+        section = BacnetSection(
+            point_map=map_path,
+            local=f"127.0.0.1:{_free_udp_port()}",
+            reads=self.config.bacnet_reads,
+        )
         return {"protocol": "bacnet", "bacnet": section}
 
     def _start_emulator(self) -> None:
