@@ -94,7 +94,12 @@ from pydantic import (
 )
 
 from connectors.bacnet_client import BacnetClient, BacnetClientError
-from connectors.bacnet_cov import DEFAULT_LIFETIME_S, MAX_LIFETIME_S, ReadMode
+from connectors.bacnet_cov import (
+    COV_INCREMENT_BY_UNIT,
+    DEFAULT_LIFETIME_S,
+    MAX_LIFETIME_S,
+    ReadMode,
+)
 from connectors.broker import BrokerAddress
 from connectors.catalog import PointCatalog
 from connectors.device_clock import DeviceClockGuard, PlantCalendar
@@ -130,6 +135,7 @@ from twin.assimilation import EnsembleKalmanAssimilator
 from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble
 from twin.forecast import WeatherForecast
+from twin.sensor_check import SensorCheckConfig
 from twin.spaces import FORECAST_WET_BULB_H, HallReadings
 from twin.surrogate import PhysicsTwin
 from twinloop.errors import TwinLoopError
@@ -212,6 +218,12 @@ class BacnetSection(BaseModel):
     cov_lifetime_s: int = Field(default=DEFAULT_LIFETIME_S, ge=60, le=MAX_LIFETIME_S)
     """Each subscription's lifetime in seconds: at least two poll intervals."""
     cov_confirmed: bool = False
+    temperature_cov_increment_c: float = Field(
+        default=COV_INCREMENT_BY_UNIT["degC"], ge=0.0, le=5.0
+    )
+    """The coarsest COV increment of the device's temperature sensors (K; the emulator's
+    0.3 K by default): a sensor read by COV shows no change smaller than it, so the sensor
+    check's stuck rule waits for that much more movement of its neighbours."""
 
     @model_validator(mode="after")
     def _local(self) -> BacnetSection:
@@ -453,6 +465,7 @@ class LiveService:
             forecaster=forecaster,
             hour_of_year=hour_of_year,
             twin=self._twin(hour_of_year) if config.twin is not None else None,
+            sensor_check=self._sensor_check(),
         )
         self.alarms = AlarmLoop(self.historian, config.alarm_config())
 
@@ -481,6 +494,13 @@ class LiveService:
             cov_confirmed=section.cov_confirmed,
             device_clock=None if calendar is None else calendar.seconds,
         )
+
+    def _sensor_check(self) -> SensorCheckConfig:
+        """The live sensor check, allowing for the resolution of sensors read by COV."""
+        section = self.config.bacnet
+        if self.config.protocol != "bacnet" or section is None or section.reads == "poll":
+            return SensorCheckConfig()
+        return SensorCheckConfig(reading_resolution_c=section.temperature_cov_increment_c)
 
     def _modbus_client(self) -> ModbusClient:
         """The client of the site's Modbus device; raises PointMapError for a bad map,

@@ -42,9 +42,10 @@ only while the sensor is trusted):
   be another of the six.
 
 A point is also flagged **stuck** when its reading has not changed (by ``stuck_tol_c``) for
-``stuck_periods`` periods while its neighbours moved: their centre by ``stuck_move_c`` or
-more, or at least half of them changed every period (live sensors with noise do; a
-quantised BMS at a steady state does not, and then nothing is flagged).
+``stuck_periods`` periods while its neighbours moved: their centre by ``stuck_move_c`` plus
+the readings' resolution (``reading_resolution_c``, e.g. a BACnet COV increment) or more, or
+at least half of them changed every period (live sensors with noise do; a quantised BMS at a
+steady state does not, and then nothing is flagged).
 
 A flagged point is reported (:class:`SensorFlag`: which point, why, since when — the
 CUSUM's change-point estimate, the last period it was at zero) and its readings replaced:
@@ -130,6 +131,11 @@ class SensorCheckConfig:
     stuck_periods: int = 12
     stuck_tol_c: float = 0.005
     stuck_move_c: float = 0.3
+    reading_resolution_c: float = 0.0
+    """The smallest change the readings can show (a BACnet COV increment: a value is sent
+    only once it moved that far). A point is stuck only when its neighbours' centre moved by
+    ``stuck_move_c`` plus this: a live sensor behind a 0.3 K increment may hold its value
+    through a 0.3 K drift of its pod."""
     clear_periods: int = 288
     clear_z: float = 3.0
 
@@ -152,6 +158,8 @@ class SensorCheckConfig:
         )
         if not all(math.isfinite(v) and v > 0 for v in positive):
             raise ValueError("SensorCheckConfig: taus, scale floor, thresholds must be > 0")
+        if not (math.isfinite(self.reading_resolution_c) and self.reading_resolution_c >= 0):
+            raise ValueError("SensorCheckConfig: reading_resolution_c must be ≥ 0")
 
 
 @dataclass(frozen=True)
@@ -406,7 +414,9 @@ class SensorValidator:
         )
         self._period += 1
         with np.errstate(invalid="ignore"):
-            moved: BoolArray = np.ptp(self._ref_ring, axis=0) >= cfg.stuck_move_c
+            moved: BoolArray = (
+                np.ptp(self._ref_ring, axis=0) >= cfg.stuck_move_c + cfg.reading_resolution_c
+            )
         alive: BoolArray = np.all(self._alive_ring >= 0.5, axis=0)
         still = self._frozen_periods >= cfg.stuck_periods
         stuck = still & (moved | alive) & trusted

@@ -245,3 +245,55 @@ def test_config_rejects_nonsense() -> None:
         SensorCheckConfig(cusum_h=0.0)
     with pytest.raises(ValueError):
         SensorCheckConfig(stuck_periods=1)
+
+
+def _quantised_ramp(
+    scenario: Scenario,
+    config: SensorCheckConfig,
+    slow_rack: str,
+    slow_share: float,
+    rise_c: float = 0.6,
+) -> list[SensorFlag]:
+    """Readings as a COV subscription with a 0.3 K increment delivers them: every inlet and
+    the supply air ramp ``rise_c`` over two hours (shown only in 0.3 K jumps), ``slow_rack`` by
+    ``slow_share`` of that; every other point holds the plant's first reading."""
+    plant = build_plant(scenario)
+    site = scenario.site
+    _, readings = plant.advance(scenario.steps_per_period)
+    base = readings[:, 0]
+    names = plant.point_names
+    inlets = [i for i, n in enumerate(names) if n.startswith("rack_inlet_c.")]
+    inlets.append(names.index("supply_air_c"))
+    slow = names.index(slow_rack)
+    validator = SensorValidator(names, site.n_pods, site.racks_per_pod, config)
+    raised: list[SensorFlag] = []
+    for period in range(48):
+        ramp = rise_c * max(period - 24, 0) / 24.0
+        frame = base.copy()
+        rise = np.full(len(inlets), ramp)
+        rise[inlets.index(slow)] = slow_share * ramp
+        frame[:, inlets] = base[:, inlets] + np.floor(rise / 0.3) * 0.3
+        validator.update(period * scenario.control_period_s, frame)
+        raised += validator.raised
+    return raised
+
+
+def test_a_cov_increment_is_not_taken_for_a_stuck_sensor(scenario: Scenario) -> None:
+    # The slow rack rises 0.27 K while its pod rises 0.6 K: behind a 0.3 K increment it
+    # never reports a change, alive all the same.
+    rack = "rack_inlet_c.1.07"
+    plain = _quantised_ramp(scenario, SensorCheckConfig(), rack, 0.45)
+    assert [(f.point, f.reason) for f in plain] == [(rack, "stuck")]  # what COV reads did
+    aware = _quantised_ramp(scenario, SensorCheckConfig(reading_resolution_c=0.3), rack, 0.45)
+    assert aware == []
+    # A sensor that holds while its pod rises by more than the increment and the stuck
+    # rule's 0.3 K is still flagged.
+    frozen = _quantised_ramp(
+        scenario, SensorCheckConfig(reading_resolution_c=0.3), rack, 0.0, rise_c=1.5
+    )
+    assert (rack, "stuck") in [(f.point, f.reason) for f in frozen]
+
+
+def test_a_negative_reading_resolution_is_refused() -> None:
+    with pytest.raises(ValueError, match="reading_resolution_c"):
+        SensorCheckConfig(reading_resolution_c=-0.1)
