@@ -198,8 +198,13 @@ def _gather_on_ray(
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                for other in pending:
-                    ray.cancel(other)
+                # The others are left to finish (or to end with the job at ray.shutdown), not
+                # cancelled: ray.cancel() racing a task's completion aborts the driver itself
+                # ("Check failed: it != submissible_tasks_.end()", ray-project/ray#54846),
+                # seen here in Ray 2.60 taking pytest down with it.
+                logger.warning(
+                    "%s failed; %d other task(s) left to finish", jobs[i][0], len(pending)
+                )
                 cause = getattr(exc, "cause", None)
                 cause = cause if isinstance(cause, BaseException) else exc
                 raise ScaleOutError(jobs[i][0], cause) from cause
