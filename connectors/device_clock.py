@@ -53,6 +53,26 @@ DEFAULT_MAX_STEP_S = 3600.0
 REASONS: tuple[str, ...] = ("missing", "outside_window", "backwards", "ahead")
 
 
+def calendar_datetime(first_year: int, time_s: float) -> datetime:
+    """The naive date and time of plant second ``time_s`` on the 365-day calendar from
+    1 January ``first_year`` (29 February stepped over)."""
+    k, rest = divmod(float(time_s), _YEAR_S)
+    year = first_year + int(k)
+    leap_skip = _DAY_S if calendar.isleap(year) and rest >= _FEB_29_S else 0.0
+    return datetime(year, 1, 1) + timedelta(seconds=rest + leap_skip)
+
+
+def calendar_seconds(first_year: int, local: datetime) -> float | None:
+    """Plant seconds of a naive date and time on that calendar (the inverse of
+    :func:`calendar_datetime`); None for 29 February, which is not on it."""
+    if calendar.isleap(local.year) and (local.month, local.day) == (2, 29):
+        return None
+    into_year = (local - datetime(local.year, 1, 1)).total_seconds()
+    if calendar.isleap(local.year) and local.month > 2:
+        into_year -= _DAY_S
+    return (local.year - first_year) * _YEAR_S + into_year
+
+
 class DeviceClockError(ValueError):
     """A date and time that is not on the plant's calendar."""
 
@@ -71,24 +91,19 @@ class PlantCalendar:
         """The plant calendar's date and time of plant second ``time_s`` (naive)."""
         if not math.isfinite(time_s) or time_s < 0:
             raise DeviceClockError(f"plant time {time_s!r} is not on the calendar")
-        k, rest = divmod(float(time_s), _YEAR_S)
-        year = self.year + int(k)
-        if year > 9999:
+        if self.year + int(float(time_s) // _YEAR_S) > 9999:
             raise DeviceClockError(f"plant time {time_s!r} is past year 9999")
-        leap_skip = _DAY_S if calendar.isleap(year) and rest >= _FEB_29_S else 0.0
-        return datetime(year, 1, 1) + timedelta(seconds=rest + leap_skip)
+        return calendar_datetime(self.year, time_s)
 
     def seconds(self, local: datetime) -> float:
         """Plant seconds of a date and time on the calendar (the inverse of :meth:`local`);
         29 February and years before ``year`` are not on it."""
         if local.year < self.year:
             raise DeviceClockError(f"{local:%Y-%m-%d} is before the plant's year {self.year}")
-        if calendar.isleap(local.year) and (local.month, local.day) == (2, 29):
+        seconds = calendar_seconds(self.year, local)
+        if seconds is None:
             raise DeviceClockError(f"{local:%Y-%m-%d} is not on the plant's 365-day calendar")
-        into_year = (local - datetime(local.year, 1, 1)).total_seconds()
-        if calendar.isleap(local.year) and local.month > 2:
-            into_year -= _DAY_S
-        return (local.year - self.year) * _YEAR_S + into_year
+        return seconds
 
 
 class DeviceClockGuard:

@@ -17,7 +17,6 @@ says so (None).
 
 from __future__ import annotations
 
-import calendar
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,12 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
+from connectors.device_clock import calendar_datetime, calendar_seconds
 from twinloop.errors import TwinLoopError
-
-_DAY_S = 86_400.0
-_YEAR_S = 365 * _DAY_S
-_FEB_29_S = 59 * _DAY_S
-"""Plant seconds from 1 January to 1 March (29 February, in a leap year) of a 365-day year."""
 
 
 class SiteClockError(TwinLoopError, ValueError):
@@ -122,16 +117,10 @@ class SiteClock:
     def _plant_naive(self, time_s: np.ndarray) -> pd.DatetimeIndex:
         """Local (naive) datetimes of plant seconds; NaN stays NaT."""
         assert self.plant_year is not None
-        years, rest = np.divmod(time_s, _YEAR_S)
-        out: list[datetime | None] = []
-        for k, r in zip(years, rest, strict=True):
-            if not math.isfinite(k):
-                out.append(None)
-                continue
-            year = self.plant_year + int(k)
-            leap_skip = _DAY_S if calendar.isleap(year) and r >= _FEB_29_S else 0.0
-            out.append(datetime(year, 1, 1) + timedelta(seconds=float(r) + leap_skip))
-        return pd.DatetimeIndex(out)
+        year = self.plant_year
+        return pd.DatetimeIndex(
+            [calendar_datetime(year, float(t)) if math.isfinite(t) else None for t in time_s]
+        )
 
     def local(self, times_s: Iterable[float]) -> pd.DatetimeIndex:
         """Site-local datetimes (naive: the wall clock of the site) of historian times, for
@@ -152,14 +141,12 @@ class SiteClock:
         if not self.is_plant:
             return float(local.replace(tzinfo=self.zone, fold=0).timestamp())
         assert self.plant_year is not None
-        if calendar.isleap(local.year) and (local.month, local.day) == (2, 29):
+        seconds = calendar_seconds(self.plant_year, local)
+        if seconds is None:
             raise SiteClockError(
                 f"{local:%Y-%m-%d} is not on the emulated plant's 365-day calendar"
             )
-        into_year = (local - datetime(local.year, 1, 1)).total_seconds()
-        if calendar.isleap(local.year) and local.month > 2:
-            into_year -= _DAY_S
-        return (local.year - self.plant_year) * _YEAR_S + into_year
+        return seconds
 
     def timestamp(self, time_s: float) -> pd.Timestamp:
         """One historian time as a site-local, zone-aware timestamp."""
