@@ -24,6 +24,13 @@ period, so every answer, or its absence, says something:
 
 Device loss and recovery are events in the historian (source ``field``).
 
+**A mixed site** (:class:`~connectors.multi_link.MultiLink`: a BACnet BMS beside Modbus
+meters) is judged device by device from :attr:`PollResult.devices`: a device that did not
+answer ``failed_polls_to_stale`` polls in a row makes its own points stale (``device
+<name>: <reason>``; ``device_lost``/``device_back`` events name it) while the others' stay
+fresh; a poll that missed a device is counted ``partial_polls``, never ``answered_polls``.
+Only when no device answered is the poll a failed one, as above.
+
 **Timestamps** come from ``clock`` (the wall clock on a site, the plant's clock when a test
 steps an emulator), or with ``device_clock`` from the device's own clock, read in the same
 poll (:attr:`PollResult.device_time_s`): an emulated site served over BACnet then runs on the
@@ -95,6 +102,10 @@ class FieldIngestor:
         self._failed_polls = 0
         self._device_reason = ""
         self._answered_mono: float | None = None
+        self._device_failed: Counter[str] = Counter()
+        """A composite link's device -> polls in a row it did not answer."""
+        self._device_reasons: dict[str, str] = {}
+        self._point_device: dict[str, str] = {}
         self._last_poll: PollResult | None = None
         self._seq = 0
         self._counts: Counter[str] = Counter()
@@ -125,6 +136,8 @@ class FieldIngestor:
             if r.quality != "good" or math.isfinite(r.value)
         ]
         lost = back = False
+        device_lost: list[str] = []
+        device_back: list[str] = []
         with self._lock:
             self._last_poll = result
             if result.device_ok:
@@ -135,13 +148,20 @@ class FieldIngestor:
                 self._errors = dict(result.errors)
                 for reading in readings if not repeated else ():
                     self._tracks[reading.point] = _Track(reading, mono)
+                device_lost, device_back = self._judge_devices(result)
             else:
                 self._failed_polls += 1
                 reason = result.errors.get("device") or _commonest(result.errors) or "no answer"
                 self._device_reason = reason
                 lost = self._failed_polls == self.failed_polls_to_stale
         self._counts["polls"] += 1
-        self._counts["failed_polls" if not result.device_ok else "answered_polls"] += 1
+        self._counts[
+            "failed_polls"
+            if not result.device_ok
+            else "partial_polls"
+            if result.partial
+            else "answered_polls"
+        ] += 1
         if repeated:  # the device's same sample again: nothing new to store
             self._counts["repeated_samples"] += 1
             readings = []
@@ -154,6 +174,13 @@ class FieldIngestor:
         if back:
             self._event(now_s, "device_back", f"{self.name}: answering again")
             logger.warning("field ingestion: %s answers again", self.name)
+        for device in device_lost:
+            why = self._device_reasons.get(device, "")
+            self._event(now_s, "device_lost", f"{device}: {why}: its points stale")
+            logger.warning("field ingestion: %s not answering (%s): its points stale", device, why)
+        for device in device_back:
+            self._event(now_s, "device_back", f"{device}: answering again")
+            logger.warning("field ingestion: %s answers again", device)
         if result.device_ok and readings and self.historian is not None:
             try:
                 self.historian.write(readings)
@@ -163,6 +190,26 @@ class FieldIngestor:
                     "field ingestion: historian write of %d readings failed", len(readings)
                 )
         return result
+
+    def _judge_devices(self, result: PollResult) -> tuple[list[str], list[str]]:
+        """A composite poll's devices (module docstring): those lost and those back now.
+        Called with the lock held."""
+        lost: list[str] = []
+        back: list[str] = []
+        for device, health in result.devices.items():
+            for point in health.points:
+                self._point_device[point] = device
+            if health.ok:
+                if self._device_failed[device] >= self.failed_polls_to_stale:
+                    back.append(device)
+                self._device_failed[device] = 0
+                self._device_reasons.pop(device, None)
+            else:
+                self._device_failed[device] += 1
+                self._device_reasons[device] = health.reason
+                if self._device_failed[device] == self.failed_polls_to_stale:
+                    lost.append(device)
+        return lost, back
 
     def _event(self, now_s: float, kind: str, message: str) -> None:
         if self.historian is None:
@@ -191,6 +238,12 @@ class FieldIngestor:
                     reason = f"device: {self._device_reason}"
                 elif overdue:
                     reason = "no answered poll"
+                elif (failed := self._device_failed[self._point_device.get(point, "")]) > 0:
+                    # Its device did not answer: stale once it has not for long enough, else
+                    # no news (the reading's age tells), as for a single device.
+                    device = self._point_device[point]
+                    stale = failed >= self.failed_polls_to_stale
+                    reason = f"device {device}: {self._device_reasons[device]}" if stale else ""
                 else:
                     reason = self._errors.get(point, "")
                     if _transport(reason):  # no news: the reading's age tells

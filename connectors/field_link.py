@@ -8,6 +8,11 @@ setpoints in TwinLoop's slot (:meth:`FieldLink.write`), hands them back
 says: every refusal, error response, wrong type or out-of-range value comes back named in
 the results and counted in :meth:`FieldLink.counters`.
 
+A site whose points live on several devices (a BACnet BMS beside Modbus meters and the
+chiller plant controller) is one :class:`~connectors.multi_link.MultiLink` over one link per
+device: its :class:`PollResult` says, in :attr:`PollResult.devices`, which devices answered,
+so a poll that missed one device is never taken for a whole one.
+
 Names are TwinLoop's: a sensor point of the site's catalog, or ``setpoint.<field>`` for the
 value a setpoint has at the device; writes take the setpoint fields of
 :data:`physics.plant.site_control.SETPOINT_FIELDS`.
@@ -40,6 +45,18 @@ class PointReading:
 
 
 @dataclass(frozen=True)
+class DeviceHealth:
+    """One device's part of a composite poll (:class:`~connectors.multi_link.MultiLink`)."""
+
+    ok: bool
+    """The device answered as its allow-listed identity."""
+    reason: str
+    """Why it did not ("" when it did): ``timeout``, ``identity_mismatch``..."""
+    points: tuple[str, ...]
+    """The device's points (TwinLoop names): stale together when it stops answering."""
+
+
+@dataclass(frozen=True)
 class PollResult:
     """One poll of a device: what was read, what could not be and why."""
 
@@ -57,6 +74,14 @@ class PollResult:
     device_time_s: float | None = None
     """The device's own clock at the poll (:mod:`connectors.device_clock`), where the link
     reads one; None when it does not, or the device gave none it could read."""
+    devices: dict[str, DeviceHealth] = field(default_factory=dict)
+    """A composite link's devices, answered or not (empty for a single device's link). With
+    ``device_ok`` true and a device here not ok, the poll is partial (:attr:`partial`)."""
+
+    @property
+    def partial(self) -> bool:
+        """Some devices answered and some did not: the poll is not a whole one."""
+        return self.device_ok and any(not d.ok for d in self.devices.values())
 
 
 @dataclass(frozen=True)

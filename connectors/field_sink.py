@@ -15,8 +15,9 @@ the operator's override as the field device reports it.
   timeout releases the slot;
 - every field sent, withheld or relinquished is appended to the historian's audit log with
   the protocol's own result in the detail (``bacnet: refused
-  bacnet:property/value-out-of-range``, ``modbus: refused modbus:device_busy``); a
-  relinquish is an ``applied`` row with no value;
+  bacnet:property/value-out-of-range``, ``modbus: refused modbus:device_busy``; on a mixed
+  site the owning device too, ``modbus plant: applied``, from ``labels``); a relinquish is
+  an ``applied`` row with no value;
 - ``write`` raises :class:`FieldWriteError` when the device refused or did not confirm a
   field (the controller records a write error and stops writing: the next
   :meth:`period_done` hands back). A field withheld because an operator holds it is not an
@@ -74,10 +75,14 @@ class FieldSetpointSink:
         protocol: str,
         actor: str = "controller",
         clock: Callable[[], float] = time.time,
+        labels: Callable[[str], str] | None = None,
     ) -> None:
         self.link = link
         self.historian = historian
         self.protocol = protocol
+        self.labels = labels
+        """Field -> what its audit rows name (a mixed site's ``modbus plant``); else
+        ``protocol``."""
         self.actor = actor
         self.clock = clock
         self._lock = threading.Lock()
@@ -188,7 +193,8 @@ class FieldSetpointSink:
         *,
         why: str = "",
     ) -> None:
-        detail = f"{self.protocol}: {outcome.status}"
+        label = self.protocol if self.labels is None else self.labels(outcome.field)
+        detail = f"{label}: {outcome.status}"
         if outcome.detail:
             detail += f" {outcome.detail}"
         if outcome.status == "withheld":

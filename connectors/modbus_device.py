@@ -406,20 +406,37 @@ class ModbusPlantDevice:
             raw = value / entry.scale if good else math.nan
             self._put(self._input, ref, encode(raw, ref.type, "big"))
 
+    async def _before_step(self) -> SetpointCommand | None:
+        self._enforce()
+        return self._command()
+
+    async def _after_step(self) -> None:
+        self._counts["steps"] += 1
+        self._publish()
+        self._enforce()
+
     async def _step(self, n_steps: int) -> None:
         for _ in range(n_steps):
             if self.plant.done:
                 raise RuntimeError("the plant's scenario has ended")
-            self._enforce()
-            self.plant.apply_command(self._command())
+            self.plant.apply_command(await self._before_step())
             self.plant.step()
-            self._counts["steps"] += 1
-            self._publish()
-            self._enforce()
+            await self._after_step()
 
     def step(self, n_steps: int = 1) -> None:
         """Advance the plant ``n_steps`` under the setpoint registers (unpaced device)."""
         self._loop.call(self._step(n_steps), CALL_TIMEOUT_S + n_steps)
+
+    # A plant shared with another device (connectors.mixed_emulator): whoever steps it
+    # asks this device for its command before each step and lets it read the step after.
+    def command_before_step(self) -> SetpointCommand | None:
+        """The device's rules applied now, then the command its registers give the plant."""
+        result: SetpointCommand | None = self._loop.call(self._before_step(), CALL_TIMEOUT_S)
+        return result
+
+    def after_step(self) -> None:
+        """The plant stepped (by another device): publish its readings, apply the rules."""
+        self._loop.call(self._after_step(), CALL_TIMEOUT_S)
 
     async def _pace(self) -> None:
         assert self.speed is not None
@@ -461,6 +478,19 @@ class ModbusPlantDevice:
 
             self._loop.call(start_pacing(), CALL_TIMEOUT_S)
         return self
+
+    def disconnect(self) -> None:
+        """Stop answering on the network (the server shuts; connections are refused) while
+        the device keeps its rules: a controller cut off from TwinLoop, whose heartbeat
+        timeout still releases TwinLoop's setpoints. :meth:`stop` ends it all."""
+
+        async def shut() -> None:
+            if self._server is not None:
+                await self._server.shutdown()  # type: ignore[no-untyped-call]
+                self._server = None
+
+        self._loop.call(shut(), CALL_TIMEOUT_S)
+        logger.warning("modbus device %d: disconnected from the network", self.unit_id)
 
     def stop(self) -> None:
         async def close() -> None:
