@@ -60,6 +60,7 @@ from control.mpc_model import (
     FAN,
     SAT,
     Forecast,
+    LocalModel,
     MpcProblem,
     MpcSettings,
     MpcSolution,
@@ -74,7 +75,7 @@ from twin.design import TwinDesign
 from twin.ensemble import TwinEnsemble
 from twin.exogenous import ExogenousTable
 from twin.forecast import LoadHistory, WeatherForecast
-from twin.spaces import ActionScale, ObservationSpec
+from twin.spaces import ACTION_NAMES, ActionScale, ObservationSpec
 from twin.surrogate import THETA_NAMES, THETA_NOMINAL, PhysicsTwin, TwinState
 from twin.vec_env import load_twin
 
@@ -84,6 +85,8 @@ COIL_UA = THETA_NAMES.index("coil_ua_mult")
 BIAS_RANGE_K = (-2.0, 10.0)
 """Limits of the inlet bias: measurements may make the controller far more careful than the
 twin, but never more than 2 K bolder."""
+APPLIED_TOLERANCE = 1e-3
+"""Setpoints (K or fraction) within this of the plan's first move count as the plan's."""
 _TAU = 2.0 * math.pi
 
 
@@ -158,6 +161,8 @@ class _EnvMemory:
     economiser: float = 0.0
     bias_k: FloatArray | None = None
     predicted_c: FloatArray | None = None
+    local: LocalModel | None = None
+    """The model last period's plan was made on (to predict what was applied instead)."""
     counter: int = 0
     coil: CoilUaEstimator | None = None
 
@@ -170,6 +175,9 @@ class MpcStats:
     step_s: list[float] = field(default_factory=list)
     solve_s: list[float] = field(default_factory=list)
     fallbacks: int = 0
+    held_back: int = 0
+    """Periods that began from setpoints other than the plan's first move (a shield's rate
+    limit, an economiser dwell): the plan restarted from what was applied."""
 
 
 class MpcPolicy:
@@ -274,6 +282,7 @@ class MpcPolicy:
             mem.u_prev = np.clip(np.asarray(start, dtype=np.float64), low, high)
             mem.bias_k = np.zeros(st.n_pods)
         assert mem.bias_k is not None
+        self._follow_applied(mem, values, i)
         if mem.predicted_c is not None:
             error = inlet_max - mem.predicted_c
             mem.bias_k = np.clip(mem.bias_k + self.config.bias_gain * error, *BIAS_RANGE_K)
@@ -289,6 +298,7 @@ class MpcPolicy:
         local = self.sampler.local_model(
             self._state(values, i), mem.u_prev, mem.economiser, forecast, inlet_max, mem.bias_k
         )
+        mem.local = local
         solution = self.problem.solve(local)
         self.last_solution = solution
         self.stats.solve_s.append(solution.solve_s)
@@ -326,6 +336,34 @@ class MpcPolicy:
         mem.counter += 1
         self.stats.step_s.append(time.perf_counter() - started)
         return np.array([*u, mem.economiser])
+
+    def _follow_applied(self, mem: _EnvMemory, values: dict[str, FloatArray], i: int) -> None:
+        """Start this period from the setpoints last applied (the observation's last action)
+        where they differ from the plan's first move: live and in pre-evaluation the site's
+        shield paces the moves (per period and per hour), and a plan continued from setpoints
+        that were never applied drifts away from the plant (measured: the MPC believed the
+        fans at 0.40 while the shield held them at 0.60, then released them with the supply
+        air and chilled water it had not planned them with, and the inlets overshot 27 °C).
+        The inlet bias then learns from what the twin predicted for the applied setpoints."""
+        assert mem.u_prev is not None
+        if mem.counter == 0:  # nothing applied yet: an episode's first action is no command
+            return
+        last = np.array([values[f"last_action.{name}"][i] for name in ACTION_NAMES])
+        if not np.isfinite(last).all():
+            return
+        applied = self.scale.to_setpoints(last)
+        st = self.settings
+        u_applied = np.clip(applied[:4], np.asarray(st.low), np.asarray(st.high))
+        economiser = float(applied[4])
+        if np.abs(u_applied - mem.u_prev).max() <= APPLIED_TOLERANCE:
+            if economiser == mem.economiser:
+                return
+        else:
+            if mem.local is not None and mem.predicted_c is not None:
+                mem.predicted_c = mem.local.first_inlet_c(u_applied)
+            mem.u_prev = u_applied
+        mem.economiser = economiser
+        self.stats.held_back += 1
 
     def period_of(self, observation: Obs) -> NDArray[np.int64]:
         """The scenario period (row of :attr:`table`) each observation is about to be

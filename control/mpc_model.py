@@ -151,6 +151,21 @@ class LocalModel:
         if not 0.0 <= self.lag < 1.0:
             raise ValueError(f"LocalModel.lag must lie in [0, 1), got {self.lag}")
 
+    def first_inlet_c(self, setpoints: FloatArray) -> FloatArray:
+        """The hottest inlet per pod (P,) this model predicts one period after ``setpoints``
+        (supply air, fan, chilled water, condenser water) are applied: the first period of
+        the plan's inlet dynamics, evaluated on the knots' piecewise-linear interpolation.
+        For a plan's own first move it is the plan's prediction; for setpoints something
+        else applied (a shield's rate limit, an operator) it is what the twin expected of
+        those."""
+        u = np.asarray(setpoints, dtype=np.float64)
+        fan = float(u[FAN])
+        approach = float(np.interp(fan, self.fan_knots, self.coil_approach_k[0]))
+        supply = max(float(u[SAT]), float(u[CHW]) + approach)
+        rise = np.array([np.interp(fan, self.fan_knots, r) for r in self.rise_k])
+        steady = supply + rise + self.inlet_offset_k[0]
+        return np.asarray(self.lag * self.inlet_now_c + (1.0 - self.lag) * steady)
+
 
 @dataclass(frozen=True)
 class MpcSolution:

@@ -158,6 +158,7 @@ def _obs(
     table: ExogenousTable,
     row: int,
     shift_h: float = 0.0,
+    last_action: np.ndarray | None = None,
 ) -> np.ndarray:
     inlet = np.full((1, 4, 25), hottest_c - 0.5)
     inlet[:, :, 0] = hottest_c
@@ -183,7 +184,7 @@ def _obs(
         forecast_wet_bulb_1h_c=wet,
         forecast_wet_bulb_3h_c=wet,
         forecast_it_power_1h_kw=float(table.it_power_kw[row].sum()),
-        last_action=np.zeros(5),
+        last_action=np.zeros(5) if last_action is None else last_action,
     )
 
 
@@ -195,21 +196,71 @@ def test_mpc_saves_when_cool_and_responds_when_hot(scenario: Scenario) -> None:
     # The period comes from the observation's time features, exactly.
     assert policy.period_of(_obs(20.0, 19.0, 30.0, table, 37))[0] == 37
     assert policy.period_of(_obs(20.0, 19.0, 30.0, table, 37, shift_h=0.04))[0] == -1
-    cool = [
-        SCALE.to_setpoints(policy.act(_obs(20.0, 19.0, 30.0, table, row)))[0] for row in range(4)
-    ]
+    action = np.zeros((1, 5))  # what an environment reports before the first command
+    cool = []
+    for row in range(4):  # each observation carries the command applied last, as envs do
+        action = policy.act(_obs(20.0, 19.0, 30.0, table, row, last_action=action[0]))
+        cool.append(SCALE.to_setpoints(action)[0])
     assert cool[-1][0] > cool[0][0] > 19.0  # supply air up
     assert cool[-1][2] > cool[0][2] > 7.0  # chilled water up
     assert cool[-1][1] < cool[0][1] < 1.0  # fans down
     # Racks read 28 °C (hotter than the twin explains): the bias learns it within a few
     # periods and the controller cools (colder supply air, more air), never the other way.
-    hot = [
-        SCALE.to_setpoints(policy.act(_obs(28.0, cool[-1][0], 38.0, table, row)))[0]
-        for row in range(4, 7)
-    ]
+    hot = []
+    for row in range(4, 7):
+        action = policy.act(_obs(28.0, cool[-1][0], 38.0, table, row, last_action=action[0]))
+        hot.append(SCALE.to_setpoints(action)[0])
     assert hot[-1][0] < cool[-1][0] - 0.9 or hot[-1][1] > cool[-1][1] + 0.09
     assert hot[-1][0] <= cool[-1][0] + 1e-6 and hot[-1][1] >= cool[-1][1] - 1e-6
     assert policy.stats.fallbacks == 0
+    assert policy.stats.held_back == 0  # every command was applied as planned
+
+
+def test_mpc_starts_each_period_from_the_setpoints_applied(scenario: Scenario) -> None:
+    # A shield (or an operator) holds the fans at 0.9 and the chilled water at 7.5 °C while
+    # the MPC asks for less air and warmer water: each plan starts from what was applied,
+    # and the inlet bias learns from what the twin predicted for those setpoints.
+    policy = MpcPolicy(scenario=scenario)
+    policy.reset(1)
+    table = policy.table
+    action = policy.act(_obs(22.0, 19.0, 32.0, table, 0, last_action=np.zeros(5)))
+    asked = SCALE.to_setpoints(action)[0]
+    for row in range(1, 5):
+        held = asked.copy()
+        held[1], held[2] = 0.9, 7.5
+        action = policy.act(_obs(22.0, 19.0, 32.0, table, row, last_action=SCALE.to_action(held)))
+        asked = SCALE.to_setpoints(action)[0]
+        # The plan moves at most one rate step from the applied setpoints, not from its own.
+        assert abs(asked[1] - 0.9) <= RATE[1] + 1e-4
+        assert abs(asked[2] - 7.5) <= RATE[2] + 1e-4
+        memory = policy._memory[0]
+        assert memory.u_prev is not None and memory.local is not None
+    assert policy.stats.held_back == 4
+    # The prediction the bias learns from is the twin's for the applied setpoints; for the
+    # plan's own first move it is the plan's prediction.
+    solution = policy.last_solution
+    assert solution is not None and memory.local is not None
+    assert memory.local.first_inlet_c(solution.first_move) == pytest.approx(
+        solution.inlet_c[0], abs=0.05
+    )
+    colder = solution.first_move.copy()
+    colder[SAT] -= 1.0
+    assert (memory.local.first_inlet_c(colder) < solution.inlet_c[0]).all()
+
+
+def test_the_mpc_behind_the_shield_rides_its_pace_without_overshoot(
+    scenario: Scenario,
+) -> None:
+    # Behind the site's shield (per-hour limits slower than the MPC's own rates), the MPC
+    # follows what the shield lets through and stays inside its margin.
+    from control.shielded import ShieldedPolicy
+
+    policy = MpcPolicy(scenario=scenario)
+    result = evaluate(ShieldedPolicy(policy, scenario), scenario, on="plant")
+    assert policy.stats.held_back > 0
+    assert result.kpis["violation_kh_above_27"] == 0.0
+    # (before it followed the applied setpoints: 27.56 °C, 0.037 K·h on this run)
+    assert result.kpis["max_inlet_c"] < 27.0
 
 
 def test_mpc_in_the_twin_is_safe_saves_and_is_fast(scenario: Scenario) -> None:
@@ -254,8 +305,11 @@ def test_oracle_twin_carries_the_plants_truths(scenario: Scenario) -> None:
     assert oracle.kind == "oracle" and oracle.settings.horizon == 6
     oracle.reset(1)
     table = oracle.table
-    moves = np.array(
-        [SCALE.to_setpoints(oracle.act(_obs(20.0, 19.0, 30.0, table, r)))[0] for r in range(3)]
-    )
+    action = np.zeros((1, 5))
+    steps = []
+    for r in range(3):
+        action = oracle.act(_obs(20.0, 19.0, 30.0, table, r, last_action=action[0]))
+        steps.append(SCALE.to_setpoints(action)[0])
+    moves = np.array(steps)
     assert (np.abs(np.diff(moves[:, :4], axis=0)) <= RATE + 1e-4).all()
     assert moves[-1, SAT] > 19.0
