@@ -27,6 +27,13 @@ instead (:mod:`connectors.bacnet_cov`: lifetimes, renewals, fallback to polling,
 notifications); the poll then asks only for the device's identity and ``system-status``
 (its health, every period), the enable, the setpoints and the objects still polled, and
 reports each subscribed point's latest notified value as a reading of that poll.
+The health read also asks for the device object's ``time-of-device-restart`` (and its
+``local-date`` and ``local-time``, to check it against): a changed stamp is a restart,
+every COV point made stale and subscribed anew in that poll
+(:mod:`connectors.bacnet_restart`). A device that does not serve it, answering the
+property or the whole request with an error, is asked without it from then on
+(``restart_time:unserved``, logged): its restarts are noticed as before, at the next
+renewal.
 
 **The device's clock.** Given ``device_clock`` (a device's local date and time to
 seconds), every poll also reads the device object's ``local-date`` and ``local-time`` in the
@@ -67,6 +74,7 @@ from bacpypes3.primitivedata import Null, ObjectIdentifier, Real
 from bacpypes3.vendor import get_vendor_info
 
 from connectors.bacnet_cov import DEFAULT_LIFETIME_S, CovReader, ReadMode
+from connectors.bacnet_restart import RESTART_PROPERTY, RestartWatch
 from connectors.bacnet_stack import LoopThread, close_application, open_application
 from connectors.field_link import PointReading, PollResult, WriteOutcome
 from connectors.point_map import BINARY, BacnetRef, DeviceSpec, PointEntry, PointMap
@@ -190,6 +198,11 @@ class BacnetClient:
             )
         )
         """Sensor reads by COV subscription (:mod:`connectors.bacnet_cov`), unless polling."""
+        self._restart = RestartWatch()
+        self._ask_restart = self._cov is not None
+        """Whether the health read asks for the device's restart stamp (module docstring)."""
+        self._restart_served = False
+        """Whether the device has answered with its restart stamp once."""
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> BacnetClient:
@@ -237,12 +250,23 @@ class BacnetClient:
         return self._app
 
     # ------------------------------------------------------------------ reading
+    def _health(self, restart: bool) -> list[str]:
+        """The device object's properties read every poll (module docstring)."""
+        health = ["object-identifier"] + (["system-status"] if self._cov is not None else [])
+        if self.device_clock is not None or restart:
+            health += ["local-date", "local-time"]
+        return health + ([RESTART_PROPERTY] if restart else [])
+
+    def _optional(self) -> frozenset[str]:
+        """The health properties asked only for the restart stamp: a device may lack them."""
+        if not self._ask_restart:
+            return frozenset()
+        return frozenset(self._health(True)) - frozenset(self._health(False))
+
     def _specs(self) -> list[list[tuple[tuple[str, int], list[str]]]]:
         """The poll's requests: objects and properties, ``objects_per_request`` a chunk;
         the device's identity and its enable first."""
-        health = ["object-identifier"] + (["system-status"] if self._cov is not None else [])
-        if self.device_clock is not None:
-            health += ["local-date", "local-time"]
+        health = self._health(self._ask_restart)
         items: list[tuple[tuple[str, int], list[str]]] = [
             (("device", self.device_instance), health),
             ((self._enable_ref.object, self._enable_ref.instance), ["present-value"]),
@@ -285,6 +309,26 @@ class BacnetClient:
     async def _poll(self) -> tuple[list[Any], list[tuple[Any, str]]]:
         chunks = self._specs()
         answers = await asyncio.gather(*(self._rpm(c) for c in chunks))
+        first = answers[0]
+        refusal = ("bacnet:", DECODE_ERROR)
+        if (
+            self._ask_restart
+            and isinstance(first, str)
+            and first.startswith(refusal)
+            and (not self._restart_served or first.startswith(DECODE_ERROR))
+        ):
+            # Some devices (bacpypes3's without the property set) refuse a whole request
+            # for one property they lack, and one unreadable stamp spoils the whole answer:
+            # is it the restart stamp (or its clock)?
+            device = ("device", self.device_instance)
+            with_stamp = await self._rpm([(device, self._health(True))])
+            if not isinstance(with_stamp, str):
+                self._restart_served = True
+            elif with_stamp.startswith(refusal):
+                without = await self._rpm([(device, self._health(False))])
+                if not isinstance(without, str):
+                    self._unserved(with_stamp)
+                    return await self._poll()
         results: list[Any] = []
         failed: list[tuple[Any, str]] = []
         for chunk, answer in zip(chunks, answers, strict=True):
@@ -306,6 +350,35 @@ class BacnetClient:
                 results += answer
         return results, failed
 
+    def _unserved(self, why: str) -> None:
+        self._ask_restart = False
+        unreadable = why.startswith(DECODE_ERROR)
+        self._restart.counts[f"restart_time:{'wrong_type' if unreadable else 'unserved'}"] += 1
+        logger.warning(
+            "bacnet client: device %d does not serve %s (%s): its restarts are noticed at "
+            "the next COV renewal only",
+            self.device_instance,
+            RESTART_PROPERTY,
+            why,
+        )
+
+    def _restarted(self, health: Mapping[str, Any]) -> bool:
+        """Whether the device restarted since the last poll (module docstring)."""
+        if not self._ask_restart:
+            return False
+        value = health.get(RESTART_PROPERTY)
+        if value is None:
+            self._unserved("no value")
+            return False
+        self._restart_served = True
+        try:
+            now: datetime | None = _local_datetime(
+                health.get("local-date"), health.get("local-time")
+            )
+        except (TypeError, ValueError, OverflowError):
+            now = None
+        return self._restart.see(value, now)
+
     def poll(self) -> PollResult:
         """Read every mapped point of the device once (module docstring)."""
         started = time.perf_counter()
@@ -326,8 +399,9 @@ class BacnetClient:
         self.supervisory_enabled = None if not isinstance(enabled, int) else bool(enabled)
         if self._cov is not None:
             status = health.get("system-status")
+            restarted = device_ok and self._restarted(health)
             cov_values, cov_errors = self._call(
-                self._cov.refresh(device_ok, None if status is None else str(status))
+                self._cov.refresh(device_ok, None if status is None else str(status), restarted)
             )
             values.update(cov_values)
             errors.update(cov_errors)
@@ -386,6 +460,7 @@ class BacnetClient:
     ) -> dict[tuple[str, int], dict[str, Any]]:
         """The answers by object and property; unasked or failed ones named in ``errors``."""
         asked = {objid: set(props) for chunk in self._specs() for objid, props in chunk}
+        optional = self._optional()
         values: dict[tuple[str, int], dict[str, Any]] = {}
         for item in results:
             try:
@@ -401,6 +476,8 @@ class BacnetClient:
             if isinstance(value, ErrorRejectAbortNack) or (
                 value is not None and hasattr(value, "errorClass")
             ):
+                if key[0] == "device" and prop_name in optional:
+                    continue  # unserved: no stamp (or no clock to check it by)
                 errors[self._name_of(key)] = _error_name(value)
                 continue
             if prop_name == "object-identifier":
@@ -621,7 +698,12 @@ class BacnetClient:
         """The counts of :data:`COUNTERS` and every named error seen (``timeout``,
         ``bacnet:property/value-out-of-range``...)."""
         cov = self._cov.counters() if self._cov is not None else {}
-        return {**self._counts, **cov, **{f"error:{k}": v for k, v in self._errors.items()}}
+        return {
+            **self._counts,
+            **cov,
+            **self._restart.counts,
+            **{f"error:{k}": v for k, v in self._errors.items()},
+        }
 
 
 def _local_datetime(date: Any, time_of_day: Any) -> datetime:

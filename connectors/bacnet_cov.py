@@ -19,7 +19,13 @@ elsewhere (docs/bacnet.md):
   subscription is made anew (a restarted device has forgotten them), and a point is fresh
   again only once the device's first notification after the subscription has come
   (``cov_pending`` until then; the client waits up to a second, or the request timeout if
-  longer, for them).
+  longer, for them);
+- **the device's restarts.** A device that restarts between two polls answers the next
+  health read as before, its subscriptions forgotten. The health read also asks for the
+  device object's ``time-of-device-restart`` (:mod:`connectors.bacnet_restart`); when it
+  has changed, every COV point is made stale at once (``device: restarted``), every
+  subscription is made anew in the same poll, and each point is fresh again with the
+  device's first notification (counted: ``device_restarts``).
 
 A steady value subscribed and alive is a reading of every period: the client reports it
 with the poll's time, the ingestor stores it.
@@ -92,6 +98,8 @@ SILENT_TRIES = 3
 """Unanswered first subscriptions, while the device answers reads, before ``auto`` polls
 the object instead."""
 OPERATIONAL = ("operational", "operational-read-only")
+RESTARTED = "device: restarted"
+"""Why a COV point is stale from a device's restart until its first notification."""
 COV_INCREMENT_BY_UNIT: dict[str, float] = {
     "degC": 0.3,
     "kW": 5.0,
@@ -211,7 +219,13 @@ class CovReader:
             )
         self._app: Application | None = None
         self._counts: Counter[str] = Counter(
-            {"cov_subscribes": 0, "cov_renewals": 0, "cov_notifications": 0, "cov_fallback": 0}
+            {
+                "cov_subscribes": 0,
+                "cov_renewals": 0,
+                "cov_notifications": 0,
+                "cov_fallback": 0,
+                "device_restarts": 0,
+            }
         )
         self._counts_lock = threading.Lock()  # counted on the loop, read from any thread
         self._device_down = False
@@ -295,7 +309,9 @@ class CovReader:
                 sub.timeouts = 0
                 if not sub.notified:
                     fresh.append(sub)
-                sub.state, sub.expires_at, sub.problem = "active", sent_at + self.lifetime_s, ""
+                sub.state, sub.expires_at = "active", sent_at + self.lifetime_s
+                if sub.problem != RESTARTED:  # that one ends with a notification
+                    sub.problem = ""
             elif why == "timeout" and renewal:
                 sub.problem = "cov_renew:timeout"  # stale until a renewal is answered
                 self._count("cov_renew_failed")
@@ -318,6 +334,21 @@ class CovReader:
                     break
                 self._arrived.clear()
 
+    def _restarted(self) -> list[_Sub]:
+        """The device restarted: its subscriptions are gone. Every point read by COV is
+        stale from now until the device notifies it again; returns them, to subscribe."""
+        self._count("device_restarts")
+        again = [s for s in self._subs.values() if s.state != "polled"]
+        for s in again:
+            s.state, s.notified, s.problem = "new", False, RESTARTED
+        logger.warning(
+            "bacnet cov: device %s at %s restarted: %d points stale, subscribing anew",
+            self.device[1],
+            self.address,
+            len(again),
+        )
+        return again
+
     def _refused(self, sub: _Sub, why: str, renewal: bool) -> None:
         self._count(f"cov_refused:{why}")
         name = sub.entry.name
@@ -332,10 +363,11 @@ class CovReader:
             logger.warning("bacnet cov: %s refused (%s): stale (reads: cov)", name, why)
 
     async def refresh(
-        self, device_ok: bool, system_status: str | None
+        self, device_ok: bool, system_status: str | None, restarted: bool = False
     ) -> tuple[dict[tuple[str, int], dict[str, Any]], dict[str, str]]:
         """After the period's health read: renew what is due (everything after the device
-        was away), then the subscribed points' values and why the others have none."""
+        was away or ``restarted``), then the subscribed points' values and why the others
+        have none."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         interval = 0.0 if self._last_refresh is None else now - self._last_refresh
@@ -354,6 +386,8 @@ class CovReader:
             if self._device_down:
                 for s in due:
                     s.state, s.problem = "new", ""  # back, maybe restarted: subscribe anew
+            if restarted:
+                due = self._restarted()
             self._device_down = False
             await self._subscribe(due)
         return self._values(loop.time(), system_status)

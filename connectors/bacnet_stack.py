@@ -4,7 +4,11 @@ bacpypes3 is asyncio; the connectors around it (ingestion, the setpoint writer, 
 controller) are threaded. :class:`LoopThread` runs one event loop in a daemon thread and
 :meth:`LoopThread.call` runs a coroutine there from any other thread, waiting at most a
 given time. :func:`open_application` builds a BACnet/IP application (a device object and
-one IPv4 network port) bound to ``host:port``.
+one IPv4 network port) bound to ``host:port``; its device object serves
+``time-of-device-restart`` (the moment it was opened, on the device's clock) and
+``last-restart-reason`` (``coldstart``), as a controller does after a power-up: how a
+client tells that the device restarted and forgot its COV subscriptions
+(:mod:`connectors.bacnet_restart`).
 
 bacpypes3 binds its UDP socket with ``SO_REUSEPORT`` and retries for ever while the port
 is taken. :func:`open_application` therefore first binds the port itself without that
@@ -26,6 +30,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from bacpypes3.app import Application
+from bacpypes3.basetypes import DateTime, RestartReason, TimeStamp
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.primitivedata import Date, ObjectIdentifier, Time
@@ -187,12 +192,15 @@ async def open_application(
     """A BACnet/IP application at ``host:port`` serving ``objects`` besides its device
     object; returns once its socket is bound. Call on the loop that will run it. With
     ``clock``, the device object's local date and time are ``clock()``'s (else this
-    machine's)."""
+    machine's), its ``time-of-device-restart`` too (module docstring)."""
     _probe(host, port)
+    started = datetime.now() if clock is None else clock()
     device = ClockedDevice(
         objectIdentifier=("device", device_instance),
         objectName=name,
         vendorIdentifier=VENDOR_ID,
+        timeOfDeviceRestart=TimeStamp(dateTime=DateTime(started)),
+        lastRestartReason=RestartReason("coldstart"),
     )
     device._clock = clock
     network_port = NetworkPortObject(
