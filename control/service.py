@@ -52,6 +52,26 @@ answer). Modbus carries no clock: ``clock: unix`` only.
       device: plant
       timeout_s: 3.0
 
+A mixed site, a BACnet BMS beside Modbus TCP meters, UPS and chiller plant controller, is
+``protocol: mixed``: every device of one point map, each over its own protocol
+(:class:`~connectors.multi_link.MultiLink`; docs/bacnet.md)::
+
+    protocol: mixed
+    mixed:
+      point_map: site-map.yaml    # the devices (bacnet and modbus, several of each) and points
+      local: 0.0.0.0:47808        # TwinLoop's BACnet/IP address for the map's first BACnet
+                                  # device; the n-th one is reached from the port n-1 above
+      timeout_s: 3.0              # per request, every device
+      reads: auto                 # the BACnet devices' sensors (cov_* as under bacnet)
+      clock_device: bms           # clock: plant only: the BACnet device whose clock is read
+    clock: unix                   # or plant, with clock_device and scenario
+
+A device that stops answering makes only its own points stale (the watchdog then trips if
+they matter, and hands back); a setpoint is written to, and handed back at, the device that
+owns it in the map, each with its own heartbeat. With ``clock: plant`` the readings of every
+device are stamped with ``clock_device``'s ``local-date``/``local-time``: a BACnet device (a
+Modbus device carries no clock), so that device's loss stops the whole site's clock.
+
 Over BACnet or Modbus every point is read each ``sensor_step_s`` (scaled by ``time_scale``) into
 the controller's snapshot and the historian (:class:`~connectors.field_ingestion.FieldIngestor`;
 a device that stops answering makes every point stale; over BACnet the sensors by COV
@@ -73,6 +93,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import statistics
 import threading
 import time
@@ -108,7 +129,8 @@ from connectors.field_sink import FieldOverride, FieldSetpointSink
 from connectors.historian import POSTGRES_SCHEMES, open_historian
 from connectors.ingestion import MqttIngestor, PointState
 from connectors.modbus_client import ModbusClient
-from connectors.point_map import load_point_map
+from connectors.multi_link import DeviceLink, MultiLink
+from connectors.point_map import PointMap, load_point_map
 from connectors.setpoint_writer import SetpointWriter
 from connectors.topics import Topics
 from control.alarm_loop import AlarmLoop
@@ -143,6 +165,8 @@ from twinloop.errors import TwinLoopError
 logger = logging.getLogger(__name__)
 
 DEFAULT_SCENARIO = "tropical-typical-week"
+_FIELD_FIRST = re.compile(r"^([a-z_]+\.[a-z_]+): ")
+"""A whole-file check's message that starts with the field it is about (``mixed.x: ...``)."""
 _T = TypeVar("_T")
 
 
@@ -203,12 +227,10 @@ class BrokerSection(BaseModel):
         return BrokerAddress(self.host, self.port, ident.username, ident.password, self.ca_file)
 
 
-class BacnetSection(BaseModel):
-    """TwinLoop's BACnet/IP side (``protocol: bacnet``)."""
+class _BacnetOptions(BaseModel):
+    """TwinLoop's BACnet/IP side: its address, timeouts and how sensors are read."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    point_map: Path
-    device: str = Field(default="bms", min_length=1)
     local: str = "0.0.0.0:47808"
     """TwinLoop's own BACnet/IP address, ``host:port``."""
     timeout_s: float = Field(default=3.0, gt=0, le=60)
@@ -226,7 +248,7 @@ class BacnetSection(BaseModel):
     check's stuck rule waits for that much more movement of its neighbours."""
 
     @model_validator(mode="after")
-    def _local(self) -> BacnetSection:
+    def _local(self) -> _BacnetOptions:
         self.local_address()
         return self
 
@@ -235,6 +257,21 @@ class BacnetSection(BaseModel):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"local: {self.local!r} is not host:port")
         return host, int(port)
+
+
+class BacnetSection(_BacnetOptions):
+    """TwinLoop's BACnet/IP side (``protocol: bacnet``)."""
+
+    point_map: Path
+    device: str = Field(default="bms", min_length=1)
+
+
+class MixedSection(_BacnetOptions):
+    """A mixed site (``protocol: mixed``): every device of the map over its own protocol."""
+
+    point_map: Path
+    clock_device: str | None = Field(default=None, min_length=1)
+    """With ``clock: plant``: the BACnet device whose local date and time is the plant's."""
 
 
 class ModbusSection(BaseModel):
@@ -260,13 +297,15 @@ class ServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     site: str = Field(min_length=1)
     site_variant: str = "reference"
-    protocol: Literal["mqtt", "bacnet", "modbus"] = "mqtt"
+    protocol: Literal["mqtt", "bacnet", "modbus", "mixed"] = "mqtt"
     broker: BrokerSection | None = Field(default=None, validate_default=True)
     """Required with ``protocol: mqtt``."""
     bacnet: BacnetSection | None = Field(default=None, validate_default=True)
     """Required with ``protocol: bacnet``."""
     modbus: ModbusSection | None = Field(default=None, validate_default=True)
     """Required with ``protocol: modbus``."""
+    mixed: MixedSection | None = Field(default=None, validate_default=True)
+    """Required with ``protocol: mixed``."""
     historian: Path | str
     """A SQLite file (relative to the site file), or a ``postgresql://`` URL."""
     reservoir: Path
@@ -284,7 +323,7 @@ class ServiceConfig(BaseModel):
     alarms: dict[str, Any] = Field(default_factory=dict)
     """The alarm model's limits and the evaluation's period (:class:`AlarmConfig`)."""
 
-    @field_validator("broker", "bacnet", "modbus")
+    @field_validator("broker", "bacnet", "modbus", "mixed")
     @classmethod
     def _link_section(cls, value: Any, info: ValidationInfo) -> Any:
         protocol = info.data.get("protocol", "mqtt")
@@ -304,11 +343,21 @@ class ServiceConfig(BaseModel):
         Topics(self.site)  # raises for a name that cannot be a topic level
         if self.protocol == "modbus" and self.clock != "unix":
             raise ValueError("protocol modbus: clock must be unix (Modbus carries no plant clock)")
-        if self.protocol == "bacnet" and self.clock == "plant" and self.scenario is None:
+        if self.protocol in ("bacnet", "mixed") and self.clock == "plant" and self.scenario is None:
             raise ValueError(
-                "protocol bacnet with clock plant needs 'scenario': the device's clock is read "
-                "on the calendar of the scenario's weather year"
+                f"protocol {self.protocol} with clock plant needs 'scenario': the device's "
+                "clock is read on the calendar of the scenario's weather year"
             )
+        if self.mixed is not None and self.protocol == "mixed":
+            if self.clock == "plant" and self.mixed.clock_device is None:
+                raise ValueError(
+                    "mixed.clock_device: required with clock plant (the BACnet device whose "
+                    "local-date/local-time is the plant's clock; Modbus carries none)"
+                )
+            if self.clock == "unix" and self.mixed.clock_device is not None:
+                raise ValueError(
+                    "mixed.clock_device: only with clock plant (clock unix reads no device clock)"
+                )
         self.shield_config()
         self.watchdog_config()
         self.alarm_config()
@@ -352,6 +401,9 @@ def load_service_config(path: Path) -> ServiceConfig:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "file"
         message = str(first["msg"]).removeprefix("Value error, ")
+        named = _FIELD_FIRST.match(message)
+        if where == "file" and named is not None:  # a check across fields names its field
+            where, message = named.group(1), message[named.end() :]
         raise ServiceConfigError(f"site config {path}: {where}: {message}") from None
     base = path.parent
     bacnet = config.bacnet
@@ -360,10 +412,14 @@ def load_service_config(path: Path) -> ServiceConfig:
     modbus = config.modbus
     if modbus is not None and not modbus.point_map.is_absolute():
         modbus = modbus.model_copy(update={"point_map": base / modbus.point_map})
+    mixed = config.mixed
+    if mixed is not None and not mixed.point_map.is_absolute():
+        mixed = mixed.model_copy(update={"point_map": base / mixed.point_map})
     return config.model_copy(
         update={
             "bacnet": bacnet,
             "modbus": modbus,
+            "mixed": mixed,
             "historian": _historian_location(config.historian, base),
             "reservoir": config.reservoir
             if config.reservoir.is_absolute()
@@ -412,11 +468,13 @@ class LiveService:
         self._scenario: Scenario | None = None
         # A bad point map, or one without the device, is reported before anything is
         # opened or created (the client binds nothing until it starts).
-        self.field_client: BacnetClient | ModbusClient | None = (
+        self.field_client: BacnetClient | ModbusClient | MultiLink | None = (
             self._bacnet_client()
             if config.protocol == "bacnet"
             else self._modbus_client()
             if config.protocol == "modbus"
+            else self._mixed_link()
+            if config.protocol == "mixed"
             else None
         )
         self.historian = open_historian(config.historian)
@@ -475,19 +533,39 @@ class LiveService:
         section = self.config.bacnet
         assert section is not None
         point_map = load_point_map(section.point_map, PointCatalog.for_site(self.site))
+        calendar = self.plant_calendar()
+        return self._bacnet_device_client(
+            point_map, section.device, section, 0, with_clock=calendar is not None
+        )
+
+    def _bacnet_device_client(
+        self,
+        point_map: PointMap,
+        device: str,
+        section: _BacnetOptions,
+        port_offset: int,
+        *,
+        with_clock: bool,
+    ) -> BacnetClient:
+        """The client of ``device``, bound ``port_offset`` above ``section.local``'s port."""
+        name = "bacnet" if isinstance(section, BacnetSection) else "mixed"
         host, port = section.local_address()
+        if port + port_offset > 65535:
+            raise ServiceConfigError(
+                f"{name}.local: port {port} leaves no port for BACnet device {device!r}"
+            )
         poll_s = self.config.sensor_step_s / self.config.time_scale
         if section.reads != "poll" and section.cov_lifetime_s < 2.0 * poll_s:
             raise BacnetClientError(
-                f"bacnet: cov_lifetime_s {section.cov_lifetime_s} s is under two poll "
+                f"{name}: cov_lifetime_s {section.cov_lifetime_s} s is under two poll "
                 f"intervals ({poll_s:g} s each): subscriptions would lapse between polls"
             )
-        calendar = self.plant_calendar()
+        calendar = self.plant_calendar() if with_clock else None
         return BacnetClient(
             point_map,
-            device=section.device,
+            device=device,
             local_host=host,
-            local_port=port,
+            local_port=port + port_offset,
             timeout_s=section.timeout_s,
             reads=section.reads,
             cov_lifetime_s=section.cov_lifetime_s,
@@ -495,10 +573,46 @@ class LiveService:
             device_clock=None if calendar is None else calendar.seconds,
         )
 
+    def _mixed_link(self) -> MultiLink:
+        """Every device of a mixed site's map, each through its own client; raises
+        PointMapError for a bad map, ServiceConfigError for a clock device it lacks."""
+        section = self.config.mixed
+        assert section is not None
+        point_map = load_point_map(section.point_map, PointCatalog.for_site(self.site))
+        clock = section.clock_device
+        if clock is not None:
+            spec = point_map.devices.get(clock)
+            if spec is None:
+                raise ServiceConfigError(
+                    f"mixed.clock_device: {clock[:40]!r} is not a device of "
+                    f"{section.point_map} (devices: {', '.join(point_map.devices)})"
+                )
+            if spec.protocol != "bacnet":
+                raise ServiceConfigError(
+                    f"mixed.clock_device: {clock!r} is a {spec.protocol} device: only a "
+                    "BACnet device has a clock (local-date/local-time)"
+                )
+        used = [d for d in point_map.devices if point_map.for_device(d)]
+        links: dict[str, DeviceLink] = {}
+        bacnet_n = 0
+        for device in used:
+            if point_map.devices[device].protocol == "bacnet":
+                links[device] = self._bacnet_device_client(
+                    point_map, device, section, bacnet_n, with_clock=device == clock
+                )
+                bacnet_n += 1
+            else:
+                links[device] = ModbusClient(point_map, device=device, timeout_s=section.timeout_s)
+        return MultiLink(point_map, links, clock_device=clock)
+
     def _sensor_check(self) -> SensorCheckConfig:
         """The live sensor check, allowing for the resolution of sensors read by COV."""
-        section = self.config.bacnet
-        if self.config.protocol != "bacnet" or section is None or section.reads == "poll":
+        section: _BacnetOptions | None = (
+            self.config.mixed if self.config.protocol == "mixed" else self.config.bacnet
+        )
+        if self.config.protocol not in ("bacnet", "mixed") or section is None:
+            return SensorCheckConfig()
+        if section.reads == "poll":
             return SensorCheckConfig()
         return SensorCheckConfig(reading_resolution_c=section.temperature_cov_increment_c)
 
@@ -511,29 +625,40 @@ class LiveService:
         return ModbusClient(point_map, device=section.device, timeout_s=section.timeout_s)
 
     def _field_link(
-        self, client: BacnetClient | ModbusClient
+        self, client: BacnetClient | ModbusClient | MultiLink
     ) -> tuple[FieldIngestor, FieldSetpointSink, FieldOverride]:
-        """Ingestion, sink and override over the site's BACnet or Modbus device (module
-        docstring)."""
-        section = self.config.bacnet if self.config.protocol == "bacnet" else self.config.modbus
+        """Ingestion, sink and override over the site's BACnet or Modbus device, or every
+        device of a mixed site (module docstring)."""
+        section = {
+            "bacnet": self.config.bacnet,
+            "modbus": self.config.modbus,
+            "mixed": self.config.mixed,
+        }[self.config.protocol]
         assert section is not None
+        name = section.device if isinstance(section, BacnetSection | ModbusSection) else "site"
         poll_s = self.config.sensor_step_s / self.config.time_scale
         ingestor = FieldIngestor(
             client,
             self.historian,
             # Every point stale once no poll answered for three poll intervals.
             stale_after_s=max(3.0 * poll_s, 2.0 * section.timeout_s + 1.0),
-            name=section.device,
+            name=name,
             device_clock=self._device_clock_guard(),
         )
-        self.field_sink = FieldSetpointSink(client, self.historian, protocol=self.config.protocol)
+        self.field_sink = FieldSetpointSink(
+            client,
+            self.historian,
+            protocol=self.config.protocol,
+            labels=client.label if isinstance(client, MultiLink) else None,
+        )
         override = FieldOverride(lambda: ingestor.last_poll, self.historian)
         return ingestor, self.field_sink, override
 
     def plant_calendar(self) -> PlantCalendar | None:
         """The calendar a BACnet device's clock is read on: the scenario's weather year,
-        with ``clock: plant`` over BACnet; else None (readings on the wall clock)."""
-        if not (self.config.protocol == "bacnet" and self.config.clock == "plant"):
+        with ``clock: plant`` over BACnet (or a mixed site's clock device); else None
+        (readings on the wall clock)."""
+        if not (self.config.protocol in ("bacnet", "mixed") and self.config.clock == "plant"):
             return None
         start = self.scenario().weather().start
         if start is None:

@@ -1,6 +1,7 @@
 """``twinloop broker`` (run a secured Mosquitto), ``twinloop emulate`` (serve a scenario's
-plant over MQTT as a BMS, or with ``--protocol bacnet`` as a BACnet/IP device) and
-``twinloop ingest`` (MQTT → historian)."""
+plant over MQTT as a BMS, with ``--protocol bacnet`` as a BACnet/IP device, ``modbus`` as a
+Modbus TCP device, or ``mixed`` as both at once) and ``twinloop ingest`` (MQTT →
+historian)."""
 
 from __future__ import annotations
 
@@ -149,6 +150,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         return _emulate_bacnet(args)
     if args.protocol == "modbus":
         return _emulate_modbus(args)
+    if args.protocol == "mixed":
+        return _emulate_mixed(args)
     topics = _topics(args)
     address = _address(args, "bms")
     scenario = load_scenario(args.scenario)
@@ -174,12 +177,77 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bind_address(args: argparse.Namespace, default_port: int) -> tuple[str, int]:
-    bind = args.bind or f"127.0.0.1:{default_port}"
+def _bind_address(
+    args: argparse.Namespace, default_port: int, flag: str = "bind"
+) -> tuple[str, int]:
+    bind = getattr(args, flag.replace("-", "_")) or f"127.0.0.1:{default_port}"
     host, sep, port = bind.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise CommandError(f"emulate --bind must be HOST:PORT, got {bind!r}")
+        raise CommandError(f"emulate --{flag} must be HOST:PORT, got {bind!r}")
     return host, int(port)
+
+
+def _emulate_mixed(args: argparse.Namespace) -> int:
+    """The scenario's plant as a mixed site (docs/bacnet.md): a BACnet/IP BMS on ``--bind``
+    and the meters' and chiller plant's Modbus TCP device on ``--modbus-bind``, one plant."""
+    from connectors.bacnet_device import BacnetDeviceError
+    from connectors.catalog import PointCatalog
+    from connectors.mixed_emulator import MixedEmulatorError, MixedPlantEmulator, mixed_point_map
+    from connectors.modbus_device import ModbusDeviceError
+    from connectors.point_map import load_point_map
+    from physics.plant.scenario import load_scenario
+    from physics.plant.simulation import build_plant
+
+    host, port = _bind_address(args, 47808)
+    modbus_host, modbus_port = _bind_address(args, 5020, "modbus-bind")
+    if not (args.heartbeat_timeout > 0 and 0 <= args.device_instance <= 4_194_302):
+        raise CommandError("--heartbeat-timeout must be positive, --device-instance 0-4194302")
+    if not 0 <= args.unit_id <= 247:
+        raise CommandError(f"--unit-id must be 0-247, got {args.unit_id}")
+    if not 1 <= args.priority <= 16 or args.priority == 6:
+        raise CommandError(
+            f"--priority must be 1-16 but not 6 (minimum on/off), got {args.priority}"
+        )
+    scenario = load_scenario(args.scenario)
+    plant = build_plant(scenario)
+    catalog = PointCatalog.for_site(plant.config)
+    if args.point_map:
+        point_map = load_point_map(Path(args.point_map), catalog)
+    else:
+        point_map = mixed_point_map(
+            catalog,
+            bacnet_address=f"{host}:{port}",
+            modbus_address=f"{modbus_host}:{modbus_port}",
+            device_instance=args.device_instance,
+            unit_id=args.unit_id,
+            site=args.site,
+            priority=args.priority,
+        )
+    if args.write_point_map:
+        Path(args.write_point_map).write_text(point_map.to_yaml())
+    try:
+        emulator = MixedPlantEmulator(
+            plant,
+            point_map,
+            speed=args.speed,
+            heartbeat_timeout_s=args.heartbeat_timeout,
+            epoch_s=scenario.start_h * 3600.0,
+            calendar=plant_calendar(scenario),
+        )
+        emulator.start()
+    except (MixedEmulatorError, ModbusDeviceError, BacnetDeviceError) as exc:
+        raise CommandError(str(exc)) from exc
+    bms, meters = emulator.bacnet, emulator.modbus
+    return _run_device(
+        emulator,
+        plant,
+        f"Mixed site: {scenario.name}: BACnet device {bms.device_instance} on {bms.host}:"
+        f"{bms.port} ({len(point_map.for_device('bms'))} objects, TwinLoop at priority "
+        f"{bms.twinloop_priority}) and Modbus device {meters.unit_id} on {meters.host}:"
+        f"{meters.port} ({len(point_map.for_device('plant'))} registers' points), heartbeat "
+        f"timeout {args.heartbeat_timeout:g} s of plant time, speed x{args.speed:g}; "
+        "Ctrl-C stops",
+    )
 
 
 def _emulate_modbus(args: argparse.Namespace) -> int:
@@ -430,18 +498,26 @@ def add_commands(sub: Subparsers) -> None:
     )
     em.add_argument(
         "--protocol",
-        choices=("mqtt", "bacnet", "modbus"),
+        choices=("mqtt", "bacnet", "modbus", "mixed"),
         default="mqtt",
         help="mqtt: a BMS gateway on the broker (default); bacnet: a BACnet/IP device; "
-        "modbus: one Modbus TCP device with every point",
+        "modbus: one Modbus TCP device with every point; mixed: a BACnet/IP BMS and the "
+        "meters' and chiller plant's Modbus TCP device, one plant",
     )
     _add_address_flags(em, "bms")
-    bac = em.add_argument_group("BACnet and Modbus (--protocol bacnet|modbus; docs/bacnet.md)")
+    bac = em.add_argument_group(
+        "BACnet and Modbus (--protocol bacnet|modbus|mixed; docs/bacnet.md)"
+    )
     bac.add_argument(
         "--bind",
         default=None,
         help="the device's HOST:PORT (default 127.0.0.1:47808 for BACnet, 127.0.0.1:5020 "
-        "for Modbus)",
+        "for Modbus; mixed: the BACnet device's)",
+    )
+    bac.add_argument(
+        "--modbus-bind",
+        default=None,
+        help="mixed: the Modbus device's HOST:PORT (default 127.0.0.1:5020)",
     )
     bac.add_argument("--unit-id", type=int, default=1, help="Modbus unit id (default 1)")
     bac.add_argument("--device-instance", type=int, default=1001, help="default 1001")
