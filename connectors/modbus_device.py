@@ -21,7 +21,11 @@ field to the site's own control; a finite value is TwinLoop's command. The devic
 
 The plant is stepped by the caller (:meth:`ModbusPlantDevice.step`) exactly as the BACnet
 device steps it: the registers become a :class:`~physics.plant.site_control.SetpointCommand`.
-A float32 sensor whose reading dropped out reads NaN.
+A float32 sensor whose reading dropped out reads NaN. A plant shared with a BACnet device
+(:mod:`connectors.mixed_emulator`) is stepped by that device, which asks this one for its
+command first (:meth:`ModbusPlantDevice.command_before_step`) and lets it publish the step
+after (:meth:`ModbusPlantDevice.after_step`); :meth:`ModbusPlantDevice.disconnect` takes the
+device off the network while its rules go on.
 """
 
 from __future__ import annotations
