@@ -17,7 +17,8 @@ device's (each field has one owner); after it, the Modbus device publishes the n
 into its registers. The device clock is the BACnet device's (``local-date``/``local-time``
 on ``calendar``); Modbus has none. :meth:`MixedPlantEmulator.disconnect_modbus` cuts the
 Modbus device off the network while its rules go on (a plant controller whose link died:
-its heartbeat timeout releases TwinLoop's setpoints).
+its heartbeat timeout releases TwinLoop's setpoints); :meth:`~MixedPlantEmulator.reconnect_modbus`
+brings it back.
 """
 
 from __future__ import annotations
@@ -199,6 +200,10 @@ class MixedPlantEmulator:
     def disconnect_modbus(self) -> None:
         """Cut the Modbus device off the network; its rules and the plant go on."""
         self.modbus.disconnect()
+
+    def reconnect_modbus(self) -> None:
+        """The Modbus device answers on the network again (the same address)."""
+        self.modbus.reconnect()
 
     def counters(self) -> dict[str, int]:
         """Each device's counters, prefixed ``bacnet.`` and ``modbus.``."""

@@ -25,7 +25,7 @@ A float32 sensor whose reading dropped out reads NaN. A plant shared with a BACn
 (:mod:`connectors.mixed_emulator`) is stepped by that device, which asks this one for its
 command first (:meth:`ModbusPlantDevice.command_before_step`) and lets it publish the step
 after (:meth:`ModbusPlantDevice.after_step`); :meth:`ModbusPlantDevice.disconnect` takes the
-device off the network while its rules go on.
+device off the network while its rules go on, :meth:`ModbusPlantDevice.reconnect` back.
 """
 
 from __future__ import annotations
@@ -452,13 +452,13 @@ class ModbusPlantDevice:
         )
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> ModbusPlantDevice:
+    def _serve(self) -> None:
+        """Bind the device's address and answer there (on the device's loop)."""
         blocks = [SimData(0, count=REGISTERS, values=0, datatype=DataType.REGISTERS)]
         bits = [SimData(0, values=False, datatype=DataType.BITS)]
         device = SimDevice(
             id=self.unit_id, simdata=(bits, bits, blocks, list(blocks)), action=self._action
         )
-        self._loop.start()
 
         async def serve() -> ModbusTcpServer:
             server = ModbusTcpServer(device, address=(self.host, self.port))
@@ -470,11 +470,18 @@ class ModbusPlantDevice:
         try:
             self._server = self._loop.call(serve(), CALL_TIMEOUT_S)
         except OSError as exc:
-            self._loop.stop()
             raise ModbusDeviceError(
                 f"Modbus address {self.host}:{self.port}: {exc.strerror or exc}"
             ) from None
         logger.info("modbus device %d on %s:%d", self.unit_id, self.host, self.port)
+
+    def start(self) -> ModbusPlantDevice:
+        self._loop.start()
+        try:
+            self._serve()
+        except ModbusDeviceError:
+            self._loop.stop()
+            raise
         if self.speed is not None:
 
             async def start_pacing() -> None:
@@ -495,6 +502,11 @@ class ModbusPlantDevice:
 
         self._loop.call(shut(), CALL_TIMEOUT_S)
         logger.warning("modbus device %d: disconnected from the network", self.unit_id)
+
+    def reconnect(self) -> None:
+        """Answer on the network again after :meth:`disconnect` (the same address)."""
+        if self._server is None:
+            self._serve()
 
     def stop(self) -> None:
         async def close() -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from connectors.bacnet_client import BacnetClient
 from connectors.catalog import PointCatalog
+from connectors.device_clock import DeviceClockGuard, PlantCalendar
 from connectors.field_ingestion import FieldIngestor
 from connectors.field_sink import FieldSetpointSink, FieldWriteError
 from connectors.historian import Historian
@@ -191,3 +192,53 @@ def test_a_silent_modbus_device_stales_only_its_points(mixed: Mixed, tmp_path: P
         mixed.emulator.step(4)
         assert mixed.emulator.control_of("chw_supply_c") == "site"
         assert mixed.emulator.modbus.counters()["released_heartbeat"] == 1
+        # Back on the network: its points fresh again, and the event says so.
+        mixed.emulator.reconnect_modbus()
+        result = ingestor.poll_once()
+        assert result.device_ok and not result.partial and result.errors == {}
+        assert not any(s.stale for s in ingestor.snapshot().values())
+        assert [e.message for e in historian.events() if e.kind == "device_back"] == [
+            "plant: answering again"
+        ]
+        assert ingestor.stats()["answered_polls"] == 2
+
+
+def test_the_clock_devices_loss_stops_the_sites_clock(plant: Plant, tmp_path: Path) -> None:
+    """Every device's readings carry the BACnet clock device's time; without it no poll is
+    believed, even though the Modbus device still answers."""
+    pm = draft(plant)
+    calendar = PlantCalendar(2023)
+    emulator = MixedPlantEmulator(plant, pm, epoch_s=3600.0, calendar=calendar).start()
+    link = MultiLink(
+        pm,
+        {
+            "bms": BacnetClient(
+                pm,
+                device="bms",
+                local_port=free_port(socket.SOCK_DGRAM),
+                timeout_s=0.5,
+                device_clock=calendar.seconds,
+            ),
+            "plant": ModbusClient(pm, device="plant", timeout_s=0.5),
+        },
+        clock_device="bms",
+    )
+    try:
+        emulator.step(2)
+        link.start()
+        ingestor = FieldIngestor(
+            link, None, stale_after_s=1e6, device_clock=DeviceClockGuard(speed=1.0)
+        )
+        result = ingestor.poll_once()
+        assert result.device_ok and result.device_time_s == 3600.0 + 2 * plant.step_s
+        assert {s.ts for s in ingestor.snapshot().values()} == {result.device_time_s}
+        emulator.bacnet.stop()  # the clock device (and the plant's pacing) gone
+        for _ in range(2):
+            result = ingestor.poll_once()
+            assert not result.device_ok  # the Modbus device answered, but at no known time
+            assert result.errors["device"] == "device_clock:missing"
+        assert all(s.stale for s in ingestor.snapshot().values())
+        assert ingestor.stats()["clock_refused.missing"] == 2
+    finally:
+        link.stop()
+        emulator.modbus.stop()
