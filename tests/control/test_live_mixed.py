@@ -17,10 +17,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
+from connectors.bacnet_client import BacnetClient
 from connectors.catalog import PointCatalog
 from connectors.device_clock import PlantCalendar
 from connectors.mixed_emulator import MixedPlantEmulator, mixed_point_map
+from connectors.modbus_client import ModbusClient
+from connectors.multi_link import MultiLink
 from control.live import StepReport
 from control.service import LiveService, load_service_config
 from physics.plant.scenario import load_scenario
@@ -153,3 +157,47 @@ def test_a_mixed_site_writes_each_setpoint_at_its_owner_and_survives_a_silent_me
     assert all(emulator.control_of(f) == "site" for f in SETPOINT_FIELDS)
     assert emulator.modbus.counters()["released_heartbeat"] == 1
     assert site.ingestor.stats()["partial_polls"] >= 1
+
+
+def test_a_map_with_several_devices_of_each_protocol_gets_one_client_each(
+    tmp_path: Path,
+) -> None:
+    """Two BACnet devices (each client on its own local port, ``local`` + n) and two Modbus
+    devices (a read-only meter among them) from one map; nothing is contacted."""
+    plant = build_plant(load_scenario(SCENARIO))
+    catalog = PointCatalog.for_site(plant.config)
+    data = mixed_point_map(
+        catalog, bacnet_address="127.0.0.1:47901", modbus_address="127.0.0.1:5020"
+    ).model_dump(mode="json", exclude_none=True)
+    data["devices"]["ahu"] = {**data["devices"]["bms"], "address": "127.0.0.1:47902"}
+    data["devices"]["ahu"]["device_instance"] = 1002
+    data["devices"]["meters"] = {"protocol": "modbus", "address": "127.0.0.1:5021", "unit_id": 3}
+    for entry in data["points"]:
+        if entry.get("point", "").startswith("hot_aisle_c."):
+            entry["device"] = "ahu"
+        if entry.get("point") in ("facility_power_kw", "ups_output_kw"):
+            entry["device"] = "meters"
+    (tmp_path / "map.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    live_rule_reservoir(tmp_path / "reservoir")
+    (tmp_path / "site.yaml").write_text(
+        "site: hall-a\nprotocol: mixed\n"
+        "mixed: {point_map: map.yaml, local: '127.0.0.1:47950', reads: poll}\n"
+        "historian: historian.sqlite\nreservoir: reservoir\n",
+        encoding="utf-8",
+    )
+    service = LiveService(load_service_config(tmp_path / "site.yaml"), base=tmp_path)
+    try:
+        link = service.field_client
+        assert isinstance(link, MultiLink)
+        assert set(link.links) == {"bms", "ahu", "plant", "meters"}
+        bms, ahu = link.links["bms"], link.links["ahu"]
+        assert isinstance(bms, BacnetClient) and isinstance(ahu, BacnetClient)
+        assert (bms.local_port, ahu.local_port) == (47950, 47951)
+        assert isinstance(link.links["meters"], ModbusClient)
+        assert link.points["meters"] == ("facility_power_kw", "ups_output_kw")
+        assert link.writable_devices == ("bms", "plant")  # the ahu and the meter read only
+        assert link.owner["chw_supply_c"] == "plant" and link.label("fan_speed_frac") == (
+            "bacnet bms"
+        )
+    finally:
+        service.close()
