@@ -9,9 +9,11 @@ setpoints as the live controller does when it loads a policy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
-from control.policy import Obs, Policy
+from control.policy import FloatArray, Obs, Policy
 from control.shield import Shield, ShieldConfig, site_reference
 from physics.plant.scenario import Scenario
 from physics.plant.site_control import SETPOINT_FIELDS
@@ -55,13 +57,28 @@ class ShieldedPolicy:
         self.time_s += self.period_s
         out = np.empty_like(proposed)
         for i, shield in enumerate(self.shields):
-            result = shield.project_action(proposed[i], self.scale, self.time_s)
-            shield.commit(result, self.reference)
-            self.interventions += int(result.intervened)
-            applied = [result.fields.get(n, self.reference[n]) for n in SETPOINT_FIELDS]
-            out[i] = self.scale.to_action(np.asarray(applied, dtype=np.float64))
+            out[i], intervened = apply_shield(
+                shield, proposed[i], self.scale, self.time_s, self.reference
+            )
+            self.interventions += int(intervened)
         shielded: Obs = out.astype(np.float32)
         return shielded
+
+
+def apply_shield(
+    shield: Shield,
+    action: FloatArray,
+    scale: ActionScale,
+    time_s: float,
+    reference: Mapping[str, float],
+) -> tuple[FloatArray, bool]:
+    """One environment's command through its shield, committed as delivered: the scaled
+    action (5,) that reaches the plant (a field the shield drops falls back to the site's
+    ``reference``) and whether the shield changed anything."""
+    result = shield.project_action(action, scale, time_s)
+    shield.commit(result, reference)
+    applied = [result.fields.get(n, reference[n]) for n in SETPOINT_FIELDS]
+    return scale.to_action(np.asarray(applied, dtype=np.float64)), result.intervened
 
 
 def scenario_wet_bulb_c(scenario: Scenario) -> float:

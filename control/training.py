@@ -46,10 +46,10 @@ from stable_baselines3.common.noise import (
     OrnsteinUhlenbeckActionNoise,
 )
 from stable_baselines3.common.utils import get_device
-from stable_baselines3.common.vec_env import VecMonitor
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from tqdm import tqdm
 
-from control.sb3_env import ScenarioMixVecEnv, TwinSB3VecEnv
+from control.sb3_env import ScenarioMixVecEnv, ShieldedVecEnv, TwinSB3VecEnv
 from twin.ensemble import TwinEnsemble
 from twin.reward import CoolingEnergyReward, Pessimism
 from twin.spaces import ACTION_NAMES
@@ -77,6 +77,7 @@ _D = TypeVar("_D")
 CONFIG_KEYS = frozenset(
     {"n_envs", "total_timesteps", "episode_hours", "randomisation", "scenarios", "twin"}
     | {"seed", "device", "reward", "checkpoint_every", "pessimism", "member_per_episode"}
+    | {"shield"}
 )
 """Keys of a YAML block (or overrides) that are :class:`TrainConfig` fields, not SB3's."""
 NOISE_KEYS = frozenset({"noise_type", "noise_std"})
@@ -159,6 +160,12 @@ class TrainConfig:
     actuators' travel priced in the reward, so the agent stays where the twin is right."""
     member_per_episode: bool = False
     """Draw the ensemble member each episode runs (else each environment keeps one)."""
+    shield: bool = True
+    """Train behind the site's safety shield (:class:`~control.sb3_env.ShieldedVecEnv`), as
+    the agent will run in pre-evaluation and live: each episode starts from the site's own
+    setpoints and the shield paces every move. Off, the agent learns moves the shield will
+    not let through (measured on a pessimistic PPO trained without it: 26.5 % savings
+    unshielded, 22.5 % behind the shield on the same plant run)."""
 
     def __post_init__(self) -> None:
         algo = self.algo.lower()
@@ -179,10 +186,9 @@ class TrainConfig:
         if self.twin is not None:
             object.__setattr__(self, "twin", str(self.twin))
         self._set_reward_and_pessimism()
-        if not isinstance(self.member_per_episode, bool):
-            raise TrainConfigError(
-                f"member_per_episode must be true or false, got {self.member_per_episode!r}"
-            )
+        for name in ("member_per_episode", "shield"):
+            if not isinstance(getattr(self, name), bool):
+                raise TrainConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def _check_budget(self) -> None:
         """The step budget, episode length, seed, checkpoint interval and randomisation."""
@@ -328,7 +334,7 @@ def make_training_env(config: TrainConfig) -> VecMonitor:
     twin = TwinEnsemble.load(Path(config.twin)) if config.twin is not None else None
     randomisation = Randomisation() if config.randomisation else None
     sizes = [len(a) for a in np.array_split(np.arange(config.n_envs), len(config.scenarios))]
-    parts = [
+    twins = [
         TwinSB3VecEnv(
             n,
             scenario=scenario,
@@ -343,6 +349,7 @@ def make_training_env(config: TrainConfig) -> VecMonitor:
         )
         for k, (scenario, n) in enumerate(zip(config.scenarios, sizes, strict=True))
     ]
+    parts: list[VecEnv] = [ShieldedVecEnv(t) for t in twins] if config.shield else [*twins]
     return VecMonitor(parts[0] if len(parts) == 1 else ScenarioMixVecEnv(parts))
 
 
@@ -472,6 +479,11 @@ def train_agent(config: TrainConfig, out_dir: Path, *, progress: bool = True) ->
     device = resolve_device(config.device)
     if config.algo == "ppo" and device.type == "cuda":
         # On a GPU, PPO trains in torch over the device-resident twin (docs/gpu-training.md).
+        if config.shield:
+            logger.warning(
+                "the GPU learner trains without the site's shield (docs/gpu-training.md): "
+                "train on the CPU for an agent that learned the shield's pace"
+            )
         return train_torch_ppo(config, out_dir, device=device, progress=progress)
     if device.type != torch.device(config.device).type:
         config = dataclasses.replace(config, device=str(device))

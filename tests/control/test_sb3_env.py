@@ -54,3 +54,48 @@ def test_sb3_vec_env_reports_terminal_observations() -> None:
     assert dones.all()
     assert all("terminal_observation" in i and "energy_term" in i for i in infos)
     assert obs.shape == (2, venv.observation_space.shape[0])
+
+
+def test_shielded_vec_env_paces_every_move_from_the_episodes_start() -> None:
+    from control.sb3_env import ShieldedVecEnv
+    from control.shield import ShieldConfig
+
+    venv = ShieldedVecEnv(TwinSB3VecEnv(2, scenario=SCENARIO, episode_hours=1.0))
+    venv.seed(0)
+    obs = venv.reset()
+    columns = [venv._last_action[k] for k in range(5)]
+    scale = venv.scale
+    start = scale.to_setpoints(obs[:, columns].astype(np.float64))
+    config = ShieldConfig().within(venv.venv.sim.scenario.site.limits)
+    steps = np.array(
+        [config.step_limit(n) for n in ("supply_air_c", "fan_speed_frac", "chw_supply_c")]
+    )
+    hour = np.array(
+        [config.hour_limit(n) for n in ("supply_air_c", "fan_speed_frac", "chw_supply_c")]
+    )
+    # The agent asks for the warmest air, the least fan and the warmest water at once.
+    greedy = np.tile(np.array([1.0, -1.0, 1.0, 0.0, -1.0], dtype=np.float32), (2, 1))
+    applied = []
+    for _ in range(11):  # 55 minutes: inside one hour window
+        venv.step_async(greedy)
+        obs, _rewards, dones, _infos = venv.step_wait()
+        assert not dones.any()
+        applied.append(scale.to_setpoints(obs[:, columns].astype(np.float64)))
+    path = np.array(applied)  # (period, env, field)
+    moves = np.abs(np.diff(np.concatenate([start[None], path]), axis=0))[:, :, :3]
+    assert (moves <= steps + 1e-4).all()
+    # Away from the site's setpoints by no more than the hourly limit within the hour.
+    assert (np.abs(path[-1, :, :3] - start[:, :3]) <= hour + 1e-4).all()
+    assert (np.abs(path[-1, :, :3] - start[:, :3]) >= hour - 1e-4).all()  # and it got there
+    assert venv.interventions > 0
+    # A new episode (auto-reset after its hour) starts its shield from its own start.
+    venv.step_async(greedy)
+    obs, _rewards, dones, _infos = venv.step_wait()
+    assert dones.all()
+    restart = scale.to_setpoints(obs[:, columns].astype(np.float64))
+    for i in range(2):
+        assert venv.shields[i].last("supply_air_c") == restart[i, 0]
+    venv.step_async(greedy)
+    obs, _rewards, _dones, _infos = venv.step_wait()
+    first = scale.to_setpoints(obs[:, columns].astype(np.float64))
+    assert (np.abs(first[:, :3] - restart[:, :3]) <= steps + 1e-4).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -27,8 +28,10 @@ from twin.ensemble import TwinEnsemble
 
 from ..conftest import SCENARIO
 
-TINY = {"n_envs": 8, "episode_hours": 2.0, "stats_window_size": 8}
-"""8 environments, 2-h episodes (24 periods), curves over the last 8 episodes."""
+TINY = {"n_envs": 8, "episode_hours": 2.0, "stats_window_size": 8, "shield": False}
+"""8 environments, 2-h episodes (24 periods), curves over the last 8 episodes; no shield,
+so that random setpoints overheat the racks and the learning curves have something to
+learn within a tiny budget (behind the shield they cannot leave the site's setpoints far)."""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -249,6 +252,7 @@ def test_pessimism_prices_the_twins_doubt_and_the_actuators_travel(
         twin=str(tmp_path / "twin"),
         pessimism=pessimism,
         member_per_episode=True,
+        shield=False,  # behind the shield this chatter never leaves the twin's data
     )
     assert config.to_dict()["pessimism"] == pessimism
     env = make_training_env(config)
@@ -302,3 +306,23 @@ def test_the_snapshot_kept_is_the_best_pessimistic_one_on_the_selection_suite(
         assert (row["score"] == -np.inf) == bool(row["broken"]), row
     if strict.chosen is None:
         assert all(row["broken"] for row in strict.rows)
+
+
+def test_agents_train_behind_the_sites_shield_by_default(tmp_path: Path) -> None:
+    from control.sb3_env import ShieldedVecEnv
+
+    config = TrainConfig.from_yaml("ppo", overrides={"n_envs": 3, "episode_hours": 1.0})
+    assert config.shield and config.to_dict()["shield"] is True
+    env = make_training_env(config)
+    mix = env.venv
+    assert all(isinstance(part, ShieldedVecEnv) for part in mix.parts)  # every scenario
+    env.reset()
+    chatter = np.tile(np.array([1.0, -1.0, 1.0, -1.0, 1.0], dtype=np.float32), (3, 1))
+    for _ in range(3):
+        chatter = -chatter
+        env.step(chatter)
+    assert all(part.interventions > 0 for part in mix.parts)
+    unshielded = make_training_env(dataclasses.replace(config, shield=False))
+    assert not any(isinstance(part, ShieldedVecEnv) for part in unshielded.venv.parts)
+    with pytest.raises(ValueError, match="shield must be true or false"):
+        TrainConfig(algo="ppo", shield="yes")  # type: ignore[arg-type]

@@ -51,6 +51,8 @@ def _candidates(args: argparse.Namespace) -> list[Candidate]:
         overrides["scenarios"] = list(args.scenario)
     if args.no_randomisation:
         overrides["randomisation"] = False
+    if args.no_shield:
+        overrides["shield"] = False
     configs = [
         TrainConfig.from_yaml(
             algo,
@@ -242,6 +244,11 @@ def add_commands(sub: Subparsers) -> None:
     )
     tr.add_argument("--hyperparams", default=None, help="YAML (default: control/hyperparams.yaml)")
     tr.add_argument("--no-randomisation", action="store_true", help="no domain randomisation")
+    tr.add_argument(
+        "--no-shield",
+        action="store_true",
+        help="train without the site's shield (default: behind it, as the agent will run)",
+    )
     tr.add_argument(
         "--register",
         default=None,

@@ -33,6 +33,8 @@ def _train_and_register(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main([*argv, "--register", "ppo-tiny", "--root", str(root), "--quiet"]) == 0
     assert "registered ppo-tiny@1 (candidate" in capsys.readouterr().out
     assert (out / "model.zip").is_file() and (out / "training.json").is_file()
+    # Trained behind the site's shield unless told otherwise.
+    assert json.loads((out / "training.json").read_text())["config"]["shield"] is True
     with Reservoir(root) as reservoir:
         record = reservoir.get("ppo-tiny")
         assert record.kind == "drl" and reservoir.verify(record.ref)
@@ -58,3 +60,11 @@ def test_train_on_cuda_without_a_gpu_falls_back_to_the_cpu(
     assert err.count("no CUDA GPU is available here") == 1 and "training on the CPU" in err
     metadata = json.loads((out / "training.json").read_text())
     assert metadata["config"]["device"] == "cpu" and (out / "model.zip").is_file()
+
+
+def test_train_without_the_shield_is_recorded(tmp_path: Path) -> None:
+    out = tmp_path / "agent"
+    argv = ["train", "--algo", "ppo", "--timesteps", "64", "--n-envs", "2", "--no-shield"]
+    argv += ["--episode-hours", "1", "--scenario", "tropical-typical-week", "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 0
+    assert json.loads((out / "training.json").read_text())["config"]["shield"] is False
