@@ -143,6 +143,7 @@ from control.live import (
     plant_hour_of_year,
     unix_hour_of_year,
 )
+from control.period_schedule import PeriodSchedule
 from control.policy import Policy
 from control.preevaluation import policy_factory_of
 from control.reservoir import PolicyRecord, Reservoir
@@ -751,22 +752,32 @@ class LiveService:
         :meth:`stop` or ``periods`` steps; the number of steps run. The first waits (up to
         two control periods) for the site's first complete set of readings."""
         wall_period_s = self.config.control_period_s / self.config.time_scale
+        plant = self.config.clock == "plant"
+        schedule = PeriodSchedule(
+            self.config.control_period_s if plant else wall_period_s,
+            self.config.time_scale if plant else 1.0,
+        )
         self.wait_for_data(2.0 * wall_period_s)
-        done, last = 0, -math.inf
-        next_tick = time.monotonic()
+        done = 0
+        tick = time.monotonic()
         while not self._stop.is_set() and (periods is None or done < periods):
             now = self.now_s()
-            if math.isfinite(now) and now > last:
+            if not math.isfinite(now):
+                logger.warning("no sensor data yet; waiting")
+            elif (wait_s := schedule.wait_s(now)) > 0.0:
+                # The clock has not moved on by a period since the last step (the plant ran
+                # slow): a step now would let the per-period rate limits act twice in one.
+                self._stop.wait(wait_s)
+                continue
+            else:
                 report = self.controller.step(now)
                 if self.field_sink is not None:  # no command this period: hand back
                     self.field_sink.period_done(now, report.written)
-                last = now
+                schedule.stepped(now)
                 done += 1
                 logger.info("period at %.0f s: %s %s", now, report.mode, dict(report.written))
-            else:
-                logger.warning("no sensor data yet; waiting")
-            next_tick += wall_period_s
-            self._stop.wait(max(0.0, next_tick - time.monotonic()))
+            tick = schedule.next_tick(tick, time.monotonic())
+            self._stop.wait(max(0.0, tick - time.monotonic()))
         return done
 
     def stop(self) -> None:
