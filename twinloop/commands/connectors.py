@@ -200,14 +200,9 @@ def _emulate_mixed(args: argparse.Namespace) -> int:
 
     host, port = _bind_address(args, 47808)
     modbus_host, modbus_port = _bind_address(args, 5020, "modbus-bind")
-    if not (args.heartbeat_timeout > 0 and 0 <= args.device_instance <= 4_194_302):
-        raise CommandError("--heartbeat-timeout must be positive, --device-instance 0-4194302")
+    _check_bacnet_device_args(args)
     if not 0 <= args.unit_id <= 247:
         raise CommandError(f"--unit-id must be 0-247, got {args.unit_id}")
-    if not 1 <= args.priority <= 16 or args.priority == 6:
-        raise CommandError(
-            f"--priority must be 1-16 but not 6 (minimum on/off), got {args.priority}"
-        )
     scenario = load_scenario(args.scenario)
     plant = build_plant(scenario)
     catalog = PointCatalog.for_site(plant.config)
@@ -331,12 +326,7 @@ def _emulate_bacnet(args: argparse.Namespace) -> int:
 
     host, port_number = _bind_address(args, 47808)
     port = str(port_number)
-    if not (args.heartbeat_timeout > 0 and 0 <= args.device_instance <= 4_194_302):
-        raise CommandError("--heartbeat-timeout must be positive, --device-instance 0-4194302")
-    if not 1 <= args.priority <= 16 or args.priority == 6:
-        raise CommandError(
-            f"--priority must be 1-16 but not 6 (minimum on/off), got {args.priority}"
-        )
+    _check_bacnet_device_args(args)
     scenario = load_scenario(args.scenario)
     plant = build_plant(scenario)
     catalog = PointCatalog.for_site(plant.config)
@@ -550,3 +540,13 @@ def add_commands(sub: Subparsers) -> None:
     )
     _add_address_flags(ing, "ingest")
     ing.set_defaults(func=_cmd_ingest)
+
+
+def _check_bacnet_device_args(args: argparse.Namespace) -> None:
+    """The emulated BACnet device's heartbeat timeout, instance and TwinLoop's priority."""
+    if not (args.heartbeat_timeout > 0 and 0 <= args.device_instance <= 4_194_302):
+        raise CommandError("--heartbeat-timeout must be positive, --device-instance 0-4194302")
+    if not 1 <= args.priority <= 16 or args.priority == 6:
+        raise CommandError(
+            f"--priority must be 1-16 but not 6 (minimum on/off), got {args.priority}"
+        )
