@@ -32,21 +32,30 @@ train() {  # train NAME ARGS... : one agent into $AGENTS/NAME unless it is there
 echo "== site twins ($(date -u +%H:%M:%S))"
 "$PY" benchmarks/gate_trust.py "${SITES[@]}" --no-mpc --out "$OUT"
 SITE41_TWIN="$OUT/site-41/twin"
+SITE53_TWIN="$OUT/site-53/twin"
 
 # 2. Agents trained in the drawings' twin: PPO across training (it exploited that twin in stop
 #    10), TD3 with a short budget, PPO without a thermal penalty, SAC across training (from
-#    175k steps it exploited that twin's energy error).
-train ppo-drawings --algo ppo --checkpoint-every 500000
+#    175k steps it exploited that twin's energy error). These and the agents of 3. were
+#    trained before agents learned behind the site's shield: --no-shield reproduces them.
+train ppo-drawings --algo ppo --checkpoint-every 500000 --no-shield
 train td3-drawings --algo td3 --hyperparams benchmarks/hyperparams/td3-drawings.yaml --timesteps 100000 \
-    --checkpoint-every 50000
-train ppo-no-thermal --algo ppo --hyperparams benchmarks/hyperparams/ppo-no-thermal-penalty.yaml
-train sac-drawings --algo sac --timesteps 200000 --checkpoint-every 50000
+    --checkpoint-every 50000 --no-shield
+train ppo-no-thermal --algo ppo --hyperparams benchmarks/hyperparams/ppo-no-thermal-penalty.yaml \
+    --no-shield
+train sac-drawings --algo sac --timesteps 200000 --checkpoint-every 50000 --no-shield
 
 # 3. Agents trained in the very twin gate 1 judges site 41 in: the adversary (no pessimism)
 #    and PPO the shipped way (pessimism, member per episode, selection suite).
 train ppo-adversary-site41 --algo ppo --hyperparams benchmarks/hyperparams/ppo-adversary.yaml \
-    --twin "$SITE41_TWIN" --timesteps 1000000 --checkpoint-every 500000
+    --twin "$SITE41_TWIN" --timesteps 1000000 --checkpoint-every 500000 --no-shield
 train ppo-pessimistic-site41 --algo ppo --twin "$SITE41_TWIN" --checkpoint-every 500000 \
+    --select-suite selection --no-shield
+# The shipped way today: pessimism, a member per episode, behind the site's shield, the
+# snapshot chosen on the selection suite; one agent per site, each in its own site's twin.
+train ppo-shielded-site41 --algo ppo --twin "$SITE41_TWIN" --checkpoint-every 500000 \
+    --select-suite selection
+train ppo-shielded-site53 --algo ppo --twin "$SITE53_TWIN" --checkpoint-every 500000 \
     --select-suite selection
 
 # 4. The panel through gate 1 and on the plant, with the MPC.
