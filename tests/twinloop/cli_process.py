@@ -87,17 +87,15 @@ class EmulatedDevice(Protocol):
     def counters(self) -> dict[str, int]: ...
 
 
-def check_serve_hands_back_and_is_released_when_killed(
-    device: EmulatedDevice, site: Path, protocol: str
+def check_serve_hands_back_on_ctrl_c(
+    control_of: Callable[[str], str], site: Path, protocol: str, settle_s: float = 0.0
 ) -> None:
-    """``twinloop serve`` over a field protocol, twice: stopped with Ctrl-C it hands every
-    setpoint back itself; killed, the device's heartbeat timeout releases them. Every run's
-    polls are stored and the writes audited with the protocol's answer."""
-    from connectors.historian import Historian
-
+    """``twinloop serve`` until it holds the setpoints (and ``settle_s`` more), then Ctrl-C:
+    it exits 0 and every setpoint is back with the site."""
     proc = serve_process(site)
     try:
-        wait_until_twinloop_holds(device.control_of, proc)
+        wait_until_twinloop_holds(control_of, proc)
+        time.sleep(settle_s)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -106,7 +104,18 @@ def check_serve_hands_back_and_is_released_when_killed(
             proc.communicate()
     assert proc.returncode == 0, err[-3000:]
     assert f"over {protocol}" in out
-    assert all(device.control_of(f) == "site" for f in SETPOINT_FIELDS)
+    assert all(control_of(f) == "site" for f in SETPOINT_FIELDS)
+
+
+def check_serve_hands_back_and_is_released_when_killed(
+    device: EmulatedDevice, site: Path, protocol: str
+) -> None:
+    """``twinloop serve`` over a field protocol, twice: stopped with Ctrl-C it hands every
+    setpoint back itself; killed, the device's heartbeat timeout releases them. Every run's
+    polls are stored and the writes audited with the protocol's answer."""
+    from connectors.historian import Historian
+
+    check_serve_hands_back_on_ctrl_c(device.control_of, site, protocol)
     assert device.counters()["released_heartbeat"] == 0
     # Killed: nothing hands back, the device's heartbeat timeout does.
     proc = serve_process(site)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -27,11 +26,10 @@ from physics.plant.scenario import load_scenario
 from physics.plant.simulation import build_plant
 from physics.plant.site_control import SETPOINT_FIELDS
 from tests.twinloop.cli_process import (
+    check_serve_hands_back_on_ctrl_c,
     live_rule_reservoir,
     one_error_line,
-    serve_process,
     start_emulator,
-    wait_until_twinloop_holds,
 )
 from twinloop.cli import main
 
@@ -201,19 +199,7 @@ def test_serve_over_a_mixed_site_holds_both_devices_and_hands_back_when_stopped(
     served_mixed_site: tuple[MixedPlantEmulator, Path],
 ) -> None:
     emulator, site = served_mixed_site
-    proc = serve_process(site)
-    try:
-        wait_until_twinloop_holds(emulator.control_of, proc)
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err[-3000:]
-    assert "over mixed" in out
-    assert all(emulator.control_of(f) == "site" for f in SETPOINT_FIELDS)
+    check_serve_hands_back_on_ctrl_c(emulator.control_of, site, "mixed", settle_s=0.5)
     with Historian(site.parent / "historian.sqlite", readonly=True) as store:
         audit = store.audit(limit=10_000)
         details = {(a.field, a.detail) for a in audit}
