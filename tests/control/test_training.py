@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from stable_baselines3.common.noise import NormalActionNoise
 
 from control.gate import GateConfig
+from control.suites import load_suite
 from control.training import (
     ALGORITHMS,
     TrainConfig,
@@ -24,6 +25,7 @@ from control.training import (
     tensorboard_available,
     train_agent,
 )
+from physics.plant.scenario import load_scenario
 from twin.ensemble import TwinEnsemble
 
 from ..conftest import SCENARIO
@@ -47,6 +49,26 @@ def returns_curve(agent: TrainedAgent) -> NDArray[np.float64]:
     """Mean episode return (last 8 episodes) at each row of progress.csv."""
     curve = pd.read_csv(agent.progress_csv)["rollout/ep_rew_mean"].dropna()
     return curve.to_numpy(dtype=np.float64)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac", "td3"])
+@pytest.mark.parametrize("suite", ["pre-evaluation", "selection", "held-out", "demo"])
+def test_packaged_training_scenarios_share_no_day_with_an_evaluation_suite(
+    algo: str, suite: str
+) -> None:
+    # An agent trained on the days gate 1, checkpoint selection or the held-out suite judge it
+    # on is judged on what it has memorised: the packaged mix must stay off those days.
+    training = [load_scenario(name) for name in TrainConfig.from_yaml(algo).scenarios]
+    hot = [s for s in training if s.heat_wave is not None]
+    assert hot and any(s.faults for s in hot), "the mix must include heat and unit trips"
+    for judged in load_suite(suite).scenarios:
+        for trained in training:
+            same_weather = judged.weather_file == trained.weather_file
+            overlap = (
+                judged.start_h < trained.start_h + trained.duration_h
+                and trained.start_h < judged.start_h + judged.duration_h
+            )
+            assert not (same_weather and overlap), f"{trained.name} shares days with {judged.name}"
 
 
 @pytest.mark.parametrize("algo", ["ppo", "sac", "td3"])
