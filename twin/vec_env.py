@@ -76,7 +76,7 @@ class Randomisation:
 
     theta_low: tuple[float, ...] = (0.85, 0.92, 0.7, 0.85, -0.3)
     theta_high: tuple[float, ...] = (1.15, 1.12, 1.4, 1.15, 0.8)
-    it_power_scale: tuple[float, float] = (0.9, 1.1)
+    it_power_scale: tuple[float, float] = (0.8, 1.3)
     weather_offset_k: tuple[float, float] = (-1.5, 1.5)
 
     def __post_init__(self) -> None:
