@@ -120,7 +120,7 @@ def test_bad_configurations_are_named(tmp_path: Path) -> None:
         TrainConfig.from_yaml("td3", overrides={"policy_kwargs": {"activation_fn": "swish"}})
     with pytest.raises(ValueError, match="noise_type 'pink'"):
         TrainConfig.from_yaml("td3", overrides={"noise_type": "pink"})
-    with pytest.raises(ValueError, match="n_envs=2 cannot cover 3 scenarios"):
+    with pytest.raises(ValueError, match="n_envs=2 cannot cover 4 scenarios"):
         TrainConfig.from_yaml("sac", overrides={"n_envs": 2})
     with pytest.raises(ValueError, match="episode_hours must be positive"):
         TrainConfig(algo="ppo", episode_hours=0.0)
@@ -333,13 +333,14 @@ def test_the_snapshot_kept_is_the_best_pessimistic_one_on_the_selection_suite(
 def test_agents_train_behind_the_sites_shield_by_default(tmp_path: Path) -> None:
     from control.sb3_env import ShieldedVecEnv
 
-    config = TrainConfig.from_yaml("ppo", overrides={"n_envs": 3, "episode_hours": 1.0})
+    n = len(TrainConfig.from_yaml("ppo").scenarios)  # one environment per packaged scenario
+    config = TrainConfig.from_yaml("ppo", overrides={"n_envs": n, "episode_hours": 1.0})
     assert config.shield and config.to_dict()["shield"] is True
     env = make_training_env(config)
     mix = env.venv
     assert all(isinstance(part, ShieldedVecEnv) for part in mix.parts)  # every scenario
     env.reset()
-    chatter = np.tile(np.array([1.0, -1.0, 1.0, -1.0, 1.0], dtype=np.float32), (3, 1))
+    chatter = np.tile(np.array([1.0, -1.0, 1.0, -1.0, 1.0], dtype=np.float32), (n, 1))
     for _ in range(3):
         chatter = -chatter
         env.step(chatter)
