@@ -56,7 +56,7 @@ train ppo-adversary-site41 --algo ppo --hyperparams benchmarks/hyperparams/ppo-a
     --twin "$SITE41_TWIN" --timesteps 1000000 --checkpoint-every 500000 --no-shield
 train ppo-pessimistic-site41 --algo ppo --twin "$SITE41_TWIN" --checkpoint-every 500000 \
     --select-suite selection --no-shield "${OLD_MIX[@]}"
-# The shipped way today: pessimism, a member per episode, behind the site's shield, the
+# The shipped way until 2026-12-06: pessimism, a member per episode, behind the site's shield, the
 # snapshot chosen on the selection suite; one agent per site, each in its own site's twin.
 train ppo-shielded-site41 --algo ppo --twin "$SITE41_TWIN" --checkpoint-every 500000 \
     --select-suite selection "${OLD_MIX[@]}"

@@ -77,6 +77,9 @@ class Randomisation:
     theta_low: tuple[float, ...] = (0.85, 0.92, 0.7, 0.85, -0.3)
     theta_high: tuple[float, ...] = (1.15, 1.12, 1.4, 1.15, 0.8)
     it_power_scale: tuple[float, float] = (0.8, 1.3)
+    """Multiplier on the scenario's IT power: the site's deviation from nameplate and loads
+    above and below the training days' (0.9-1.1 taught PPO a policy that overheated at the
+    selection suite's higher load)."""
     weather_offset_k: tuple[float, float] = (-1.5, 1.5)
 
     def __post_init__(self) -> None:
