@@ -233,7 +233,7 @@ def candidates(
         chosen = json.loads((_root_of(agent_dirs, root_name) / "selection.json").read_text())
         for other in list(panel):
             same_run = other.startswith(root_name + "@") and other != name
-            if same_run and _same_model(agent_dirs, other, chosen["chosen"]):
+            if same_run and _same_model(other, chosen["chosen"]):
                 del panel[other]
     return panel
 
@@ -242,16 +242,20 @@ def _root_of(agent_dirs: list[Path], run: str) -> Path:
     return next(root / run for root in agent_dirs if (root / run).is_dir())
 
 
-def _same_model(agent_dirs: list[Path], name: str, chosen: str) -> bool:
-    """Whether panel entry ``name`` (``run@steps`` or ``run@final``) is the chosen folder."""
+def _same_model(name: str, chosen: str) -> bool:
+    """Whether panel entry ``name`` (``run@steps`` or ``run@final``) is the snapshot that
+    selection chose. ``chosen`` is the path the training wrote, which may name the run's folder
+    where it was then (a copied or moved run keeps it): match on the run's own name and the
+    snapshot within it, not on the whole path."""
     run, which = name.split("@")
-    root = _root_of(agent_dirs, run)
+    path = Path(chosen)
     if which == "final":
-        return Path(chosen) == root
+        return path.name == run
     return (
-        Path(chosen).parent.name == "checkpoints"
-        and Path(chosen).name.startswith("step-")
-        and (f"{int(Path(chosen).name.split('-')[1]) / 1e3:.0f}k" == which)
+        path.parent.name == "checkpoints"
+        and path.parent.parent.name == run
+        and path.name.startswith("step-")
+        and f"{int(path.name.split('-')[1]) / 1e3:.0f}k" == which
     )
 
 
