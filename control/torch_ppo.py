@@ -94,6 +94,8 @@ class PpoSettings:
     pi: tuple[int, ...] = (64, 64)
     vf: tuple[int, ...] = (64, 64)
     activation_fn: str = "tanh"
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian actions (SB3's ``log_std_init``)."""
 
     @classmethod
     def from_config(cls, config: TrainConfig) -> PpoSettings:
@@ -105,9 +107,10 @@ class PpoSettings:
         kwargs = hp.pop("policy_kwargs", None) or {}
         arch = kwargs.get("net_arch", {"pi": [64, 64], "vf": [64, 64]})
         pi, vf = (arch["pi"], arch["vf"]) if isinstance(arch, dict) else (arch, arch)
-        if set(kwargs) - {"net_arch", "activation_fn"}:
-            raise ValueError(f"policy_kwargs {sorted(kwargs)}: only net_arch and activation_fn")
-        known = {f for f in cls.__dataclass_fields__ if f not in ("pi", "vf", "activation_fn")}
+        policy_fields = ("net_arch", "activation_fn", "log_std_init")
+        if set(kwargs) - set(policy_fields):
+            raise ValueError(f"policy_kwargs {sorted(kwargs)}: only {', '.join(policy_fields)}")
+        known = {f for f in cls.__dataclass_fields__ if f not in ("pi", "vf", *policy_fields)}
         if unknown := sorted(set(hp) - known):
             raise ValueError(f"the torch PPO does not take {', '.join(unknown)}")
         integers = ("n_steps", "batch_size", "n_epochs")
@@ -117,6 +120,7 @@ class PpoSettings:
             pi=tuple(int(x) for x in pi),
             vf=tuple(int(x) for x in vf),
             activation_fn=str(kwargs.get("activation_fn", "tanh")),
+            log_std_init=float(kwargs.get("log_std_init", 0.0)),
         )
 
     def sb3_kwargs(self) -> dict[str, Any]:
@@ -135,6 +139,7 @@ class PpoSettings:
             "policy_kwargs": {
                 "net_arch": {"pi": list(self.pi), "vf": list(self.vf)},
                 "activation_fn": ACTIVATIONS[self.activation_fn],
+                "log_std_init": self.log_std_init,
             },
         }
 
@@ -166,7 +171,7 @@ class ActorCritic(nn.Module):
         last_vf = settings.vf[-1] if settings.vf else obs_size
         self.action_net = nn.Linear(last_pi, len(ACTION_NAMES))
         self.value_net = nn.Linear(last_vf, 1)
-        self.log_std = nn.Parameter(torch.zeros(len(ACTION_NAMES)))
+        self.log_std = nn.Parameter(torch.full((len(ACTION_NAMES),), settings.log_std_init))
         for module, gain in (
             (self.mlp_extractor, math.sqrt(2.0)),
             (self.action_net, 0.01),

@@ -47,6 +47,16 @@ def test_settings_come_from_the_ppo_block() -> None:
         PpoSettings.from_config(_config(use_sde=True))
 
 
+def test_the_initial_action_noise_of_the_ppo_block_reaches_both_trainers() -> None:
+    settings = PpoSettings.from_config(TrainConfig.from_yaml("ppo"))
+    assert settings.log_std_init == -1.0  # std 0.37 of the [-1, 1] action range, not 1.0
+    model = ActorCritic(8, settings)
+    torch.testing.assert_close(model.log_std.detach(), torch.full((5,), -1.0))
+    assert settings.sb3_kwargs()["policy_kwargs"]["log_std_init"] == -1.0
+    with pytest.raises(ValueError, match="only net_arch, activation_fn, log_std_init"):
+        PpoSettings.from_config(_config(policy_kwargs={"ortho_init": False}))
+
+
 def test_torch_ppo_writes_an_sb3_agent_that_runs_on_the_plant(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     agent = train_torch_ppo(_config(), tmp_path / "agent", device=torch.device("cpu"))
