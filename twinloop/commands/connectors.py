@@ -18,8 +18,12 @@ from typing import TYPE_CHECKING, Protocol
 from twinloop.commands.arguments import CommandError, Subparsers
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from connectors.broker import BrokerAddress
+    from connectors.catalog import PointCatalog
     from connectors.device_clock import PlantCalendar
+    from connectors.point_map import PointMap
     from connectors.topics import Topics
     from physics.plant.plant import Plant
     from physics.plant.scenario import Scenario
@@ -187,29 +191,43 @@ def _bind_address(
     return host, int(port)
 
 
-def _emulate_mixed(args: argparse.Namespace) -> int:
-    """The scenario's plant as a mixed site (docs/bacnet.md): a BACnet/IP BMS on ``--bind``
-    and the meters' and chiller plant's Modbus TCP device on ``--modbus-bind``, one plant."""
-    from connectors.bacnet_device import BacnetDeviceError
+def _plant_and_point_map(
+    args: argparse.Namespace, default_map: Callable[[PointCatalog], PointMap]
+) -> tuple[Scenario, Plant, PointMap]:
+    """The scenario's plant and its point map: ``--point-map``'s file, else ``default_map`` of
+    the plant's point catalog; written to ``--write-point-map`` when asked."""
     from connectors.catalog import PointCatalog
-    from connectors.mixed_emulator import MixedEmulatorError, MixedPlantEmulator, mixed_point_map
-    from connectors.modbus_device import ModbusDeviceError
     from connectors.point_map import load_point_map
     from physics.plant.scenario import load_scenario
     from physics.plant.simulation import build_plant
 
-    host, port = _bind_address(args, 47808)
-    modbus_host, modbus_port = _bind_address(args, 5020, "modbus-bind")
-    _check_bacnet_device_args(args)
-    if not 0 <= args.unit_id <= 247:
-        raise CommandError(f"--unit-id must be 0-247, got {args.unit_id}")
     scenario = load_scenario(args.scenario)
     plant = build_plant(scenario)
     catalog = PointCatalog.for_site(plant.config)
     if args.point_map:
         point_map = load_point_map(Path(args.point_map), catalog)
     else:
-        point_map = mixed_point_map(
+        point_map = default_map(catalog)
+    if args.write_point_map:
+        Path(args.write_point_map).write_text(point_map.to_yaml())
+    return scenario, plant, point_map
+
+
+def _emulate_mixed(args: argparse.Namespace) -> int:
+    """The scenario's plant as a mixed site (docs/bacnet.md): a BACnet/IP BMS on ``--bind``
+    and the meters' and chiller plant's Modbus TCP device on ``--modbus-bind``, one plant."""
+    from connectors.bacnet_device import BacnetDeviceError
+    from connectors.mixed_emulator import MixedEmulatorError, MixedPlantEmulator, mixed_point_map
+    from connectors.modbus_device import ModbusDeviceError
+
+    host, port = _bind_address(args, 47808)
+    modbus_host, modbus_port = _bind_address(args, 5020, "modbus-bind")
+    _check_bacnet_device_args(args)
+    if not 0 <= args.unit_id <= 247:
+        raise CommandError(f"--unit-id must be 0-247, got {args.unit_id}")
+    scenario, plant, point_map = _plant_and_point_map(
+        args,
+        lambda catalog: mixed_point_map(
             catalog,
             bacnet_address=f"{host}:{port}",
             modbus_address=f"{modbus_host}:{modbus_port}",
@@ -217,9 +235,8 @@ def _emulate_mixed(args: argparse.Namespace) -> int:
             unit_id=args.unit_id,
             site=args.site,
             priority=args.priority,
-        )
-    if args.write_point_map:
-        Path(args.write_point_map).write_text(point_map.to_yaml())
+        ),
+    )
     try:
         emulator = MixedPlantEmulator(
             plant,
@@ -248,27 +265,18 @@ def _emulate_mixed(args: argparse.Namespace) -> int:
 def _emulate_modbus(args: argparse.Namespace) -> int:
     """The scenario's whole plant behind one Modbus TCP device on ``--bind``
     (docs/bacnet.md): every point in input registers, the setpoints in holding registers."""
-    from connectors.catalog import PointCatalog
     from connectors.modbus_device import ModbusDeviceError, ModbusPlantDevice, site_map
-    from connectors.point_map import load_point_map
-    from physics.plant.scenario import load_scenario
-    from physics.plant.simulation import build_plant
 
     host, port = _bind_address(args, 5020)
     if not (args.heartbeat_timeout > 0 and 0 <= args.unit_id <= 247):
         raise CommandError("--heartbeat-timeout must be positive, --unit-id 0-247")
-    scenario = load_scenario(args.scenario)
-    plant = build_plant(scenario)
-    catalog = PointCatalog.for_site(plant.config)
     try:
-        if args.point_map:
-            point_map = load_point_map(Path(args.point_map), catalog)
-        else:
-            point_map = site_map(
+        scenario, plant, point_map = _plant_and_point_map(
+            args,
+            lambda catalog: site_map(
                 catalog, address=f"{host}:{port}", unit_id=args.unit_id, site=args.site
-            )
-        if args.write_point_map:
-            Path(args.write_point_map).write_text(point_map.to_yaml())
+            ),
+        )
         device = ModbusPlantDevice(
             plant,
             point_map,
@@ -319,29 +327,21 @@ def plant_calendar(scenario: Scenario) -> PlantCalendar | None:
 def _emulate_bacnet(args: argparse.Namespace) -> int:
     """The scenario's plant as a BACnet/IP device on ``--bind`` (docs/bacnet.md)."""
     from connectors.bacnet_device import BacnetBmsDevice
-    from connectors.catalog import PointCatalog
-    from connectors.point_map import load_point_map, reference_point_map
-    from physics.plant.scenario import load_scenario
-    from physics.plant.simulation import build_plant
+    from connectors.point_map import reference_point_map
 
     host, port_number = _bind_address(args, 47808)
     port = str(port_number)
     _check_bacnet_device_args(args)
-    scenario = load_scenario(args.scenario)
-    plant = build_plant(scenario)
-    catalog = PointCatalog.for_site(plant.config)
-    if args.point_map:
-        point_map = load_point_map(Path(args.point_map), catalog)
-    else:
-        point_map = reference_point_map(
+    scenario, plant, point_map = _plant_and_point_map(
+        args,
+        lambda catalog: reference_point_map(
             catalog,
             address=f"{host}:{port}",
             device_instance=args.device_instance,
             site=args.site,
             priority=args.priority,
-        )
-    if args.write_point_map:
-        Path(args.write_point_map).write_text(point_map.to_yaml())
+        ),
+    )
     device = BacnetBmsDevice(
         plant,
         point_map,
