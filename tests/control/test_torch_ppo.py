@@ -48,11 +48,13 @@ def test_settings_come_from_the_ppo_block() -> None:
 
 
 def test_the_initial_action_noise_of_the_ppo_block_reaches_both_trainers() -> None:
-    settings = PpoSettings.from_config(TrainConfig.from_yaml("ppo"))
-    assert settings.log_std_init == -1.0  # std 0.37 of the [-1, 1] action range, not 1.0
+    arch = {"net_arch": {"pi": [16], "vf": [16]}, "activation_fn": "tanh"}
+    assert PpoSettings.from_config(_config(policy_kwargs=arch)).log_std_init == 0.0  # SB3's
+    settings = PpoSettings.from_config(_config(policy_kwargs={**arch, "log_std_init": -0.7}))
+    assert settings.log_std_init == -0.7
     model = ActorCritic(8, settings)
-    torch.testing.assert_close(model.log_std.detach(), torch.full((5,), -1.0))
-    assert settings.sb3_kwargs()["policy_kwargs"]["log_std_init"] == -1.0
+    torch.testing.assert_close(model.log_std.detach(), torch.full((5,), -0.7))
+    assert settings.sb3_kwargs()["policy_kwargs"]["log_std_init"] == -0.7
     with pytest.raises(ValueError, match="only net_arch, activation_fn, log_std_init"):
         PpoSettings.from_config(_config(policy_kwargs={"ortho_init": False}))
 
